@@ -1,0 +1,423 @@
+//! Provider adapters for hookgate: pure functions from a raw HTTP request to a verified event.
+//!
+//! # Layout
+//! - [`Provider`]: the one trait every adapter implements. `admit` gets the headers, the raw
+//!   query string, the exact body bytes and `now`; it returns an [`Admission`] (an [`Event`] to
+//!   publish with the provider's success [`Reply`], or a control probe answered without
+//!   publishing) or a typed [`Rejection`]. Adapters never read the clock, the network or disk.
+//! - [`ProviderConfig`]: the `provider = "…"` part of a `[[sources]]` table, one variant a
+//!   provider, and [`ProviderConfig::build`], the one `match` that registers them.
+//! - [`Envelope`]: the CloudEvents 1.0 structured-mode message built from an [`Event`].
+//! - [`crypto`]: shared primitives (constant-time compare, lenient base64, RSA and AES helpers).
+//! - one module a provider: [`github`], [`alipay`], [`wechatpay`], [`dingtalk`], [`feishu`],
+//!   [`standard`], [`hmac`]. Each ends with its known-answer vectors and negative tests.
+//! - [`sign`]: builds correctly signed sample requests (for `hookgate sign` and the tests).
+
+pub mod alipay;
+pub mod crypto;
+pub mod dingtalk;
+mod envelope;
+pub mod feishu;
+pub mod github;
+pub mod hmac;
+pub mod secret;
+pub mod sign;
+pub mod standard;
+pub mod wechatpay;
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use envelope::Envelope;
+pub use secret::Secret;
+
+/// Read-only access to request headers. `name` is always lowercase.
+pub trait Headers {
+    fn get(&self, name: &str) -> Option<&str>;
+}
+
+/// A plain list of `(name, value)` pairs; names are matched case-insensitively.
+impl Headers for [(String, String)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Headers for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        Headers::get(self.as_slice(), name)
+    }
+}
+
+/// What an adapter sees of a request: nothing has been parsed or trusted yet.
+pub struct RawRequest<'a> {
+    pub headers: &'a dyn Headers,
+    /// The raw query string without `?` (DingTalk signs its parameters there).
+    pub query: &'a str,
+    /// The exact bytes received; every signature is checked over these.
+    pub body: &'a [u8],
+}
+
+impl<'a> RawRequest<'a> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name)
+    }
+
+    /// A header that must be present and non-empty.
+    pub fn require_header(&self, name: &'static str) -> Result<&'a str, Rejection> {
+        match self.headers.get(name).map(str::trim) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(Rejection::MissingHeader(name)),
+        }
+    }
+
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form::pairs(self.query.as_bytes())
+            .find(|(k, _)| k.as_slice() == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+    }
+}
+
+/// The verified payload an event carries in the envelope's `data`.
+#[derive(Debug)]
+pub enum Data {
+    /// JSON text received (and verified) as is: delivered byte-for-byte, never re-serialised.
+    Json(Box<RawValue>),
+    /// A value the adapter built (form bodies, decrypted resources, redacted tokens).
+    Value(serde_json::Value),
+}
+
+impl Data {
+    /// Validates `bytes` as JSON and keeps them verbatim.
+    pub fn json(bytes: &[u8]) -> Result<Self, Rejection> {
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| Rejection::Malformed("body is not UTF-8"))?;
+        RawValue::from_string(text.to_owned())
+            .map(Data::Json)
+            .map_err(|_| Rejection::Malformed("body is not valid JSON"))
+    }
+}
+
+impl serde::Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Json(raw) => raw.serialize(s),
+            Data::Value(v) => v.serialize(s),
+        }
+    }
+}
+
+/// One verified, normalized provider event, before hookgate adds source and receive time.
+#[derive(Debug)]
+pub struct Event {
+    /// The provider's event id as sent (dedup key, CloudEvents `id`, AMQP `message_id`).
+    pub id: String,
+    /// CloudEvents `type`: lowercase dotted `provider.noun[.verb]`.
+    pub kind: String,
+    /// The provider's own event name, unchanged (`pull_request`, `TRANSACTION.SUCCESS`).
+    pub provider_event: String,
+    /// When the provider says the event happened (RFC 3339), if it says.
+    pub time: Option<String>,
+    /// The natural key: repository, `out_trade_no`, chat id, …
+    pub subject: Option<String>,
+    pub data: Data,
+}
+
+/// The HTTP answer a provider expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub const JSON: &'static str = "application/json";
+    pub const TEXT: &'static str = "text/plain; charset=utf-8";
+    pub const XML: &'static str = "application/xml; charset=utf-8";
+
+    pub fn empty(status: u16) -> Self {
+        Reply {
+            status,
+            content_type: None,
+            body: Vec::new(),
+        }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Reply {
+            status,
+            content_type: Some(Self::JSON),
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    pub fn text(status: u16, body: &str) -> Self {
+        Reply {
+            status,
+            content_type: Some(Self::TEXT),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// `202 {"id": …}`: the acknowledgement of GitHub, Standard Webhooks and HMAC sources.
+    pub fn accepted_id(id: &str) -> Self {
+        Self::json(202, &serde_json::json!({ "id": id }))
+    }
+}
+
+/// What an adapter decided about a request that passed verification.
+#[derive(Debug)]
+pub enum Admission {
+    /// A new or repeated event: store it (once) and answer with `ack`.
+    Event { event: Event, ack: Reply },
+    /// A control probe (Feishu url_verification, DingTalk check_url): answer, publish nothing.
+    Control(Reply),
+}
+
+/// Why a request was refused. The `Display` text is safe to log and to send: it never
+/// says anything about a secret beyond "did not match".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("missing or empty header {0}")]
+    MissingHeader(&'static str),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("timestamp outside the allowed window")]
+    StaleTimestamp,
+    #[error("verification token does not match")]
+    BadToken,
+    /// Verified, but addressed to someone else (Alipay app_id, WeChat mchid, DingTalk owner key).
+    #[error("{0} does not match this source")]
+    WrongRecipient(&'static str),
+    /// The bytes are not what the provider sends (after, or where no, signature applies).
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+}
+
+impl Rejection {
+    /// 401 for authentication failures, 400 for a body that is not what the provider sends.
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::Malformed(_) => 400,
+            _ => 401,
+        }
+    }
+}
+
+/// The provider ids of CONTRACT.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    Github,
+    Alipay,
+    Wechatpay,
+    Dingtalk,
+    Feishu,
+    Standard,
+    Hmac,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Github => "github",
+            ProviderKind::Alipay => "alipay",
+            ProviderKind::Wechatpay => "wechatpay",
+            ProviderKind::Dingtalk => "dingtalk",
+            ProviderKind::Feishu => "feishu",
+            ProviderKind::Standard => "standard",
+            ProviderKind::Hmac => "hmac",
+        }
+    }
+}
+
+/// One provider adapter, built once from its config and shared by all requests.
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// Verifies (and decrypts) the request, then normalizes it. Only verified bytes are parsed.
+    fn admit(&self, req: &RawRequest<'_>, now: SystemTime) -> Result<Admission, Rejection>;
+
+    /// The provider-shaped failure answer for any non-2xx status hookgate sends on this
+    /// source (401, 400, 403, 413, 429, 503). `message` is generic and safe to show.
+    fn failure(&self, status: u16, message: &str) -> Reply {
+        Reply::json(status, &serde_json::json!({ "error": message }))
+    }
+}
+
+/// A configuration problem, reported with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: Cow<'static, str>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The provider part of a `[[sources]]` table, selected by its `provider` key.
+/// Every variant denies unknown keys, so a misspelt key stops start-up.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ProviderConfig {
+    Github(github::Config),
+    Alipay(alipay::Config),
+    Wechatpay(wechatpay::Config),
+    Dingtalk(dingtalk::Config),
+    Feishu(feishu::Config),
+    Standard(standard::Config),
+    Hmac(hmac::Config),
+}
+
+impl ProviderConfig {
+    /// Builds the adapter; every problem is reported, not just the first. A source that would
+    /// verify nothing (no secret, empty secret, no key) is an error: hookgate fails closed.
+    pub fn build(&self) -> Result<Box<dyn Provider>, Vec<ConfigError>> {
+        match self {
+            ProviderConfig::Github(c) => github::Github::new(c).map(boxed),
+            ProviderConfig::Alipay(c) => alipay::Alipay::new(c).map(boxed),
+            ProviderConfig::Wechatpay(c) => wechatpay::WechatPay::new(c).map(boxed),
+            ProviderConfig::Dingtalk(c) => dingtalk::DingTalk::new(c).map(boxed),
+            ProviderConfig::Feishu(c) => feishu::Feishu::new(c).map(boxed),
+            ProviderConfig::Standard(c) => standard::Standard::new(c).map(boxed),
+            ProviderConfig::Hmac(c) => hmac::Hmac::new(c).map(boxed),
+        }
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            ProviderConfig::Github(_) => ProviderKind::Github,
+            ProviderConfig::Alipay(_) => ProviderKind::Alipay,
+            ProviderConfig::Wechatpay(_) => ProviderKind::Wechatpay,
+            ProviderConfig::Dingtalk(_) => ProviderKind::Dingtalk,
+            ProviderConfig::Feishu(_) => ProviderKind::Feishu,
+            ProviderConfig::Standard(_) => ProviderKind::Standard,
+            ProviderConfig::Hmac(_) => ProviderKind::Hmac,
+        }
+    }
+}
+
+fn boxed<P: Provider + 'static>(p: P) -> Box<dyn Provider> {
+    Box::new(p)
+}
+
+/// Checks that a list of secrets is non-empty and has no empty entry.
+pub fn require_secrets(key: &'static str, secrets: &[Secret]) -> Result<(), ConfigError> {
+    if secrets.is_empty() {
+        return Err(ConfigError::new(key, "at least one is required"));
+    }
+    if secrets.iter().any(|s| s.expose().trim().is_empty()) {
+        return Err(ConfigError::new(key, "must not contain an empty value"));
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch; times before it count as 0.
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch; times before it count as 0.
+pub fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 (UTC, seconds) for a Unix time in milliseconds.
+pub fn rfc3339_millis(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// `true` when `ts` (seconds) lies within `tolerance` of `now`, either way; saturating.
+pub fn within_window(ts: i64, now: i64, tolerance: i64) -> bool {
+    now.saturating_sub(ts).abs() <= tolerance
+}
+
+/// Form (`application/x-www-form-urlencoded`) decoding that keeps bytes: values stay in the
+/// sender's charset (Alipay may send GBK), decoded exactly once, `+` as space.
+pub mod form {
+    use percent_encoding::percent_decode;
+
+    fn decode(part: &[u8]) -> Vec<u8> {
+        let plus: Vec<u8> = part
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_decode(&plus).collect()
+    }
+
+    /// `(key, value)` pairs in order; empty segments are skipped, a pair without `=` has an
+    /// empty value.
+    pub fn pairs(body: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        body.split(|&b| b == b'&')
+            .filter(|s| !s.is_empty())
+            .map(|seg| match seg.iter().position(|&b| b == b'=') {
+                Some(i) => (decode(&seg[..i]), decode(&seg[i + 1..])),
+                None => (decode(seg), Vec::new()),
+            })
+    }
+
+    /// Encodes one component for a form body (the inverse of `pairs`, used to build samples).
+    pub fn encode(value: &[u8]) -> String {
+        const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'*')
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b' ');
+        percent_encoding::percent_encode(value, SET)
+            .to_string()
+            .replace(' ', "+")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_pairs_decode_once_and_keep_bytes() {
+        let pairs: Vec<_> =
+            form::pairs(b"gmt_create=2019-08-15+15%3A56%3A22&a=%2541&flag&x=%C4%E3").collect();
+        assert_eq!(
+            pairs[0],
+            (b"gmt_create".to_vec(), b"2019-08-15 15:56:22".to_vec())
+        );
+        assert_eq!(pairs[1].1, b"%41".to_vec(), "decoded exactly once");
+        assert_eq!(pairs[2], (b"flag".to_vec(), Vec::new()));
+        assert_eq!(pairs[3].1, vec![0xC4, 0xE3], "GBK bytes survive");
+        assert_eq!(form::encode(b"a b&c=%"), "a+b%26c%3D%25");
+    }
+
+    #[test]
+    fn window_is_symmetric_and_saturating() {
+        assert!(within_window(1000, 1300, 300));
+        assert!(!within_window(1000, 1301, 300));
+        assert!(!within_window(1301, 1000, 300));
+        assert!(!within_window(i64::MIN, i64::MAX, 300));
+    }
+
+    #[test]
+    fn rejection_statuses() {
+        assert_eq!(Rejection::BadSignature.status(), 401);
+        assert_eq!(Rejection::Malformed("x").status(), 400);
+        assert_eq!(Rejection::WrongRecipient("app_id").status(), 401);
+    }
+}

@@ -1,0 +1,33 @@
+//! PLACEHOLDER: being written (see the issue for this provider).
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+pub struct Standard;
+
+impl Standard {
+    pub fn new(_c: &Config) -> Result<Self, Vec<ConfigError>> {
+        Err(vec![ConfigError::new(
+            "provider",
+            "not available in this build",
+        )])
+    }
+}
+
+impl crate::Provider for Standard {
+    fn kind(&self) -> crate::ProviderKind {
+        unreachable!()
+    }
+    fn admit(
+        &self,
+        _r: &crate::RawRequest<'_>,
+        _n: std::time::SystemTime,
+    ) -> Result<crate::Admission, crate::Rejection> {
+        unreachable!()
+    }
+}
