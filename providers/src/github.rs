@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::sign::SampleRequest;
+use crate::sign::{SampleOptions, SampleRequest};
 use crate::{
     form, require_secrets, Admission, ConfigError, Data, Event, ProviderKind, RawRequest,
     Rejection, Reply, Secret,
@@ -110,8 +110,8 @@ impl crate::Provider for Github {
 
     fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
         self.verify(req)?;
-        let event_name = req.require_header("x-github-event")?;
-        let delivery = req.require_header("x-github-delivery")?;
+        let event_name = req.require_header(EVENT)?;
+        let delivery = req.require_header(DELIVERY)?;
         if !is_event_name(event_name) {
             return Err(Rejection::Malformed("X-GitHub-Event is not an event name"));
         }
@@ -176,8 +176,29 @@ pub fn signature_sha1(secret: &str, body: &[u8]) -> String {
     format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A delivery as GitHub sends it, signed with the source's first secret.
+pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
+    let secret = c.secrets.first().ok_or("no secret configured")?;
+    let event = o.event.as_deref().unwrap_or("push");
+    let body = o.payload.clone().unwrap_or_else(|| {
+        br#"{"ref":"refs/heads/main","repository":{"full_name":"octo-org/hello-world"},"sender":{"login":"octocat"}}"#.to_vec()
+    });
+    let id = o.id.clone().unwrap_or_else(|| {
+        let b = crate::crypto::random_bytes(16);
+        format!(
+            "{}-{}-{}-{}-{}",
+            hex::encode(&b[0..4]),
+            hex::encode(&b[4..6]),
+            hex::encode(&b[6..8]),
+            hex::encode(&b[8..10]),
+            hex::encode(&b[10..16])
+        )
+    });
+    Ok(delivery(secret.expose(), event, &id, &body))
+}
+
 /// A delivery as GitHub sends it.
-pub fn sample(secret: &str, event: &str, delivery: &str, body: &[u8]) -> SampleRequest {
+pub fn delivery(secret: &str, event: &str, delivery: &str, body: &[u8]) -> SampleRequest {
     SampleRequest {
         query: String::new(),
         headers: vec![
@@ -191,9 +212,6 @@ pub fn sample(secret: &str, event: &str, delivery: &str, body: &[u8]) -> SampleR
         body: body.to_vec(),
     }
 }
-
-// Keep the header names in one place for the gateway's tests and docs.
-pub const HEADERS: [&str; 4] = [SIGNATURE_256, SIGNATURE_SHA1, EVENT, DELIVERY];
 
 #[cfg(test)]
 mod tests {
@@ -395,6 +413,20 @@ mod tests {
             admit(&p, h, body).unwrap_err(),
             Rejection::MissingHeader("x-github-delivery")
         );
+    }
+
+    #[test]
+    fn sample_is_accepted() {
+        let c = Config {
+            secrets: vec![Secret::from("s3")],
+            accept_sha1: false,
+        };
+        let r = sample(&c, &SampleOptions::new(SystemTime::now())).unwrap();
+        let p = Github::new(&c).unwrap();
+        assert!(matches!(
+            admit(&p, r.headers, &r.body).unwrap(),
+            Admission::Event { .. }
+        ));
     }
 
     #[test]

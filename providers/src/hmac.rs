@@ -31,3 +31,10 @@ impl crate::Provider for Hmac {
         unreachable!()
     }
 }
+
+pub fn sample(
+    _c: &Config,
+    _o: &crate::sign::SampleOptions,
+) -> Result<crate::sign::SampleRequest, String> {
+    Err("not available in this build".into())
+}

@@ -297,6 +297,20 @@ impl ProviderConfig {
         }
     }
 
+    /// A correctly signed (and, where the provider encrypts, encrypted) sample request that
+    /// this source accepts: `hookgate sign`, the load generator and the tests use it.
+    pub fn sample(&self, o: &sign::SampleOptions) -> Result<sign::SampleRequest, String> {
+        match self {
+            ProviderConfig::Github(c) => github::sample(c, o),
+            ProviderConfig::Alipay(c) => alipay::sample(c, o),
+            ProviderConfig::Wechatpay(c) => wechatpay::sample(c, o),
+            ProviderConfig::Dingtalk(c) => dingtalk::sample(c, o),
+            ProviderConfig::Feishu(c) => feishu::sample(c, o),
+            ProviderConfig::Standard(c) => standard::sample(c, o),
+            ProviderConfig::Hmac(c) => hmac::sample(c, o),
+        }
+    }
+
     pub fn kind(&self) -> ProviderKind {
         match self {
             ProviderConfig::Github(_) => ProviderKind::Github,
