@@ -1,0 +1,767 @@
+//! The one TOML file: parsing, `${VAR}` interpolation, `file:` secrets, validation.
+//!
+//! Loading never stops at the first mistake: every section and every source is parsed on its
+//! own and all problems are reported together, each naming its key, before anything binds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use providers::{ProviderConfig, ProviderKind};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Everything wrong with a config file, one line per problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub amqp: AmqpConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Public listener: `POST /hooks/{source}` only.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Admin listener: `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Default body limit for sources that set none.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Deadline for reading a request (headers and body) and answering it.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// Per client IP, across all sources; off when absent.
+    #[serde(default)]
+    pub client_rate_limit: Option<RateLimit>,
+    /// Upper bound on open connections on the public listener.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+    /// HTTP worker threads; 0 = one per CPU.
+    #[serde(default)]
+    pub workers: usize,
+    /// Optional TLS on the public listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled directory holding the dedup ids and the outbox.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// How long an event id is remembered.
+    #[serde(default = "default_dedup_window_secs")]
+    pub dedup_window_secs: u64,
+    /// Beyond this many unpublished events, requests get 503 + Retry-After.
+    #[serde(default = "default_max_outbox_entries")]
+    pub max_outbox_entries: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpConfig {
+    #[serde(default = "default_amqp_url")]
+    pub url: String,
+    /// Topic exchange, durable, declared at start.
+    #[serde(default = "default_exchange")]
+    pub exchange: String,
+    /// Durable queues (and their bindings) declared at start.
+    #[serde(default)]
+    pub queues: Vec<QueueConfig>,
+    /// Most unconfirmed publishes in flight at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Cap of the reconnect backoff.
+    #[serde(default = "default_reconnect_max_secs")]
+    pub reconnect_max_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    #[serde(default)]
+    pub kind: QueueKind,
+    #[serde(default)]
+    pub bindings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    #[default]
+    Classic,
+    Quorum,
+}
+
+/// One `[[sources]]` table: the common keys here, the provider's keys in `provider`.
+#[derive(Debug)]
+pub struct SourceConfig {
+    pub name: String,
+    pub allow_ips: Vec<IpNet>,
+    pub rate_limit: Option<RateLimit>,
+    pub max_body_bytes: usize,
+    /// Template over `{source}`, `{type}`, `{provider}`.
+    pub routing_key: String,
+    pub provider: ProviderConfig,
+}
+
+/// The keys every source has, whatever its provider.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonKeys {
+    name: String,
+    #[serde(default)]
+    allow_ips: Vec<IpNet>,
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
+    #[serde(default)]
+    routing_key: Option<String>,
+}
+const COMMON_KEYS: [&str; 5] = [
+    "name",
+    "allow_ips",
+    "rate_limit",
+    "max_body_bytes",
+    "routing_key",
+];
+
+/// Keys of a source whose values may be `file:PATH` (read at load time).
+const SECRET_KEYS: [&str; 12] = [
+    "secrets",
+    "alipay_public_keys",
+    "alipay_cert",
+    "apiv3_keys",
+    "platform_keys",
+    "api_keys",
+    "token",
+    "aes_key",
+    "app_secrets",
+    "verification_token",
+    "encrypt_key",
+    "owner_key",
+];
+
+fn default_listen() -> SocketAddr {
+    "0.0.0.0:8080".parse().expect("literal address")
+}
+fn default_admin_listen() -> SocketAddr {
+    "127.0.0.1:9090".parse().expect("literal address")
+}
+fn default_max_body_bytes() -> usize {
+    1_048_576
+}
+fn default_request_timeout_secs() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_shutdown_timeout_secs() -> u64 {
+    10
+}
+fn default_store_path() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_dedup_window_secs() -> u64 {
+    604_800
+}
+fn default_max_outbox_entries() -> u64 {
+    1_000_000
+}
+fn default_amqp_url() -> String {
+    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+}
+fn default_exchange() -> String {
+    "hookgate".into()
+}
+fn default_max_in_flight() -> usize {
+    512
+}
+fn default_reconnect_max_secs() -> u64 {
+    30
+}
+
+impl Config {
+    /// Reads, interpolates and validates `path`, with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::parse(&text, &vars, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses `text` with the variables `vars`; relative `file:` paths resolve against `base`.
+    pub fn parse(
+        text: &str,
+        vars: &HashMap<String, String>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut root: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        let mut errors = Vec::new();
+
+        let mut missing = BTreeSet::new();
+        for (_, v) in root.iter_mut() {
+            interpolate(v, vars, &mut missing);
+        }
+        if !missing.is_empty() {
+            let names: Vec<_> = missing.into_iter().collect();
+            errors.push(format!(
+                "environment variables not set: {}",
+                names.join(", ")
+            ));
+        }
+
+        for key in root.keys() {
+            if !["server", "store", "amqp", "sources"].contains(&key.as_str()) {
+                errors.push(format!(
+                    "unknown key `{key}` (expected server, store, amqp, sources)"
+                ));
+            }
+        }
+        let server: Option<ServerConfig> = section(&mut root, "server", &mut errors);
+        let store: Option<StoreConfig> = section(&mut root, "store", &mut errors);
+        let amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
+
+        let mut sources = Vec::new();
+        let default_body = server
+            .as_ref()
+            .map_or(default_max_body_bytes(), |s| s.max_body_bytes);
+        match root.remove("sources") {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(s) = parse_source(i, item, default_body, base, &mut errors) {
+                        sources.push(s);
+                    }
+                }
+            }
+            Some(_) => errors.push("sources: expected an array of tables ([[sources]])".into()),
+        }
+
+        match (server, store, amqp) {
+            (Some(server), Some(store), Some(amqp)) if errors.is_empty() => {
+                let config = Config {
+                    server,
+                    store,
+                    amqp,
+                    sources,
+                };
+                config.validate()?;
+                Ok(config)
+            }
+            _ => Err(ConfigError(errors)),
+        }
+    }
+
+    /// Checks what types cannot: names, limits, duplicates, templates, provider keys.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        if self.server.request_timeout_secs == 0 {
+            errors.push("server.request_timeout_secs: must be at least 1".into());
+        }
+        if self.server.max_body_bytes == 0 {
+            errors.push("server.max_body_bytes: must be at least 1".into());
+        }
+        if self.server.max_connections == 0 {
+            errors.push("server.max_connections: must be at least 1".into());
+        }
+        if self.server.listen == self.server.admin_listen {
+            errors.push("server.admin_listen: must differ from server.listen".into());
+        }
+        if self.store.dedup_window_secs == 0 {
+            errors.push("store.dedup_window_secs: must be at least 1".into());
+        }
+        if self.store.max_outbox_entries == 0 {
+            errors.push("store.max_outbox_entries: must be at least 1".into());
+        }
+        if let Err(e) = self.amqp.url.parse::<lapin::uri::AMQPUri>() {
+            errors.push(format!("amqp.url: not an AMQP URI: {e}"));
+        }
+        if self.amqp.exchange.is_empty() {
+            errors.push(
+                "amqp.exchange: must not be empty (the default exchange cannot route by topic)"
+                    .into(),
+            );
+        }
+        if self.amqp.max_in_flight == 0 {
+            errors.push("amqp.max_in_flight: must be at least 1".into());
+        }
+        let mut queue_names = BTreeSet::new();
+        for (i, q) in self.amqp.queues.iter().enumerate() {
+            if q.name.is_empty() {
+                errors.push(format!("amqp.queues[{i}].name: must not be empty"));
+            } else if !queue_names.insert(q.name.as_str()) {
+                errors.push(format!(
+                    "amqp.queues[{i}].name: `{}` is declared twice",
+                    q.name
+                ));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !names.insert(s.name.as_str()) {
+                errors.push(format!(
+                    "sources[{i}].name: `{}` is used by another source",
+                    s.name
+                ));
+            }
+            if s.max_body_bytes == 0 {
+                errors.push(format!(
+                    "sources[{i}] ({}).max_body_bytes: must be at least 1",
+                    s.name
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+}
+
+/// Deserializes `[name]` (absent = all defaults), recording an error instead of failing.
+fn section<T: DeserializeOwned>(
+    root: &mut toml::Table,
+    name: &str,
+    errors: &mut Vec<String>,
+) -> Option<T> {
+    let value = root
+        .remove(name)
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    match T::deserialize(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(format!("{name}: {}", e.message()));
+            None
+        }
+    }
+}
+
+fn parse_source(
+    i: usize,
+    item: toml::Value,
+    default_body: usize,
+    base: &Path,
+    errors: &mut Vec<String>,
+) -> Option<SourceConfig> {
+    let toml::Value::Table(mut table) = item else {
+        errors.push(format!("sources[{i}]: expected a table"));
+        return None;
+    };
+    let label = match table.get("name").and_then(|v| v.as_str()) {
+        Some(n) => format!("sources[{i}] ({n})"),
+        None => format!("sources[{i}]"),
+    };
+    let before = errors.len();
+    resolve_files(&mut table, base, &label, errors);
+
+    let mut common = toml::Table::new();
+    for key in COMMON_KEYS {
+        if let Some(v) = table.remove(key) {
+            common.insert(key.to_string(), v);
+        }
+    }
+    let common = match CommonKeys::deserialize(toml::Value::Table(common)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(format!("{label}: {}", e.message()));
+            None
+        }
+    };
+    if !table.contains_key("provider") {
+        errors.push(format!("{label}.provider: missing (one of github, alipay, wechatpay, dingtalk, feishu, standard, hmac)"));
+        return None;
+    }
+    let provider = match ProviderConfig::deserialize(toml::Value::Table(table)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errors.push(format!("{label}: {}", e.message()));
+            None
+        }
+    };
+    let (common, provider) = (common?, provider?);
+
+    if !valid_source_name(&common.name) {
+        errors.push(format!(
+            "{label}.name: must match [a-z0-9][a-z0-9_-]* (it is the URL path segment)"
+        ));
+    }
+    let routing_key = common
+        .routing_key
+        .unwrap_or_else(|| "{source}.{type}".into());
+    if let Err(e) = check_template(&routing_key) {
+        errors.push(format!("{label}.routing_key: {e}"));
+    }
+    if let Err(problems) = provider.build() {
+        for p in problems {
+            errors.push(format!("{label}.{p}"));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(SourceConfig {
+        name: common.name,
+        allow_ips: common.allow_ips,
+        rate_limit: common.rate_limit,
+        max_body_bytes: common.max_body_bytes.unwrap_or(match provider.kind() {
+            // GitHub caps payloads at 25 MB (PROVIDERS.md §1.5); a smaller default refuses real pushes.
+            ProviderKind::Github => default_body.max(26_214_400),
+            _ => default_body,
+        }),
+        routing_key,
+        provider,
+    })
+}
+
+/// Source names are URL path segments and routing-key words.
+pub fn valid_source_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Routing-key templates may use `{source}`, `{type}` and `{provider}` only.
+fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("unclosed `{`")? + open;
+        let name = &rest[open + 1..close];
+        if !["source", "type", "provider"].contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` (use {{source}}, {{type}}, {{provider}})"
+            ));
+        }
+        rest = &rest[close + 1..];
+    }
+    if t.len() > 255 {
+        return Err("longer than AMQP's 255 bytes".into());
+    }
+    Ok(())
+}
+
+/// Renders a routing-key template.
+pub fn render_routing_key(template: &str, source: &str, kind: &str, provider: &str) -> String {
+    template
+        .replace("{source}", source)
+        .replace("{type}", kind)
+        .replace("{provider}", provider)
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`.
+fn interpolate(
+    v: &mut toml::Value,
+    vars: &HashMap<String, String>,
+    missing: &mut BTreeSet<String>,
+) {
+    match v {
+        toml::Value::String(s) => {
+            if s.contains('$') {
+                *s = interpolate_str(s, vars, missing);
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(|i| interpolate(i, vars, missing)),
+        toml::Value::Table(t) => t
+            .iter_mut()
+            .for_each(|(_, i)| interpolate(i, vars, missing)),
+        _ => {}
+    }
+}
+
+/// Pure: the interpolated string; unset variables without a default go to `missing`.
+pub fn interpolate_str(
+    s: &str,
+    vars: &HashMap<String, String>,
+    missing: &mut BTreeSet<String>,
+) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                out.push_str(&rest[i..]);
+                return out;
+            };
+            let expr = &body[..end];
+            let (name, default) = match expr.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (expr, None),
+            };
+            match (vars.get(name), default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                (Some(v), _) => out.push_str(v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    missing.insert(name.to_string());
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Replaces `file:PATH` values of secret keys with the file's contents.
+fn resolve_files(table: &mut toml::Table, base: &Path, label: &str, errors: &mut Vec<String>) {
+    for key in SECRET_KEYS {
+        if let Some(v) = table.get_mut(key) {
+            resolve_value(v, base, &format!("{label}.{key}"), errors);
+        }
+    }
+}
+
+fn resolve_value(v: &mut toml::Value, base: &Path, key: &str, errors: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => {
+            if let Some(path) = s.strip_prefix("file:") {
+                let path = base.join(path);
+                match std::fs::read_to_string(&path) {
+                    // A raw secret file usually ends with a newline that is not part of the key.
+                    Ok(content) => *s = content.trim_end_matches(['\r', '\n']).to_string(),
+                    Err(e) => errors.push(format!("{key}: cannot read {}: {e}", path.display())),
+                }
+            }
+        }
+        toml::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| resolve_value(i, base, key, errors)),
+        toml::Value::Table(t) => t
+            .iter_mut()
+            .for_each(|(k, i)| resolve_value(i, base, &format!("{key}.{k}"), errors)),
+        _ => {}
+    }
+}
+
+/// Whether `ip` lies in any of `nets`.
+pub fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) compare as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(text: &str, v: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(text, &vars(v), Path::new("."))
+    }
+
+    const MINIMAL: &str = r#"
+[[sources]]
+name = "gh"
+provider = "github"
+secrets = ["${GH_SECRET}"]
+"#;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../config.example.toml");
+        let config = parse(text, &[("GH_WEBHOOK_SECRET", "x")]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.sources.is_empty());
+        assert_eq!(config.amqp.exchange, "hookgate");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.store.dedup_window_secs, 604_800);
+        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(c.sources[0].routing_key, "{source}.{type}");
+        assert_eq!(
+            c.sources[0].max_body_bytes, 26_214_400,
+            "GitHub default fits its 25 MB cap"
+        );
+    }
+
+    #[test]
+    fn interpolation() {
+        let mut missing = BTreeSet::new();
+        let v = vars(&[("A", "1"), ("E", "")]);
+        assert_eq!(interpolate_str("x${A}y", &v, &mut missing), "x1y");
+        assert_eq!(interpolate_str("${B:-dflt}", &v, &mut missing), "dflt");
+        assert_eq!(interpolate_str("${E:-dflt}", &v, &mut missing), "dflt");
+        assert_eq!(interpolate_str("$$A $5", &v, &mut missing), "$A $5");
+        assert!(missing.is_empty());
+        interpolate_str("${B}${C}", &v, &mut missing);
+        assert_eq!(missing.into_iter().collect::<Vec<_>>(), ["B", "C"]);
+    }
+
+    #[test]
+    fn missing_variables_are_all_named() {
+        let text = format!("{MINIMAL}\n[amqp]\nurl = \"${{AMQP_X}}\"\n");
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("AMQP_X, GH_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let text = r#"
+[server]
+listen = "0.0.0.0:8080"
+lisen = 1
+[store]
+max_outbox_entries = 0
+[[sources]]
+name = "Bad Name"
+provider = "github"
+secrets = ["x"]
+secrte = 1
+[[sources]]
+name = "ok"
+provider = "nope"
+[[sources]]
+name = "gh2"
+provider = "github"
+secrets = []
+"#;
+        let err = parse(text, &[]).unwrap_err();
+        let all = err.0.join("\n");
+        assert!(all.contains("server: unknown field `lisen`"), "{all}");
+        assert!(
+            all.contains("sources[0] (Bad Name): unknown field `secrte`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("sources[1] (ok): unknown variant `nope`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("sources[2] (gh2).secrets: at least one is required"),
+            "{all}"
+        );
+        assert_eq!(err.0.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn semantic_validation() {
+        let text = r#"
+[store]
+max_outbox_entries = 0
+[[sources]]
+name = "Bad Name"
+provider = "github"
+secrets = ["x"]
+routing_key = "{nope}"
+"#;
+        let all = parse(text, &[]).unwrap_err().0.join("\n");
+        assert!(all.contains("must match [a-z0-9]"), "{all}");
+        assert!(all.contains("unknown placeholder `{nope}`"), "{all}");
+        let dup = format!("{MINIMAL}{MINIMAL}\n[store]\nmax_outbox_entries = 0\n");
+        let all = parse(&dup, &[("GH_SECRET", "s")]).unwrap_err().0.join("\n");
+        assert!(all.contains("`gh` is used by another source"), "{all}");
+        assert!(all.contains("store.max_outbox_entries"), "{all}");
+    }
+
+    #[test]
+    fn file_secrets_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gh.secret"), "from-file\n").unwrap();
+        let text =
+            "[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"file:gh.secret\"]\n";
+        let c = Config::parse(text, &HashMap::new(), dir.path()).unwrap();
+        let providers::ProviderConfig::Github(g) = &c.sources[0].provider else {
+            panic!()
+        };
+        assert_eq!(g.secrets[0].expose(), "from-file");
+        let text =
+            "[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"file:missing\"]\n";
+        let all = Config::parse(text, &HashMap::new(), dir.path())
+            .unwrap_err()
+            .0
+            .join("\n");
+        assert!(
+            all.contains("sources[0] (gh).secrets: cannot read"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn source_names() {
+        assert!(valid_source_name("gh-main_2"));
+        assert!(!valid_source_name("-gh"));
+        assert!(!valid_source_name("GH"));
+        assert!(!valid_source_name(""));
+        assert!(!valid_source_name("a.b"));
+    }
+
+    #[test]
+    fn routing_keys_render() {
+        assert_eq!(
+            render_routing_key("{source}.{type}", "gh", "github.push", "github"),
+            "gh.github.push"
+        );
+        assert_eq!(
+            render_routing_key("x.{provider}.{type}", "gh", "github.push", "github"),
+            "x.github.github.push"
+        );
+    }
+
+    #[test]
+    fn mapped_ipv6_matches_v4_nets() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(contains(&nets, "::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!contains(&nets, "11.1.2.3".parse().unwrap()));
+    }
+}

@@ -1,0 +1,31 @@
+//! hookgate: an inbound webhook gateway.
+//!
+//! # Layout
+//! - [`config`]: the TOML file (interpolation, `file:` secrets, validation).
+//! - [`server`]: the public and admin listeners (actix-web).
+//! - [`pipeline`]: one request through guard → verify/normalize → store → reply.
+//! - [`limit`]: client IP, allowlists and rate limits, checked before the body is read.
+//! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
+//! - [`store`]: dedup ids and the durable outbox in sled, with group commit.
+//! - [`relay`]: drains the outbox to RabbitMQ with publisher confirms.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`app`]: start-up and graceful shutdown.
+//! - [`cli`]: the `hookgate` command line.
+//!
+//! Provider adapters live in the `providers` crate: pure functions, no I/O.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod limit;
+pub mod metrics;
+pub mod outcome;
+pub mod pipeline;
+pub mod relay;
+pub mod server;
+pub mod store;
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> u64 {
+    providers::unix_secs(std::time::SystemTime::now()).max(0) as u64
+}

@@ -1,0 +1,113 @@
+//! Prometheus metrics, process-wide. Labels carry configured source names only (never a
+//! requested path), so cardinality is bounded by the config.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub source: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<SourceLabel, Histogram>,
+    pub published: Family<SourceLabel, Counter>,
+    pub publish_failures: Family<ReasonLabel, Counter>,
+    pub outbox_pending: Gauge,
+    pub broker_connected: Gauge,
+    pub flush_seconds: Histogram,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("hookgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests on the public listener by source and outcome",
+            requests.clone(),
+        );
+        let request_seconds = Family::<SourceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to reply",
+            request_seconds.clone(),
+        );
+        let published = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "published",
+            "Events confirmed by the broker",
+            published.clone(),
+        );
+        let publish_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "publish_failures",
+            "Publishes that were not confirmed (nack, returned, connection)",
+            publish_failures.clone(),
+        );
+        let outbox_pending = Gauge::default();
+        registry.register(
+            "outbox_pending",
+            "Events accepted and not yet confirmed by the broker",
+            outbox_pending.clone(),
+        );
+        let broker_connected = Gauge::default();
+        registry.register(
+            "broker_connected",
+            "1 while the relay holds a broker connection",
+            broker_connected.clone(),
+        );
+        let flush_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_flush_duration_seconds",
+            "Duration of one group-commit flush",
+            flush_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            published,
+            publish_failures,
+            outbox_pending,
+            broker_connected,
+            flush_seconds,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,261 @@
+//! One request through the stages: guard (allowlist, rate limits, body cap) → verify and
+//! normalize (the provider adapter) → dedup + outbox (one flushed sled step) → reply.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix_web::http::header::HeaderMap;
+use actix_web::{web, HttpRequest};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use ipnet::IpNet;
+use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
+
+use crate::config::{contains, render_routing_key, Config, SourceConfig};
+use crate::limit::{client_ip, retry_after_secs, ClientLimiter, SourceLimiter};
+use crate::outcome::Outcome;
+use crate::relay::BrokerStatus;
+use crate::store::{Accepted, OutboxEntry, SharedStore, StoreError};
+
+/// One configured endpoint, built once at start.
+pub struct Source {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub provider: Box<dyn Provider>,
+    pub allow_ips: Vec<IpNet>,
+    pub limiter: Option<SourceLimiter>,
+    pub max_body_bytes: usize,
+    pub routing_key: String,
+}
+
+impl Source {
+    pub fn build(c: &SourceConfig) -> Result<Source, String> {
+        let provider = c.provider.build().map_err(|e| format!("{e:?}"))?;
+        Ok(Source {
+            name: c.name.clone(),
+            kind: c.provider.kind(),
+            provider,
+            allow_ips: c.allow_ips.clone(),
+            limiter: c.rate_limit.as_ref().map(SourceLimiter::new),
+            max_body_bytes: c.max_body_bytes,
+            routing_key: c.routing_key.clone(),
+        })
+    }
+}
+
+/// Everything a request needs, shared by all workers.
+pub struct Gateway {
+    pub sources: HashMap<String, Source>,
+    pub store: SharedStore,
+    pub broker: Arc<BrokerStatus>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub client_limiter: Option<ClientLimiter>,
+    pub request_timeout: Duration,
+}
+
+impl Gateway {
+    pub fn new(
+        config: &Config,
+        store: SharedStore,
+        broker: Arc<BrokerStatus>,
+    ) -> Result<Gateway, String> {
+        let mut sources = HashMap::new();
+        for s in &config.sources {
+            sources.insert(s.name.clone(), Source::build(s)?);
+        }
+        Ok(Gateway {
+            sources,
+            store,
+            broker,
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            client_limiter: config
+                .server
+                .client_rate_limit
+                .as_ref()
+                .map(ClientLimiter::new),
+            request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+        })
+    }
+}
+
+/// actix's header map seen through the providers' `Headers` trait.
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl providers::Headers for ActixHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Runs the stages for a request to `source` and decides its one outcome.
+pub async fn process(
+    gw: &Gateway,
+    source: &Source,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Outcome {
+    let fail = |status: u16, message: &str| source.provider.failure(status, message);
+
+    // Guards first: nothing below costs a body read or a signature check.
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let client = client_ip(
+        peer,
+        &header_values(req, "x-forwarded-for"),
+        &header_values(req, "forwarded"),
+        &gw.trusted_proxies,
+    );
+    if !source.allow_ips.is_empty() && !contains(&source.allow_ips, client) {
+        return Outcome::Rejected {
+            reason: format!("client {client} not in allow_ips"),
+            reply: fail(403, "forbidden"),
+        };
+    }
+    let limited = gw
+        .client_limiter
+        .as_ref()
+        .map_or(Ok(()), |l| l.check(client))
+        .and_then(|_| source.limiter.as_ref().map_or(Ok(()), |l| l.check()));
+    if let Err(wait) = limited {
+        return Outcome::RateLimited {
+            retry_after_secs: retry_after_secs(wait),
+            reply: fail(429, "rate limited"),
+        };
+    }
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > source.max_body_bytes as u64) {
+        return too_large(source, declared);
+    }
+
+    let body = match tokio::time::timeout(
+        gw.request_timeout,
+        read_body(payload, source.max_body_bytes, declared),
+    )
+    .await
+    {
+        Err(_) => {
+            return Outcome::Rejected {
+                reason: "body not received in time".into(),
+                reply: fail(408, "request timeout"),
+            }
+        }
+        Ok(Err(BodyError::TooLarge)) => return too_large(source, declared),
+        Ok(Err(BodyError::Broken(e))) => {
+            return Outcome::Rejected {
+                reason: format!("body read failed: {e}"),
+                reply: fail(400, "malformed request"),
+            }
+        }
+        Ok(Ok(b)) => b,
+    };
+
+    let received = SystemTime::now();
+    let headers = ActixHeaders(req.headers());
+    let raw = RawRequest {
+        headers: &headers,
+        query: req.query_string(),
+        body: &body,
+    };
+    let (event, ack) = match source.provider.admit(&raw, received) {
+        Ok(Admission::Event { event, ack }) => (event, ack),
+        Ok(Admission::Control(reply)) => return Outcome::Control(reply),
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == 401 {
+                "unauthorized"
+            } else {
+                "malformed request"
+            };
+            return Outcome::Rejected {
+                reason: rejection.to_string(),
+                reply: fail(status, message),
+            };
+        }
+    };
+
+    let envelope = Envelope::new(&source.name, source.kind, event, received);
+    let entry = OutboxEntry {
+        routing_key: render_routing_key(
+            &source.routing_key,
+            &source.name,
+            &envelope.kind,
+            source.kind.as_str(),
+        ),
+        message_id: envelope.id.clone(),
+        kind: envelope.kind.clone(),
+        source: source.name.clone(),
+        provider: source.kind.as_str().to_string(),
+        timestamp: providers::unix_secs(received).max(0) as u64,
+        body: envelope.to_json(),
+    };
+    match gw
+        .store
+        .accept(&source.name, &envelope.id, &entry, entry.timestamp)
+        .await
+    {
+        Ok(Accepted::New) => Outcome::Accepted {
+            reply: ack,
+            id: envelope.id,
+            kind: envelope.kind,
+        },
+        Ok(Accepted::Duplicate) => Outcome::Duplicate {
+            reply: ack,
+            id: envelope.id,
+        },
+        Err(e @ StoreError::Full(_)) => Outcome::Unavailable {
+            reason: e.to_string(),
+            reply: fail(503, "temporarily unavailable"),
+        },
+        Err(e) => Outcome::Unavailable {
+            reason: e.to_string(),
+            reply: fail(503, "temporarily unavailable"),
+        },
+    }
+}
+
+fn too_large(source: &Source, declared: Option<u64>) -> Outcome {
+    Outcome::Rejected {
+        reason: format!(
+            "body over {} bytes (declared {:?})",
+            source.max_body_bytes, declared
+        ),
+        reply: source.provider.failure(413, "payload too large"),
+    }
+}
+
+fn header_values<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
+    req.headers()
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads at most `limit` bytes; a longer (e.g. chunked) body is cut off there.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<BytesMut, BodyError> {
+    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
