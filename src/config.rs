@@ -301,7 +301,7 @@ impl Config {
         if self.server.max_connections == 0 {
             errors.push("server.max_connections: must be at least 1".into());
         }
-        if self.server.listen == self.server.admin_listen {
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             errors.push("server.admin_listen: must differ from server.listen".into());
         }
         if self.store.dedup_window_secs == 0 {

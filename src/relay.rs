@@ -59,6 +59,8 @@ enum RelayError {
     Store(#[from] sled::Error),
     #[error("connect timed out")]
     Timeout,
+    #[error("connection to the broker closed")]
+    Closed,
 }
 
 /// Runs until `cancel`. Never gives up: the outbox is durable, so waiting is always safe.
@@ -81,7 +83,7 @@ pub async fn run(
                 status.set_connected(true);
                 status.set_error(None);
                 backoff = Duration::from_millis(100);
-                let result = drain(&store, &channel, &config, &status, &cancel).await;
+                let result = drain(&store, &conn, &channel, &config, &status, &cancel).await;
                 status.set_connected(false);
                 match result {
                     Ok(()) => {
@@ -174,6 +176,7 @@ async fn connect(config: &AmqpConfig) -> Result<(Connection, Channel), RelayErro
 /// Publishes until cancelled (`Ok`) or the channel fails (`Err`).
 async fn drain(
     store: &SharedStore,
+    conn: &Connection,
     channel: &Channel,
     config: &AmqpConfig,
     status: &BrokerStatus,
@@ -185,13 +188,17 @@ async fn drain(
         if cancel.is_cancelled() {
             return Ok(());
         }
+        // An idle connection can die silently from our side; notice it without a publish.
+        if !conn.status().connected() || !channel.status().connected() {
+            return Err(RelayError::Closed);
+        }
         let batch = store.peek(window)?;
         metrics::get().outbox_pending.set(store.pending() as i64);
         if batch.is_empty() {
             tokio::select! {
                 _ = store.outbox_notify.notified() => {}
-                // The notify can race a removal; a periodic look costs nothing.
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                // Also look periodically: the connection may have died while idle.
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 _ = cancel.cancelled() => return Ok(()),
             }
             continue;

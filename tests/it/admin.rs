@@ -1,0 +1,76 @@
+//! The admin listener: health, readiness (with broker state) and metrics.
+
+use std::time::Duration;
+
+use providers::github;
+
+use crate::harness::{amqp_url, config, unique, Consumer, Gateway};
+
+#[actix_web::test]
+async fn health_readiness_and_metrics() {
+    let exchange = unique("it-admin");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let gw = Gateway::start(config(
+        &crate::github::sources(),
+        &exchange,
+        &amqp_url(),
+        None,
+        "",
+    ))
+    .await;
+    gw.wait_broker(true).await;
+
+    let r = gw.client.get(gw.admin("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ready: serde_json::Value = gw
+        .client
+        .get(gw.admin("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["store"], "ok");
+    assert_eq!(ready["broker"]["connected"], true);
+
+    let sample = github::delivery(
+        "It's a Secret to Everybody",
+        "push",
+        "metrics-1",
+        br#"{"zen":"z"}"#,
+    );
+    assert_eq!(gw.send("gh-main", &sample).await.status(), 202);
+    consumer.take(1, Duration::from_secs(10)).await;
+    let text = gw
+        .client
+        .get(gw.admin("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"hookgate_requests_total{source="gh-main",outcome="accepted"}"#),
+        "{text}"
+    );
+    assert!(text.contains("hookgate_outbox_pending"), "{text}");
+    assert!(
+        text.contains(r#"hookgate_published_total{source="gh-main"}"#),
+        "{text}"
+    );
+    assert!(text.contains("hookgate_broker_connected"), "{text}");
+    // Admin routes only on the admin listener, and no hooks there.
+    assert_eq!(
+        gw.client
+            .post(gw.admin("/hooks/gh-main"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    gw.stop().await;
+}

@@ -1,0 +1,298 @@
+//! Test harness: a gateway on port 0 with a temporary store and a per-test exchange, a
+//! consumer on a fresh queue of the real RabbitMQ, and a TCP proxy that can cut the broker.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookgate::app::{self, Running};
+use hookgate::config::Config;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A name nobody else uses (exchanges, queues).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", hex::encode(rand::random::<[u8; 6]>()))
+}
+
+/// A config with the given `[[sources]]` TOML, an exchange of its own, port 0 listeners.
+pub fn config(
+    sources_toml: &str,
+    exchange: &str,
+    amqp_url: &str,
+    store: Option<&Path>,
+    extra: &str,
+) -> Config {
+    let store_path = store.map(|p| p.display().to_string()).unwrap_or_default();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+request_timeout_secs = 3
+{extra}
+[store]
+path = "{store_path}"
+[amqp]
+url = "{amqp_url}"
+exchange = "{exchange}"
+reconnect_max_secs = 1
+{sources_toml}
+"#
+    );
+    Config::parse(&text, &HashMap::new(), Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub struct Gateway {
+    pub running: Running,
+    pub client: reqwest::Client,
+}
+
+impl Gateway {
+    pub async fn start(config: Config) -> Gateway {
+        let running = app::start(config).await.expect("gateway starts");
+        Gateway {
+            running,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, source: &str) -> String {
+        format!("http://{}/hooks/{source}", self.running.public_addr)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.admin_addr)
+    }
+
+    /// Posts a provider sample request to `/hooks/{source}`.
+    pub async fn send(
+        &self,
+        source: &str,
+        r: &providers::sign::SampleRequest,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(r.url(&self.url(source)))
+            .body(r.body.clone());
+        for (k, v) in &r.headers {
+            req = req.header(k, v);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Waits until the broker connection is up (readyz says so).
+    pub async fn wait_broker(&self, connected: bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v: serde_json::Value = self
+                .client
+                .get(self.admin("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["broker"]["connected"] == connected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker never became connected={connected}: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+}
+
+/// A consumer on a fresh, exclusive queue bound to `exchange` with `binding`.
+pub struct Consumer {
+    _conn: Connection,
+    channel: Channel,
+    queue: String,
+}
+
+pub struct Message {
+    pub routing_key: String,
+    pub properties: lapin::BasicProperties,
+    pub body: serde_json::Value,
+}
+
+impl Consumer {
+    /// Declares the exchange too, so the queue can bind before hookgate connects.
+    pub async fn bind(exchange: &str, binding: &str) -> Consumer {
+        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must be running on AMQP_URL (scripts/test.sh starts it)");
+        let channel = conn.create_channel().await.unwrap();
+        channel
+            .exchange_declare(
+                exchange.into(),
+                lapin::ExchangeKind::Topic,
+                lapin::options::ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let queue = unique("it-q");
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.into(),
+                binding.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Consumer {
+            _conn: conn,
+            channel,
+            queue,
+        }
+    }
+
+    /// Takes exactly `n` messages, failing after `timeout`.
+    pub async fn take(&self, n: usize, timeout: Duration) -> Vec<Message> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self
+                .channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+                .await
+                .unwrap()
+            {
+                Some(m) => {
+                    m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+                    out.push(Message {
+                        routing_key: m.delivery.routing_key.to_string(),
+                        properties: m.delivery.properties.clone(),
+                        body: serde_json::from_slice(&m.delivery.data).expect("envelope is JSON"),
+                    });
+                }
+                None => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "only {} of {n} messages arrived",
+                        out.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        out
+    }
+
+    /// Asserts that nothing more arrives within `wait`.
+    pub async fn assert_empty(&self, wait: Duration) {
+        tokio::time::sleep(wait).await;
+        let m = self
+            .channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            m.is_none(),
+            "unexpected message: {:?}",
+            m.map(|m| String::from_utf8_lossy(&m.delivery.data).into_owned())
+        );
+    }
+}
+
+/// A TCP proxy to RabbitMQ that can be cut (all connections dropped, new ones refused).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    generation: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (generation, _) = watch::channel(0u64);
+        let (u, g) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !u.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            generation,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The broker's address from `AMQP_URL`.
+pub fn broker_addr() -> SocketAddr {
+    let uri: lapin::uri::AMQPUri = amqp_url().parse().unwrap();
+    let host = if uri.authority.host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        uri.authority.host.clone()
+    };
+    format!("{host}:{}", uri.authority.port).parse().unwrap()
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real gateway on port 0, the real RabbitMQ (a missing broker is a
+//! loud failure, not a skip), requests signed as the providers sign them.
+
+mod admin;
+mod github;
+mod harness;
+mod outage;
