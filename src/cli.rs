@@ -39,7 +39,7 @@ enum Command {
         config: PathBuf,
     },
     /// Print a correctly signed sample request for a source (a curl line by default).
-    Sign(SignArgs),
+    Sign(Box<SignArgs>),
     /// Show how many events wait for the broker, and the oldest one.
     Outbox {
         #[arg(short, long, env = "HOOKGATE_CONFIG")]
@@ -109,7 +109,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
         Command::Check { config } => check(&config),
-        Command::Sign(args) => sign(args),
+        Command::Sign(args) => sign(*args),
         Command::Outbox { config } => outbox(&config),
     };
     match result {

@@ -492,11 +492,7 @@ fn interpolate(
     missing: &mut BTreeSet<String>,
 ) {
     match v {
-        toml::Value::String(s) => {
-            if s.contains('$') {
-                *s = interpolate_str(s, vars, missing);
-            }
-        }
+        toml::Value::String(s) if s.contains('$') => *s = interpolate_str(s, vars, missing),
         toml::Value::Array(items) => items.iter_mut().for_each(|i| interpolate(i, vars, missing)),
         toml::Value::Table(t) => t
             .iter_mut()

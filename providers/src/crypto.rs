@@ -225,7 +225,7 @@ impl RsaSigner {
 /// AES-CBC without cipher padding (callers pad and unpad: DingTalk uses a 32-byte PKCS#7 block).
 /// `key` is 16, 24 or 32 bytes; `None` if the lengths are wrong.
 pub fn aes_cbc_decrypt(key: &[u8], iv: &[u8], ct: &[u8]) -> Option<Vec<u8>> {
-    if ct.is_empty() || ct.len() % 16 != 0 || iv.len() != 16 {
+    if ct.is_empty() || !ct.len().is_multiple_of(16) || iv.len() != 16 {
         return None;
     }
     let mut buf = ct.to_vec();
@@ -245,7 +245,7 @@ pub fn aes_cbc_decrypt(key: &[u8], iv: &[u8], ct: &[u8]) -> Option<Vec<u8>> {
 
 /// AES-CBC without cipher padding; `pt` must already be a multiple of 16 bytes.
 pub fn aes_cbc_encrypt(key: &[u8], iv: &[u8], pt: &[u8]) -> Option<Vec<u8>> {
-    if pt.len() % 16 != 0 || iv.len() != 16 {
+    if !pt.len().is_multiple_of(16) || iv.len() != 16 {
         return None;
     }
     let mut buf = pt.to_vec();

@@ -1,40 +1,1667 @@
-//! PLACEHOLDER: being written (see the issue for this provider).
+//! WeChat Pay (微信支付) notifications. API v3 (the default): an RSA-SHA256 signature over
+//! `timestamp\nnonce\nbody\n` by the platform key that `Wechatpay-Serial` names, a 5-minute
+//! window, then the `resource` decrypted with AEAD_AES_256_GCM under the APIv3 key; answered
+//! 204. Legacy API v2 (`version = 2`): an XML body signed with MD5 or HMAC-SHA256 over its
+//! sorted parameters and the API key; answered with a `return_code` SUCCESS XML.
+//! Protocol: PROVIDERS.md §3.
 
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
 use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::Sha256;
 
-use crate::ConfigError;
+use crate::crypto::{self, Certificate, RsaDigest, RsaPublicKey, RsaSigner};
+use crate::sign::{SampleOptions, SampleRequest};
+use crate::{
+    unix_secs, within_window, Admission, ConfigError, Data, Event, ProviderKind, RawRequest,
+    Rejection, Reply, Secret,
+};
+
+const TIMESTAMP: &str = "Wechatpay-Timestamp";
+const NONCE: &str = "Wechatpay-Nonce";
+const SIGNATURE: &str = "Wechatpay-Signature";
+const SERIAL: &str = "Wechatpay-Serial";
+const SIGNATURE_TYPE: &str = "Wechatpay-Signature-Type";
+const RSA_SIGNATURE_TYPE: &str = "WECHATPAY2-SHA256-RSA2048";
+/// WeChat Pay now and then sends a deliberately wrong signature to see that merchants check
+/// it (§3.2); it must be refused like any other bad signature.
+const SIGNTEST_PREFIX: &str = "WECHATPAY/SIGNTEST/";
+/// wechatpay-go refuses `|now − ts| >= 300 s`; `within_window` accepts `<= tolerance`.
+const TOLERANCE_SECS: i64 = 299;
+const AEAD: &str = "AEAD_AES_256_GCM";
+const APIV3_KEY_BYTES: usize = 32;
+const API_KEY_CHARS: usize = 32;
+/// v2 times are Beijing time without an offset; v3 samples are written in it too.
+const BEIJING_SECS: i32 = 8 * 3600;
+/// WeChat Pay takes a failure `message` of 1 to 64 characters (§3.4).
+const MAX_MESSAGE_CHARS: usize = 64;
+
+const V2_SUCCESS: &str =
+    "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
+
+fn default_version() -> u8 {
+    3
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// 3 (default): API v3 JSON notifications; 2: legacy XML notifications.
+    #[serde(default = "default_version")]
+    pub version: u8,
+    /// The merchant id (商户号): when set, a notification for another merchant is refused.
+    #[serde(default)]
+    pub mch_id: Option<String>,
+    /// v3: APIv3 keys, the 32-character strings set in the merchant portal; all are tried.
+    #[serde(default)]
+    pub apiv3_keys: Vec<Secret>,
+    /// v3: `Wechatpay-Serial` value → PEM: a platform certificate (its serial must be the
+    /// table key) or a WeChat Pay public key (`PUB_KEY_ID_…`). Both kinds may be listed.
+    #[serde(default)]
+    pub platform_keys: PlatformKeys,
+    /// v2: API keys (32 characters, not the APIv3 key); all are tried.
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
+    /// v2: the signature algorithm; by default the message's `sign_type`, else the length
+    /// of its signature.
+    #[serde(default)]
+    pub sign_type: Option<SignType>,
+}
 
-pub struct WechatPay;
+/// The `platform_keys` table in the order written (the first entry signs samples).
+#[derive(Debug, Default)]
+pub struct PlatformKeys(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for PlatformKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PlatformKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of serial = PEM")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<PlatformKeys, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = m.next_entry::<String, String>()? {
+                    entries.push(entry);
+                }
+                Ok(PlatformKeys(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// API v2 signature algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SignType {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "HMAC-SHA256")]
+    HmacSha256,
+}
+
+impl SignType {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "MD5" => Some(SignType::Md5),
+            "HMAC-SHA256" => Some(SignType::HmacSha256),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SignType::Md5 => "MD5",
+            SignType::HmacSha256 => "HMAC-SHA256",
+        }
+    }
+}
+
+pub struct WechatPay {
+    mch_id: Option<String>,
+    api: Api,
+}
+
+enum Api {
+    V3(V3),
+    V2(V2),
+}
+
+struct V3 {
+    apiv3_keys: Vec<Secret>,
+    /// Normalized serial → key.
+    platform_keys: Vec<(String, RsaPublicKey)>,
+}
+
+struct V2 {
+    api_keys: Vec<Secret>,
+    sign_type: Option<SignType>,
+}
 
 impl WechatPay {
-    pub fn new(_c: &Config) -> Result<Self, Vec<ConfigError>> {
-        Err(vec![ConfigError::new(
-            "provider",
-            "not available in this build",
-        )])
+    pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        if c.mch_id.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            errors.push(ConfigError::new(
+                "mch_id",
+                "must not be empty (leave it out to skip the check)",
+            ));
+        }
+        let api = match c.version {
+            3 => {
+                if !c.api_keys.is_empty() {
+                    errors.push(ConfigError::new("api_keys", "only used with version = 2"));
+                }
+                if c.sign_type.is_some() {
+                    errors.push(ConfigError::new("sign_type", "only used with version = 2"));
+                }
+                v3_keys(c, &mut errors).map(Api::V3)
+            }
+            2 => {
+                if !c.apiv3_keys.is_empty() {
+                    errors.push(ConfigError::new("apiv3_keys", "only used with version = 3"));
+                }
+                if !c.platform_keys.0.is_empty() {
+                    errors.push(ConfigError::new(
+                        "platform_keys",
+                        "only used with version = 3",
+                    ));
+                }
+                v2_keys(c, &mut errors).map(Api::V2)
+            }
+            _ => {
+                errors.push(ConfigError::new("version", "must be 2 or 3"));
+                None
+            }
+        };
+        match api {
+            Some(api) if errors.is_empty() => Ok(WechatPay {
+                mch_id: c.mch_id.as_ref().map(|m| m.trim().to_owned()),
+                api,
+            }),
+            _ => Err(errors),
+        }
     }
+}
+
+fn v3_keys(c: &Config, errors: &mut Vec<ConfigError>) -> Option<V3> {
+    let before = errors.len();
+    if c.apiv3_keys.is_empty() {
+        errors.push(ConfigError::new("apiv3_keys", "at least one is required"));
+    }
+    for (i, key) in c.apiv3_keys.iter().enumerate() {
+        let n = key.expose().len();
+        if n != APIV3_KEY_BYTES {
+            errors.push(ConfigError::new(
+                format!("apiv3_keys[{i}]"),
+                format!("must be the {APIV3_KEY_BYTES}-character APIv3 key, found {n} bytes"),
+            ));
+        }
+    }
+    if c.platform_keys.0.is_empty() {
+        errors.push(ConfigError::new(
+            "platform_keys",
+            "at least one platform certificate or WeChat Pay public key is required",
+        ));
+    }
+    let mut platform_keys: Vec<(String, RsaPublicKey)> = Vec::new();
+    for (serial, pem) in &c.platform_keys.0 {
+        let name = format!("platform_keys.{serial}");
+        let normalized = crypto::normalize_serial(serial);
+        if serial.trim().is_empty() {
+            errors.push(ConfigError::new(name, "the serial must not be empty"));
+            continue;
+        }
+        if platform_keys.iter().any(|(s, _)| *s == normalized) {
+            errors.push(ConfigError::new(name, "the same serial is listed twice"));
+            continue;
+        }
+        match platform_key(&normalized, pem) {
+            Ok(key) => platform_keys.push((normalized, key)),
+            Err(e) => errors.push(ConfigError::new(name, e)),
+        }
+    }
+    (errors.len() == before).then(|| V3 {
+        apiv3_keys: c.apiv3_keys.clone(),
+        platform_keys,
+    })
+}
+
+/// A certificate must carry the serial it is listed under: WeChat Pay names the key by it.
+fn platform_key(serial: &str, pem: &str) -> Result<RsaPublicKey, String> {
+    if pem.contains("-----BEGIN CERTIFICATE-----") {
+        let cert = Certificate::parse_pem(pem)?;
+        if cert.serial_hex != serial {
+            return Err(format!(
+                "the certificate's serial is {}, not the table key",
+                cert.serial_hex
+            ));
+        }
+        return Ok(cert.key);
+    }
+    RsaPublicKey::parse(pem)
+}
+
+fn v2_keys(c: &Config, errors: &mut Vec<ConfigError>) -> Option<V2> {
+    let before = errors.len();
+    if c.api_keys.is_empty() {
+        errors.push(ConfigError::new("api_keys", "at least one is required"));
+    }
+    for (i, key) in c.api_keys.iter().enumerate() {
+        let n = key.expose().chars().count();
+        if n != API_KEY_CHARS {
+            errors.push(ConfigError::new(
+                format!("api_keys[{i}]"),
+                format!("must be the {API_KEY_CHARS}-character API key, found {n} characters"),
+            ));
+        }
+    }
+    (errors.len() == before).then(|| V2 {
+        api_keys: c.api_keys.clone(),
+        sign_type: c.sign_type,
+    })
 }
 
 impl crate::Provider for WechatPay {
-    fn kind(&self) -> crate::ProviderKind {
-        unreachable!()
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Wechatpay
     }
-    fn admit(
-        &self,
-        _r: &crate::RawRequest<'_>,
-        _n: std::time::SystemTime,
-    ) -> Result<crate::Admission, crate::Rejection> {
-        unreachable!()
+
+    fn admit(&self, req: &RawRequest<'_>, now: SystemTime) -> Result<Admission, Rejection> {
+        match &self.api {
+            Api::V3(v3) => self.admit_v3(v3, req, now),
+            Api::V2(v2) => self.admit_v2(v2, req),
+        }
+    }
+
+    /// v3: `{"code":"FAIL","message":…}` with the status; v2: a `return_code` FAIL XML.
+    fn failure(&self, status: u16, message: &str) -> Reply {
+        let message: String = message.chars().take(MAX_MESSAGE_CHARS).collect();
+        let message = if message.is_empty() {
+            "FAIL".into()
+        } else {
+            message
+        };
+        match self.api {
+            Api::V3(_) => Reply::json(
+                status,
+                &serde_json::json!({ "code": "FAIL", "message": message }),
+            ),
+            Api::V2(_) => Reply {
+                status,
+                content_type: Some(Reply::XML),
+                body: xml(&[("return_code", "FAIL"), ("return_msg", &message)]).into_bytes(),
+            },
+        }
     }
 }
 
-pub fn sample(
-    _c: &Config,
-    _o: &crate::sign::SampleOptions,
-) -> Result<crate::sign::SampleRequest, String> {
-    Err("not available in this build".into())
+// ----------------------------------------------------------------------------- API v3
+
+impl WechatPay {
+    fn admit_v3(
+        &self,
+        v3: &V3,
+        req: &RawRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Admission, Rejection> {
+        let timestamp = req.require_header(TIMESTAMP)?;
+        let nonce = req.require_header(NONCE)?;
+        let signature = req.require_header(SIGNATURE)?;
+        let serial = req.require_header(SERIAL)?;
+        if req
+            .header(SIGNATURE_TYPE)
+            .is_some_and(|t| t.trim() != RSA_SIGNATURE_TYPE)
+        {
+            return Err(Rejection::BadSignature);
+        }
+        // Refused outright, whatever follows the prefix: a probe is never an event.
+        if signature.starts_with(SIGNTEST_PREFIX) {
+            return Err(Rejection::BadSignature);
+        }
+        let ts = parse_timestamp(timestamp)?;
+        if !within_window(ts, unix_secs(now), TOLERANCE_SECS) {
+            return Err(Rejection::StaleTimestamp);
+        }
+        let serial = crypto::normalize_serial(serial);
+        let key = v3
+            .platform_keys
+            .iter()
+            .find(|(s, _)| *s == serial)
+            .map(|(_, k)| k)
+            .ok_or(Rejection::BadSignature)?;
+        let sig = crypto::b64(signature).ok_or(Rejection::BadSignature)?;
+        if !verify_v3(key, timestamp, nonce, req.body, &sig) {
+            return Err(Rejection::BadSignature);
+        }
+
+        let mut body: Map<String, Value> = serde_json::from_slice(req.body)
+            .map_err(|_| Rejection::Malformed("body is not a JSON object"))?;
+        let text = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let id = text("id").ok_or(Rejection::Malformed("no id"))?;
+        let event_type = text("event_type").ok_or(Rejection::Malformed("no event_type"))?;
+        let time = text("create_time").filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok());
+        let resource = body
+            .get("resource")
+            .and_then(Value::as_object)
+            .ok_or(Rejection::Malformed("no resource object"))?;
+        let plaintext = decrypt_resource(&v3.apiv3_keys, resource)?;
+        let plain: Map<String, Value> = serde_json::from_slice(&plaintext)
+            .map_err(|_| Rejection::Malformed("resource plaintext is not a JSON object"))?;
+        let field = |name: &str| {
+            plain
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        // Partner (服务商) notifications name the service provider and the sub-merchant;
+        // merchant transfers say `mch_id`. Either of the merchant's ids addresses it.
+        self.check_recipient(&["mchid", "sp_mchid", "sub_mchid", "mch_id"].map(field))?;
+        let subject = [
+            "out_trade_no",
+            "out_refund_no",
+            "out_bill_no",
+            "out_contract_code",
+        ]
+        .iter()
+        .find_map(|name| field(name))
+        .map(str::to_owned);
+        body.insert("resource".into(), Value::Object(plain));
+        let event = Event {
+            kind: format!("wechatpay.{}", event_name(&event_type)),
+            id,
+            provider_event: event_type,
+            time,
+            subject,
+            data: Data::Value(Value::Object(body)),
+        };
+        Ok(Admission::Event {
+            event,
+            ack: Reply::empty(204),
+        })
+    }
+
+    fn check_recipient(&self, candidates: &[Option<&str>]) -> Result<(), Rejection> {
+        match &self.mch_id {
+            Some(mine) if !candidates.iter().flatten().any(|id| id == mine) => {
+                Err(Rejection::WrongRecipient("mchid"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn parse_timestamp(s: &str) -> Result<i64, Rejection> {
+    const BAD: Rejection = Rejection::Malformed("Wechatpay-Timestamp is not Unix seconds");
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD);
+    }
+    s.parse().map_err(|_| BAD)
+}
+
+/// The v3 signed message, `timestamp\nnonce\nbody\n` (§3.2).
+pub fn v3_message(timestamp: &str, nonce: &str, body: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(timestamp.len() + nonce.len() + body.len() + 3);
+    msg.extend_from_slice(timestamp.as_bytes());
+    msg.push(b'\n');
+    msg.extend_from_slice(nonce.as_bytes());
+    msg.push(b'\n');
+    msg.extend_from_slice(body);
+    msg.push(b'\n');
+    msg
+}
+
+fn verify_v3(key: &RsaPublicKey, timestamp: &str, nonce: &str, body: &[u8], sig: &[u8]) -> bool {
+    key.verify(RsaDigest::Sha256, &v3_message(timestamp, nonce, body), sig)
+}
+
+/// Decrypts `resource` with each APIv3 key in turn (§3.3).
+fn decrypt_resource(keys: &[Secret], resource: &Map<String, Value>) -> Result<Vec<u8>, Rejection> {
+    let text = |name: &str| resource.get(name).and_then(Value::as_str);
+    if text("algorithm") != Some(AEAD) {
+        return Err(Rejection::Malformed(
+            "resource algorithm is not AEAD_AES_256_GCM",
+        ));
+    }
+    let nonce = text("nonce")
+        .filter(|n| n.len() == 12)
+        .ok_or(Rejection::Malformed("resource nonce is not 12 bytes"))?;
+    let aad = text("associated_data").unwrap_or("");
+    let ct = text("ciphertext")
+        .and_then(crypto::b64)
+        .ok_or(Rejection::Malformed("resource ciphertext is not base64"))?;
+    if ct.len() < 16 {
+        return Err(Rejection::Malformed("resource ciphertext is truncated"));
+    }
+    keys.iter()
+        .find_map(|k| {
+            crypto::aes_gcm_decrypt(k.expose().as_bytes(), nonce.as_bytes(), aad.as_bytes(), &ct)
+        })
+        .ok_or(Rejection::Malformed(
+            "resource does not decrypt with any configured APIv3 key",
+        ))
+}
+
+/// Lowercase `[a-z0-9_.]` without empty segments: `TRANSACTION.SUCCESS` → `transaction.success`.
+fn event_name(raw: &str) -> String {
+    let mapped: String = raw
+        .chars()
+        .take(128)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
+            _ => '_',
+        })
+        .collect();
+    let joined = mapped
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    if joined.is_empty() {
+        "unknown".into()
+    } else {
+        joined
+    }
+}
+
+// ----------------------------------------------------------------------------- API v2
+
+impl WechatPay {
+    fn admit_v2(&self, v2: &V2, req: &RawRequest<'_>) -> Result<Admission, Rejection> {
+        let params = parse_xml(req.body)?;
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        let sig = get("sign")
+            .and_then(|s| hex::decode(s.trim()).ok())
+            .ok_or(Rejection::BadSignature)?;
+        let sent_type = match get("sign_type") {
+            Some(t) => Some(SignType::parse(t).ok_or(Rejection::BadSignature)?),
+            None => None,
+        };
+        let sign_type = match (v2.sign_type, sent_type) {
+            (Some(pinned), Some(sent)) if pinned != sent => return Err(Rejection::BadSignature),
+            (Some(t), _) | (None, Some(t)) => t,
+            (None, None) => match sig.len() {
+                16 => SignType::Md5,
+                32 => SignType::HmacSha256,
+                _ => return Err(Rejection::BadSignature),
+            },
+        };
+        let content = v2_content(&params);
+        if !v2
+            .api_keys
+            .iter()
+            .any(|k| crypto::ct_eq(&v2_digest(sign_type, &content, k.expose()), &sig))
+        {
+            return Err(Rejection::BadSignature);
+        }
+
+        self.check_recipient(&[get("mch_id"), get("sub_mch_id")])?;
+        let id = get("transaction_id")
+            .or_else(|| get("out_trade_no"))
+            .ok_or(Rejection::Malformed("no transaction_id or out_trade_no"))?;
+        let result_code = get("result_code").unwrap_or("");
+        let kind = if result_code == "SUCCESS" {
+            "wechatpay.transaction.success"
+        } else {
+            "wechatpay.transaction.fail"
+        };
+        let event = Event {
+            id: id.to_owned(),
+            kind: kind.into(),
+            provider_event: result_code.to_owned(),
+            time: get("time_end").and_then(compact_beijing_rfc3339),
+            subject: get("out_trade_no").map(str::to_owned),
+            data: Data::Value(Value::Object(
+                params
+                    .iter()
+                    .filter(|(k, _)| k != "sign")
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            )),
+        };
+        Ok(Admission::Event {
+            event,
+            ack: Reply {
+                status: 200,
+                content_type: Some(Reply::XML),
+                body: V2_SUCCESS.as_bytes().to_vec(),
+            },
+        })
+    }
+}
+
+/// The v2 parameters of a flat `<xml>` document, text and CDATA alike. A DOCTYPE is refused
+/// (no entity can be declared), as are nesting and repeated names.
+fn parse_xml(body: &[u8]) -> Result<Vec<(String, String)>, Rejection> {
+    use quick_xml::events::Event as X;
+    const NOT_XML: Rejection = Rejection::Malformed("body is not a WeChat Pay v2 XML document");
+    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| NOT_XML);
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    let mut depth = 0usize;
+    let mut root_seen = false;
+    loop {
+        match reader.read_event().map_err(|_| NOT_XML)? {
+            X::Start(e) => {
+                depth += 1;
+                match depth {
+                    1 if !root_seen && e.name().as_ref() == b"xml" => root_seen = true,
+                    2 => current = Some((utf8(e.name().as_ref())?, String::new())),
+                    _ => return Err(NOT_XML),
+                }
+            }
+            X::Empty(e) if depth == 1 => params.push((utf8(e.name().as_ref())?, String::new())),
+            X::End(_) => {
+                if depth == 2 {
+                    params.extend(current.take());
+                }
+                depth = depth.checked_sub(1).ok_or(NOT_XML)?;
+            }
+            X::Text(t) => match current.as_mut() {
+                Some((_, value)) if depth == 2 => {
+                    value.push_str(&t.unescape().map_err(|_| NOT_XML)?)
+                }
+                _ if t.iter().all(u8::is_ascii_whitespace) => {}
+                _ => return Err(NOT_XML),
+            },
+            X::CData(c) => match current.as_mut() {
+                Some((_, value)) if depth == 2 => value.push_str(&utf8(&c.into_inner())?),
+                _ => return Err(NOT_XML),
+            },
+            X::Decl(_) | X::Comment(_) => {}
+            X::Eof => break,
+            _ => return Err(NOT_XML),
+        }
+    }
+    if !root_seen || depth != 0 || params.is_empty() {
+        return Err(NOT_XML);
+    }
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Rejection::Malformed("repeated XML element"));
+    }
+    Ok(params)
+}
+
+/// `k=v&…` of the non-empty parameters except `sign`, sorted by name (§3.5).
+fn v2_content(params: &[(String, String)]) -> String {
+    let mut kept: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, v)| k != "sign" && !v.is_empty())
+        .collect();
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    kept.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn v2_digest(sign_type: SignType, content: &str, key: &str) -> Vec<u8> {
+    let msg = format!("{content}&key={key}");
+    match sign_type {
+        SignType::Md5 => Md5::digest(msg.as_bytes()).to_vec(),
+        SignType::HmacSha256 => {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes any key length");
+            mac.update(msg.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    }
+}
+
+/// The v2 `sign` of `params` (uppercase hex), as WeChat Pay computes it.
+pub fn v2_signature(sign_type: SignType, params: &[(String, String)], key: &str) -> String {
+    hex::encode_upper(v2_digest(sign_type, &v2_content(params), key))
+}
+
+/// `20141030133525` (Beijing time) as RFC 3339 with its `+08:00` offset.
+fn compact_beijing_rfc3339(s: &str) -> Option<String> {
+    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").ok()?;
+    let t = naive
+        .and_local_timezone(chrono::FixedOffset::east_opt(BEIJING_SECS)?)
+        .single()?;
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+}
+
+/// A flat `<xml>` document with every value in CDATA.
+fn xml(params: &[(&str, &str)]) -> String {
+    let mut out = String::from("<xml>");
+    for (k, v) in params {
+        // `]]>` cannot appear inside CDATA: close the section and reopen it around `>`.
+        let v = v.replace("]]>", "]]]]><![CDATA[>");
+        out.push_str(&format!("<{k}><![CDATA[{v}]]></{k}>"));
+    }
+    out.push_str("</xml>");
+    out
+}
+
+// ----------------------------------------------------------------------------- samples
+
+/// A notification as WeChat Pay sends it. v3: a transaction (or, for `REFUND.*` events, a
+/// refund) plaintext, or `o.payload`, encrypted with the first APIv3 key and signed with
+/// `o.private_key` as `o.key_id` (default: the first `platform_keys` entry). v2: the payment
+/// result XML signed with the first API key; `o.payload`, a JSON object, adds or overrides
+/// parameters (`null` removes one).
+pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
+    match c.version {
+        2 => sample_v2(c, o),
+        _ => sample_v3(c, o),
+    }
+}
+
+fn sample_v3(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
+    let pem = o.private_key.as_deref().ok_or(
+        "wechatpay samples need a private key: the one whose public half is in platform_keys",
+    )?;
+    let signer = RsaSigner::parse_pem(pem)?;
+    let apiv3_key = c.apiv3_keys.first().ok_or("no apiv3_keys configured")?;
+    let serial = match &o.key_id {
+        Some(id) => id.clone(),
+        None => c
+            .platform_keys
+            .0
+            .first()
+            .map(|(s, _)| s.clone())
+            .ok_or("no platform_keys configured")?,
+    };
+    let now = unix_secs(o.now);
+    let event_type = o
+        .event
+        .clone()
+        .unwrap_or_else(|| "TRANSACTION.SUCCESS".into());
+    let refund = event_type.starts_with("REFUND.");
+    let (original_type, summary) = if refund {
+        ("refund", "退款成功")
+    } else {
+        ("transaction", "支付成功")
+    };
+    let plaintext = match &o.payload {
+        Some(p) => p.clone(),
+        None => default_resource(c, now, refund).to_string().into_bytes(),
+    };
+    let nonce = crypto::random_alnum(12);
+    let ct = crypto::aes_gcm_encrypt(
+        apiv3_key.expose().as_bytes(),
+        nonce.as_bytes(),
+        original_type.as_bytes(),
+        &plaintext,
+    )
+    .ok_or("the first apiv3_keys entry is not a 32-byte APIv3 key")?;
+    let body = serde_json::json!({
+        "id": o.id.clone().unwrap_or_else(random_uuid),
+        "create_time": beijing(now, "%Y-%m-%dT%H:%M:%S+08:00"),
+        "resource_type": "encrypt-resource",
+        "event_type": event_type,
+        "summary": summary,
+        "resource": {
+            "original_type": original_type,
+            "algorithm": AEAD,
+            "ciphertext": crypto::b64_encode(&ct),
+            "associated_data": original_type,
+            "nonce": nonce,
+        },
+    })
+    .to_string()
+    .into_bytes();
+    let timestamp = now.to_string();
+    let request_nonce = crypto::random_alnum(32);
+    let sig = signer.sign(
+        RsaDigest::Sha256,
+        &v3_message(&timestamp, &request_nonce, &body),
+    );
+    Ok(SampleRequest {
+        query: String::new(),
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("Request-ID".into(), random_uuid()),
+            (TIMESTAMP.into(), timestamp),
+            (NONCE.into(), request_nonce),
+            (SIGNATURE.into(), crypto::b64_encode(&sig)),
+            (SERIAL.into(), serial),
+            (SIGNATURE_TYPE.into(), RSA_SIGNATURE_TYPE.into()),
+        ],
+        body,
+    })
+}
+
+fn default_resource(c: &Config, now: i64, refund: bool) -> Value {
+    let mchid = c.mch_id.clone().unwrap_or_else(|| "1230000109".into());
+    let out_trade_no = format!("hookgate-{}", random_digits(12));
+    let transaction_id = format!("42000{}", random_digits(23));
+    let success_time = beijing(now.saturating_sub(2), "%Y-%m-%dT%H:%M:%S+08:00");
+    if refund {
+        return serde_json::json!({
+            "mchid": mchid,
+            "out_trade_no": out_trade_no,
+            "transaction_id": transaction_id,
+            "out_refund_no": format!("refund-{}", random_digits(12)),
+            "refund_id": format!("50000{}", random_digits(24)),
+            "refund_status": "SUCCESS",
+            "success_time": success_time,
+            "user_received_account": "招商银行信用卡0403",
+            "amount": {"total": 100, "refund": 100, "payer_total": 100, "payer_refund": 100},
+        });
+    }
+    serde_json::json!({
+        "mchid": mchid,
+        "appid": "wxd678efh567hg6787",
+        "out_trade_no": out_trade_no,
+        "transaction_id": transaction_id,
+        "trade_type": "JSAPI",
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "bank_type": "OTHERS",
+        "attach": "",
+        "success_time": success_time,
+        "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+        "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
+    })
+}
+
+fn sample_v2(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
+    let key = c.api_keys.first().ok_or("no api_keys configured")?;
+    let sign_type = c.sign_type.unwrap_or(SignType::Md5);
+    let now = unix_secs(o.now);
+    let mut params: BTreeMap<String, String> = [
+        ("appid", "wx2421b1c4370ec43b".to_owned()),
+        ("bank_type", "CFT".into()),
+        ("cash_fee", "100".into()),
+        ("fee_type", "CNY".into()),
+        ("is_subscribe", "Y".into()),
+        (
+            "mch_id",
+            c.mch_id.clone().unwrap_or_else(|| "10000100".into()),
+        ),
+        ("nonce_str", crypto::random_alnum(32)),
+        ("openid", "oUpF8uMEb4qRXf22hE3X68TekukE".into()),
+        ("out_trade_no", format!("hookgate-{}", random_digits(12))),
+        (
+            "result_code",
+            o.event.clone().unwrap_or_else(|| "SUCCESS".into()),
+        ),
+        ("return_code", "SUCCESS".into()),
+        ("time_end", beijing(now.saturating_sub(2), "%Y%m%d%H%M%S")),
+        ("total_fee", "100".into()),
+        ("trade_type", "JSAPI".into()),
+        (
+            "transaction_id",
+            o.id.clone()
+                .unwrap_or_else(|| format!("42000{}", random_digits(23))),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if sign_type == SignType::HmacSha256 {
+        params.insert("sign_type".into(), sign_type.as_str().into());
+    }
+    if let Some(payload) = &o.payload {
+        let overrides: Map<String, Value> =
+            serde_json::from_slice(payload).map_err(|e| format!("payload: {e}"))?;
+        for (k, v) in overrides {
+            match v {
+                Value::Null => params.remove(&k),
+                Value::String(s) => params.insert(k, s),
+                other => params.insert(k, other.to_string()),
+            };
+        }
+    }
+    let list: Vec<(String, String)> = params.into_iter().collect();
+    let sign = v2_signature(sign_type, &list, key.expose());
+    let mut pairs: Vec<(&str, &str)> = list.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    pairs.push(("sign", &sign));
+    Ok(SampleRequest {
+        query: String::new(),
+        headers: vec![("Content-Type".into(), "text/xml".into())],
+        body: xml(&pairs).into_bytes(),
+    })
+}
+
+/// Unix seconds formatted as Beijing wall-clock time.
+fn beijing(secs: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp(secs.saturating_add(i64::from(BEIJING_SECS)), 0)
+        .map(|t| t.naive_utc().format(format).to_string())
+        .unwrap_or_default()
+}
+
+fn random_digits(n: usize) -> String {
+    crypto::random_bytes(n)
+        .iter()
+        .map(|b| char::from(b'0' + b % 10))
+        .collect()
+}
+
+fn random_uuid() -> String {
+    let b = hex::encode(crypto::random_bytes(16));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &b[0..8],
+        &b[8..12],
+        &b[12..16],
+        &b[16..20],
+        &b[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Provider;
+    use std::time::Duration;
+
+    /// wechatpay-go core/notify/notify_test.go: certificate D7CE59D1F522D701, body, headers.
+    const WXGO_NOTIFY_CERT: &str = include_str!("../tests/fixtures/wechatpay/wxgo_notify_cert.pem");
+    const WXGO_NOTIFY_BODY: &[u8] =
+        include_bytes!("../tests/fixtures/wechatpay/wxgo_notify_body.json");
+    const WXGO_NOTIFY_TS: &str = "1624523846";
+    const WXGO_NOTIFY_NONCE: &str = "EcZ9Cmy4Xyx1i6RlJQzLcCyEqDa26NBz";
+    const WXGO_NOTIFY_SERIAL: &str = "D7CE59D1F522D701";
+    const WXGO_NOTIFY_SIG: &str = concat!(
+        "tJHIiIS9eB2hAYstmAmbbD3ZE5LiIm/Ug5tuL4fC0YOFRWIHV39UFIZXC0e9Wl6lBu6sKvkqDkzpqzBsVHyXF",
+        "lbYZTOQrVdG4b6LfTnK4mikv9++ixJMd3vTf2yCqvBkh98zs3Ds5zsYQakzbcwhmw4fMJs4nPLws28H0UW9FjDR//rxELLwXvV1VEA1I",
+        "BLX70xptjL8hrfUjEE8kkry6yNJTHZRU8CAc7qHli2Ng1V1qb9ARbK8A3ThmFmPQvRGrapI/jS2laKKgYUmfdEdkNO6B2Cke5e8VTxY4",
+        "06ArAmQ90GAihDwIcb16TQMnzCMBoutnwZKNiKRACrFmtxw2Q=="
+    );
+    const WXGO_PLAINTEXT: &str = concat!(
+        r#"{"mchid":"1234567890","appid":"054aa7d7a2a54ab5898df65bd96f001c","#,
+        r#""create_time":"2020-06-30T12:12:00+08:00","out_contract_code":"21640bdbd08e473e828f3206a2741c6e"}"#
+    );
+    /// wechatpay-go core/auth/verifiers tests: certificate F5765756002FDD77 and its SPKI.
+    const WXGO_VERIFIER_CERT: &str =
+        include_str!("../tests/fixtures/wechatpay/wxgo_verifier_cert.pem");
+    const WXGO_VERIFIER_PUBKEY: &str =
+        include_str!("../tests/fixtures/wechatpay/wxgo_verifier_pubkey.pem");
+    const WXGO_VERIFIER_SIG: &str = concat!(
+        "BKyAfU4iMCuvXMXS0Wzam3V/cnxZ+JaqigPM5OhljS2iOT95OO6Fsuml2JkFANJU9",
+        "K6q9bLlDhPXuoVz+pp4hAm6pHU4ld815U4jsKu1RkyaII+1CYBUYC8TK0XtJ8FwUXXz8vZHh58rrAVN1XwNyv",
+        "D1vfpxrMT4SL536GLwvpUHlCqIMzoZUguLli/K8V29QiOhuH6IEqLNJn8e9b3nwNcQ7be3CzYGpDAKBfDGPCq",
+        "Cv8Rw5zndhlffk2FEA70G4hvMwe51qMN/RAJbknXG23bSlObuTCN7Ndj1aJGH6/L+hdwfLpUtJm4QYVazzW7D",
+        "FD27EpSQEqA8bX9+8m1rLg=="
+    );
+    /// wechatpay-java TestConfig: an encrypted platform certificate.
+    const WXJAVA_KEY: &str = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
+    const WXJAVA_ENC_CERT: &str =
+        include_str!("../tests/fixtures/wechatpay/wxjava_encrypt_certificate.b64");
+    /// Test-only keys (openssl genpkey, 2048 bits): the platform certificate's key (serial
+    /// 5157F09E…B8E1, self-signed) and a WeChat Pay public key.
+    const PLATFORM_KEY: &str = include_str!("../tests/fixtures/wechatpay/platform_private_key.pem");
+    const PLATFORM_CERT: &str = include_str!("../tests/fixtures/wechatpay/platform_cert.pem");
+    const PLATFORM_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
+    const PUBKEY_KEY: &str = include_str!("../tests/fixtures/wechatpay/pubkey_private_key.pem");
+    const PUBKEY: &str = include_str!("../tests/fixtures/wechatpay/pubkey.pem");
+    const PUBKEY_ID: &str = "PUB_KEY_ID_0112860886012025062700111588000000";
+
+    const APIV3_KEY: &str = "0123456789abcdefghijABCDEFGHIJ01";
+    const APIV3_KEY_2: &str = "Z123456789abcdefghijABCDEFGHIJ02";
+    const NOW: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn v3_config(apiv3: &[&str]) -> Config {
+        Config {
+            version: 3,
+            mch_id: None,
+            apiv3_keys: apiv3.iter().map(|k| Secret::from(*k)).collect(),
+            platform_keys: PlatformKeys(vec![
+                (PLATFORM_SERIAL.into(), PLATFORM_CERT.into()),
+                (PUBKEY_ID.into(), PUBKEY.into()),
+            ]),
+            api_keys: vec![],
+            sign_type: None,
+        }
+    }
+
+    fn v2_config(keys: &[&str], sign_type: Option<SignType>) -> Config {
+        Config {
+            version: 2,
+            mch_id: None,
+            apiv3_keys: vec![],
+            platform_keys: PlatformKeys::default(),
+            api_keys: keys.iter().map(|k| Secret::from(*k)).collect(),
+            sign_type,
+        }
+    }
+
+    fn admit(
+        p: &WechatPay,
+        headers: &[(String, String)],
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Admission, Rejection> {
+        p.admit(
+            &RawRequest {
+                headers: &headers.to_vec(),
+                query: "",
+                body,
+            },
+            now,
+        )
+    }
+
+    fn event(r: Result<Admission, Rejection>) -> (Event, Reply) {
+        match r {
+            Ok(Admission::Event { event, ack }) => (event, ack),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    fn headers(ts: &str, nonce: &str, sig: &str, serial: &str) -> Vec<(String, String)> {
+        vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("Wechatpay-Timestamp".into(), ts.into()),
+            ("Wechatpay-Nonce".into(), nonce.into()),
+            ("Wechatpay-Signature".into(), sig.into()),
+            ("Wechatpay-Serial".into(), serial.into()),
+        ]
+    }
+
+    /// A v3 notification: `plaintext` encrypted with `apiv3_key`, signed by `pem` at `ts`.
+    fn notification(
+        pem: &str,
+        serial: &str,
+        ts: u64,
+        apiv3_key: &str,
+        plaintext: &str,
+    ) -> (Vec<(String, String)>, Vec<u8>) {
+        let ct = crypto::aes_gcm_encrypt(
+            apiv3_key.as_bytes(),
+            b"0123456789ab",
+            b"transaction",
+            plaintext.as_bytes(),
+        )
+        .unwrap();
+        let body = format!(
+            concat!(
+                r#"{{"id":"EV-2018022511223320873","create_time":"2015-05-20T13:29:35+08:00","#,
+                r#""resource_type":"encrypt-resource","event_type":"TRANSACTION.SUCCESS","summary":"支付成功","#,
+                r#""resource":{{"original_type":"transaction","algorithm":"AEAD_AES_256_GCM","#,
+                r#""ciphertext":"{}","associated_data":"transaction","nonce":"0123456789ab"}}}}"#
+            ),
+            crypto::b64_encode(&ct)
+        );
+        signed(pem, serial, ts, body.as_bytes())
+    }
+
+    fn signed(pem: &str, serial: &str, ts: u64, body: &[u8]) -> (Vec<(String, String)>, Vec<u8>) {
+        let ts = ts.to_string();
+        let sig = RsaSigner::parse_pem(pem)
+            .unwrap()
+            .sign(RsaDigest::Sha256, &v3_message(&ts, "nonce-1", body));
+        (
+            headers(&ts, "nonce-1", &crypto::b64_encode(&sig), serial),
+            body.to_vec(),
+        )
+    }
+
+    const TRANSACTION: &str = r#"{"mchid":"1230000109","out_trade_no":"order-7","transaction_id":"4200000001","trade_state":"SUCCESS","amount":{"total":100}}"#;
+
+    // PROVIDERS.md §3.6: wechatpay-go notify_test, signature, negative variants, decryption.
+    #[test]
+    fn official_wxgo_notification() {
+        let cert = Certificate::parse_pem(WXGO_NOTIFY_CERT).unwrap();
+        assert_eq!(cert.serial_hex, WXGO_NOTIFY_SERIAL);
+        let sig = crypto::b64(WXGO_NOTIFY_SIG).unwrap();
+        assert!(verify_v3(
+            &cert.key,
+            WXGO_NOTIFY_TS,
+            WXGO_NOTIFY_NONCE,
+            WXGO_NOTIFY_BODY,
+            &sig
+        ));
+        // NEGATIVE: one body byte changed; message without its final LF.
+        let changed = String::from_utf8(WXGO_NOTIFY_BODY.to_vec())
+            .unwrap()
+            .replacen("payscore", "paysc0re", 1);
+        assert!(!verify_v3(
+            &cert.key,
+            WXGO_NOTIFY_TS,
+            WXGO_NOTIFY_NONCE,
+            changed.as_bytes(),
+            &sig
+        ));
+        let mut msg = v3_message(WXGO_NOTIFY_TS, WXGO_NOTIFY_NONCE, WXGO_NOTIFY_BODY);
+        msg.pop();
+        assert!(!cert.key.verify(RsaDigest::Sha256, &msg, &sig));
+
+        // The whole notification through admit. Its APIv3 key is 16 bytes (AES-128-GCM),
+        // which `new` refuses, so the adapter is assembled by hand.
+        let p = WechatPay {
+            mch_id: Some("1234567890".into()),
+            api: Api::V3(V3 {
+                apiv3_keys: vec![Secret::from("testMchAPIv3Key0")],
+                platform_keys: vec![(WXGO_NOTIFY_SERIAL.into(), cert.key.clone())],
+            }),
+        };
+        let h = headers(
+            WXGO_NOTIFY_TS,
+            WXGO_NOTIFY_NONCE,
+            WXGO_NOTIFY_SIG,
+            WXGO_NOTIFY_SERIAL,
+        );
+        let (e, ack) = event(admit(&p, &h, WXGO_NOTIFY_BODY, at(1_624_523_846 + 60)));
+        assert_eq!(e.id, "3119dfba-e649-5eec-ab1e-3412bc4d2e17");
+        assert_eq!(e.kind, "wechatpay.payscore.user_open_service");
+        assert_eq!(e.provider_event, "PAYSCORE.USER_OPEN_SERVICE");
+        assert_eq!(e.time.as_deref(), Some("2021-06-24T16:37:26+08:00"));
+        assert_eq!(
+            e.subject.as_deref(),
+            Some("21640bdbd08e473e828f3206a2741c6e")
+        );
+        assert_eq!(ack, Reply::empty(204));
+        let data = serde_json::to_value(&e.data).unwrap();
+        let expected: Value = serde_json::from_str(WXGO_PLAINTEXT).unwrap();
+        assert_eq!(data["resource"], expected);
+        assert_eq!(data["summary"], "签约成功");
+        assert!(!data.to_string().contains("ciphertext"));
+        // the same request 300 s later (or earlier) is refused; 299 s is not
+        assert!(admit(&p, &h, WXGO_NOTIFY_BODY, at(1_624_523_846 + 299)).is_ok());
+        assert_eq!(
+            admit(&p, &h, WXGO_NOTIFY_BODY, at(1_624_523_846 + 300)).unwrap_err(),
+            Rejection::StaleTimestamp
+        );
+        assert_eq!(
+            admit(&p, &h, WXGO_NOTIFY_BODY, at(1_624_523_846 - 300)).unwrap_err(),
+            Rejection::StaleTimestamp
+        );
+
+        // the 16-byte-key AEAD vector directly
+        let body: Map<String, Value> = serde_json::from_slice(WXGO_NOTIFY_BODY).unwrap();
+        let resource = body["resource"].as_object().unwrap();
+        let pt = decrypt_resource(&[Secret::from("testMchAPIv3Key0")], resource).unwrap();
+        assert_eq!(pt, WXGO_PLAINTEXT.as_bytes());
+    }
+
+    // §3.6: wechatpay-go verifier test, as a certificate and as a public key (PUB_KEY_ID mode).
+    #[test]
+    fn official_wxgo_verifier() {
+        let cert = Certificate::parse_pem(WXGO_VERIFIER_CERT).unwrap();
+        assert_eq!(cert.serial_hex, "F5765756002FDD77");
+        let sig = crypto::b64(WXGO_VERIFIER_SIG).unwrap();
+        assert!(cert.key.verify(RsaDigest::Sha256, b"source", &sig));
+        assert!(!cert.key.verify(RsaDigest::Sha256, b"wrong source", &sig));
+        assert!(WXGO_VERIFIER_PUBKEY.starts_with(
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA2VCTd91fnUn73Xy9DLvt"
+        ));
+        let pubkey = platform_key(PUBKEY_ID, WXGO_VERIFIER_PUBKEY).unwrap();
+        assert!(pubkey.verify(RsaDigest::Sha256, b"source", &sig));
+        assert!(platform_key("F5765756002FDD77", WXGO_VERIFIER_CERT).is_ok());
+        assert!(
+            platform_key("00f5765756002fdd77", WXGO_VERIFIER_CERT).is_err(),
+            "table keys are normalized by the caller"
+        );
+    }
+
+    // §3.6: wechatpay-java AEAD vector and encrypted certificate.
+    #[test]
+    fn official_wxjava_aead() {
+        let key = WXJAVA_KEY.as_bytes();
+        let ct =
+            crypto::aes_gcm_encrypt(key, b"uluk4a9R25RW", b"associatedData", b"message").unwrap();
+        assert_eq!(crypto::b64_encode(&ct), "ulwSiIajGClcvcOYvOQ7+l+0PAbzzwI=");
+        let resource = |ct: &str, nonce: &str, aad: &str| -> Map<String, Value> {
+            serde_json::from_value(serde_json::json!({
+                "algorithm": "AEAD_AES_256_GCM", "ciphertext": ct, "nonce": nonce, "associated_data": aad,
+            }))
+            .unwrap()
+        };
+        let keys = [Secret::from(WXJAVA_KEY)];
+        let r = resource(
+            "ulwSiIajGClcvcOYvOQ7+l+0PAbzzwI=",
+            "uluk4a9R25RW",
+            "associatedData",
+        );
+        assert_eq!(decrypt_resource(&keys, &r).unwrap(), b"message");
+        let r = resource(
+            "ulwSiIajGClcvcOYvOQ7+l+0PAbzzwI=",
+            "uluk4a9R25RW",
+            "associateddata",
+        );
+        assert!(decrypt_resource(&keys, &r).is_err(), "AAD mismatch");
+
+        let r = resource(WXJAVA_ENC_CERT.trim(), "14b16c03dc1b", "certificate");
+        let pem = decrypt_resource(&keys, &r).unwrap();
+        assert_eq!(
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&pem)),
+            "8693813ac0735cb54b6e67f25086a5924c103712255b8857049b8e502d564eb4"
+        );
+        let pem = String::from_utf8(pem).unwrap();
+        let cert = Certificate::parse_pem(&pem).unwrap();
+        assert_eq!(cert.serial_hex, "5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC");
+        // as a platform_keys entry: accepted under its serial, refused under another
+        let mut c = v3_config(&[APIV3_KEY]);
+        c.platform_keys = PlatformKeys(vec![(
+            "5dea10ef55877e3cf6c33255c2e7defff7e427ec".into(),
+            pem.clone(),
+        )]);
+        assert!(WechatPay::new(&c).is_ok());
+        c.platform_keys = PlatformKeys(vec![(PLATFORM_SERIAL.into(), pem)]);
+        let errs = WechatPay::new(&c).err().unwrap();
+        assert_eq!(errs[0].key, format!("platform_keys.{PLATFORM_SERIAL}"));
+        assert!(errs[0]
+            .message
+            .contains("5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC"));
+    }
+
+    // §3.6: the v2 signature example of the API docs.
+    #[test]
+    fn official_v2_signatures() {
+        let params: Vec<(String, String)> = [
+            ("appid", "wxd930ea5d5a258f4f"),
+            ("mch_id", "10000100"),
+            ("device_info", "1000"),
+            ("body", "test"),
+            ("nonce_str", "ibuaiVcKdpRxkhJA"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let key = "192006250b4c09247ec02edce69f6a2d";
+        assert_eq!(
+            v2_content(&params),
+            "appid=wxd930ea5d5a258f4f&body=test&device_info=1000&mch_id=10000100&nonce_str=ibuaiVcKdpRxkhJA"
+        );
+        assert_eq!(
+            v2_signature(SignType::Md5, &params, key),
+            "9A0A8659F005D6984697E2CA0A9CF3B7"
+        );
+        assert_eq!(
+            v2_signature(SignType::HmacSha256, &params, key),
+            "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"
+        );
+        // Through admit: verification passes (the example has no transaction id).
+        let as_xml = |sign: &str| {
+            let mut pairs: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            pairs.push(("sign", sign));
+            xml(&pairs).into_bytes()
+        };
+        let p = WechatPay::new(&v2_config(&[key], None)).unwrap();
+        for sign in [
+            "9A0A8659F005D6984697E2CA0A9CF3B7",
+            "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6",
+        ] {
+            assert_eq!(
+                admit(&p, &[], &as_xml(sign), at(NOW)).unwrap_err(),
+                Rejection::Malformed("no transaction_id or out_trade_no")
+            );
+        }
+        let wrong =
+            WechatPay::new(&v2_config(&["192006250b4c09247ec02edce69f6a2e"], None)).unwrap();
+        assert_eq!(
+            admit(
+                &wrong,
+                &[],
+                &as_xml("9A0A8659F005D6984697E2CA0A9CF3B7"),
+                at(NOW)
+            )
+            .unwrap_err(),
+            Rejection::BadSignature
+        );
+    }
+
+    #[test]
+    fn v3_accepts_certificate_and_public_key_entries() {
+        let p = WechatPay::new(&v3_config(&[APIV3_KEY])).unwrap();
+        let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, TRANSACTION);
+        let (e, ack) = event(admit(&p, &h, &body, at(NOW)));
+        assert_eq!(e.id, "EV-2018022511223320873");
+        assert_eq!(e.kind, "wechatpay.transaction.success");
+        assert_eq!(e.provider_event, "TRANSACTION.SUCCESS");
+        assert_eq!(e.subject.as_deref(), Some("order-7"));
+        assert_eq!(e.time.as_deref(), Some("2015-05-20T13:29:35+08:00"));
+        assert_eq!((ack.status, ack.body.len()), (204, 0));
+        let data = serde_json::to_value(&e.data).unwrap();
+        assert_eq!(data["resource"]["amount"]["total"], 100);
+        assert_eq!(data["resource_type"], "encrypt-resource");
+        // the serial is matched case-insensitively and without leading zeros
+        let (h, body) = notification(
+            PLATFORM_KEY,
+            &format!("00{}", PLATFORM_SERIAL.to_lowercase()),
+            NOW,
+            APIV3_KEY,
+            TRANSACTION,
+        );
+        assert!(admit(&p, &h, &body, at(NOW)).is_ok());
+        // the public key entry beside it
+        let (h, body) = notification(PUBKEY_KEY, PUBKEY_ID, NOW, APIV3_KEY, TRANSACTION);
+        assert!(admit(&p, &h, &body, at(NOW)).is_ok());
+        // …but each key only under its own serial
+        let (h, body) = notification(PUBKEY_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, TRANSACTION);
+        assert_eq!(
+            admit(&p, &h, &body, at(NOW)).unwrap_err(),
+            Rejection::BadSignature
+        );
+    }
+
+    #[test]
+    fn v3_refusals() {
+        let p = WechatPay::new(&v3_config(&[APIV3_KEY])).unwrap();
+        let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, TRANSACTION);
+        let go = |h: &[(String, String)], b: &[u8], now: u64| admit(&p, h, b, at(now)).unwrap_err();
+        // stale and future
+        assert_eq!(go(&h, &body, NOW + 300), Rejection::StaleTimestamp);
+        assert_eq!(go(&h, &body, NOW - 300), Rejection::StaleTimestamp);
+        assert_eq!(go(&h, &body, u64::MAX / 4), Rejection::StaleTimestamp);
+        // unknown serial
+        let mut unknown = h.clone();
+        unknown[4].1 = "1DB3F0A2C2DE0E1F".into();
+        assert_eq!(go(&unknown, &body, NOW), Rejection::BadSignature);
+        // tampered body
+        let tampered = String::from_utf8(body.clone())
+            .unwrap()
+            .replace("EV-2018", "EV-2019");
+        assert_eq!(go(&h, tampered.as_bytes(), NOW), Rejection::BadSignature);
+        // bad base64 signature and the signature probe
+        let mut bad = h.clone();
+        bad[3].1 = "not base64!".into();
+        assert_eq!(go(&bad, &body, NOW), Rejection::BadSignature);
+        let mut probe = h.clone();
+        probe[3].1 = format!("WECHATPAY/SIGNTEST/{}", h[3].1);
+        assert_eq!(go(&probe, &body, NOW), Rejection::BadSignature);
+        // another signature type
+        let mut sm2 = h.clone();
+        sm2.push((
+            "Wechatpay-Signature-Type".into(),
+            "WECHATPAY2-SM2-WITH-SM3".into(),
+        ));
+        assert_eq!(go(&sm2, &body, NOW), Rejection::BadSignature);
+        // missing headers, each one
+        for (i, name) in [(1, TIMESTAMP), (2, NONCE), (3, SIGNATURE), (4, SERIAL)] {
+            let mut missing = h.clone();
+            missing.remove(i);
+            assert_eq!(go(&missing, &body, NOW), Rejection::MissingHeader(name));
+        }
+        // a timestamp that is not Unix seconds
+        let mut ms = h.clone();
+        ms[1].1 = "-1".into();
+        assert!(matches!(go(&ms, &body, NOW), Rejection::Malformed(_)));
+        // wrong APIv3 key (correctly signed)
+        let (h2, b2) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY_2, TRANSACTION);
+        assert_eq!(
+            go(&h2, &b2, NOW),
+            Rejection::Malformed("resource does not decrypt with any configured APIv3 key")
+        );
+        // truncated ciphertext and bad base64 ciphertext, re-signed
+        let text = String::from_utf8(body.clone()).unwrap();
+        let ct = text
+            .split("\"ciphertext\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        for (replacement, expected) in [
+            (
+                crypto::b64_encode(&crypto::b64(&ct).unwrap()[..10]),
+                "resource ciphertext is truncated",
+            ),
+            (
+                crypto::b64_encode(&crypto::b64(&ct).unwrap()[..20]),
+                "resource does not decrypt with any configured APIv3 key",
+            ),
+            ("@@@".to_owned(), "resource ciphertext is not base64"),
+        ] {
+            let (h3, b3) = signed(
+                PLATFORM_KEY,
+                PLATFORM_SERIAL,
+                NOW,
+                text.replace(&ct, &replacement).as_bytes(),
+            );
+            assert_eq!(go(&h3, &b3, NOW), Rejection::Malformed(expected));
+        }
+        // another algorithm; a body that is not JSON
+        let (h4, b4) = signed(
+            PLATFORM_KEY,
+            PLATFORM_SERIAL,
+            NOW,
+            text.replace("AEAD_AES_256_GCM", "AEAD_SM4_GCM").as_bytes(),
+        );
+        assert!(matches!(go(&h4, &b4, NOW), Rejection::Malformed(_)));
+        let (h5, b5) = signed(PLATFORM_KEY, PLATFORM_SERIAL, NOW, b"not json");
+        assert!(matches!(go(&h5, &b5, NOW), Rejection::Malformed(_)));
+    }
+
+    #[test]
+    fn v3_rotation_and_mch_id() {
+        let mut c = v3_config(&[APIV3_KEY, APIV3_KEY_2]);
+        let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY_2, TRANSACTION);
+        assert!(admit(&WechatPay::new(&c).unwrap(), &h, &body, at(NOW)).is_ok());
+        c.mch_id = Some("1230000109".into());
+        assert!(admit(&WechatPay::new(&c).unwrap(), &h, &body, at(NOW)).is_ok());
+        c.mch_id = Some("1900000001".into());
+        let p = WechatPay::new(&c).unwrap();
+        assert_eq!(
+            admit(&p, &h, &body, at(NOW)).unwrap_err(),
+            Rejection::WrongRecipient("mchid")
+        );
+        // a partner notification addressed to the sub-merchant
+        let partner = r#"{"sp_mchid":"1230000109","sub_mchid":"1900000001","out_trade_no":"o"}"#;
+        let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, partner);
+        assert!(admit(&p, &h, &body, at(NOW)).is_ok());
+    }
+
+    #[test]
+    fn v2_accepts_and_refuses() {
+        let key = "192006250b4c09247ec02edce69f6a2d";
+        let key2 = "0123456789abcdef0123456789abcdef";
+        let body = |sign_type: Option<SignType>, k: &str, extra: &[(&str, &str)]| {
+            let mut params: Vec<(String, String)> = [
+                ("appid", "wx2421b1c4370ec43b"),
+                ("mch_id", "10000100"),
+                ("out_trade_no", "1409811653"),
+                ("result_code", "SUCCESS"),
+                ("return_code", "SUCCESS"),
+                ("time_end", "20140903131540"),
+                ("total_fee", "1"),
+                ("transaction_id", "1004400740201409030005092168"),
+                ("attach", "a&b <c>"),
+            ]
+            .iter()
+            .filter(|(name, _)| !extra.iter().any(|(e, _)| e == name))
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            if sign_type == Some(SignType::HmacSha256) {
+                params.push(("sign_type".into(), "HMAC-SHA256".into()));
+            }
+            let sign = v2_signature(sign_type.unwrap_or(SignType::Md5), &params, k);
+            let mut pairs: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            pairs.push(("sign", &sign));
+            xml(&pairs).into_bytes()
+        };
+        let p = WechatPay::new(&v2_config(&[key2, key], None)).unwrap();
+        let (e, ack) = event(admit(&p, &[], &body(None, key, &[]), at(NOW)));
+        assert_eq!(e.id, "1004400740201409030005092168");
+        assert_eq!(e.kind, "wechatpay.transaction.success");
+        assert_eq!(e.provider_event, "SUCCESS");
+        assert_eq!(e.subject.as_deref(), Some("1409811653"));
+        assert_eq!(e.time.as_deref(), Some("2014-09-03T13:15:40+08:00"));
+        let data = serde_json::to_value(&e.data).unwrap();
+        assert_eq!(data["attach"], "a&b <c>");
+        assert!(data.get("sign").is_none());
+        assert_eq!(ack.status, 200);
+        assert_eq!(ack.content_type, Some(Reply::XML));
+        assert_eq!(
+            ack.body,
+            b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
+        );
+        // HMAC-SHA256, announced by sign_type; and a failed payment
+        let (e, _) = event(admit(
+            &p,
+            &[],
+            &body(Some(SignType::HmacSha256), key, &[("err_code", "X")]),
+            at(NOW),
+        ));
+        assert_eq!(e.kind, "wechatpay.transaction.success");
+        let failed = body(None, key, &[("result_code", "FAIL")]);
+        let (e, _) = event(admit(&p, &[], &failed, at(NOW)));
+        assert_eq!(
+            (e.kind.as_str(), e.provider_event.as_str()),
+            ("wechatpay.transaction.fail", "FAIL")
+        );
+        let forged = String::from_utf8(body(None, key, &[]))
+            .unwrap()
+            .replace("[SUCCESS]]></result", "[FAIL]]></result");
+        assert_eq!(
+            admit(&p, &[], forged.as_bytes(), at(NOW)).unwrap_err(),
+            Rejection::BadSignature
+        );
+        // plain text elements (no CDATA) are read the same way
+        let plain = String::from_utf8(body(None, key, &[]))
+            .unwrap()
+            .replace(
+                "<total_fee><![CDATA[1]]></total_fee>",
+                "<total_fee>1</total_fee>",
+            )
+            .replace(
+                "<attach><![CDATA[a&b <c>]]></attach>",
+                "<attach>a&amp;b &lt;c&gt;</attach>",
+            );
+        assert!(plain.contains("<total_fee>1</total_fee>") && plain.contains("&amp;"));
+        assert!(admit(&p, &[], plain.as_bytes(), at(NOW)).is_ok());
+        // wrong key; a pinned sign_type that the message contradicts
+        let wrong = WechatPay::new(&v2_config(&[key2], None)).unwrap();
+        assert_eq!(
+            admit(&wrong, &[], &body(None, key, &[]), at(NOW)).unwrap_err(),
+            Rejection::BadSignature
+        );
+        let pinned = WechatPay::new(&v2_config(&[key], Some(SignType::Md5))).unwrap();
+        assert_eq!(
+            admit(
+                &pinned,
+                &[],
+                &body(Some(SignType::HmacSha256), key, &[]),
+                at(NOW)
+            )
+            .unwrap_err(),
+            Rejection::BadSignature
+        );
+        // mch_id check
+        let mut c = v2_config(&[key], None);
+        c.mch_id = Some("10000999".into());
+        let other = WechatPay::new(&c).unwrap();
+        assert_eq!(
+            admit(&other, &[], &body(None, key, &[]), at(NOW)).unwrap_err(),
+            Rejection::WrongRecipient("mchid")
+        );
+        // missing sign; bad hex; tampered; XML that is not a v2 document
+        let unsigned = String::from_utf8(body(None, key, &[])).unwrap();
+        let unsigned = unsigned.split("<sign>").next().unwrap().to_owned() + "</xml>";
+        assert_eq!(
+            admit(&p, &[], unsigned.as_bytes(), at(NOW)).unwrap_err(),
+            Rejection::BadSignature
+        );
+        let zz = unsigned.replace("</xml>", "<sign>ZZ</sign></xml>");
+        assert_eq!(
+            admit(&p, &[], zz.as_bytes(), at(NOW)).unwrap_err(),
+            Rejection::BadSignature
+        );
+        let tampered = String::from_utf8(body(None, key, &[]))
+            .unwrap()
+            .replace("[1]]", "[100]]");
+        assert_eq!(
+            admit(&p, &[], tampered.as_bytes(), at(NOW)).unwrap_err(),
+            Rejection::BadSignature
+        );
+        for bad in [
+            &b"not xml"[..],
+            b"<xml><a><b>1</b></a></xml>",
+            b"<other><a>1</a></other>",
+            b"<xml><a>1</a><a>2</a></xml>",
+            b"<!DOCTYPE xml [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><xml><a>&e;</a></xml>",
+            b"<xml><a>1</a>",
+            b"",
+        ] {
+            assert!(
+                matches!(
+                    admit(&p, &[], bad, at(NOW)).unwrap_err(),
+                    Rejection::Malformed(_)
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn failures_are_provider_shaped() {
+        let v3 = WechatPay::new(&v3_config(&[APIV3_KEY])).unwrap();
+        let r = v3.failure(401, "signature does not verify");
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.body,
+            br#"{"code":"FAIL","message":"signature does not verify"}"#
+        );
+        let long = "x".repeat(100);
+        let v: Value = serde_json::from_slice(&v3.failure(400, &long).body).unwrap();
+        assert_eq!(v["message"].as_str().unwrap().len(), 64);
+        let v2 = WechatPay::new(&v2_config(&["0123456789abcdef0123456789abcdef"], None)).unwrap();
+        let r = v2.failure(503, "try later");
+        assert_eq!(r.content_type, Some(Reply::XML));
+        assert_eq!(
+            r.body,
+            b"<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[try later]]></return_msg></xml>"
+        );
+    }
+
+    #[test]
+    fn samples_are_accepted() {
+        let c = v3_config(&[APIV3_KEY]);
+        let p = WechatPay::new(&c).unwrap();
+        let mut o = SampleOptions::new(at(NOW));
+        o.private_key = Some(PLATFORM_KEY.into());
+        let r = sample(&c, &o).unwrap();
+        let (e, _) = event(admit(&p, &r.headers, &r.body, at(NOW)));
+        assert_eq!(e.kind, "wechatpay.transaction.success");
+        assert_eq!(e.time.as_deref(), Some("2023-11-15T06:13:20+08:00"));
+        let data = serde_json::to_value(&e.data).unwrap();
+        assert_eq!(data["resource"]["trade_state"], "SUCCESS");
+        assert_eq!(
+            data["resource"]["success_time"],
+            "2023-11-15T06:13:18+08:00"
+        );
+        assert!(e.subject.unwrap().starts_with("hookgate-"));
+        // refund, as the public key, with our own id
+        o.private_key = Some(PUBKEY_KEY.into());
+        o.key_id = Some(PUBKEY_ID.into());
+        o.event = Some("REFUND.SUCCESS".into());
+        o.id = Some("EV-1".into());
+        let r = sample(&c, &o).unwrap();
+        let (e, _) = event(admit(&p, &r.headers, &r.body, at(NOW)));
+        assert_eq!(
+            (e.id.as_str(), e.kind.as_str()),
+            ("EV-1", "wechatpay.refund.success")
+        );
+        assert!(e.subject.unwrap().starts_with("hookgate-"));
+        // a payload of our own
+        o.payload = Some(br#"{"out_refund_no":"r-1"}"#.to_vec());
+        let r = sample(&c, &o).unwrap();
+        assert_eq!(
+            event(admit(&p, &r.headers, &r.body, at(NOW)))
+                .0
+                .subject
+                .as_deref(),
+            Some("r-1")
+        );
+
+        for sign_type in [None, Some(SignType::HmacSha256)] {
+            let c = v2_config(&["0123456789abcdef0123456789abcdef"], sign_type);
+            let mut o = SampleOptions::new(at(NOW));
+            o.payload = Some(br#"{"total_fee":1,"is_subscribe":null}"#.to_vec());
+            let r = sample(&c, &o).unwrap();
+            let (e, _) = event(admit(
+                &WechatPay::new(&c).unwrap(),
+                &r.headers,
+                &r.body,
+                at(NOW),
+            ));
+            assert_eq!(e.kind, "wechatpay.transaction.success");
+            assert_eq!(e.time.as_deref(), Some("2023-11-15T06:13:18+08:00"));
+            let data = serde_json::to_value(&e.data).unwrap();
+            assert_eq!(data["total_fee"], "1");
+            assert!(data.get("is_subscribe").is_none());
+            assert_eq!(data.get("sign_type").is_some(), sign_type.is_some());
+        }
+    }
+
+    #[test]
+    fn config_errors() {
+        let keys = |c: &Config| -> Vec<String> {
+            WechatPay::new(c)
+                .err()
+                .unwrap()
+                .into_iter()
+                .map(|e| e.key.into_owned())
+                .collect()
+        };
+        let mut c = v3_config(&[]);
+        c.platform_keys = PlatformKeys::default();
+        assert_eq!(keys(&c), ["apiv3_keys", "platform_keys"]);
+        let mut c = v3_config(&["short", APIV3_KEY]);
+        c.platform_keys.0.push(("ABC".into(), "not a key".into()));
+        c.platform_keys
+            .0
+            .push((format!("00{PLATFORM_SERIAL}"), PLATFORM_CERT.into()));
+        c.api_keys = vec![Secret::from(APIV3_KEY)];
+        c.mch_id = Some(" ".into());
+        assert_eq!(
+            keys(&c),
+            [
+                "mch_id",
+                "api_keys",
+                "apiv3_keys[0]",
+                "platform_keys.ABC",
+                &format!("platform_keys.00{PLATFORM_SERIAL}")
+            ]
+        );
+        let mut c = v2_config(&[], None);
+        c.apiv3_keys = vec![Secret::from(APIV3_KEY)];
+        assert_eq!(keys(&c), ["apiv3_keys", "api_keys"]);
+        assert_eq!(keys(&v2_config(&["too short"], None)), ["api_keys[0]"]);
+        let mut c = v3_config(&[APIV3_KEY]);
+        c.version = 4;
+        assert_eq!(keys(&c), ["version"]);
+        // the error never shows a key
+        let errs = WechatPay::new(&v3_config(&["s3cr3t-but-short"]))
+            .err()
+            .unwrap();
+        assert!(!format!("{errs:?}").contains("s3cr3t"));
+
+        // deserialization: defaults, table order, unknown keys, sign_type values
+        let c: Config = serde_json::from_str(&format!(
+            r#"{{"apiv3_keys":["{APIV3_KEY}"],"platform_keys":{{"{PUBKEY_ID}":{pk:?},"{PLATFORM_SERIAL}":{cert:?}}}}}"#,
+            pk = PUBKEY,
+            cert = PLATFORM_CERT
+        ))
+        .unwrap();
+        assert_eq!(c.version, 3);
+        assert_eq!(c.platform_keys.0[0].0, PUBKEY_ID, "written order is kept");
+        assert!(WechatPay::new(&c).is_ok());
+        let c: Config =
+            serde_json::from_str(r#"{"version":2,"api_keys":["k"],"sign_type":"HMAC-SHA256"}"#)
+                .unwrap();
+        assert_eq!(c.sign_type, Some(SignType::HmacSha256));
+        assert!(serde_json::from_str::<Config>(r#"{"version":2,"sign_type":"SHA1"}"#).is_err());
+        assert!(serde_json::from_str::<Config>(r#"{"apiv3_key":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn event_names() {
+        assert_eq!(event_name("TRANSACTION.SUCCESS"), "transaction.success");
+        assert_eq!(
+            event_name("MCHTRANSFER.BILL.FINISHED"),
+            "mchtransfer.bill.finished"
+        );
+        assert_eq!(event_name("A..B/C "), "a.b_c_");
+        assert_eq!(event_name("..."), "unknown");
+    }
 }
