@@ -5,3 +5,5 @@ mod admin;
 mod github;
 mod harness;
 mod outage;
+mod guards;
+mod providers_e2e;

@@ -1,0 +1,1 @@
+//! Guards through the real HTTP stack (issue #6).
