@@ -279,7 +279,7 @@ pub enum ProviderConfig {
     Dingtalk(dingtalk::Config),
     Feishu(feishu::Config),
     Standard(standard::Config),
-    Hmac(hmac::Config),
+    Hmac(Box<hmac::Config>),
 }
 
 impl ProviderConfig {
