@@ -3,7 +3,7 @@
 
 mod admin;
 mod github;
+mod guards;
 mod harness;
 mod outage;
-mod guards;
 mod providers_e2e;
