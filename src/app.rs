@@ -1,5 +1,6 @@
-//! Start-up and shutdown: opens the store, starts the flusher, sweeper and relay, binds both
-//! listeners. Used by `hookgate serve` and by the integration tests (port 0, temp store).
+//! Start-up and shutdown: reads the TLS certificate (if any), opens the store, starts the
+//! flusher, sweeper and relay, binds both listeners. Used by `hookgate serve` and by the
+//! integration tests (port 0, temp store).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +11,10 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::pipeline::Gateway;
 use crate::relay::{self, BrokerStatus};
-use crate::server;
+use crate::server::{self, tls::TlsCerts};
 use crate::store::Store;
 
 /// A running gateway.
@@ -21,6 +22,7 @@ pub struct Running {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    tls: Option<Arc<TlsCerts>>,
     public: ServerHandle,
     admin: ServerHandle,
     cancel: CancellationToken,
@@ -33,6 +35,14 @@ pub struct Running {
 /// `#[actix_web::main]` or `#[actix_web::test]`). A broker that is down does not stop the
 /// start: events wait in the outbox.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    // First, so a bad certificate is a config error before anything is opened or bound.
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(TlsCerts::load)
+        .transpose()?
+        .map(Arc::new);
     let store = Arc::new(
         match config.store.path.as_os_str().is_empty() {
             true => Store::temporary(&config.store),
@@ -70,17 +80,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }));
     }
 
-    let (public, public_addr) = server::public(&config.server, gateway.clone())
+    let (public, public_addr) = server::public(&config.server, gateway.clone(), tls.as_ref())
         .with_context(|| format!("binding server.listen {}", config.server.listen))?;
     let (admin, admin_addr) = server::admin(&config.server, gateway.clone())
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
     let (public_handle, admin_handle) = (public.handle(), admin.handle());
     let servers = vec![actix_web::rt::spawn(public), actix_web::rt::spawn(admin)];
-    tracing::info!(%public_addr, %admin_addr, sources = gateway.sources.len(), "hookgate listening");
+    tracing::info!(%public_addr, %admin_addr, sources = gateway.sources.len(), tls = tls.is_some(), "hookgate listening");
     Ok(Running {
         public_addr,
         admin_addr,
         gateway,
+        tls,
         public: public_handle,
         admin: admin_handle,
         cancel,
@@ -91,6 +102,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
+    /// Re-reads `[server.tls]` cert and key (SIGHUP); the next handshake serves them. On error
+    /// the certificate in use stays. `Ok(false)` when TLS is not configured.
+    pub fn reload_tls(&self) -> Result<bool, ConfigError> {
+        match &self.tls {
+            None => Ok(false),
+            Some(certs) => certs.reload().map(|()| true),
+        }
+    }
+
     /// Graceful stop: no new connections, in-flight requests finish (bounded by
     /// `shutdown_timeout_secs`), then the relay stops and the store is flushed.
     pub async fn stop(self) {

@@ -138,32 +138,68 @@ fn serve(path: &Path, log_format: LogFormat) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     init_tracing(log_format);
     actix_web::rt::System::new().block_on(async move {
+        // Installed before the start, so an early SIGHUP cannot kill the process.
+        let signals = Signals::install()?;
         let running = crate::app::start(config).await?;
-        shutdown_signal().await;
+        signals.wait_for_shutdown(&running).await;
         tracing::info!("shutting down: draining requests, then flushing the store");
         running.stop().await;
         Ok(())
     })
 }
 
-/// SIGTERM or SIGINT (actix's own signal handling is off, so shutdown is ours).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The signals `serve` handles; actix's own signal handling is off, so shutdown is ours.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing a SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+        })
+    }
+
+    /// Until SIGTERM or SIGINT; SIGHUP in the meantime reloads the TLS certificate (a bad new
+    /// one is logged and the current one kept).
+    async fn wait_for_shutdown(mut self, running: &crate::app::Running) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => match running.reload_tls() {
+                    Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Ok(false) => tracing::info!("SIGHUP: no [server.tls] configured, nothing to reload"),
+                    Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificate: {e}"),
+                },
+            }
+        }
     }
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    let tls = match &config.server.tls {
+        Some(tls) => {
+            crate::server::tls::TlsCerts::load(tls)?;
+            format!(
+                "  tls cert {} key {}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        }
+        None => String::new(),
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
     writeln!(
         out,
-        "public {}  admin {}  store {}  exchange {}",
+        "public {}{tls}  admin {}  store {}  exchange {}",
         config.server.listen,
         config.server.admin_listen,
         config.store.path.display(),

@@ -94,7 +94,7 @@ pub async fn process(
     gw: &Gateway,
     source: &Source,
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: &mut web::Payload,
 ) -> Outcome {
     let fail = |status: u16, message: &str| source.provider.failure(status, message);
 
@@ -245,7 +245,7 @@ enum BodyError {
 
 /// Reads at most `limit` bytes; a longer (e.g. chunked) body is cut off there.
 async fn read_body(
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     limit: usize,
     declared: Option<u64>,
 ) -> Result<BytesMut, BodyError> {

@@ -1,58 +1,145 @@
-//! The two listeners. Public: `POST /hooks/{source}` only. Admin: `/healthz`, `/readyz`,
-//! `/metrics`; admin routes are never served on the public listener.
+//! The two listeners. Public: `POST /hooks/{source}` only, over plain HTTP or TLS
+//! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics`; admin routes are never served on the
+//! public listener.
+//!
+//! Connection-level guards live here, around the pipeline:
+//! - `server.request_timeout_secs` bounds the TLS handshake and the request head (actix's
+//!   client request timeout) and, in the pipeline, the body.
+//! - A refused request whose body was not read to the end closes its connection after a short
+//!   linger (see [`hook`]), instead of actix draining an endless chunked body with no deadline.
+//! - actix arms its header deadline only for a connection's first request, so only trusted
+//!   proxies get keep-alive; everyone else is answered with `Connection: close`, leaving no
+//!   second request whose headers could trickle in without a deadline.
+
+pub mod tls;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
-use actix_web::http::header;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Server, Service};
+use actix_web::http::{header, ConnectionType};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use ipnet::IpNet;
 
-use crate::config::ServerConfig;
+use crate::config::{contains, ServerConfig};
 use crate::metrics;
 use crate::outcome::Outcome;
 use crate::pipeline::{self, Gateway};
+use tls::TlsCerts;
+
+/// How long a connection whose request body was refused unread is still read (and the bytes
+/// dropped) so the client sees the reply, before it is closed.
+const LINGER: Duration = Duration::from_secs(1);
 
 async fn hook(
     req: HttpRequest,
     name: web::Path<String>,
-    payload: web::Payload,
+    mut payload: web::Payload,
     gw: web::Data<Gateway>,
 ) -> HttpResponse {
     let started = Instant::now();
-    match gw.sources.get(name.as_str()) {
+    let response = match gw.sources.get(name.as_str()) {
         None => Outcome::UnknownSource.finish(None, started.elapsed()),
-        Some(source) => pipeline::process(&gw, source, &req, payload)
+        Some(source) => pipeline::process(&gw, source, &req, &mut payload)
             .await
             .finish(Some(&source.name), started.elapsed()),
+    };
+    close_if_unread(response, payload)
+}
+
+/// Keeps the request payload alive until the response body is sent. When actix finishes a
+/// response while the request body is unread (413, 408, 404, any refusal before the body), a
+/// live payload makes it close the connection after [`LINGER`]; a dropped one would make it
+/// drain a chunked body to its end, however long that takes, with no deadline. A body read to
+/// its end is already detached from the connection, so this changes nothing for it.
+fn close_if_unread(response: HttpResponse, payload: web::Payload) -> HttpResponse {
+    response.map_body(|_, body| {
+        BoxBody::new(HoldPayload {
+            body,
+            _payload: payload,
+        })
+    })
+}
+
+/// A response body that owns the request payload (see [`close_if_unread`]); actix checks
+/// whether the payload is still wanted when the last chunk of the body is sent.
+struct HoldPayload {
+    body: BoxBody,
+    _payload: web::Payload,
+}
+
+impl MessageBody for HoldPayload {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
     }
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
+async fn method_not_allowed(payload: web::Payload) -> HttpResponse {
+    let r = HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "POST"))
         .content_type("application/json")
-        .body(r#"{"error":"method not allowed"}"#)
+        .body(r#"{"error":"method not allowed"}"#);
+    close_if_unread(r, payload)
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
+async fn not_found(payload: web::Payload) -> HttpResponse {
+    let r = HttpResponse::NotFound()
         .content_type("application/json")
-        .body(r#"{"error":"not found"}"#)
+        .body(r#"{"error":"not found"}"#);
+    close_if_unread(r, payload)
 }
 
-/// Binds the public listener; the server is returned unstarted (await or spawn it).
-pub fn public(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server, SocketAddr)> {
+/// Whether the peer may keep its connection open: only trusted proxies (see the module doc).
+fn keep_alive_for(peer: Option<SocketAddr>, trusted: &[IpNet]) -> bool {
+    peer.is_some_and(|p| contains(trusted, p.ip()))
+}
+
+/// Binds the public listener, with TLS when `tls` is given; the server is returned unstarted
+/// (await or spawn it).
+pub fn public(
+    config: &ServerConfig,
+    gw: Arc<Gateway>,
+    tls: Option<&Arc<TlsCerts>>,
+) -> std::io::Result<(Server, SocketAddr)> {
+    let trusted: Arc<[IpNet]> = gw.trusted_proxies.clone().into();
     let data = web::Data::from(gw);
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     } else {
         config.workers
     };
+    let timeout = Duration::from_secs(config.request_timeout_secs);
     let server = HttpServer::new(move || {
+        let trusted = trusted.clone();
         App::new()
             .app_data(data.clone())
+            .wrap_fn(move |req, srv| {
+                let keep = keep_alive_for(req.peer_addr(), &trusted);
+                let fut = srv.call(req);
+                async move {
+                    let mut res = fut.await?;
+                    if !keep {
+                        res.response_mut()
+                            .head_mut()
+                            .set_connection_type(ConnectionType::Close);
+                    }
+                    Ok(res)
+                }
+            })
             .service(
                 web::resource("/hooks/{source}")
                     .route(web::post().to(hook))
@@ -63,12 +150,20 @@ pub fn public(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Serve
     .workers(workers)
     // actix counts connections per worker.
     .max_connections(config.max_connections.div_ceil(workers).max(1))
-    .client_request_timeout(Duration::from_secs(config.request_timeout_secs))
-    .client_disconnect_timeout(Duration::from_secs(1))
+    .client_request_timeout(timeout)
+    .tls_handshake_timeout(timeout)
+    .client_disconnect_timeout(LINGER)
+    // Idle time of a trusted proxy's connection between requests.
     .keep_alive(Duration::from_secs(75))
     .shutdown_timeout(config.shutdown_timeout_secs)
-    .disable_signals()
-    .bind(config.listen)?;
+    .disable_signals();
+    let server = match tls {
+        None => server.bind(config.listen)?,
+        Some(certs) => {
+            let rustls = certs.server_config().map_err(std::io::Error::other)?;
+            server.bind_rustls_0_23(config.listen, rustls)?
+        }
+    };
     let addr = server.addrs()[0];
     Ok((server.run(), addr))
 }
