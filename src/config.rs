@@ -405,30 +405,33 @@ fn parse_source(
             None
         }
     };
-    if !table.contains_key("provider") {
+    let provider = if !table.contains_key("provider") {
         errors.push(format!("{label}.provider: missing (one of github, alipay, wechatpay, dingtalk, feishu, standard, hmac)"));
-        return None;
-    }
-    let provider = match ProviderConfig::deserialize(toml::Value::Table(table)) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            errors.push(format!("{label}: {}", e.message()));
-            None
+        None
+    } else {
+        match ProviderConfig::deserialize(toml::Value::Table(table)) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("{label}: {}", e.message()));
+                None
+            }
         }
     };
-    let (common, provider) = (common?, provider?);
-
-    if !valid_source_name(&common.name) {
-        errors.push(format!(
-            "{label}.name: must match [a-z0-9][a-z0-9_-]* (it is the URL path segment)"
-        ));
+    // The common keys are checked even when the provider part failed: every problem at once.
+    if let Some(common) = &common {
+        if !valid_source_name(&common.name) {
+            errors.push(format!(
+                "{label}.name: must match [a-z0-9][a-z0-9_-]* (it is the URL path segment)"
+            ));
+        }
+        if let Some(Err(e)) = common.routing_key.as_deref().map(check_template) {
+            errors.push(format!("{label}.routing_key: {e}"));
+        }
     }
+    let (common, provider) = (common?, provider?);
     let routing_key = common
         .routing_key
         .unwrap_or_else(|| "{source}.{type}".into());
-    if let Err(e) = check_template(&routing_key) {
-        errors.push(format!("{label}.routing_key: {e}"));
-    }
     if let Err(problems) = provider.build() {
         for p in problems {
             errors.push(format!("{label}.{p}"));
@@ -665,7 +668,7 @@ provider = "github"
 secrets = ["x"]
 secrte = 1
 [[sources]]
-name = "ok"
+name = "Also Bad"
 provider = "nope"
 [[sources]]
 name = "gh2"
@@ -680,14 +683,22 @@ secrets = []
             "{all}"
         );
         assert!(
-            all.contains("sources[1] (ok): unknown variant `nope`"),
+            all.contains("sources[1] (Also Bad): unknown variant `nope`"),
             "{all}"
         );
         assert!(
             all.contains("sources[2] (gh2).secrets: at least one is required"),
             "{all}"
         );
-        assert_eq!(err.0.len(), 4, "{all}");
+        assert!(
+            all.contains("sources[0] (Bad Name).name: must match"),
+            "{all}"
+        );
+        assert!(
+            all.contains("sources[1] (Also Bad).name: must match"),
+            "{all}"
+        );
+        assert_eq!(err.0.len(), 6, "{all}");
     }
 
     #[test]
