@@ -122,8 +122,11 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
+    // actix_http logs every malformed request, slow-header timeout and reset connection at
+    // ERROR ("stream error: ..."): the client already got its 400/408, and a line per bad
+    // request would let anyone fill the log. Off by default; RUST_LOG brings it back.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,lapin=warn,actix_server=warn")
+        tracing_subscriber::EnvFilter::new("info,lapin=warn,actix_server=warn,actix_http=off")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
