@@ -254,7 +254,12 @@ impl Config {
                 ));
             }
         }
-        let server: Option<ServerConfig> = section(&mut root, "server", &mut errors);
+        let mut server: Option<ServerConfig> = section(&mut root, "server", &mut errors);
+        // Like `file:` secrets, TLS files are relative to the config file.
+        if let Some(tls) = server.as_mut().and_then(|s| s.tls.as_mut()) {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+        }
         let store: Option<StoreConfig> = section(&mut root, "store", &mut errors);
         let amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
 
@@ -742,6 +747,23 @@ routing_key = "{nope}"
             all.contains("sources[0] (gh).secrets: cannot read"),
             "{all}"
         );
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_config_file() {
+        let text = "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n";
+        let c = Config::parse(text, &HashMap::new(), Path::new("/etc/hookgate"));
+        // The files do not exist, so validation may fail; the paths are what matters here.
+        let tls = match c {
+            Ok(c) => c.server.tls.unwrap(),
+            Err(e) => {
+                let all = e.0.join("\n");
+                assert!(all.contains("/etc/hookgate/tls/cert.pem"), "{all}");
+                return;
+            }
+        };
+        assert_eq!(tls.cert, Path::new("/etc/hookgate/tls/cert.pem"));
+        assert_eq!(tls.key, Path::new("/abs/key.pem"));
     }
 
     #[test]
