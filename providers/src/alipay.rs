@@ -261,11 +261,14 @@ fn event_type<'f>(get: &impl Fn(&str) -> Option<&'f str>) -> Result<(String, Str
     if get("notify_type") == Some("trade_status_sync") {
         if let Some(status) = get("trade_status") {
             let name = status.strip_prefix("TRADE_").unwrap_or(status);
-            return Ok((format!("alipay.trade.{}", event_name(name)), status.into()));
+            return Ok((
+                format!("alipay.trade.{}", crate::type_name_or_unknown(name)),
+                status.into(),
+            ));
         }
     }
     if let Some(method) = get("msg_method").or_else(|| get("method")) {
-        let name = event_name(method);
+        let name = crate::type_name_or_unknown(method);
         let kind = if name.starts_with("alipay.") {
             name
         } else {
@@ -275,32 +278,9 @@ fn event_type<'f>(get: &impl Fn(&str) -> Option<&'f str>) -> Result<(String, Str
     }
     let notify_type = get("notify_type").ok_or(Rejection::Malformed("no notify_type"))?;
     Ok((
-        format!("alipay.{}", event_name(notify_type)),
+        format!("alipay.{}", crate::type_name_or_unknown(notify_type)),
         notify_type.into(),
     ))
-}
-
-/// Lowercase `[a-z0-9_.]` without empty segments: a provider value becomes part of the
-/// CloudEvents type and the AMQP routing key.
-fn event_name(raw: &str) -> String {
-    let mapped: String = raw
-        .chars()
-        .take(128)
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
-            _ => '_',
-        })
-        .collect();
-    let joined = mapped
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(".");
-    if joined.is_empty() {
-        "unknown".into()
-    } else {
-        joined
-    }
 }
 
 /// `2019-08-15 15:56:22` (Beijing time) as RFC 3339 with its `+08:00` offset.

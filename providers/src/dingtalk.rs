@@ -364,16 +364,6 @@ fn time_secs_or_millis(t: i64) -> Option<String> {
     })
 }
 
-/// Lowercase `[a-z0-9_]`, anything else `_`, so the name fits a dotted CloudEvents type.
-fn type_segment(name: &str) -> String {
-    name.chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_') => c,
-            _ => '_',
-        })
-        .collect()
-}
-
 fn non_empty_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     obj.get(name)
         .and_then(Value::as_str)
@@ -438,7 +428,11 @@ impl DingTalk {
             .map(str::to_owned);
         let event = Event {
             id: format!("sha256:{}", hex::encode(Sha256::digest(&msg))),
-            kind: format!("dingtalk.{}", type_segment(event_type)),
+            // EventType is one segment of the type: a dot in it must not add a level.
+            kind: format!(
+                "dingtalk.{}",
+                crate::type_name_or_unknown(&event_type.replace('.', "_"))
+            ),
             provider_event: event_type.to_owned(),
             time: int_field(&plain, "TimeStamp").and_then(time_secs_or_millis),
             subject,
@@ -476,7 +470,10 @@ impl DingTalk {
             non_empty_str(&body, "msgtype").ok_or(Rejection::Malformed("body has no msgtype"))?;
         let event = Event {
             id: msg_id.to_owned(),
-            kind: format!("dingtalk.robot.{}", type_segment(msgtype)),
+            kind: format!(
+                "dingtalk.robot.{}",
+                crate::type_name_or_unknown(&msgtype.replace('.', "_"))
+            ),
             provider_event: msgtype.to_owned(),
             time: int_field(&body, "createAt")
                 .filter(|t| *t > 0)

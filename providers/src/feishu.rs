@@ -178,16 +178,6 @@ fn non_empty_str<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Lowercase `[a-z0-9_.]`, anything else `_`: Feishu's dotted names are kept as they are.
-fn type_segments(name: &str) -> String {
-    name.chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
-            _ => '_',
-        })
-        .collect()
-}
-
 /// Milliseconds since the epoch from a decimal string or a number (schema 2.0 `create_time`).
 fn millis(v: &Value) -> Option<i64> {
     match v {
@@ -360,7 +350,7 @@ impl Feishu {
             return Ok(Admission::Event {
                 event: Event {
                     id,
-                    kind: format!("feishu.{}", type_segments(&event_type)),
+                    kind: format!("feishu.{}", crate::type_name_or_unknown(&event_type)),
                     provider_event: event_type,
                     time,
                     subject,
@@ -383,7 +373,7 @@ impl Feishu {
             return Ok(Admission::Event {
                 event: Event {
                     id,
-                    kind: format!("feishu.{}", type_segments(&event_type)),
+                    kind: format!("feishu.{}", crate::type_name_or_unknown(&event_type)),
                     provider_event: event_type,
                     time: time_from_millis(v.get("ts").and_then(fractional_secs_to_millis)),
                     subject: chat_id(v.get("event")),

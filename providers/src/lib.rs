@@ -339,6 +339,32 @@ pub fn require_secrets(key: &'static str, secrets: &[Secret]) -> Result<(), Conf
     Ok(())
 }
 
+/// A provider's event name made safe for a CloudEvents type and an AMQP routing key:
+/// lowercase `[a-z0-9_.]` (every other character becomes `_`), empty dot-segments dropped,
+/// at most 128 characters. `None` when nothing remains.
+pub fn type_name(raw: &str) -> Option<String> {
+    const MAX: usize = 128;
+    let mapped: String = raw
+        .chars()
+        .take(MAX)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
+            _ => '_',
+        })
+        .collect();
+    let joined = mapped
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// [`type_name`], or `unknown` when the provider sent nothing usable.
+pub fn type_name_or_unknown(raw: &str) -> String {
+    type_name(raw).unwrap_or_else(|| "unknown".into())
+}
+
 /// Seconds since the Unix epoch; times before it count as 0.
 pub fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -426,6 +452,23 @@ mod tests {
         assert!(!within_window(1000, 1301, 300));
         assert!(!within_window(1301, 1000, 300));
         assert!(!within_window(i64::MIN, i64::MAX, 300));
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(
+            type_name("TRANSACTION.SUCCESS").unwrap(),
+            "transaction.success"
+        );
+        assert_eq!(
+            type_name("MCHTRANSFER.BILL.FINISHED").unwrap(),
+            "mchtransfer.bill.finished"
+        );
+        assert_eq!(type_name("A..B/C ").unwrap(), "a.b_c_");
+        assert_eq!(type_name("orders/create").unwrap(), "orders_create");
+        assert_eq!(type_name("..."), None);
+        assert_eq!(type_name(""), None);
+        assert_eq!(type_name(&"x".repeat(300)).unwrap().len(), 128);
     }
 
     #[test]

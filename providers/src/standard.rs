@@ -36,6 +36,7 @@ const MAX_SIGNATURES: usize = 32;
 /// usually mean a plain password was pasted where a base64 key belongs.
 const MIN_HMAC_KEY_BYTES: usize = 16;
 /// Caps the sanitized part of a CloudEvents type so `{source}.{type}` fits an AMQP routing key.
+#[cfg(test)]
 const MAX_TYPE_LEN: usize = 128;
 
 fn default_tolerance() -> u64 {
@@ -303,21 +304,7 @@ impl Peek {
 /// `{provider}.{raw}` as a CloudEvents type: lowercase, `[a-z0-9_.]` with every other byte
 /// as `_`, empty dot-segments dropped, at most 128 characters. `None` if nothing remains.
 pub(crate) fn dotted_type(provider: &str, raw: &str) -> Option<String> {
-    let clean: String = raw
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
-            _ => '_',
-        })
-        .collect();
-    let mut joined = clean
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(".");
-    joined.truncate(MAX_TYPE_LEN);
-    let joined = joined.trim_end_matches('.');
-    (!joined.is_empty()).then(|| format!("{provider}.{joined}"))
+    crate::type_name(raw).map(|t| format!("{provider}.{t}"))
 }
 
 /// RFC 3339 (UTC, milliseconds) for an ISO 8601 / RFC 3339 date-time with an offset.

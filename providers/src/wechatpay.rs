@@ -381,7 +381,7 @@ impl WechatPay {
         .map(str::to_owned);
         body.insert("resource".into(), Value::Object(plain));
         let event = Event {
-            kind: format!("wechatpay.{}", event_name(&event_type)),
+            kind: format!("wechatpay.{}", crate::type_name_or_unknown(&event_type)),
             id,
             provider_event: event_type,
             time,
@@ -453,28 +453,6 @@ fn decrypt_resource(keys: &[Secret], resource: &Map<String, Value>) -> Result<Ve
         .ok_or(Rejection::Malformed(
             "resource does not decrypt with any configured APIv3 key",
         ))
-}
-
-/// Lowercase `[a-z0-9_.]` without empty segments: `TRANSACTION.SUCCESS` → `transaction.success`.
-fn event_name(raw: &str) -> String {
-    let mapped: String = raw
-        .chars()
-        .take(128)
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
-            _ => '_',
-        })
-        .collect();
-    let joined = mapped
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(".");
-    if joined.is_empty() {
-        "unknown".into()
-    } else {
-        joined
-    }
 }
 
 // ----------------------------------------------------------------------------- API v2
@@ -1652,16 +1630,5 @@ mod tests {
         assert_eq!(c.sign_type, Some(SignType::HmacSha256));
         assert!(serde_json::from_str::<Config>(r#"{"version":2,"sign_type":"SHA1"}"#).is_err());
         assert!(serde_json::from_str::<Config>(r#"{"apiv3_key":"x"}"#).is_err());
-    }
-
-    #[test]
-    fn event_names() {
-        assert_eq!(event_name("TRANSACTION.SUCCESS"), "transaction.success");
-        assert_eq!(
-            event_name("MCHTRANSFER.BILL.FINISHED"),
-            "mchtransfer.bill.finished"
-        );
-        assert_eq!(event_name("A..B/C "), "a.b_c_");
-        assert_eq!(event_name("..."), "unknown");
     }
 }
