@@ -43,15 +43,26 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(gw.send("gh-main", &sample).await.status(), 202);
     consumer.take(1, Duration::from_secs(10)).await;
-    let text = gw
-        .client
-        .get(gw.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The consumer can see the message before the relay has processed the broker's confirm
+    // (which is what counts as published): poll for it, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = gw
+            .client
+            .get(gw.admin("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(r#"hookgate_published_total{source="gh-main"}"#)
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         text.contains(r#"hookgate_requests_total{source="gh-main",outcome="accepted"}"#),
         "{text}"
