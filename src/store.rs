@@ -9,9 +9,14 @@
 //! Crash windows: an entry published but not yet deleted is published again on restart
 //! (at-least-once; consumers dedup by `message_id`). An entry written but not flushed was
 //! never acknowledged, so the provider retries it.
+//!
+//! Disk trouble: sled keeps its first I/O error (disk full, read-only file system) and fails
+//! every later call with it, even once space is back. The store then answers 503, stops the
+//! relay from publishing, and the flusher reopens the database from disk until that works.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -119,11 +124,34 @@ struct GroupCommit {
     state: watch::Sender<FlushState>,
 }
 
-pub struct Store {
+/// The open database. Replaced as a whole when the store is reopened after a disk error.
+struct Trees {
     db: sled::Db,
     seen: sled::Tree,
     expiry: sled::Tree,
     outbox: sled::Tree,
+}
+
+impl Trees {
+    fn new(db: sled::Db) -> Result<Trees, sled::Error> {
+        Ok(Trees {
+            seen: db.open_tree("seen")?,
+            expiry: db.open_tree("expiry")?,
+            outbox: db.open_tree("outbox")?,
+            db,
+        })
+    }
+}
+
+pub struct Store {
+    /// `None` only while a broken database is being reopened.
+    trees: RwLock<Option<Arc<Trees>>>,
+    /// Where to reopen from; `None` for a temporary store, which cannot be reopened.
+    path: Option<PathBuf>,
+    /// sled keeps an I/O error (disk full, read-only file system) and fails every later call
+    /// with it, even once space is back; only reopening the database clears it. Set by the
+    /// first such error, cleared by the flusher once it has reopened the database.
+    broken: AtomicBool,
     commit: GroupCommit,
     pending: AtomicU64,
     max_outbox: u64,
@@ -135,27 +163,34 @@ pub struct Store {
 /// Shared handle.
 pub type SharedStore = Arc<Store>;
 
+/// What callers see while the database is being reopened.
+fn unavailable() -> sled::Error {
+    sled::Error::Io(std::io::Error::other(
+        "store is being reopened after a disk error",
+    ))
+}
+
 impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store, sled::Error> {
-        let db = sled::Config::new().path(&config.path).open()?;
-        Self::with_db(db, config)
+        Self::with_db(open_db(&config.path)?, config, Some(config.path.clone()))
     }
 
     /// A store that lives in memory and in a temporary directory (tests).
     pub fn temporary(config: &StoreConfig) -> Result<Store, sled::Error> {
-        Self::with_db(sled::Config::new().temporary(true).open()?, config)
+        Self::with_db(sled::Config::new().temporary(true).open()?, config, None)
     }
 
-    fn with_db(db: sled::Db, config: &StoreConfig) -> Result<Store, sled::Error> {
-        let seen = db.open_tree("seen")?;
-        let expiry = db.open_tree("expiry")?;
-        let outbox = db.open_tree("outbox")?;
-        let pending = AtomicU64::new(outbox.len() as u64);
+    fn with_db(
+        db: sled::Db,
+        config: &StoreConfig,
+        path: Option<PathBuf>,
+    ) -> Result<Store, sled::Error> {
+        let trees = Trees::new(db)?;
+        let pending = AtomicU64::new(trees.outbox.len() as u64);
         Ok(Store {
-            db,
-            seen,
-            expiry,
-            outbox,
+            trees: RwLock::new(Some(Arc::new(trees))),
+            path,
+            broken: AtomicBool::new(false),
             commit: GroupCommit {
                 written: AtomicU64::new(0),
                 wake: Notify::new(),
@@ -168,6 +203,29 @@ impl Store {
         })
     }
 
+    fn slot(&self) -> RwLockReadGuard<'_, Option<Arc<Trees>>> {
+        self.trees.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The open database, unless it is broken or being reopened.
+    fn trees(&self) -> Result<Arc<Trees>, sled::Error> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(unavailable());
+        }
+        self.slot().clone().ok_or_else(unavailable)
+    }
+
+    /// Notes a sled error; an I/O error or corruption means the database must be reopened.
+    fn note<T>(&self, r: Result<T, sled::Error>) -> Result<T, sled::Error> {
+        if let Err(e @ (sled::Error::Io(_) | sled::Error::Corruption { .. })) = &r {
+            if self.path.is_some() && !self.broken.swap(true, Ordering::AcqRel) {
+                tracing::error!(error = %e, "store failed; requests get 503 until it is reopened");
+                self.commit.wake.notify_one();
+            }
+        }
+        r
+    }
+
     /// Remembers `(source, id)` and enqueues `entry` unless the id was seen within the window;
     /// returns once the decision is on disk.
     pub async fn accept(
@@ -177,67 +235,81 @@ impl Store {
         entry: &OutboxEntry,
         now_secs: u64,
     ) -> Result<Accepted, StoreError> {
-        let result = self.write(source, id, entry, now_secs)?;
-        self.durable().await?;
+        let (result, ticket) = self.write(source, id, entry, now_secs)?;
+        self.durable(ticket).await?;
         Ok(result)
     }
 
-    /// The transaction alone (no flush).
+    /// The transaction alone (no flush), and the group-commit ticket that covers it. The
+    /// ticket is taken while the database cannot be swapped, so a flush of a reopened
+    /// database never releases a write made to the broken one.
     fn write(
         &self,
         source: &str,
         id: &str,
         entry: &OutboxEntry,
         now_secs: u64,
-    ) -> Result<Accepted, StoreError> {
-        let pending = self.pending.load(Ordering::Relaxed);
-        if pending >= self.max_outbox {
-            // Still answer duplicates: their event is already kept.
-            if self.is_duplicate(source, id, now_secs)? {
-                return Ok(Accepted::Duplicate);
-            }
-            return Err(StoreError::Full(pending));
+    ) -> Result<(Accepted, u64), StoreError> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(StoreError::Write(unavailable()));
         }
-        let key = dedup_key(source, id);
-        let value = entry.encode();
-        let window = self.window_secs;
-        let result =
-            (&self.seen, &self.expiry, &self.outbox).transaction(|(seen, expiry, outbox)| {
-                if let Some(old) = seen.get(&key)? {
-                    let at = be_u64(&old);
-                    if at.saturating_add(window) > now_secs {
-                        return Ok(Accepted::Duplicate);
-                    }
-                    expiry.remove(expiry_key(at, &key))?;
-                }
-                seen.insert(key.as_slice(), &now_secs.to_be_bytes())?;
-                expiry.insert(expiry_key(now_secs, &key), &[])?;
-                let seq = outbox.generate_id()?;
-                outbox.insert(&seq.to_be_bytes(), value.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(Accepted::New)
-            });
-        let accepted = match result {
-            Ok(a) => a,
-            Err(TransactionError::Storage(e)) => return Err(StoreError::Write(e)),
-            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
-        };
+        let slot = self.slot();
+        let t = slot
+            .as_ref()
+            .ok_or_else(|| StoreError::Write(unavailable()))?;
+        let accepted = self.transact(t, source, id, entry, now_secs)?;
+        let ticket = self.commit.written.fetch_add(1, Ordering::AcqRel) + 1;
+        drop(slot);
         if accepted == Accepted::New {
             self.pending.fetch_add(1, Ordering::Relaxed);
             self.outbox_notify.notify_one();
         }
-        Ok(accepted)
+        Ok((accepted, ticket))
     }
 
-    fn is_duplicate(&self, source: &str, id: &str, now_secs: u64) -> Result<bool, StoreError> {
-        Ok(self
-            .seen
-            .get(dedup_key(source, id))?
-            .is_some_and(|v| be_u64(&v).saturating_add(self.window_secs) > now_secs))
+    fn transact(
+        &self,
+        t: &Trees,
+        source: &str,
+        id: &str,
+        entry: &OutboxEntry,
+        now_secs: u64,
+    ) -> Result<Accepted, StoreError> {
+        let pending = self.pending.load(Ordering::Relaxed);
+        let key = dedup_key(source, id);
+        if pending >= self.max_outbox {
+            // Still answer duplicates: their event is already kept.
+            let seen = self.note(t.seen.get(&key))?;
+            if seen.is_some_and(|v| be_u64(&v).saturating_add(self.window_secs) > now_secs) {
+                return Ok(Accepted::Duplicate);
+            }
+            return Err(StoreError::Full(pending));
+        }
+        let value = entry.encode();
+        let window = self.window_secs;
+        let result = (&t.seen, &t.expiry, &t.outbox).transaction(|(seen, expiry, outbox)| {
+            if let Some(old) = seen.get(&key)? {
+                let at = be_u64(&old);
+                if at.saturating_add(window) > now_secs {
+                    return Ok(Accepted::Duplicate);
+                }
+                expiry.remove(expiry_key(at, &key))?;
+            }
+            seen.insert(key.as_slice(), &now_secs.to_be_bytes())?;
+            expiry.insert(expiry_key(now_secs, &key), &[])?;
+            let seq = outbox.generate_id()?;
+            outbox.insert(&seq.to_be_bytes(), value.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(Accepted::New)
+        });
+        match result {
+            Ok(a) => Ok(a),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Write(self.note(Err(e))?)),
+            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
+        }
     }
 
-    /// Waits until everything written so far is flushed.
-    async fn durable(&self) -> Result<(), StoreError> {
-        let ticket = self.commit.written.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Waits until the write with `ticket` is flushed.
+    async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
         let mut rx = self.commit.state.subscribe();
         self.commit.wake.notify_one();
         let state = rx
@@ -251,26 +323,32 @@ impl Store {
         }
     }
 
-    /// The group-commit flusher: runs until `cancel`, then flushes a last time.
+    /// The group-commit flusher: runs until `cancel`, then flushes a last time. It also
+    /// reopens the database after a disk error.
     pub async fn run_flusher(self: Arc<Self>, cancel: CancellationToken) {
         loop {
+            if self.broken.load(Ordering::Acquire) {
+                if !self.reopen(&cancel).await {
+                    break;
+                }
+                continue;
+            }
             let target = self.commit.written.load(Ordering::Acquire);
-            if target
-                <= self
-                    .commit
-                    .state
-                    .borrow()
-                    .durable
-                    .max(self.commit.state.borrow().failed_upto)
-            {
+            let done = {
+                let s = self.commit.state.borrow();
+                s.durable.max(s.failed_upto)
+            };
+            if target <= done {
                 tokio::select! {
                     _ = self.commit.wake.notified() => continue,
                     _ = cancel.cancelled() => break,
                 }
             }
-            let db = self.db.clone();
+            let Some(trees) = self.slot().clone() else {
+                continue;
+            };
             let started = std::time::Instant::now();
-            let flushed = tokio::task::spawn_blocking(move || db.flush()).await;
+            let flushed = tokio::task::spawn_blocking(move || trees.db.flush()).await;
             crate::metrics::get()
                 .flush_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -279,6 +357,7 @@ impl Store {
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "store flush failed; requests get 503");
                     self.commit.state.send_modify(|s| s.failed_upto = target);
+                    let _ = self.note::<()>(Err(e));
                     // Do not spin on a failing disk.
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -288,16 +367,76 @@ impl Store {
                 }
             }
         }
-        if let Err(e) = self.db.flush() {
-            tracing::error!(error = %e, "final store flush failed");
+        if let Some(t) = self.slot().clone() {
+            if let Err(e) = t.db.flush() {
+                tracing::error!(error = %e, "final store flush failed");
+            }
         }
     }
 
-    /// Up to `max` oldest outbox entries, with their sequence numbers.
+    /// Closes the broken database and opens it again from disk, retrying every second until
+    /// that works (space may take a while to come back). What was flushed survives; writes
+    /// not yet flushed are dropped, and their requests got 503, so nothing acknowledged is
+    /// lost. `false` if cancelled first.
+    async fn reopen(&self, cancel: &CancellationToken) -> bool {
+        let Some(path) = self.path.clone() else {
+            return true;
+        };
+        let old = {
+            let mut slot = self.trees.write().unwrap_or_else(PoisonError::into_inner);
+            // Every ticket so far covers a write to the broken database: fail the unflushed.
+            let written = self.commit.written.load(Ordering::Acquire);
+            self.commit
+                .state
+                .send_modify(|s| s.failed_upto = s.failed_upto.max(written));
+            slot.take()
+        };
+        // sled locks its file: every handle of the old database must be gone first.
+        if let Some(old) = old {
+            while Arc::strong_count(&old) > 1 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = cancel.cancelled() => return false,
+                }
+            }
+            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+        }
+        loop {
+            let opened = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || open_db(&path).and_then(Trees::new)
+            })
+            .await;
+            match opened {
+                Ok(Ok(trees)) => {
+                    self.pending
+                        .store(trees.outbox.len() as u64, Ordering::Relaxed);
+                    *self.trees.write().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Arc::new(trees));
+                    self.broken.store(false, Ordering::Release);
+                    self.outbox_notify.notify_one();
+                    tracing::warn!(pending = self.pending(), "store reopened; accepting again");
+                    return true;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "store reopen failed; retrying in 1 s"),
+                Err(e) => tracing::warn!(error = %e, "store reopen task died; retrying in 1 s"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Up to `max` oldest outbox entries, with their sequence numbers. Nothing while the store
+    /// is broken: a deletion could not be recorded, so publishing would only repeat itself.
     pub fn peek(&self, max: usize) -> Result<Vec<(u64, OutboxEntry)>, sled::Error> {
+        let Ok(t) = self.trees() else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::with_capacity(max.min(1024));
-        for item in self.outbox.iter().take(max) {
-            let (k, v) = item?;
+        for item in t.outbox.iter().take(max) {
+            let (k, v) = self.note(item)?;
             let seq = be_u64(&k);
             match OutboxEntry::decode(&v) {
                 Some(e) => out.push((seq, e)),
@@ -314,11 +453,12 @@ impl Store {
     /// Deletes confirmed entries. Not flushed: a crash before sled's own periodic flush
     /// republishes them (at-least-once).
     pub fn remove(&self, seqs: &[u64]) -> Result<(), sled::Error> {
+        let t = self.trees()?;
         let mut batch = sled::Batch::default();
         for s in seqs {
             batch.remove(&s.to_be_bytes());
         }
-        self.outbox.apply_batch(batch)?;
+        self.note(t.outbox.apply_batch(batch))?;
         let _ = self
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
@@ -333,22 +473,20 @@ impl Store {
 
     /// Forgets ids accepted more than the window ago; returns how many.
     pub fn sweep(&self, now_secs: u64) -> Result<usize, sled::Error> {
+        let t = self.trees()?;
         let cutoff = now_secs.saturating_sub(self.window_secs);
         let mut removed = 0;
-        for item in self
-            .expiry
-            .range(..expiry_key(cutoff.saturating_add(1), &[]))
-        {
-            let (k, _) = item?;
+        for item in t.expiry.range(..expiry_key(cutoff.saturating_add(1), &[])) {
+            let (k, _) = self.note(item)?;
             let at = be_u64(&k[..8]);
             let dkey = &k[8..];
             // Only if the id was not accepted again since (compare-and-swap on its timestamp).
-            let _ = self.seen.compare_and_swap(
+            let _ = self.note(t.seen.compare_and_swap(
                 dkey,
                 Some(&at.to_be_bytes()[..]),
                 None as Option<&[u8]>,
-            )?;
-            self.expiry.remove(&k)?;
+            ))?;
+            self.note(t.expiry.remove(&k))?;
             removed += 1;
         }
         Ok(removed)
@@ -370,14 +508,27 @@ impl Store {
         }
     }
 
-    /// Whether the database answers (readiness).
+    /// Whether the database answers and is not waiting to be reopened (readiness).
     pub fn healthy(&self) -> bool {
-        self.seen.get(b"\0readiness").is_ok()
+        self.trees()
+            .is_ok_and(|t| t.seen.get(b"\0readiness").is_ok())
     }
 
     pub fn flush_now(&self) -> Result<usize, sled::Error> {
-        self.db.flush()
+        let t = self.trees()?;
+        self.note(t.db.flush())
     }
+
+    /// Marks the store broken as a disk error would (tests of the reopen path).
+    #[cfg(test)]
+    fn break_for_test(&self) {
+        let _ = self.note::<()>(Err(sled::Error::Io(std::io::Error::other("test"))));
+    }
+}
+
+/// Opens (or reopens) the sled database at `path`.
+fn open_db(path: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new().path(path).open()
 }
 
 fn dedup_key(source: &str, id: &str) -> Vec<u8> {
@@ -537,6 +688,59 @@ mod tests {
         }
         assert_eq!(news, 1);
         assert_eq!(store.pending(), 1);
+    }
+
+    #[tokio::test]
+    async fn reopens_after_a_disk_error_keeping_what_was_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            path: dir.path().join("db"),
+            dedup_window_secs: 100,
+            max_outbox_entries: 10,
+        };
+        let store = Arc::new(Store::open(&cfg).unwrap());
+        let cancel = CancellationToken::new();
+        let flusher = tokio::spawn(store.clone().run_flusher(cancel.clone()));
+        store.accept("gh", "a", &entry("a"), 10).await.unwrap();
+        cancel.cancel();
+        flusher.await.unwrap();
+
+        // As sled does after ENOSPC: every call fails until the database is reopened.
+        store.break_for_test();
+        assert!(!store.healthy());
+        assert!(matches!(
+            store.accept("gh", "b", &entry("b"), 10).await,
+            Err(StoreError::Write(_))
+        ));
+        assert!(store.peek(10).unwrap().is_empty(), "relay paused");
+
+        let cancel = CancellationToken::new();
+        tokio::spawn(store.clone().run_flusher(cancel.clone()));
+        for _ in 0..500 {
+            if store.healthy() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(store.healthy(), "reopened");
+        assert_eq!(store.pending(), 1);
+        assert_eq!(
+            store.accept("gh", "a", &entry("a"), 20).await.unwrap(),
+            Accepted::Duplicate,
+            "the flushed id survived the reopen"
+        );
+        assert_eq!(
+            store.accept("gh", "b", &entry("b"), 20).await.unwrap(),
+            Accepted::New
+        );
+        let ids: Vec<_> = store
+            .peek(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.message_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        cancel.cancel();
     }
 
     #[tokio::test]
