@@ -5,6 +5,10 @@
 //! its `basic.ack`. A nack or a returned (unroutable, `mandatory`) message leaves the entry
 //! in the outbox and shrinks the window to one, so retries go out in order; a lost
 //! connection drops the channel and reconnects with capped exponential backoff.
+//!
+//! The window stays at one until the outbox has been drained: a broker that refuses now
+//! (a queue at its max-length with reject-publish) may take the next message of a window
+//! after nacking this one, which would reorder; publishing one at a time cannot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -183,6 +187,8 @@ async fn drain(
     cancel: &CancellationToken,
 ) -> Result<(), RelayError> {
     let mut window = config.max_in_flight;
+    // Set by a refusal, cleared when the outbox is empty: meanwhile publish one at a time.
+    let mut refused = false;
     let mut retry_delay = Duration::from_millis(100);
     loop {
         if cancel.is_cancelled() {
@@ -195,6 +201,7 @@ async fn drain(
         let batch = store.peek(window)?;
         metrics::get().outbox_pending.set(store.pending() as i64);
         if batch.is_empty() {
+            refused = false;
             tokio::select! {
                 _ = store.outbox_notify.notified() => {}
                 // Also look periodically: the connection may have died while idle.
@@ -268,7 +275,9 @@ async fn drain(
         metrics::get().outbox_pending.set(store.pending() as i64);
         match failure {
             None => {
-                window = (window * 2).min(config.max_in_flight);
+                if !refused {
+                    window = (window * 2).min(config.max_in_flight);
+                }
                 retry_delay = Duration::from_millis(100);
                 status.set_error(None);
             }
@@ -277,6 +286,7 @@ async fn drain(
                 status.set_error(Some(why));
                 // One at a time until the broker takes messages again: retries keep their order.
                 window = 1;
+                refused = true;
                 tokio::select! {
                     _ = tokio::time::sleep(retry_delay) => {}
                     _ = cancel.cancelled() => return Ok(()),
