@@ -8,7 +8,8 @@
 //!
 //! The window stays at one until the outbox has been drained: a broker that refuses now
 //! (a queue at its max-length with reject-publish) may take the next message of a window
-//! after nacking this one, which would reorder; publishing one at a time cannot.
+//! after nacking this one, which would reorder; publishing one at a time cannot. Only the
+//! window in which the refusals begin can still be overtaken that way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
