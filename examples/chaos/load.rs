@@ -91,9 +91,9 @@ pub fn start_clients(
             let (stop_new, give_up) = (stop_new.clone(), give_up.clone());
             let url = format!("{base}/hooks/{source}");
             let source = source.clone();
-            tokio::spawn(async move {
-                client(http, url, source, load, ledger, stop_new, give_up).await
-            })
+            tokio::spawn(
+                async move { client(http, url, source, load, ledger, stop_new, give_up).await },
+            )
         })
         .collect()
 }
@@ -135,7 +135,10 @@ async fn client(
                 Ok(resp) if resp.status().is_success() => {
                     ledger.acks.fetch_add(1, Ordering::Relaxed);
                     let mut s = ledger.sources.lock().unwrap();
-                    s.entry(source.clone()).or_default().acked.insert(id.clone());
+                    s.entry(source.clone())
+                        .or_default()
+                        .acked
+                        .insert(id.clone());
                     break;
                 }
                 Ok(resp) => ledger.refuse(resp.status().as_u16().to_string()),

@@ -33,7 +33,9 @@ use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
 use gateway::{Gateway, Spec};
-use load::{analyse, finish_clients, start_clients, wait_count, wait_delivered, Ledger, Load, Row, Sink};
+use load::{
+    analyse, finish_clients, start_clients, wait_count, wait_delivered, Ledger, Load, Row, Sink,
+};
 use proxy::Proxy;
 
 #[derive(Parser)]
@@ -98,7 +100,15 @@ impl Ctx {
         window: u64,
     ) -> anyhow::Result<Gateway> {
         let dir = self.work.join(run);
-        self.gateway_in(&dir, &dir.join("store"), run, amqp_url, sink, sources, window)
+        self.gateway_in(
+            &dir,
+            &dir.join("store"),
+            run,
+            amqp_url,
+            sink,
+            sources,
+            window,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -208,7 +218,18 @@ async fn run(args: Args) -> ExitCode {
         ExitCode::from(1)
     } else {
         println!("\nchaos: all scenarios passed; nothing acknowledged was lost");
+        remove_stores(&ctx.work);
         ExitCode::SUCCESS
+    }
+}
+
+/// Removes the scenarios' stores (logs and configs stay for a look).
+fn remove_stores(work: &Path) {
+    let Ok(runs) = std::fs::read_dir(work) else {
+        return;
+    };
+    for run in runs.flatten() {
+        let _ = std::fs::remove_dir_all(run.path().join("store"));
     }
 }
 
@@ -261,11 +282,17 @@ async fn outage(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     )
     .await;
     let mut row = analyse(
-        &format!("a. outage {}s, {} clients", ctx.args.outage_secs, ctx.args.clients),
+        &format!(
+            "a. outage {}s, {} clients",
+            ctx.args.outage_secs, ctx.args.clients
+        ),
         &ledger,
         &sink.seen.lock().unwrap(),
     );
-    row.check("every request answered 2xx", ledger.refusals.lock().unwrap().is_empty());
+    row.check(
+        "every request answered 2xx",
+        ledger.refusals.lock().unwrap().is_empty(),
+    );
     row.check("readyz said broker.connected=false during the cut", noticed);
     row.check(
         format!(
@@ -341,7 +368,10 @@ async fn crash_round(ctx: &Ctx, kill_after: Duration) -> anyhow::Result<Row> {
     )
     .await;
     let mut row = analyse(
-        &format!("b. kill -9 at {} ms, {clients} clients", kill_after.as_millis()),
+        &format!(
+            "b. kill -9 at {} ms, {clients} clients",
+            kill_after.as_millis()
+        ),
         &ledger,
         &sink.seen.lock().unwrap(),
     );
@@ -479,7 +509,11 @@ async fn restart_dedup(ctx: &Ctx) -> anyhow::Result<Row> {
         gw.start().await?;
         let again = Arc::new(Ledger::default());
         send_all(&gw, &load, &again).await;
-        resent.push((how, again.acks.load(Ordering::Relaxed), again.refusals.lock().unwrap().len()));
+        resent.push((
+            how,
+            again.acks.load(Ordering::Relaxed),
+            again.refusals.lock().unwrap().len(),
+        ));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut row = analyse(
@@ -489,7 +523,10 @@ async fn restart_dedup(ctx: &Ctx) -> anyhow::Result<Row> {
     );
     for (how, acks, refusals) in resent {
         row.check(
-            format!("all {} re-sent after a {how} restart: {acks} 2xx, none enqueued again", row.sent),
+            format!(
+                "all {} re-sent after a {how} restart: {acks} 2xx, none enqueued again",
+                row.sent
+            ),
             acks as usize == row.sent && refusals == 0,
         );
     }
@@ -523,8 +560,7 @@ async fn restart_window(ctx: &Ctx) -> anyhow::Result<Row> {
     send_all(&gw, &load, &Arc::new(Ledger::default())).await;
     let within = first_sent.elapsed();
     // Past the window (whole seconds, so one more): the ids are new again.
-    tokio::time::sleep(Duration::from_secs(window + 2).saturating_sub(first_sent.elapsed()))
-        .await;
+    tokio::time::sleep(Duration::from_secs(window + 2).saturating_sub(first_sent.elapsed())).await;
     gw.term().await;
     gw.start().await?;
     send_all(&gw, &load, &Arc::new(Ledger::default())).await;
@@ -694,8 +730,7 @@ async fn refuse_slow_consumer(ctx: &Ctx) -> anyhow::Result<Row> {
     wait_broker(&gw, true).await?;
     let nack = r#"hookgate_publish_failures_total{reason="nack"}"#;
     let nacks_before = gw.metric(nack).await;
-    let sink =
-        Sink::start_paced(&ctx.amqp, &limited, 10, Some(Duration::from_millis(1))).await?;
+    let sink = Sink::start_paced(&ctx.amqp, &limited, 10, Some(Duration::from_millis(1))).await?;
     let load = Load {
         run: run.clone(),
         sources,
@@ -714,7 +749,7 @@ async fn refuse_slow_consumer(ctx: &Ctx) -> anyhow::Result<Row> {
     .await;
     let nacks = gw.metric(nack).await - nacks_before;
     let mut row = analyse(
-        &format!("d. reject-publish, slow consumer"),
+        "d. reject-publish, slow consumer",
         &ledger,
         &sink.seen.lock().unwrap(),
     );
@@ -856,7 +891,10 @@ async fn disk(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         &ledger,
         &sink.seen.lock().unwrap(),
     );
-    row.check(format!("filled the disk with {} MiB", filled >> 20), filled > 0);
+    row.check(
+        format!("filled the disk with {} MiB", filled >> 20),
+        filled > 0,
+    );
     row.check(
         format!(
             "while full: {refused_full} replies 503, {acks_full} 2xx; readyz store={}",

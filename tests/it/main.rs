@@ -2,6 +2,7 @@
 //! loud failure, not a skip), requests signed as the providers sign them.
 
 mod admin;
+mod chaos;
 mod github;
 mod guards;
 mod harness;
