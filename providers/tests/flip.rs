@@ -1,0 +1,535 @@
+//! Property tests (issue #7): for every provider, a correctly signed request with any single
+//! byte changed — in the body, in any header value, in the query (DingTalk events) — is
+//! refused. Where a byte is not covered by the signature, or two spellings mean the same thing,
+//! the test says exactly which flips are accepted and asserts that they are:
+//!
+//! - hexadecimal signatures are compared by value, so a letter a–f may change case (GitHub,
+//!   WeChat Pay v2, DingTalk events, Feishu, `hmac` with hex); so may the hex digits of a
+//!   `%XX` escape in a form body (Alipay), and `+` and a raw space both mean a space there;
+//! - Alipay's `sign_type` is matched case-insensitively and is not signed (the V1 rule), and
+//!   RSA2 is its default: a `sign_type` whose `=` becomes another ASCII byte (not `&`) is a
+//!   parameter with an empty value, which the signed content leaves out;
+//! - a WeChat Pay `Wechatpay-Serial` is compared in upper case; `Wechatpay-Signature-Type` is
+//!   optional (checked when present), so a value that cannot be read counts as absent;
+//! - DingTalk accepts the query names `timestamp` and `timeStamp`;
+//! - GitHub ignores `X-Hub-Signature` (SHA-1) when `X-Hub-Signature-256` is present;
+//! - `hmac` with `encoding = "base64"` decodes leniently: the unused low bits of the last
+//!   character and the padding do not count;
+//! - headers no provider signs (GitHub's event and delivery, content types, DingTalk's robot
+//!   body, which DingTalk does not sign) may change the event but never fail verification.
+//!
+//! Header values are delivered as HTTP would: a byte that is not visible ASCII makes the value
+//! unreadable (actix hands it over as absent) and surrounding blanks are stripped. Query bytes
+//! that cannot appear in a request target are skipped.
+
+use std::time::{Duration, SystemTime};
+
+use proptest::prelude::*;
+use providers::sign::{SampleOptions, SampleRequest};
+use providers::{Admission, Provider, ProviderConfig, RawRequest, Rejection};
+use serde_json::json;
+
+const NOW_SECS: u64 = 1_700_000_000;
+const ALIPAY_KEY: &str = include_str!("fixtures/alipay/alipay_private_key.pem");
+const ALIPAY_CERT: &str = include_str!("fixtures/alipay/alipay_cert.pem");
+const WX_KEY: &str = include_str!("fixtures/wechatpay/platform_private_key.pem");
+const WX_CERT: &str = include_str!("fixtures/wechatpay/platform_cert.pem");
+const WX_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+}
+
+/// Where a byte was flipped.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Body,
+    Header(usize),
+    Query,
+}
+
+/// What a flip must lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Any rejection.
+    Refused,
+    /// Admitted, exactly like the original.
+    Accepted,
+    /// The byte is not authenticated: anything but a signature or timestamp failure.
+    NotAuthenticated,
+}
+
+/// A provider's signed sample and its rule for flips.
+struct Case {
+    name: &'static str,
+    provider: Box<dyn Provider>,
+    sample: SampleRequest,
+    rule: fn(&SampleRequest, Part, usize, u8) -> Expect,
+}
+
+fn case(
+    name: &'static str,
+    config: serde_json::Value,
+    private_key: Option<&str>,
+    rule: fn(&SampleRequest, Part, usize, u8) -> Expect,
+) -> Case {
+    let config: ProviderConfig = serde_json::from_value(config).expect("a valid config");
+    let provider = config.build().expect("the source builds");
+    let mut o = SampleOptions::new(now());
+    o.id = Some("evt-flip-1".into());
+    o.private_key = private_key.map(str::to_string);
+    let sample = config.sample(&o).expect("a sample");
+    Case {
+        name,
+        provider,
+        sample,
+        rule,
+    }
+}
+
+fn admit(
+    c: &Case,
+    headers: &[(String, String)],
+    query: &str,
+    body: &[u8],
+) -> Result<Admission, Rejection> {
+    c.provider.admit(
+        &RawRequest {
+            headers: &headers.to_vec(),
+            query,
+            body,
+        },
+        now(),
+    )
+}
+
+/// A header value as hookgate would see it after HTTP: `None` if unreadable.
+fn delivered(value: &[u8]) -> Option<String> {
+    let ok = value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    ok.then(|| {
+        String::from_utf8_lossy(value)
+            .trim_matches([' ', '\t'])
+            .to_string()
+    })
+}
+
+/// Flips `mask` into byte `index` of `part` and checks the outcome against the rule.
+fn check(c: &Case, part: Part, index: usize, mask: u8) -> Result<(), TestCaseError> {
+    let s = &c.sample;
+    let mut headers = s.headers.clone();
+    let mut query = s.query.clone();
+    let mut body = s.body.clone();
+    let (orig, new) = match part {
+        Part::Body => {
+            let i = index % body.len();
+            let o = body[i];
+            body[i] ^= mask;
+            (o, body[i])
+        }
+        Part::Query => {
+            let mut q = query.into_bytes();
+            let i = index % q.len();
+            let o = q[i];
+            q[i] ^= mask;
+            let n = q[i];
+            // A request target carries visible ASCII only, and `#` would end it.
+            if !(0x21..0x7f).contains(&n) || n == b'#' {
+                return Ok(());
+            }
+            query = String::from_utf8(q).expect("ASCII");
+            (o, n)
+        }
+        Part::Header(h) => {
+            let mut v = headers[h].1.clone().into_bytes();
+            let i = index % v.len();
+            let o = v[i];
+            v[i] ^= mask;
+            let n = v[i];
+            match delivered(&v) {
+                Some(text) => headers[h].1 = text,
+                None => {
+                    headers.remove(h);
+                }
+            }
+            (o, n)
+        }
+    };
+    let i = match part {
+        Part::Body => index % s.body.len(),
+        Part::Query => index % s.query.len(),
+        Part::Header(h) => index % s.headers[h].1.len(),
+    };
+    let expect = (c.rule)(s, part, i, new);
+    let got = admit(c, &headers, &query, &body);
+    let what = format!(
+        "{}: {:?} byte {i} {:?} -> {:?} expected {expect:?}, got {:?}",
+        c.name,
+        part_name(s, part),
+        orig as char,
+        new as char,
+        got.as_ref().map(|_| "admitted")
+    );
+    match expect {
+        Expect::Refused => prop_assert!(got.is_err(), "{what}"),
+        Expect::Accepted => prop_assert!(got.is_ok(), "{what}"),
+        Expect::NotAuthenticated => prop_assert!(
+            !matches!(
+                got,
+                Err(Rejection::BadSignature | Rejection::StaleTimestamp)
+            ),
+            "{what}"
+        ),
+    }
+    Ok(())
+}
+
+fn part_name(s: &SampleRequest, part: Part) -> String {
+    match part {
+        Part::Body => "body".into(),
+        Part::Query => "query".into(),
+        Part::Header(h) => s.headers[h].0.clone(),
+    }
+}
+
+/// `new` is the other case of the hex letter `orig` (a–f, A–F).
+fn hex_case(orig: u8, new: u8) -> bool {
+    matches!(orig, b'a'..=b'f' | b'A'..=b'F') && new == orig ^ 0x20
+}
+
+/// A header value with `new` in it is not readable: hookgate sees no such header.
+fn unreadable(new: u8) -> bool {
+    !(new == b'\t' || (0x20..0x7f).contains(&new))
+}
+
+fn ascii_case(orig: u8, new: u8) -> bool {
+    orig.is_ascii_alphabetic() && new == orig ^ 0x20
+}
+
+/// The (lowercased) name and value of a flipped header.
+fn header(s: &SampleRequest, part: Part) -> Option<(String, &str)> {
+    match part {
+        Part::Header(h) => Some((s.headers[h].0.to_ascii_lowercase(), s.headers[h].1.as_str())),
+        _ => None,
+    }
+}
+
+/// The byte range of the value of `name=` in a `&`-separated list.
+fn value_range(list: &[u8], name: &str) -> Option<std::ops::Range<usize>> {
+    let mut start = 0;
+    for seg in list.split(|&b| b == b'&') {
+        let end = start + seg.len();
+        if seg.starts_with(name.as_bytes()) && seg.get(name.len()) == Some(&b'=') {
+            return Some(start + name.len() + 1..end);
+        }
+        start = end + 1;
+    }
+    None
+}
+
+fn orig_at(s: &SampleRequest, part: Part, i: usize) -> u8 {
+    match part {
+        Part::Body => s.body[i],
+        Part::Query => s.query.as_bytes()[i],
+        Part::Header(h) => s.headers[h].1.as_bytes()[i],
+    }
+}
+
+// ---------------------------------------------------------------------------- rules
+
+fn github_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let orig = orig_at(s, part, i);
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        None => Expect::Refused,
+        Some(("x-hub-signature-256", _)) if i >= "sha256=".len() && hex_case(orig, new) => {
+            Expect::Accepted
+        }
+        Some(("x-hub-signature-256", _)) => Expect::Refused,
+        // Ignored whenever the SHA-256 header is present.
+        Some(("x-hub-signature", _)) => Expect::Accepted,
+        Some(_) => Expect::NotAuthenticated,
+    }
+}
+
+fn alipay_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    if header(s, part).is_some() {
+        return Expect::NotAuthenticated;
+    }
+    let b = &s.body;
+    let orig = b[i];
+    // `%XX`: the two hex digits decode to the same byte in either case.
+    let in_escape = (i >= 1 && b[i - 1] == b'%') || (i >= 2 && b[i - 2] == b'%');
+    if in_escape && hex_case(orig, new) {
+        return Expect::Accepted;
+    }
+    if orig == b'+' && new == b' ' {
+        return Expect::Accepted;
+    }
+    let sign_type = value_range(b, "sign_type").expect("the sample has sign_type");
+    if sign_type.contains(&i) && ascii_case(orig, new) {
+        return Expect::Accepted;
+    }
+    // Without its `=`, `sign_type…` is a name with an empty value: left out of the content
+    // like every empty parameter, and RSA2 is the default. Not with `&`: that leaves a
+    // `sign_type` that names no algorithm; not with a non-ASCII byte: the name is no UTF-8.
+    if i + 1 == sign_type.start && new != b'&' && new.is_ascii() {
+        return Expect::Accepted;
+    }
+    Expect::Refused
+}
+
+fn wechatpay_v3_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let orig = orig_at(s, part, i);
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        None => Expect::Refused,
+        Some(("wechatpay-serial", _)) if hex_case(orig, new) => Expect::Accepted,
+        // Optional: checked when present, so one that cannot be read is as good as none.
+        Some(("wechatpay-signature-type", _)) if unreadable(new) => Expect::Accepted,
+        Some(("content-type" | "request-id", _)) => Expect::NotAuthenticated,
+        Some(_) => Expect::Refused,
+    }
+}
+
+fn wechatpay_v2_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    if header(s, part).is_some() {
+        return Expect::NotAuthenticated;
+    }
+    let body = &s.body;
+    let open = b"<sign><![CDATA[";
+    let start = body
+        .windows(open.len())
+        .position(|w| w == open)
+        .expect("a sign element")
+        + open.len();
+    let end = start
+        + body[start..]
+            .iter()
+            .position(|&b| b == b']')
+            .expect("CDATA end");
+    if (start..end).contains(&i) && hex_case(body[i], new) {
+        return Expect::Accepted;
+    }
+    Expect::Refused
+}
+
+fn dingtalk_event_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    match part {
+        Part::Header(_) => Expect::NotAuthenticated,
+        Part::Body => Expect::Refused,
+        Part::Query => {
+            let q = s.query.as_bytes();
+            if value_range(q, "signature").is_some_and(|r| r.contains(&i)) && hex_case(q[i], new) {
+                return Expect::Accepted;
+            }
+            // `timeStamp` is the other accepted spelling of `timestamp`.
+            let name = value_range(q, "timestamp").map(|r| r.start - "timestamp=".len());
+            if name.is_some_and(|n| i == n + 4) && new == b'S' {
+                return Expect::Accepted;
+            }
+            Expect::Refused
+        }
+    }
+}
+
+fn dingtalk_robot_rule(s: &SampleRequest, part: Part, _i: usize, _new: u8) -> Expect {
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        Some(("timestamp" | "sign", _)) => Expect::Refused,
+        // DingTalk signs the timestamp only: the body and other headers are not authenticated
+        // (a captured request can be replayed within the hour; dedup is by msgId).
+        _ => Expect::NotAuthenticated,
+    }
+}
+
+fn feishu_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let orig = orig_at(s, part, i);
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        None => Expect::Refused,
+        Some(("x-lark-signature", _)) if hex_case(orig, new) => Expect::Accepted,
+        Some(("content-type", _)) => Expect::NotAuthenticated,
+        Some(_) => Expect::Refused,
+    }
+}
+
+fn standard_rule(s: &SampleRequest, part: Part, _i: usize, _new: u8) -> Expect {
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        Some(("content-type", _)) => Expect::NotAuthenticated,
+        _ => Expect::Refused,
+    }
+}
+
+fn hmac_hex_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let orig = orig_at(s, part, i);
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        None => Expect::Refused,
+        Some(("x-signature", _)) if i >= "sha256=".len() && hex_case(orig, new) => Expect::Accepted,
+        Some(("x-signature" | "x-timestamp", _)) => Expect::Refused,
+        Some(_) => Expect::NotAuthenticated,
+    }
+}
+
+/// The standard base64 alphabet index of `c`.
+fn b64_index(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    }
+}
+
+fn hmac_base64_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let Some((name, value)) = header(s, part) else {
+        return Expect::Refused;
+    };
+    if name != "x-shopify-hmac-sha256" {
+        return Expect::NotAuthenticated;
+    }
+    // 32 bytes = 43 characters + "=": the last character carries 2 unused bits.
+    let v = value.as_bytes();
+    let last_data = v.iter().rposition(|&b| b != b'=').expect("data");
+    let padding = v.len() - 1 - last_data;
+    let unused_bits = [0, 2, 4][padding];
+    if i == last_data {
+        let same = b64_index(v[i])
+            .zip(b64_index(new))
+            .is_some_and(|(a, b)| a >> unused_bits == b >> unused_bits);
+        if same {
+            return Expect::Accepted;
+        }
+    }
+    // Padding is optional: a trailing `=` turned into a blank is stripped with it.
+    if i == v.len() - 1 && v[i] == b'=' && matches!(new, b' ' | b'\t') {
+        return Expect::Accepted;
+    }
+    Expect::Refused
+}
+
+// ---------------------------------------------------------------------------- cases
+
+fn cases() -> Vec<Case> {
+    vec![
+        case(
+            "github",
+            json!({"provider": "github", "secrets": ["It's a Secret to Everybody"]}),
+            None,
+            github_rule,
+        ),
+        case(
+            "alipay",
+            json!({"provider": "alipay", "app_id": "2021000000000001",
+                   "alipay_public_keys": [ALIPAY_CERT]}),
+            Some(ALIPAY_KEY),
+            alipay_rule,
+        ),
+        case(
+            "wechatpay v3",
+            json!({"provider": "wechatpay", "apiv3_keys": ["0123456789abcdefghijABCDEFGHIJ01"],
+                   "platform_keys": {WX_SERIAL: WX_CERT}}),
+            Some(WX_KEY),
+            wechatpay_v3_rule,
+        ),
+        case(
+            "wechatpay v2 md5",
+            json!({"provider": "wechatpay", "version": 2,
+                   "api_keys": ["192006250b4c09247ec02edce69f6a2d"]}),
+            None,
+            wechatpay_v2_rule,
+        ),
+        case(
+            "wechatpay v2 hmac-sha256",
+            json!({"provider": "wechatpay", "version": 2, "sign_type": "HMAC-SHA256",
+                   "api_keys": ["192006250b4c09247ec02edce69f6a2d"]}),
+            None,
+            wechatpay_v2_rule,
+        ),
+        case(
+            "dingtalk event",
+            json!({"provider": "dingtalk", "mode": "event", "token": "mryue",
+                   "aes_key": "Yue0EfdN5900c1ce5cf6A152c63DDe1808a60c5ecd7",
+                   "owner_key": "ding6ccabc44d2c8d38b"}),
+            None,
+            dingtalk_event_rule,
+        ),
+        case(
+            "dingtalk robot",
+            json!({"provider": "dingtalk", "mode": "robot", "app_secrets": ["testAppSecret"]}),
+            None,
+            dingtalk_robot_rule,
+        ),
+        case(
+            "feishu encrypted",
+            json!({"provider": "feishu", "verification_token": "xxxxxx",
+                   "encrypt_key": "test key"}),
+            None,
+            feishu_rule,
+        ),
+        case(
+            "standard",
+            json!({"provider": "standard",
+                   "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}),
+            None,
+            standard_rule,
+        ),
+        case(
+            "hmac hex",
+            json!({"provider": "hmac", "secrets": ["flip-secret"],
+                   "signature_header": "x-signature", "prefix": "sha256=",
+                   "signed_payload": "{timestamp}.{body}", "timestamp_header": "x-timestamp",
+                   "id_pointer": "/id", "type_pointer": "/type"}),
+            None,
+            hmac_hex_rule,
+        ),
+        case(
+            "hmac base64",
+            json!({"provider": "hmac", "secrets": ["flip-secret"],
+                   "signature_header": "X-Shopify-Hmac-Sha256", "encoding": "base64",
+                   "id_header": "X-Shopify-Webhook-Id", "type_header": "X-Shopify-Topic"}),
+            None,
+            hmac_base64_rule,
+        ),
+    ]
+}
+
+/// Bytes of one part, chosen so every part of a request gets flips, not just the body.
+fn parts(s: &SampleRequest) -> Vec<Part> {
+    let mut p = vec![Part::Body];
+    p.extend((0..s.headers.len()).map(Part::Header));
+    if !s.query.is_empty() {
+        p.push(Part::Query);
+    }
+    p
+}
+
+#[test]
+fn samples_are_admitted_unchanged() {
+    for c in cases() {
+        let r = admit(&c, &c.sample.headers, &c.sample.query, &c.sample.body);
+        assert!(r.is_ok(), "{}: {r:?}", c.name);
+    }
+}
+
+proptest! {
+    // 11 sources × 2000 flips: a few seconds in a debug build.
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_single_byte_flip_is_refused_unless_documented(
+        which in any::<prop::sample::Index>(),
+        index in any::<usize>(),
+        mask in 1u8..=255,
+    ) {
+        for c in CASES.iter() {
+            let parts = parts(&c.sample);
+            check(c, *which.get(&parts), index, mask)?;
+        }
+    }
+}
+
+static CASES: std::sync::LazyLock<Vec<Case>> = std::sync::LazyLock::new(cases);
