@@ -22,15 +22,7 @@ async fn health_readiness_and_metrics() {
 
     let r = gw.client.get(gw.admin("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let ready: serde_json::Value = gw
-        .client
-        .get(gw.admin("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = gw.readyz().await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["store"], "ok");
     assert_eq!(ready["broker"]["connected"], true);
@@ -47,15 +39,7 @@ async fn health_readiness_and_metrics() {
     // (which is what counts as published): poll for it, with a deadline.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let text = loop {
-        let text = gw
-            .client
-            .get(gw.admin("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = gw.metrics().await;
         if text.contains(r#"hookgate_published_total{source="gh-main"}"#)
             || std::time::Instant::now() > deadline
         {

@@ -87,15 +87,7 @@ async fn take_ids(ch: &Channel, queue: &str, n: usize, timeout: Duration) -> Vec
 
 /// One sample line of an OpenMetrics text (`name{labels}`), 0 when absent.
 async fn metric(gw: &Gateway, series: &str) -> f64 {
-    let text = gw
-        .client
-        .get(gw.admin("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics().await;
     text.lines()
         .filter_map(|l| l.strip_prefix(series))
         .filter_map(|rest| rest.trim().split(' ').next()?.parse().ok())
@@ -104,15 +96,7 @@ async fn metric(gw: &Gateway, series: &str) -> f64 {
 }
 
 async fn last_error(gw: &Gateway) -> Option<String> {
-    let v: serde_json::Value = gw
-        .client
-        .get(gw.admin("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = gw.readyz().await;
     v["broker"]["last_error"].as_str().map(str::to_string)
 }
 

@@ -91,19 +91,35 @@ impl Gateway {
         req.send().await.expect("request sent")
     }
 
+    /// The admin listener's `/readyz` JSON.
+    pub async fn readyz(&self) -> serde_json::Value {
+        self.client
+            .get(self.admin("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.admin("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Waits until the broker connection is up (readyz says so).
     pub async fn wait_broker(&self, connected: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let v: serde_json::Value = self
-                .client
-                .get(self.admin("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: serde_json::Value = self.readyz().await;
             if v["broker"]["connected"] == connected {
                 return;
             }

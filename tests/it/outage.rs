@@ -42,15 +42,7 @@ async fn broker_outage_loses_nothing_and_restart_keeps_dedup() {
             .await;
         assert_eq!(r.status(), 202, "accepted while the broker is down");
     }
-    let ready: serde_json::Value = gw
-        .client
-        .get(gw.admin("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = gw.readyz().await;
     assert_eq!(
         ready["status"], "ready",
         "the gateway stays ready without a broker"
