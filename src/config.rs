@@ -565,7 +565,7 @@ fn resolve_value(v: &mut toml::Value, base: &Path, key: &str, errors: &mut Vec<S
         toml::Value::String(s) => {
             if let Some(path) = s.strip_prefix("file:") {
                 let path = base.join(path);
-                match std::fs::read_to_string(&path) {
+                match read_secret_file(&path) {
                     // A raw secret file usually ends with a newline that is not part of the key.
                     Ok(content) => *s = content.trim_end_matches(['\r', '\n']).to_string(),
                     Err(e) => errors.push(format!("{key}: cannot read {}: {e}", path.display())),
@@ -580,6 +580,23 @@ fn resolve_value(v: &mut toml::Value, base: &Path, key: &str, errors: &mut Vec<S
             .for_each(|(k, i)| resolve_value(i, base, &format!("{key}.{k}"), errors)),
         _ => {}
     }
+}
+
+/// Keys and certificates are a few KiB; a bound keeps `file:/dev/zero` from hanging start-up.
+const MAX_SECRET_FILE_BYTES: u64 = 1 << 20;
+
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let n = std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if n as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_SECRET_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 /// Whether `ip` lies in any of `nets`.
@@ -737,6 +754,17 @@ routing_key = "{nope}"
             panic!()
         };
         assert_eq!(g.secrets[0].expose(), "from-file");
+        std::fs::write(
+            dir.path().join("huge"),
+            vec![b'x'; (MAX_SECRET_FILE_BYTES + 1) as usize],
+        )
+        .unwrap();
+        let text = "[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"file:huge\"]\n";
+        let all = Config::parse(text, &HashMap::new(), dir.path())
+            .unwrap_err()
+            .0
+            .join("\n");
+        assert!(all.contains("larger than 1048576 bytes"), "{all}");
         let text =
             "[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"file:missing\"]\n";
         let all = Config::parse(text, &HashMap::new(), dir.path())

@@ -96,13 +96,17 @@ pub async fn run(
                         break;
                     }
                     Err(e) => {
+                        // A store error (the outbox could not be read or trimmed) is not the
+                        // broker's fault: say which it was.
+                        let (reason, what) = match e {
+                            RelayError::Store(_) => ("store", "outbox read or delete failed"),
+                            _ => ("connection", "broker connection lost"),
+                        };
                         metrics::get()
                             .publish_failures
-                            .get_or_create(&ReasonLabel {
-                                reason: "connection",
-                            })
+                            .get_or_create(&ReasonLabel { reason })
                             .inc();
-                        tracing::warn!(error = %e, pending = store.pending(), "broker connection lost; events stay in the outbox");
+                        tracing::warn!(error = %e, pending = store.pending(), "{what}; events stay in the outbox");
                         status.set_error(Some(e.to_string()));
                         let _ = conn.close(320, "relay reconnecting".into()).await;
                     }
