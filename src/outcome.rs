@@ -27,6 +27,8 @@ pub enum Outcome {
         reason: String,
         reply: Reply,
     },
+    /// A provider's own verification probe, refused as the provider expects; not an alert.
+    Probe(Reply),
     /// 429 with `Retry-After`.
     RateLimited {
         retry_after_secs: u64,
@@ -58,6 +60,7 @@ impl Outcome {
                 413 => "too_large",
                 _ => "rejected",
             },
+            Outcome::Probe(_) => "probe",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Unavailable { .. } => "unavailable",
             Outcome::UnknownSource => "unknown_source",
@@ -90,6 +93,7 @@ impl Outcome {
             Outcome::Rejected { reason, reply } => {
                 tracing::warn!(source = label, status = reply.status, reason = %reason, "rejected")
             }
+            Outcome::Probe(_) => tracing::info!(source = label, "provider signature probe refused"),
             Outcome::RateLimited { .. } => {}
             Outcome::Unavailable { reason, .. } => {
                 tracing::error!(source = label, reason = %reason, "refused with 503")
@@ -104,6 +108,7 @@ impl Outcome {
             Outcome::Accepted { reply, .. }
             | Outcome::Duplicate { reply, .. }
             | Outcome::Control(reply)
+            | Outcome::Probe(reply)
             | Outcome::Rejected { reply, .. } => render(reply),
             Outcome::RateLimited {
                 retry_after_secs,

@@ -167,6 +167,7 @@ pub async fn process(
     let (event, ack) = match source.provider.admit(&raw, received) {
         Ok(Admission::Event { event, ack }) => (event, ack),
         Ok(Admission::Control(reply)) => return Outcome::Control(reply),
+        Err(providers::Rejection::Probe) => return Outcome::Probe(fail(401, "unauthorized")),
         Err(rejection) => {
             let status = rejection.status();
             let message = if status == 401 {

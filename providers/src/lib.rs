@@ -196,6 +196,10 @@ pub enum Rejection {
     /// Verified, but addressed to someone else (Alipay app_id, WeChat mchid, DingTalk owner key).
     #[error("{0} does not match this source")]
     WrongRecipient(&'static str),
+    /// A deliberate wrong signature the provider sends to check that we verify (WeChat Pay's
+    /// `WECHATPAY/SIGNTEST/`): refused like a bad signature, but expected traffic, not an attack.
+    #[error("provider's signature probe (refused as it expects)")]
+    Probe,
     /// The bytes are not what the provider sends (after, or where no, signature applies).
     #[error("malformed request: {0}")]
     Malformed(&'static str),

@@ -325,7 +325,7 @@ impl WechatPay {
         }
         // Refused outright, whatever follows the prefix: a probe is never an event.
         if signature.starts_with(SIGNTEST_PREFIX) {
-            return Err(Rejection::BadSignature);
+            return Err(Rejection::Probe);
         }
         let ts = parse_timestamp(timestamp)?;
         if !within_window(ts, unix_secs(now), TOLERANCE_SECS) {
@@ -1260,7 +1260,12 @@ mod tests {
         assert_eq!(go(&bad, &body, NOW), Rejection::BadSignature);
         let mut probe = h.clone();
         probe[3].1 = format!("WECHATPAY/SIGNTEST/{}", h[3].1);
-        assert_eq!(go(&probe, &body, NOW), Rejection::BadSignature);
+        assert_eq!(go(&probe, &body, NOW), Rejection::Probe);
+        assert_eq!(
+            Rejection::Probe.status(),
+            401,
+            "a probe must be answered as a failure"
+        );
         // another signature type
         let mut sm2 = h.clone();
         sm2.push((

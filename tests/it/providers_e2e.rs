@@ -758,6 +758,12 @@ async fn payment_refusals_are_provider_shaped_and_publish_nothing() {
     f.send(&probe)
         .await
         .assert_json(401, &json!({"code": "FAIL", "message": "unauthorized"}));
+    // Expected traffic, not an attack: counted apart from forged signatures.
+    let metrics = f.gw.metrics().await;
+    assert!(
+        metrics.contains(r#"hookgate_requests_total{source="wxpay",outcome="probe"} 1"#),
+        "{metrics}"
+    );
 
     // WeChat Pay v2: signed with a key this source does not have (explicit keys, no config).
     let wrong = Signed::from_output(&hookgate(&[
