@@ -33,8 +33,20 @@ pub fn config(
     store: Option<&Path>,
     extra: &str,
 ) -> Config {
+    let text = config_text(sources_toml, exchange, amqp_url, store, extra);
+    Config::parse(&text, &HashMap::new(), Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The TOML behind [`config`], for tests that run the `hookgate` binary on a file.
+pub fn config_text(
+    sources_toml: &str,
+    exchange: &str,
+    amqp_url: &str,
+    store: Option<&Path>,
+    extra: &str,
+) -> String {
     let store_path = store.map(|p| p.display().to_string()).unwrap_or_default();
-    let text = format!(
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -49,8 +61,7 @@ exchange = "{exchange}"
 reconnect_max_secs = 1
 {sources_toml}
 "#
-    );
-    Config::parse(&text, &HashMap::new(), Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+    )
 }
 
 pub struct Gateway {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use providers::github;
 
-use crate::harness::{broker_addr, config, unique, Consumer, Gateway, Proxy};
+use crate::harness::{broker_addr, config, config_text, unique, Consumer, Gateway, Proxy};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -109,4 +109,57 @@ async fn broker_down_at_start_still_accepts() {
     let msgs = consumer.take(1, Duration::from_secs(20)).await;
     assert_eq!(msgs[0].body["id"], "early");
     gw.stop().await;
+}
+
+#[actix_web::test]
+async fn outbox_command_reports_what_waits_for_the_broker() {
+    let exchange = unique("it-outbox");
+    let proxy = Proxy::start(broker_addr()).await;
+    proxy.cut();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let text = config_text(
+        &crate::github::sources(),
+        &exchange,
+        &proxy.url(),
+        Some(&store),
+        "",
+    );
+    let gw = Gateway::start(config(
+        &crate::github::sources(),
+        &exchange,
+        &proxy.url(),
+        Some(&store),
+        "",
+    ))
+    .await;
+    for id in ["held-1", "held-2"] {
+        let r = gw
+            .send(
+                "gh-main",
+                &github::delivery(SECRET, "push", id, br#"{"a":1}"#),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    gw.stop().await;
+
+    let file = dir.path().join("hookgate.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["outbox", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pending: 2"), "{stdout}");
+    assert!(
+        stdout.contains("id held-1") && stdout.contains("type github.push"),
+        "oldest first: {stdout}"
+    );
 }
