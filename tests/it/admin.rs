@@ -69,3 +69,61 @@ async fn health_readiness_and_metrics() {
     );
     gw.stop().await;
 }
+
+/// `[[amqp.queues]]` wires a fresh broker: the quorum queue exists, is bound, and receives.
+#[actix_web::test]
+async fn configured_queues_are_declared_and_bound() {
+    let exchange = unique("it-topo");
+    let queue = unique("it-quorum");
+    let topology = format!("[[amqp.queues]]\nname = \"{queue}\"\nkind = \"quorum\"\nbindings = [\"gh-main.github.#\"]\n");
+    let sources = format!("{topology}{}", crate::github::sources());
+    let gw = Gateway::start(config(&sources, &exchange, &amqp_url(), None, "")).await;
+    gw.wait_broker(true).await;
+    let sample = github::delivery(
+        "It's a Secret to Everybody",
+        "push",
+        "topology-1",
+        br#"{"a":1}"#,
+    );
+    assert_eq!(gw.send("gh-main", &sample).await.status(), 202);
+
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        if let Some(m) = channel
+            .basic_get(queue.as_str().into(), Default::default())
+            .await
+            .unwrap()
+        {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing arrived in the configured queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(message.delivery.routing_key.as_str(), "gh-main.github.push");
+    message.delivery.ack(Default::default()).await.unwrap();
+
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "type", "durable"])
+        .output();
+    // The queue type is only visible to the management tools; checked where rabbitmqctl runs.
+    if let Some(out) = listed.ok().filter(|o| o.status.success()) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&queue))
+            .unwrap_or_else(|| panic!("{queue} not listed: {text}"));
+        assert!(line.contains("quorum") && line.contains("true"), "{line}");
+    }
+    channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    gw.stop().await;
+}
