@@ -17,7 +17,7 @@ use crate::config::{contains, render_routing_key, Config, SourceConfig};
 use crate::limit::{client_ip, retry_after_secs, ClientLimiter, SourceLimiter};
 use crate::outcome::Outcome;
 use crate::relay::BrokerStatus;
-use crate::store::{Accepted, OutboxEntry, SharedStore, StoreError};
+use crate::store::{Accepted, OutboxEntry, SharedStore};
 
 /// One configured endpoint, built once at start.
 pub struct Source {
@@ -211,10 +211,7 @@ pub async fn process(
             reply: ack,
             id: envelope.id,
         },
-        Err(e @ StoreError::Full(_)) => Outcome::Unavailable {
-            reason: e.to_string(),
-            reply: fail(503, "temporarily unavailable"),
-        },
+        // Outbox full or store failing: the provider retries, nothing is acknowledged.
         Err(e) => Outcome::Unavailable {
             reason: e.to_string(),
             reply: fail(503, "temporarily unavailable"),
