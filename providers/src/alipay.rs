@@ -556,22 +556,10 @@ mod tests {
             "Content-Type".into(),
             "application/x-www-form-urlencoded; charset=utf-8".into(),
         )];
-        p.admit(
-            &RawRequest {
-                headers: &headers,
-                query: "",
-                body,
-            },
-            SystemTime::UNIX_EPOCH,
-        )
+        crate::testing::admit(p, &headers, body, SystemTime::UNIX_EPOCH)
     }
 
-    fn event(r: Result<Admission, Rejection>) -> (Event, Reply) {
-        match r {
-            Ok(Admission::Event { event, ack }) => (event, ack),
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
+    use crate::testing::event;
 
     /// A form body of `params` (in order) signed V1 with `pem`, values encoded with `enc`.
     fn signed_body(

@@ -576,7 +576,6 @@ fn default_event(event_type: &str, now_ms: i64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Provider;
     use std::time::{Duration, UNIX_EPOCH};
 
     const KEY: &str = "test key";
@@ -602,12 +601,10 @@ mod tests {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Admission, Rejection> {
-        p.admit(
-            &RawRequest {
-                headers: &headers.to_vec(),
-                query: "",
-                body,
-            },
+        crate::testing::admit(
+            p,
+            headers,
+            body,
             UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         )
     }

@@ -216,7 +216,6 @@ pub fn delivery(secret: &str, event: &str, delivery: &str, body: &[u8]) -> Sampl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Provider;
 
     fn gh(secrets: &[&str], sha1: bool) -> Github {
         Github::new(&Config {
@@ -231,14 +230,7 @@ mod tests {
         headers: Vec<(String, String)>,
         body: &[u8],
     ) -> Result<Admission, Rejection> {
-        p.admit(
-            &RawRequest {
-                headers: &headers,
-                query: "",
-                body,
-            },
-            SystemTime::now(),
-        )
+        crate::testing::admit(p, &headers, body, SystemTime::now())
     }
 
     fn headers(sig: Option<(&str, String)>) -> Vec<(String, String)> {

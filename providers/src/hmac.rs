@@ -673,7 +673,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Headers, Provider, ProviderConfig};
+    use crate::{Headers, ProviderConfig};
     use std::time::Duration;
 
     // The README's examples, verbatim; only the `${…}` secret is replaced in `source()`.
@@ -796,23 +796,10 @@ type_header = "X-GitHub-Event"
         body: &[u8],
         now: SystemTime,
     ) -> Result<Admission, Rejection> {
-        let headers = headers.to_vec();
-        p.admit(
-            &RawRequest {
-                headers: &headers,
-                query: "",
-                body,
-            },
-            now,
-        )
+        crate::testing::admit(p, headers, body, now)
     }
 
-    fn event(r: Result<Admission, Rejection>) -> (Event, Reply) {
-        match r {
-            Ok(Admission::Event { event, ack }) => (event, ack),
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
+    use crate::testing::event;
 
     /// Independent of the adapter: the `hmac` crate directly.
     fn hmac256(key: &str, msg: &[u8]) -> Vec<u8> {

@@ -405,7 +405,7 @@ fn default_body(o: &SampleOptions) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Headers, Provider};
+    use crate::Headers;
     use std::time::Duration;
 
     // PROVIDERS.md §6.4, OFFICIAL row 1 (standard-webhooks python/js test_sign).
@@ -457,23 +457,10 @@ mod tests {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Admission, Rejection> {
-        let h = h.to_vec();
-        p.admit(
-            &RawRequest {
-                headers: &h,
-                query: "",
-                body,
-            },
-            now,
-        )
+        crate::testing::admit(p, h, body, now)
     }
 
-    fn event(r: Result<Admission, Rejection>) -> (Event, Reply) {
-        match r {
-            Ok(Admission::Event { event, ack }) => (event, ack),
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
+    use crate::testing::event;
 
     fn seed_whsk() -> String {
         format!("whsk_{}", b64_encode(&hex::decode(RFC8032_SK).unwrap()))

@@ -929,22 +929,10 @@ mod tests {
         body: &[u8],
         now: SystemTime,
     ) -> Result<Admission, Rejection> {
-        p.admit(
-            &RawRequest {
-                headers: &headers.to_vec(),
-                query: "",
-                body,
-            },
-            now,
-        )
+        crate::testing::admit(p, headers, body, now)
     }
 
-    fn event(r: Result<Admission, Rejection>) -> (Event, Reply) {
-        match r {
-            Ok(Admission::Event { event, ack }) => (event, ack),
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
+    use crate::testing::event;
 
     fn headers(ts: &str, nonce: &str, sig: &str, serial: &str) -> Vec<(String, String)> {
         vec![
