@@ -18,7 +18,7 @@ use providers::sign::SampleRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{amqp_url, broker_addr, unique, Consumer, Gateway, Proxy};
+use crate::harness::{amqp_url, broker_proxy, unique, Consumer, Gateway};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -522,11 +522,11 @@ async fn trusted_proxies_keep_their_connections() {
 async fn full_outbox_answers_503_then_recovers() {
     let exchange = unique("it-guard");
     let consumer = Consumer::bind(&exchange, "#").await;
-    let proxy = Proxy::start(broker_addr()).await;
+    let proxy = broker_proxy().await;
     let gw = Gateway::start(gateway_config(
         "",
         "max_outbox_entries = 2",
-        &proxy.url(),
+        &proxy.url(&amqp_url()),
         &exchange,
         &gh_source("gh", ""),
     ))

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookgate::app::{self, Running};
@@ -13,8 +11,6 @@ use hookgate::config::Config;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
@@ -257,60 +253,17 @@ impl Consumer {
     }
 }
 
-/// A TCP proxy to RabbitMQ that can be cut (all connections dropped, new ones refused).
-pub struct Proxy {
-    pub addr: SocketAddr,
-    up: Arc<AtomicBool>,
-    generation: watch::Sender<u64>,
-}
+/// A TCP proxy to RabbitMQ that can be cut (all connections dropped, new ones refused): the
+/// chaos driver's, shared so there is one.
+#[path = "../../examples/chaos/proxy.rs"]
+mod chaos_proxy;
+pub use chaos_proxy::Proxy;
 
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (generation, _) = watch::channel(0u64);
-        let (u, g) = (up.clone(), generation.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                if !u.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut cut = g.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        Proxy {
-            addr,
-            up,
-            generation,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
-    }
-
-    pub fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    pub fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
+/// Starts a proxy in front of the broker of `AMQP_URL`.
+pub async fn broker_proxy() -> Proxy {
+    Proxy::start(broker_addr())
+        .await
+        .expect("proxy binds a loopback port")
 }
 
 /// The broker's address from `AMQP_URL`.

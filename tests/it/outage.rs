@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use providers::github;
 
-use crate::harness::{broker_addr, config, config_text, unique, Consumer, Gateway, Proxy};
+use crate::harness::{amqp_url, broker_proxy, config, config_text, unique, Consumer, Gateway};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -13,14 +13,14 @@ const SECRET: &str = "It's a Secret to Everybody";
 async fn broker_outage_loses_nothing_and_restart_keeps_dedup() {
     let exchange = unique("it-outage");
     let consumer = Consumer::bind(&exchange, "#").await;
-    let proxy = Proxy::start(broker_addr()).await;
+    let proxy = broker_proxy().await;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let cfg = || {
         config(
             &crate::github::sources(),
             &exchange,
-            &proxy.url(),
+            &proxy.url(&amqp_url()),
             Some(&store),
             "",
         )
@@ -87,13 +87,13 @@ async fn broker_outage_loses_nothing_and_restart_keeps_dedup() {
 #[actix_web::test]
 async fn broker_down_at_start_still_accepts() {
     let exchange = unique("it-down");
-    let proxy = Proxy::start(broker_addr()).await;
+    let proxy = broker_proxy().await;
     proxy.cut();
     let consumer = Consumer::bind(&exchange, "#").await;
     let gw = Gateway::start(config(
         &crate::github::sources(),
         &exchange,
-        &proxy.url(),
+        &proxy.url(&amqp_url()),
         None,
         "",
     ))
@@ -114,21 +114,21 @@ async fn broker_down_at_start_still_accepts() {
 #[actix_web::test]
 async fn outbox_command_reports_what_waits_for_the_broker() {
     let exchange = unique("it-outbox");
-    let proxy = Proxy::start(broker_addr()).await;
+    let proxy = broker_proxy().await;
     proxy.cut();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let text = config_text(
         &crate::github::sources(),
         &exchange,
-        &proxy.url(),
+        &proxy.url(&amqp_url()),
         Some(&store),
         "",
     );
     let gw = Gateway::start(config(
         &crate::github::sources(),
         &exchange,
-        &proxy.url(),
+        &proxy.url(&amqp_url()),
         Some(&store),
         "",
     ))
