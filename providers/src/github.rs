@@ -2,6 +2,7 @@
 //! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup.
 //! Protocol: PROVIDERS.md §1.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use hmac::{Hmac, Mac};
@@ -143,17 +144,18 @@ impl crate::Provider for Github {
 }
 
 /// The JSON text of a delivery: the body itself, or the `payload` field of a form body.
-fn json_payload(req: &RawRequest<'_>) -> Result<Vec<u8>, Rejection> {
+/// Borrowed in JSON mode: the body is copied once, into the event's data.
+fn json_payload<'a>(req: &RawRequest<'a>) -> Result<Cow<'a, [u8]>, Rejection> {
     let form = req.header("content-type").is_some_and(|ct| {
         ct.trim_start()
             .starts_with("application/x-www-form-urlencoded")
     });
     if !form {
-        return Ok(req.body.to_vec());
+        return Ok(Cow::Borrowed(req.body));
     }
     form::pairs(req.body)
         .find(|(k, _)| k == b"payload")
-        .map(|(_, v)| v)
+        .map(|(_, v)| Cow::Owned(v))
         .ok_or(Rejection::Malformed("form body has no payload field"))
 }
 
