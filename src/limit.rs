@@ -1,7 +1,6 @@
 //! Guards that run before a body is read: client IP, allowlists, rate limits.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -109,17 +108,16 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
 }
 
-/// A quota for tests and defaults.
-pub fn per_second(n: u32, burst: u32) -> RateLimit {
-    RateLimit {
-        per_second: NonZeroU32::new(n).expect("n > 0"),
-        burst: NonZeroU32::new(burst).expect("burst > 0"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn per_second(n: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            per_second: NonZeroU32::new(n).expect("n > 0"),
+            burst: std::num::NonZeroU32::new(burst).expect("burst > 0"),
+        }
+    }
 
     fn nets(s: &[&str]) -> Vec<IpNet> {
         s.iter().map(|n| n.parse().unwrap()).collect()

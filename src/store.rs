@@ -514,11 +514,6 @@ impl Store {
             .is_ok_and(|t| t.seen.get(b"\0readiness").is_ok())
     }
 
-    pub fn flush_now(&self) -> Result<usize, sled::Error> {
-        let t = self.trees()?;
-        self.note(t.db.flush())
-    }
-
     /// Marks the store broken as a disk error would (tests of the reopen path).
     #[cfg(test)]
     fn break_for_test(&self) {
