@@ -114,7 +114,7 @@ mod tests {
 
     fn per_second(n: u32, burst: u32) -> RateLimit {
         RateLimit {
-            per_second: NonZeroU32::new(n).expect("n > 0"),
+            per_second: std::num::NonZeroU32::new(n).expect("n > 0"),
             burst: std::num::NonZeroU32::new(burst).expect("burst > 0"),
         }
     }
