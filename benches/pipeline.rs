@@ -3,15 +3,12 @@
 //!
 //! 1. Provider admission (verify + decrypt + normalize) against the bare crypto primitive it
 //!    cannot avoid: the ratio is what the adapter adds on top of the math.
-//! 2. The durable accept (dedup + outbox, flushed before the reply) with group commit, against
-//!    one fsync per event written sequentially: the ratio is what group commit buys.
+//!
+//! The durable accept (event log, dedup index) is measured in `benches/eventlog.rs`.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use hookgate::config::StoreConfig;
-use hookgate::store::{OutboxEntry, Store};
 use providers::sign::SampleOptions;
 use providers::{crypto, Headers, ProviderConfig, RawRequest};
 
@@ -190,87 +187,10 @@ encrypt_key = "test key""#,
     );
 }
 
-fn entry(i: usize, body: &[u8]) -> OutboxEntry {
-    OutboxEntry {
-        routing_key: "gh.github.push".into(),
-        message_id: format!("bench-{i}"),
-        kind: "github.push".into(),
-        source: "gh".into(),
-        provider: "github".into(),
-        timestamp: 1_700_000_000,
-        body: body.to_vec(),
-    }
-}
-
-fn store_section() {
-    println!("== durable accept: group commit vs one fsync per event (same process, same disk) ==");
-    let n = 3000;
-    let body = vec![b'x'; 2048];
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig {
-        path: dir.path().join("group"),
-        dedup_window_secs: 3600,
-        max_outbox_entries: 10_000_000,
-    };
-    let group = rt.block_on(async {
-        let store = Arc::new(Store::open(&cfg).unwrap());
-        let cancel = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(store.clone().run_flusher(cancel.clone()));
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..64 {
-            let (store, body) = (store.clone(), body.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut i = w;
-                while i < n {
-                    store
-                        .accept("gh", &format!("id-{i}"), &entry(i, &body), 1_700_000_000)
-                        .await
-                        .unwrap();
-                    i += 64;
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let took = start.elapsed();
-        cancel.cancel();
-        took
-    });
-
-    let db = sled::Config::new()
-        .path(dir.path().join("single"))
-        .open()
-        .unwrap();
-    let tree = db.open_tree("outbox").unwrap();
-    let start = Instant::now();
-    for i in 0..n {
-        tree.insert(format!("id-{i}").as_bytes(), entry(i, &body).encode())
-            .unwrap();
-        db.flush().unwrap();
-    }
-    let single = start.elapsed();
-    let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    println!(
-        "group commit, 64 concurrent  {:>8.0} events/s   baseline (fsync each, sequential) {:>8.0} events/s   ratio {:>5.2}",
-        rate(group),
-        rate(single),
-        rate(group) / rate(single)
-    );
-}
-
 fn main() {
     // `cargo test --benches` runs this binary with `--bench`-less args; keep it quick then.
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     providers_section();
-    store_section();
 }

@@ -1,10 +1,11 @@
 //! Start-up and shutdown: reads the TLS certificate (if any), opens the store, starts the
-//! flusher, sweeper and relay, binds both listeners. Used by `hookgate serve` and by the
+//! supervised background tasks (relay, maintenance, limiter), binds both listeners. Used by `hookgate serve` and by the
 //! integration tests (port 0, temp store).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use anyhow::Context;
@@ -17,23 +18,113 @@ use crate::relay::{self, BrokerStatus};
 use crate::server::{self, tls::TlsCerts};
 use crate::store::Store;
 
+/// Background problems, for `/readyz`, and the signal that one cannot be recovered.
+#[derive(Default)]
+pub struct Health {
+    problems: Mutex<BTreeMap<&'static str, String>>,
+    /// Cancelled when a task cannot be restarted: `serve` then stops and exits non-zero.
+    pub fatal: CancellationToken,
+}
+
+impl Health {
+    /// Every current problem, `task: reason`.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect()
+    }
+
+    fn set(&self, task: &'static str, reason: Option<String>) {
+        let mut p = self.problems.lock().unwrap_or_else(PoisonError::into_inner);
+        match reason {
+            Some(r) => p.insert(task, r),
+            None => p.remove(task),
+        };
+    }
+}
+
+/// How many unexpected ends in [`RESTART_WINDOW`] a task may have before the process gives up.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Runs `task` until `cancel`; an unexpected end (a return or a panic) is logged, shown on
+/// `/readyz`, counted, and the task restarted after a second. Too many ends in a minute
+/// cancel `health.fatal`.
+fn supervise<F, Fut>(
+    name: &'static str,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+    task: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut ends: VecDeque<Instant> = VecDeque::new();
+        loop {
+            let result = tokio::spawn(task()).await;
+            if cancel.is_cancelled() {
+                return;
+            }
+            let why = match result {
+                Ok(()) => "ended unexpectedly".to_string(),
+                Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
+                Err(e) => format!("stopped: {e}"),
+            };
+            tracing::error!(task = name, reason = %why, "background task failed; restarting");
+            crate::metrics::get()
+                .task_restarts
+                .get_or_create(&crate::metrics::TaskLabel { task: name })
+                .inc();
+            health.set(name, Some(why));
+            let now = Instant::now();
+            ends.push_back(now);
+            while ends.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
+                ends.pop_front();
+            }
+            if ends.len() > MAX_RESTARTS {
+                tracing::error!(task = name, "background task keeps failing; stopping the gateway");
+                health.fatal.cancel();
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = cancel.cancelled() => return,
+            }
+            health.set(name, None);
+        }
+    })
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
 /// A running gateway.
 pub struct Running {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    pub health: Arc<Health>,
+    store: Arc<Store>,
     tls: Option<Arc<TlsCerts>>,
     public: ServerHandle,
     admin: ServerHandle,
     cancel: CancellationToken,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     tasks: Vec<JoinHandle<()>>,
-    flusher: JoinHandle<()>,
 }
 
 /// Starts everything. Must run inside an actix system (`actix_web::rt::System`,
 /// `#[actix_web::main]` or `#[actix_web::test]`). A broker that is down does not stop the
-/// start: events wait in the outbox.
+/// start: events wait in the log.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     // First, so a bad certificate is a config error before anything is opened or bound.
     let tls = config
@@ -43,38 +134,72 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map(TlsCerts::load)
         .transpose()?
         .map(Arc::new);
-    let store = Arc::new(
-        match config.store.path.as_os_str().is_empty() {
-            true => Store::temporary(&config.store),
-            false => Store::open(&config.store),
-        }
-        .with_context(|| format!("opening the store at {}", config.store.path.display()))?,
-    );
+    let store = {
+        let c = config.store.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&c)).await?;
+        Arc::new(opened.with_context(|| {
+            format!("opening the store at {}", config.store.path.display())
+        })?)
+    };
     let broker = Arc::new(BrokerStatus::default());
-    let gateway =
-        Arc::new(Gateway::new(&config, store.clone(), broker.clone()).map_err(anyhow::Error::msg)?);
+    let health = Arc::new(Health::default());
+    let gateway = Arc::new(
+        Gateway::new(&config, store.clone(), broker.clone(), health.clone())
+            .map_err(anyhow::Error::msg)?,
+    );
     let cancel = CancellationToken::new();
 
-    let flusher = tokio::spawn(store.clone().run_flusher(cancel.clone()));
-    let sweep_every = Duration::from_secs(config.store.dedup_window_secs.clamp(1, 60));
+    let every = Duration::from_secs(config.store.dedup_window_secs.clamp(1, 5));
     let mut tasks = vec![
-        tokio::spawn(store.clone().run_sweeper(sweep_every, cancel.clone())),
-        tokio::spawn(relay::run(
-            store.clone(),
-            config.amqp.clone(),
-            broker,
-            cancel.clone(),
-        )),
+        supervise("maintenance", health.clone(), cancel.clone(), {
+            let (store, cancel) = (store.clone(), cancel.clone());
+            move || store.clone().run_maintenance(every, cancel.clone())
+        }),
+        supervise("relay", health.clone(), cancel.clone(), {
+            let (store, amqp, broker, cancel) =
+                (store.clone(), config.amqp.clone(), broker.clone(), cancel.clone());
+            move || relay::run(store.clone(), amqp.clone(), broker.clone(), cancel.clone())
+        }),
+        // The log's committer is a thread that cannot be restarted under waiting requests:
+        // if it is gone, the process stops and the service manager restarts it.
+        tokio::spawn({
+            let (store, health, cancel) = (store.clone(), health.clone(), cancel.clone());
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tokio::select! { _ = tick.tick() => {}, _ = cancel.cancelled() => return }
+                    let m = crate::metrics::get();
+                    m.log_bytes.set(store.log_bytes() as i64);
+                    m.log_segments.set(store.log_segments() as i64);
+                    m.outbox_pending.set(store.pending() as i64);
+                    let age = store
+                        .oldest_pending_at()
+                        .map_or(0, |at| crate::now_secs().saturating_sub(at));
+                    m.oldest_pending_age.set(age as i64);
+                    if store.problem() == Some(crate::store::COMMITTER_STOPPED) {
+                        tracing::error!("event log committer stopped; stopping the gateway");
+                        health.set("log", Some(crate::store::COMMITTER_STOPPED.into()));
+                        health.fatal.cancel();
+                        return;
+                    }
+                }
+            }
+        }),
     ];
     if gateway.client_limiter.is_some() {
         let gw = gateway.clone();
-        let c = cancel.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! { _ = tick.tick() => {}, _ = c.cancelled() => return }
-                if let Some(l) = &gw.client_limiter {
-                    l.shrink();
+        tasks.push(supervise("limiter", health.clone(), cancel.clone(), {
+            let cancel = cancel.clone();
+            move || {
+                let (gw, c) = (gw.clone(), cancel.clone());
+                async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(60));
+                    loop {
+                        tokio::select! { _ = tick.tick() => {}, _ = c.cancelled() => return }
+                        if let Some(l) = &gw.client_limiter {
+                            l.shrink();
+                        }
+                    }
                 }
             }
         }));
@@ -86,18 +211,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
     let (public_handle, admin_handle) = (public.handle(), admin.handle());
     let servers = vec![actix_web::rt::spawn(public), actix_web::rt::spawn(admin)];
-    tracing::info!(%public_addr, %admin_addr, sources = gateway.sources.len(), tls = tls.is_some(), "hookgate listening");
+    tracing::info!(%public_addr, %admin_addr, sources = gateway.sources.len(), tls = tls.is_some(), store = %config.store.path.display(), "hookgate listening");
     Ok(Running {
         public_addr,
         admin_addr,
         gateway,
+        health,
+        store,
         tls,
         public: public_handle,
         admin: admin_handle,
         cancel,
         servers,
         tasks,
-        flusher,
     })
 }
 
@@ -112,7 +238,8 @@ impl Running {
     }
 
     /// Graceful stop: no new connections, in-flight requests finish (bounded by
-    /// `shutdown_timeout_secs`), then the relay stops and the store is flushed.
+    /// `shutdown_timeout_secs`), then the relay stops and the store is closed. Returns once
+    /// every handle on the store is released, so the same store can be opened again at once.
     pub async fn stop(self) {
         self.public.stop(true).await;
         self.admin.stop(true).await;
@@ -123,7 +250,21 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
-        let _ = self.flusher.await;
+        drop(self.gateway);
+        let store = self.store;
+        // actix workers drop their copies of the gateway as their threads wind down.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&store) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&store) > 1 {
+            tracing::warn!("store still referenced at shutdown; closing it anyway");
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            store.close();
+            drop(store);
+        })
+        .await;
         tracing::info!("hookgate stopped");
     }
 }

@@ -144,9 +144,17 @@ fn serve(path: &Path, log_format: LogFormat) -> anyhow::Result<()> {
         // Installed before the start, so an early SIGHUP cannot kill the process.
         let signals = Signals::install()?;
         let running = crate::app::start(config).await?;
-        signals.wait_for_shutdown(&running).await;
-        tracing::info!("shutting down: draining requests, then flushing the store");
+        let fatal = running.health.fatal.clone();
+        tokio::select! {
+            _ = signals.wait_for_shutdown(&running) => {}
+            _ = fatal.cancelled() => {}
+        }
+        tracing::info!("shutting down: draining requests, then closing the store");
+        let problems = running.health.problems();
         running.stop().await;
+        if fatal.is_cancelled() {
+            anyhow::bail!("a background task could not be kept running: {}", problems.join("; "));
+        }
         Ok(())
     })
 }
@@ -318,7 +326,8 @@ fn outbox(path: &Path) -> anyhow::Result<()> {
     match crate::store::Store::open(&config.store) {
         Ok(store) => {
             println!("pending: {}", store.pending());
-            if let Some((seq, e)) = store.peek(1)?.into_iter().next() {
+            let mut reader = store.reader(store.cursor())?;
+            if let Some((seq, _, e)) = reader.next()? {
                 let at = chrono::DateTime::from_timestamp(e.timestamp as i64, 0)
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_default();
@@ -327,6 +336,8 @@ fn outbox(path: &Path) -> anyhow::Result<()> {
                     e.message_id, e.kind, e.source, e.routing_key
                 );
             }
+            println!("dead:    {}", store.dead_count());
+            store.close();
             Ok(())
         }
         Err(open_err) => {
@@ -340,6 +351,10 @@ fn outbox(path: &Path) -> anyhow::Result<()> {
                 "pending: {} (from the running gateway's /readyz)",
                 v["outbox_pending"]
             );
+            if let Some(age) = v["oldest_pending_age_secs"].as_u64() {
+                println!("oldest:  {age} s old");
+            }
+            println!("dead:    {}", v["dead_letters"]);
             println!("broker:  {}", v["broker"]);
             Ok(())
         }

@@ -87,6 +87,15 @@ pub struct StoreConfig {
     /// Beyond this many unpublished events, requests get 503 + Retry-After.
     #[serde(default = "default_max_outbox_entries")]
     pub max_outbox_entries: u64,
+    /// Published events are kept this long for inspection and replay (0 = drop on confirm).
+    #[serde(default = "default_retain_secs")]
+    pub retain_secs: u64,
+    /// Beyond this many bytes of log, the oldest published events go first.
+    #[serde(default = "default_retain_max_bytes")]
+    pub retain_max_bytes: u64,
+    /// Size at which the event log starts a new segment file (retention drops whole segments).
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +115,9 @@ pub struct AmqpConfig {
     /// Cap of the reconnect backoff.
     #[serde(default = "default_reconnect_max_secs")]
     pub reconnect_max_secs: u64,
+    /// Refusals (unroutable, nack, too large) after which an event becomes a dead letter.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +214,18 @@ fn default_dedup_window_secs() -> u64 {
 }
 fn default_max_outbox_entries() -> u64 {
     1_000_000
+}
+fn default_retain_secs() -> u64 {
+    259_200
+}
+fn default_retain_max_bytes() -> u64 {
+    10 << 30
+}
+fn default_segment_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_attempts() -> u32 {
+    5
 }
 fn default_amqp_url() -> String {
     "amqp://guest:guest@127.0.0.1:5672/%2f".into()
@@ -323,6 +347,12 @@ impl Config {
                 "amqp.exchange: must not be empty (the default exchange cannot route by topic)"
                     .into(),
             );
+        }
+        if self.store.segment_bytes < 4096 {
+            errors.push("store.segment_bytes: must be at least 4096".into());
+        }
+        if self.amqp.max_attempts == 0 {
+            errors.push("amqp.max_attempts: must be at least 1".into());
         }
         if self.amqp.max_in_flight == 0 {
             errors.push("amqp.max_in_flight: must be at least 1".into());

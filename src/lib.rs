@@ -6,7 +6,8 @@
 //! - [`pipeline`]: one request through guard → verify/normalize → store → reply.
 //! - [`limit`]: client IP, allowlists and rate limits, checked before the body is read.
 //! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
-//! - [`store`]: dedup ids and the durable outbox in sled, with group commit.
+//! - [`log`]: the event log, append-only segment files with group commit.
+//! - [`store`]: the log plus the dedup index (sled), statuses, retention.
 //! - [`relay`]: drains the outbox to RabbitMQ with publisher confirms.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`app`]: start-up and graceful shutdown.
@@ -18,6 +19,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod limit;
+pub mod log;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;

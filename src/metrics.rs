@@ -32,9 +32,18 @@ pub struct Metrics {
     pub request_seconds: Family<SourceLabel, Histogram>,
     pub published: Family<SourceLabel, Counter>,
     pub publish_failures: Family<ReasonLabel, Counter>,
+    pub dead_letters: Family<SourceLabel, Counter>,
     pub outbox_pending: Gauge,
+    pub oldest_pending_age: Gauge,
+    pub log_bytes: Gauge,
+    pub log_segments: Gauge,
     pub broker_connected: Gauge,
-    pub flush_seconds: Histogram,
+    pub task_restarts: Family<TaskLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabel {
+    pub task: &'static str,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -85,11 +94,35 @@ impl Metrics {
             "1 while the relay holds a broker connection",
             broker_connected.clone(),
         );
-        let flush_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let dead_letters = Family::<SourceLabel, Counter>::default();
         registry.register(
-            "store_flush_duration_seconds",
-            "Duration of one group-commit flush",
-            flush_seconds.clone(),
+            "dead_letters",
+            "Events the broker refused amqp.max_attempts times, moved to the dead-letter list",
+            dead_letters.clone(),
+        );
+        let oldest_pending_age = Gauge::default();
+        registry.register(
+            "oldest_pending_age_seconds",
+            "Age of the oldest event not yet confirmed by the broker (0 when none)",
+            oldest_pending_age.clone(),
+        );
+        let log_bytes = Gauge::default();
+        registry.register(
+            "log_bytes",
+            "Bytes of event log on disk (pending and retained events)",
+            log_bytes.clone(),
+        );
+        let log_segments = Gauge::default();
+        registry.register(
+            "log_segments",
+            "Segment files of the event log",
+            log_segments.clone(),
+        );
+        let task_restarts = Family::<TaskLabel, Counter>::default();
+        registry.register(
+            "task_restarts",
+            "Background tasks restarted after ending unexpectedly",
+            task_restarts.clone(),
         );
         Metrics {
             registry,
@@ -97,9 +130,13 @@ impl Metrics {
             request_seconds,
             published,
             publish_failures,
+            dead_letters,
             outbox_pending,
+            oldest_pending_age,
+            log_bytes,
+            log_segments,
             broker_connected,
-            flush_seconds,
+            task_restarts,
         }
     }
 

@@ -1,5 +1,5 @@
 //! One request through the stages: guard (allowlist, rate limits, body cap) → verify and
-//! normalize (the provider adapter) → dedup + outbox (one flushed sled step) → reply.
+//! normalize (the provider adapter) → dedup + event log (on disk before the reply) → reply.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,11 +13,12 @@ use futures_util::StreamExt;
 use ipnet::IpNet;
 use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
 
+use crate::app::Health;
 use crate::config::{contains, render_routing_key, Config, SourceConfig};
 use crate::limit::{client_ip, retry_after_secs, ClientLimiter, SourceLimiter};
 use crate::outcome::Outcome;
 use crate::relay::BrokerStatus;
-use crate::store::{Accepted, OutboxEntry, SharedStore};
+use crate::store::{Accepted, Entry, SharedStore};
 
 /// One configured endpoint, built once at start.
 pub struct Source {
@@ -53,6 +54,7 @@ pub struct Gateway {
     pub trusted_proxies: Vec<IpNet>,
     pub client_limiter: Option<ClientLimiter>,
     pub request_timeout: Duration,
+    pub health: Arc<Health>,
 }
 
 impl Gateway {
@@ -60,6 +62,7 @@ impl Gateway {
         config: &Config,
         store: SharedStore,
         broker: Arc<BrokerStatus>,
+        health: Arc<Health>,
     ) -> Result<Gateway, String> {
         let mut sources = HashMap::new();
         for s in &config.sources {
@@ -76,6 +79,7 @@ impl Gateway {
                 .as_ref()
                 .map(ClientLimiter::new),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
+            health,
         })
     }
 }
@@ -183,7 +187,7 @@ pub async fn process(
     };
 
     let envelope = Envelope::new(&source.name, source.kind, event, received);
-    let entry = OutboxEntry {
+    let entry = Entry {
         routing_key: render_routing_key(
             &source.routing_key,
             &source.name,
@@ -194,12 +198,14 @@ pub async fn process(
         kind: envelope.kind.clone(),
         source: source.name.clone(),
         provider: source.kind.as_str().to_string(),
+        content_key: None,
         timestamp: providers::unix_secs(received).max(0) as u64,
+        replay: false,
         body: envelope.to_json(),
     };
     match gw
         .store
-        .accept(&source.name, &envelope.id, &entry, entry.timestamp)
+        .accept(&entry, entry.timestamp, gw.request_timeout)
         .await
     {
         Ok(Accepted::New) => Outcome::Accepted {
@@ -211,7 +217,7 @@ pub async fn process(
             reply: ack,
             id: envelope.id,
         },
-        // Outbox full or store failing: the provider retries, nothing is acknowledged.
+        // Backlog full, store failing or too slow: the provider retries, nothing is acknowledged.
         Err(e) => Outcome::Unavailable {
             reason: e.to_string(),
             reply: fail(503, "temporarily unavailable"),

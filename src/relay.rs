@@ -1,16 +1,22 @@
-//! The relay: drains the outbox to RabbitMQ, oldest first, with publisher confirms.
+//! The relay: reads the event log from the store's cursor and publishes to RabbitMQ with
+//! publisher confirms, many in flight on one confirm-mode channel (one channel keeps the
+//! broker's ordering).
 //!
-//! One task, one connection, one confirm-mode channel (a single channel keeps the broker's
-//! ordering). A window of publishes is in flight at once; an entry is deleted only after
-//! its `basic.ack`. A nack or a returned (unroutable, `mandatory`) message leaves the entry
-//! in the outbox and shrinks the window to one, so retries go out in order; a lost
-//! connection drops the channel and reconnects with capped exponential backoff.
+//! A record is finished when the broker confirms it (published) or when it has been refused
+//! `amqp.max_attempts` times (dead: kept in the store's dead-letter list, counted, requeued by
+//! `hookgate replay`). The cursor (first unfinished record) is saved as records finish; a
+//! crash republishes what finished after the last save (at-least-once).
 //!
-//! The window stays at one until the outbox has been drained: a broker that refuses now
-//! (a queue at its max-length with reject-publish) may take the next message of a window
-//! after nacking this one, which would reorder; publishing one at a time cannot. Only the
-//! window in which the refusals begin can still be overtaken that way.
+//! A refusal (nack, returned unroutable, a channel closed by the broker over one message)
+//! switches to one publish at a time from the refused record on, until the backlog is empty:
+//! retries keep their order, and a refusal can be charged to the one record that caused it.
+//! A lost connection drops the channel and reconnects with capped exponential backoff; the
+//! attempts and the one-at-a-time mode survive the reconnect.
+//!
+//! Nothing a request carries can stop the relay: AMQP short strings are built with
+//! `ShortString::try_new` (an over-long value makes its record dead, never a panic).
 
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,20 +25,23 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::PublisherConfirm;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::Confirmation;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{ErrorKind, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AmqpConfig, QueueKind};
+use crate::log::{Entry, Position};
 use crate::metrics::{self, ReasonLabel, SourceLabel};
-use crate::store::{OutboxEntry, SharedStore};
+use crate::store::{DeadInfo, SharedStore};
 
-/// What `/readyz` reports about the broker.
+/// What `/readyz` reports about the broker: what the relay is really doing.
 #[derive(Default)]
 pub struct BrokerStatus {
     connected: AtomicBool,
     last_error: Mutex<Option<String>>,
+    state: Mutex<&'static str>,
 }
 
 impl BrokerStatus {
@@ -42,6 +51,18 @@ impl BrokerStatus {
 
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    /// `connecting`, `publishing`, `idle`, `retrying` (one at a time after a refusal),
+    /// `backoff` (waiting to reconnect), `stopped`.
+    pub fn state(&self) -> &'static str {
+        self.state.lock().map(|s| *s).unwrap_or("unknown")
+    }
+
+    fn set_state(&self, s: &'static str) {
+        if let Ok(mut slot) = self.state.lock() {
+            *slot = s;
+        }
     }
 
     fn set_connected(&self, up: bool) {
@@ -61,14 +82,41 @@ enum RelayError {
     #[error("broker: {0}")]
     Amqp(#[from] lapin::Error),
     #[error("store: {0}")]
-    Store(#[from] sled::Error),
+    Store(String),
     #[error("connect timed out")]
     Timeout,
     #[error("connection to the broker closed")]
     Closed,
 }
 
-/// Runs until `cancel`. Never gives up: the outbox is durable, so waiting is always safe.
+impl From<std::io::Error> for RelayError {
+    fn from(e: std::io::Error) -> Self {
+        RelayError::Store(e.to_string())
+    }
+}
+
+impl From<sled::Error> for RelayError {
+    fn from(e: sled::Error) -> Self {
+        RelayError::Store(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for RelayError {
+    fn from(e: crate::store::StoreError) -> Self {
+        RelayError::Store(e.to_string())
+    }
+}
+
+/// What the relay keeps across reconnects.
+#[derive(Default)]
+struct Memory {
+    /// Refusals per record, until it is published or dead.
+    attempts: HashMap<u64, u32>,
+    /// One publish at a time (after a refusal, until the backlog is empty).
+    single: bool,
+}
+
+/// Runs until `cancel`. Never gives up: the log is durable, so waiting is always safe.
 pub async fn run(
     store: SharedStore,
     config: AmqpConfig,
@@ -77,7 +125,9 @@ pub async fn run(
 ) {
     let max_backoff = Duration::from_secs(config.reconnect_max_secs.max(1));
     let mut backoff = Duration::from_millis(100);
+    let mut memory = Memory::default();
     while !cancel.is_cancelled() {
+        status.set_state("connecting");
         let attempt = tokio::select! {
             r = connect(&config) => r,
             _ = cancel.cancelled() => break,
@@ -88,7 +138,9 @@ pub async fn run(
                 status.set_connected(true);
                 status.set_error(None);
                 backoff = Duration::from_millis(100);
-                let result = drain(&store, &conn, &channel, &config, &status, &cancel).await;
+                let result = Drain::new(&store, &config, &status, &mut memory)
+                    .run(&conn, &channel, &cancel)
+                    .await;
                 status.set_connected(false);
                 match result {
                     Ok(()) => {
@@ -96,17 +148,16 @@ pub async fn run(
                         break;
                     }
                     Err(e) => {
-                        // A store error (the outbox could not be read or trimmed) is not the
-                        // broker's fault: say which it was.
+                        // A store error is not the broker's fault: say which it was.
                         let (reason, what) = match e {
-                            RelayError::Store(_) => ("store", "outbox read or delete failed"),
+                            RelayError::Store(_) => ("store", "event log read failed"),
                             _ => ("connection", "broker connection lost"),
                         };
                         metrics::get()
                             .publish_failures
                             .get_or_create(&ReasonLabel { reason })
                             .inc();
-                        tracing::warn!(error = %e, pending = store.pending(), "{what}; events stay in the outbox");
+                        tracing::warn!(error = %e, pending = store.pending(), "{what}; events stay in the log");
                         status.set_error(Some(e.to_string()));
                         let _ = conn.close(320, "relay reconnecting".into()).await;
                     }
@@ -117,12 +168,14 @@ pub async fn run(
                 status.set_error(Some(e.to_string()));
             }
         }
+        status.set_state("backoff");
         tokio::select! {
             _ = tokio::time::sleep(jitter(backoff)) => {}
             _ = cancel.cancelled() => break,
         }
         backoff = (backoff * 2).min(max_backoff);
     }
+    status.set_state("stopped");
 }
 
 /// Connects, enables confirms and declares the exchange and the configured queues.
@@ -182,129 +235,333 @@ async fn connect(config: &AmqpConfig) -> Result<(Connection, Channel), RelayErro
     Ok((conn, channel))
 }
 
-/// Publishes until cancelled (`Ok`) or the channel fails (`Err`).
-async fn drain(
-    store: &SharedStore,
-    conn: &Connection,
-    channel: &Channel,
-    config: &AmqpConfig,
-    status: &BrokerStatus,
-    cancel: &CancellationToken,
-) -> Result<(), RelayError> {
-    let mut window = config.max_in_flight;
-    // Set by a refusal, cleared when the outbox is empty: meanwhile publish one at a time.
-    let mut refused = false;
-    let mut retry_delay = Duration::from_millis(100);
-    loop {
-        if cancel.is_cancelled() {
-            return Ok(());
+struct InFlight {
+    seq: u64,
+    pos: Position,
+    entry: Entry,
+    confirm: PublisherConfirm,
+}
+
+/// One connection's worth of publishing.
+struct Drain<'a> {
+    store: &'a SharedStore,
+    config: &'a AmqpConfig,
+    status: &'a BrokerStatus,
+    memory: &'a mut Memory,
+    window: VecDeque<InFlight>,
+    /// Records after a refused one that the broker confirmed meanwhile: skipped on the re-read.
+    done_ahead: BTreeSet<u64>,
+    /// The seq the reader returns next (at least): the cursor when nothing is in flight.
+    read_next: u64,
+    /// Records finished since the cursor was last saved.
+    finished: u64,
+    retry_delay: Duration,
+}
+
+impl<'a> Drain<'a> {
+    fn new(
+        store: &'a SharedStore,
+        config: &'a AmqpConfig,
+        status: &'a BrokerStatus,
+        memory: &'a mut Memory,
+    ) -> Self {
+        Drain {
+            store,
+            config,
+            status,
+            memory,
+            window: VecDeque::new(),
+            done_ahead: BTreeSet::new(),
+            read_next: store.cursor(),
+            finished: 0,
+            retry_delay: Duration::from_millis(100),
         }
-        // An idle connection can die silently from our side; notice it without a publish.
-        if !conn.status().connected() || !channel.status().connected() {
-            return Err(RelayError::Closed);
-        }
-        let batch = store.peek(window)?;
-        metrics::get().outbox_pending.set(store.pending() as i64);
-        if batch.is_empty() {
-            refused = false;
-            tokio::select! {
-                _ = store.outbox_notify.notified() => {}
-                // Also look periodically: the connection may have died while idle.
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = cancel.cancelled() => return Ok(()),
+    }
+
+    /// Publishes until cancelled (`Ok`) or the channel or the store fails (`Err`).
+    async fn run(
+        mut self,
+        conn: &Connection,
+        channel: &Channel,
+        cancel: &CancellationToken,
+    ) -> Result<(), RelayError> {
+        let mut reader = self.store.reader(self.read_next)?;
+        loop {
+            if cancel.is_cancelled() {
+                self.save()?;
+                return Ok(());
             }
-            continue;
-        }
-        let mut confirms = Vec::with_capacity(batch.len());
-        for (seq, entry) in &batch {
-            let confirm = channel
-                .basic_publish(
-                    config.exchange.as_str().into(),
-                    entry.routing_key.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &entry.body,
-                    properties(entry),
-                )
-                .await?;
-            confirms.push((*seq, entry, confirm));
-        }
-        let mut done = Vec::with_capacity(confirms.len());
-        let mut failure: Option<String> = None;
-        for (seq, entry, confirm) in confirms {
-            let outcome = match confirm.await {
-                Ok(c) => c,
+            // An idle connection can die silently from our side; notice it without a publish.
+            if !conn.status().connected() || !channel.status().connected() {
+                self.save()?;
+                return Err(RelayError::Closed);
+            }
+            let limit = if self.memory.single {
+                1
+            } else {
+                self.config.max_in_flight
+            };
+            let durable = self.store.durable_upto();
+            while self.window.len() < limit {
+                let Some((seq, pos, entry)) = reader.next()? else {
+                    break;
+                };
+                if seq > durable {
+                    // Written but not yet synced: its request has no answer yet.
+                    reader.seek(pos);
+                    break;
+                }
+                self.read_next = seq + 1;
+                if self.done_ahead.remove(&seq) {
+                    self.finished += 1;
+                    continue;
+                }
+                match publish(channel, &self.config.exchange, &entry).await {
+                    Ok(confirm) => self.window.push_back(InFlight {
+                        seq,
+                        pos,
+                        entry,
+                        confirm,
+                    }),
+                    Err(Unpublishable(why)) => self.dead(seq, &entry, 1, why)?,
+                    // The channel failed (not this record's fault): reconnect, read it again.
+                    Err(Published(e)) => {
+                        self.memory.single |= !self.window.is_empty();
+                        self.read_next = self.window.front().map_or(seq, |f| f.seq);
+                        self.window.clear();
+                        self.save()?;
+                        return Err(e.into());
+                    }
+                }
+            }
+            let Some(front) = self.window.pop_front() else {
+                self.save()?;
+                if self.memory.single {
+                    // The backlog is empty: back to a full window.
+                    self.memory.single = false;
+                    continue;
+                }
+                self.status.set_state("idle");
+                tokio::select! {
+                    _ = self.store.committed.notified() => {}
+                    // Also look periodically: the connection may have died while idle.
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                continue;
+            };
+            self.status.set_state(if self.memory.single {
+                "retrying"
+            } else {
+                "publishing"
+            });
+            let alone = self.window.is_empty();
+            let InFlight {
+                seq,
+                pos,
+                entry,
+                confirm,
+            } = front;
+            let refusal = match confirm.await {
+                Ok(Confirmation::Ack(None)) => None,
+                Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) => Some((
+                    "returned",
+                    format!(
+                        "returned by the broker: {} {} (routing key {})",
+                        r.reply_code, r.reply_text, entry.routing_key
+                    ),
+                )),
+                Ok(Confirmation::Nack(None)) => Some((
+                    "nack",
+                    format!("nacked by the broker (routing key {})", entry.routing_key),
+                )),
+                Ok(Confirmation::NotRequested) => Some(("nack", "no confirm requested".into())),
                 Err(e) => {
-                    // Keep what was confirmed before the channel died.
-                    store.remove(&done)?;
+                    // The broker closed the channel over this message (too large, a policy):
+                    // chargeable only when it was the one message in flight.
+                    let refused = matches!(
+                        e.kind(),
+                        ErrorKind::ProtocolError(_) | ErrorKind::SerialisationError(_)
+                    );
+                    let dead = refused && alone && self.refused(seq, &entry, "channel", e.to_string())?;
+                    self.read_next = match dead {
+                        true => self.window.front().map_or(seq + 1, |f| f.seq),
+                        false => seq,
+                    };
+                    self.window.clear();
+                    self.memory.single = true;
+                    self.save()?;
                     return Err(e.into());
                 }
             };
-            let reason = match outcome {
-                Confirmation::Ack(None) => {
+            match refusal {
+                None => {
                     metrics::get()
                         .published
                         .get_or_create(&SourceLabel {
                             source: entry.source.clone(),
                         })
                         .inc();
-                    done.push(seq);
-                    continue;
+                    self.memory.attempts.remove(&seq);
+                    self.finish()?;
+                    self.retry_delay = Duration::from_millis(100);
                 }
-                Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                    failure = Some(format!(
-                        "message returned: {} {} (routing key {})",
-                        returned.reply_code, returned.reply_text, entry.routing_key
-                    ));
-                    "returned"
+                Some((reason, why)) => {
+                    let dead = self.refused(seq, &entry, reason, why.clone())?;
+                    // Settle the rest of the window, then go on one at a time from the
+                    // refused record (or the one after it, if it is dead now).
+                    let resume = match dead {
+                        true => None,
+                        false => Some(pos),
+                    };
+                    self.settle_window().await?;
+                    self.memory.single = true;
+                    if let Some(pos) = resume {
+                        reader.seek(pos);
+                        self.read_next = seq;
+                        tracing::warn!(reason = %why, seq = seq, pending = self.store.pending(), "publish refused; will retry");
+                        self.status.set_error(Some(why));
+                        self.save()?;
+                        tokio::select! {
+                            _ = tokio::time::sleep(self.retry_delay) => {}
+                            _ = cancel.cancelled() => {}
+                        }
+                        self.retry_delay = (self.retry_delay * 2)
+                            .min(Duration::from_secs(self.config.reconnect_max_secs.max(1)));
+                    } else {
+                        self.finish()?;
+                    }
                 }
-                Confirmation::Nack(None) => {
-                    failure = Some(format!(
-                        "broker nacked a publish (routing key {})",
-                        entry.routing_key
-                    ));
-                    "nack"
-                }
-                Confirmation::NotRequested => {
-                    unreachable!("confirm_select was enabled on this channel")
-                }
-            };
-            metrics::get()
-                .publish_failures
-                .get_or_create(&ReasonLabel { reason })
-                .inc();
-        }
-        store.remove(&done)?;
-        metrics::get().outbox_pending.set(store.pending() as i64);
-        match failure {
-            None => {
-                if !refused {
-                    window = (window * 2).min(config.max_in_flight);
-                }
-                retry_delay = Duration::from_millis(100);
-                status.set_error(None);
-            }
-            Some(why) => {
-                tracing::warn!(reason = %why, pending = store.pending(), "publish not confirmed; will retry");
-                status.set_error(Some(why));
-                // One at a time until the broker takes messages again: retries keep their order.
-                window = 1;
-                refused = true;
-                tokio::select! {
-                    _ = tokio::time::sleep(retry_delay) => {}
-                    _ = cancel.cancelled() => return Ok(()),
-                }
-                retry_delay =
-                    (retry_delay * 2).min(Duration::from_secs(config.reconnect_max_secs.max(1)));
             }
         }
     }
+
+    /// Counts a refusal of `f`; at `max_attempts` it becomes dead. Returns whether it did.
+    fn refused(
+        &mut self,
+        seq: u64,
+        entry: &Entry,
+        reason: &'static str,
+        why: String,
+    ) -> Result<bool, RelayError> {
+        metrics::get()
+            .publish_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        let n = self.memory.attempts.entry(seq).or_insert(0);
+        *n += 1;
+        let n = *n;
+        if n >= self.config.max_attempts {
+            self.memory.attempts.remove(&seq);
+            self.dead(seq, entry, n, why)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn dead(&mut self, seq: u64, e: &Entry, attempts: u32, reason: String) -> Result<(), RelayError> {
+        tracing::error!(source = %e.source, id = ?e.message_id, seq, attempts, reason = %reason, "event moved to the dead-letter list; the relay goes on");
+        self.store.mark_dead(
+            seq,
+            e,
+            &DeadInfo {
+                attempts,
+                reason,
+                dead_at: crate::now_secs(),
+            },
+        )?;
+        metrics::get()
+            .dead_letters
+            .get_or_create(&SourceLabel {
+                source: e.source.clone(),
+            })
+            .inc();
+        self.finished += 1;
+        Ok(())
+    }
+
+    /// Waits for every confirm still in the window; what the broker took is remembered so
+    /// the re-read skips it.
+    async fn settle_window(&mut self) -> Result<(), RelayError> {
+        while let Some(f) = self.window.pop_front() {
+            match f.confirm.await {
+                Ok(Confirmation::Ack(None)) => {
+                    metrics::get()
+                        .published
+                        .get_or_create(&SourceLabel {
+                            source: f.entry.source.clone(),
+                        })
+                        .inc();
+                    self.done_ahead.insert(f.seq);
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), RelayError> {
+        self.finished += 1;
+        if self.finished >= 256 || self.window.is_empty() {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Saves the cursor: the first record not finished.
+    fn save(&mut self) -> Result<(), RelayError> {
+        let (cursor, oldest_at) = match self.window.front() {
+            Some(f) => (f.seq, f.entry.timestamp),
+            None => (self.read_next, 0),
+        };
+        if cursor != self.store.cursor() || self.finished > 0 {
+            self.store.advance(cursor, self.finished, oldest_at)?;
+            self.finished = 0;
+            metrics::get().outbox_pending.set(self.store.pending() as i64);
+        }
+        Ok(())
+    }
+}
+
+/// Why a record was not sent.
+enum PublishError {
+    /// The broker could never take it as it is (a field over AMQP's limits).
+    Unpublishable(String),
+    /// The channel failed.
+    Published(lapin::Error),
+}
+use PublishError::{Published, Unpublishable};
+
+/// Publishes one record.
+async fn publish(
+    channel: &Channel,
+    exchange: &str,
+    e: &Entry,
+) -> Result<PublisherConfirm, PublishError> {
+    let short = |what: &str, v: &str| {
+        ShortString::try_new(v)
+            .map_err(|_| Unpublishable(format!("{what} is {} bytes, over AMQP's 255", v.len())))
+    };
+    let routing_key = short("routing key", &e.routing_key)?;
+    let props = properties(e, short("message id", &e.message_id)?, short("type", &e.kind)?);
+    channel
+        .basic_publish(
+            short("exchange", exchange)?,
+            routing_key,
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &e.body,
+            props,
+        )
+        .await
+        .map_err(Published)
 }
 
 /// The AMQP properties of CONTRACT.md.
-fn properties(e: &OutboxEntry) -> BasicProperties {
+fn properties(e: &Entry, message_id: ShortString, kind: ShortString) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         "source".into(),
@@ -314,11 +571,14 @@ fn properties(e: &OutboxEntry) -> BasicProperties {
         "provider".into(),
         AMQPValue::LongString(LongString::from(e.provider.as_str())),
     );
+    if e.replay {
+        headers.insert("x-hookgate-replay".into(), AMQPValue::Boolean(true));
+    }
     BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type(ShortString::from(providers::Envelope::CONTENT_TYPE))
-        .with_message_id(ShortString::from(e.message_id.as_str()))
-        .with_type(ShortString::from(e.kind.as_str()))
+        .with_message_id(message_id)
+        .with_type(kind)
         .with_timestamp(e.timestamp)
         .with_app_id(ShortString::from("hookgate"))
         .with_headers(headers)

@@ -175,19 +175,25 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
-    let store_ok = gw.store.healthy();
+    let store_problem = gw.store.problem();
+    let problems = gw.health.problems();
+    let ready = store_problem.is_none() && problems.is_empty();
     let body = serde_json::json!({
-        "status": if store_ok { "ready" } else { "not ready" },
-        "store": if store_ok { "ok" } else { "failing" },
+        "status": if ready { "ready" } else { "not ready" },
+        "store": store_problem.unwrap_or("ok"),
         "config": "loaded",
         "sources": gw.sources.len(),
         "outbox_pending": gw.store.pending(),
+        "oldest_pending_age_secs": gw.store.oldest_pending_at().map(|at| crate::now_secs().saturating_sub(at)),
+        "dead_letters": gw.store.dead_count(),
+        "problems": problems,
         "broker": {
             "connected": gw.broker.connected(),
+            "state": gw.broker.state(),
             "last_error": gw.broker.last_error(),
         },
     });
-    let mut r = if store_ok {
+    let mut r = if ready {
         HttpResponse::Ok()
     } else {
         HttpResponse::ServiceUnavailable()

@@ -41,7 +41,15 @@ pub fn config_text(
     store: Option<&Path>,
     extra: &str,
 ) -> String {
-    let store_path = store.map(|p| p.display().to_string()).unwrap_or_default();
+    // No store given: a fresh directory the test never reopens (kept until the process ends).
+    let store_path = match store {
+        Some(p) => p.display().to_string(),
+        None => tempfile::tempdir()
+            .expect("temp dir")
+            .keep()
+            .display()
+            .to_string(),
+    };
     format!(
         r#"
 [server]

@@ -1,0 +1,717 @@
+//! The event log: every accepted envelope, appended in acceptance order to segment files.
+//!
+//! A record is a frame `[len u32][crc32 u32][payload]` (little endian); the payload is an
+//! [`Entry`] with its sequence number. Records go to the active segment
+//! `log/{first_seq:020}.seg`; past `segment_bytes` the next batch starts a new segment.
+//!
+//! Group commit: a request encodes its record, appends it to a shared buffer and waits; one
+//! committer thread writes the whole buffer with one `write` and one `fdatasync`, then
+//! releases every record it covered at once ([`Durable`]). That is two thread hand-offs per
+//! request (worker → committer → worker), whatever the load, and one fsync for all the
+//! requests that arrived while the previous one ran.
+//!
+//! Crash safety: an acknowledgement waits for the fsync that covered its record, and records
+//! are only ever appended, so a crash can leave at most a torn tail after the last synced
+//! record. [`Log::open`] checks every frame of the last segment and cuts the file at the first
+//! one that is short or fails its checksum: nothing acknowledged lies behind it. A failed write
+//! or fsync truncates the segment back to its last synced length, so no later batch is ever
+//! written behind bytes that may be garbage.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+/// One kept event: what the relay publishes, without parsing the envelope again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub routing_key: String,
+    pub message_id: String,
+    pub kind: String,
+    pub source: String,
+    pub provider: String,
+    /// A second dedup key for providers whose signed content can be regrouped.
+    pub content_key: Option<String>,
+    /// Accept time, Unix seconds (AMQP `timestamp`).
+    pub timestamp: u64,
+    /// Re-enqueued by `hookgate replay` (AMQP header `x-hookgate-replay: true`).
+    pub replay: bool,
+    /// The CloudEvents JSON envelope.
+    pub body: Vec<u8>,
+}
+
+const PAYLOAD_VERSION: u8 = 2;
+const FRAME_HEADER: usize = 8;
+/// Larger frames are corruption: no source accepts bodies near this size.
+const MAX_FRAME: usize = 512 << 20;
+
+impl Entry {
+    /// Appends the frame of this entry as record `seq` to `out`.
+    pub fn encode_frame(&self, seq: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER]);
+        out.push(PAYLOAD_VERSION);
+        out.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        out.push(self.replay as u8);
+        let content_key = self.content_key.as_deref().unwrap_or("");
+        for s in [
+            self.routing_key.as_str(),
+            &self.message_id,
+            &self.kind,
+            &self.source,
+            &self.provider,
+            content_key,
+        ] {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        out.extend_from_slice(&self.body);
+        let payload = &out[start + FRAME_HEADER..];
+        let len = payload.len() as u32;
+        let crc = crc32fast::hash(payload);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// The record in a checked payload: `(seq, entry)`.
+    pub fn decode_payload(p: &[u8]) -> Option<(u64, Entry)> {
+        let (&version, rest) = p.split_first()?;
+        if version != PAYLOAD_VERSION || rest.len() < 17 {
+            return None;
+        }
+        let seq = u64::from_le_bytes(rest[..8].try_into().ok()?);
+        let timestamp = u64::from_le_bytes(rest[8..16].try_into().ok()?);
+        let replay = rest[16] != 0;
+        let mut rest = &rest[17..];
+        let mut take = || -> Option<String> {
+            let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            let s = std::str::from_utf8(rest.get(4..4 + n)?).ok()?.to_owned();
+            rest = &rest[4 + n..];
+            Some(s)
+        };
+        let (routing_key, message_id, kind, source, provider, content_key) =
+            (take()?, take()?, take()?, take()?, take()?, take()?);
+        Some((
+            seq,
+            Entry {
+                routing_key,
+                message_id,
+                kind,
+                source,
+                provider,
+                content_key: (!content_key.is_empty()).then_some(content_key),
+                timestamp,
+                replay,
+                body: rest.to_vec(),
+            },
+        ))
+    }
+}
+
+/// Reads one frame; `Ok(None)` at a clean end, `Err(InvalidData)` for a torn or corrupt frame.
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut header = [0u8; FRAME_HEADER];
+    let mut got = 0;
+    while got < FRAME_HEADER {
+        match r.read(&mut header[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(io::ErrorKind::InvalidData.into()),
+            n => got += n,
+        }
+    }
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_FRAME {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => io::ErrorKind::InvalidData.into(),
+        _ => e,
+    })?;
+    if crc32fast::hash(buf) != crc {
+        return Err(io::ErrorKind::InvalidData.into());
+    }
+    Ok(Some(FRAME_HEADER + len))
+}
+
+/// Where durability stands; sent to every waiter after each commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Every record up to this sequence number is on disk.
+    pub upto: u64,
+    /// A write covering records up to this one failed: they are not on disk and never will be.
+    pub failed_upto: u64,
+}
+
+/// What the committer hands back for every record of a batch (the store indexes them).
+pub struct Committed<T> {
+    pub seq: u64,
+    pub ok: bool,
+    pub tag: T,
+}
+
+/// A segment file: records `first..=last` (`last < first` while empty).
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub first: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+struct Queue<T> {
+    buf: Vec<u8>,
+    tags: Vec<(u64, T)>,
+    next_seq: u64,
+    stop: bool,
+}
+
+struct Shared<T> {
+    queue: Mutex<Queue<T>>,
+    wake: Condvar,
+    durable: watch::Sender<Durable>,
+    segments: RwLock<VecDeque<Segment>>,
+    failed: AtomicBool,
+    /// Bytes of all segments, for metrics and retention.
+    bytes: AtomicU64,
+}
+
+/// The log. `T` is what the caller attaches to a record to get back once it is committed.
+pub struct Log<T: Send + 'static> {
+    dir: PathBuf,
+    shared: Arc<Shared<T>>,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What [`Log::open`] found on disk.
+pub struct Recovered {
+    /// The last record's sequence number (0 for an empty log).
+    pub last_seq: u64,
+    /// Bytes cut from a torn or corrupt tail.
+    pub cut_bytes: u64,
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.seg"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl<T: Send + 'static> Log<T> {
+    /// Opens (or creates) the log in `dir`, cuts a torn tail, and starts the committer thread.
+    /// `on_commit` runs on that thread after every batch, before waiters are released.
+    /// `min_next_seq`: sequence numbers never go below this (an emptied log keeps counting).
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        min_next_seq: u64,
+        on_commit: impl FnMut(&mut Vec<Committed<T>>) + Send + 'static,
+    ) -> io::Result<(Log<T>, Recovered)> {
+        fs::create_dir_all(dir)?;
+        let mut segments = list_segments(dir)?;
+        let mut cut_bytes = 0;
+        let mut last_seq = 0;
+        if let Some(tail) = segments.back_mut() {
+            let (valid, last) = scan_valid(&tail.path)?;
+            let len = fs::metadata(&tail.path)?.len();
+            if valid < len {
+                let f = OpenOptions::new().write(true).open(&tail.path)?;
+                f.set_len(valid)?;
+                f.sync_all()?;
+                cut_bytes = len - valid;
+            }
+            tail.bytes = valid;
+            last_seq = last.unwrap_or(tail.first.saturating_sub(1));
+        }
+        let next_seq = (last_seq + 1).max(min_next_seq).max(1);
+        // A fresh segment whenever the tail is full, missing, or does not continue at next_seq.
+        let need_new = match segments.back() {
+            None => true,
+            Some(s) => s.bytes >= segment_bytes || last_seq + 1 != next_seq,
+        };
+        if need_new {
+            let path = segment_path(dir, next_seq);
+            File::create(&path)?.sync_all()?;
+            sync_dir(dir)?;
+            segments.push_back(Segment {
+                first: next_seq,
+                path,
+                bytes: 0,
+            });
+        }
+        let active = segments.back().expect("one segment").clone();
+        let file = OpenOptions::new().append(true).open(&active.path)?;
+        let bytes = segments.iter().map(|s| s.bytes).sum();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                buf: Vec::new(),
+                tags: Vec::new(),
+                next_seq,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            durable: watch::Sender::new(Durable {
+                upto: next_seq - 1,
+                failed_upto: 0,
+            }),
+            segments: RwLock::new(segments),
+            failed: AtomicBool::new(false),
+            bytes: AtomicU64::new(bytes),
+        });
+        let committer = Committer {
+            dir: dir.to_owned(),
+            shared: shared.clone(),
+            file,
+            len: active.bytes,
+            segment_bytes,
+            on_commit: Box::new(on_commit),
+        };
+        let handle = std::thread::Builder::new()
+            .name("hookgate-log".into())
+            .spawn(move || committer.run())?;
+        Ok((
+            Log {
+                dir: dir.to_owned(),
+                shared,
+                committer: Mutex::new(Some(handle)),
+            },
+            Recovered {
+                last_seq,
+                cut_bytes,
+            },
+        ))
+    }
+
+    /// Queues `entry` for the next commit and returns its sequence number. `tag` comes back
+    /// to `on_commit` with the record's fate.
+    pub fn append(&self, entry: &Entry, tag: T) -> Result<u64, LogClosed> {
+        let mut frame = Vec::with_capacity(entry.body.len() + 256);
+        // The frame carries its own seq: encode under the lock (a memcpy-sized critical section).
+        let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if q.stop {
+            return Err(LogClosed);
+        }
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        if q.buf.is_empty() {
+            entry.encode_frame(seq, &mut q.buf);
+        } else {
+            entry.encode_frame(seq, &mut frame);
+            q.buf.extend_from_slice(&frame);
+        }
+        q.tags.push((seq, tag));
+        let first_in_batch = q.tags.len() == 1;
+        drop(q);
+        if first_in_batch {
+            self.shared.wake.notify_one();
+        }
+        Ok(seq)
+    }
+
+    /// Waits until record `seq` is on disk (`Ok`) or its write failed (`Err`).
+    pub async fn durable(&self, seq: u64) -> Result<(), LogClosed> {
+        let mut rx = self.shared.durable.subscribe();
+        let d = rx
+            .wait_for(|d| d.upto >= seq || d.failed_upto >= seq)
+            .await
+            .map_err(|_| LogClosed)?;
+        if d.upto >= seq {
+            Ok(())
+        } else {
+            Err(LogClosed)
+        }
+    }
+
+    pub fn durable_state(&self) -> Durable {
+        *self.shared.durable.borrow()
+    }
+
+    /// Sequence number the next append gets.
+    pub fn next_seq(&self) -> u64 {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_seq
+    }
+
+    /// True while the last write or fsync failed (disk full, I/O error).
+    pub fn failing(&self) -> bool {
+        self.shared.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn segments(&self) -> Vec<Segment> {
+        self.shared
+            .segments
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// A reader positioned at the first record with sequence number `>= seq`.
+    pub fn reader(&self, seq: u64) -> io::Result<Reader> {
+        let segments = self.segments();
+        let idx = segments
+            .iter()
+            .rposition(|s| s.first <= seq)
+            .unwrap_or(0);
+        let mut r = Reader {
+            dir: self.dir.clone(),
+            segment_first: segments.get(idx).map_or(seq, |s| s.first),
+            file: None,
+            offset: 0,
+            buf: Vec::new(),
+        };
+        // Skip what comes before `seq` in its segment (sequential, page cache).
+        while let Some((s, pos)) = r.peek_seq()? {
+            if s >= seq {
+                r.seek(pos);
+                break;
+            }
+        }
+        Ok(r)
+    }
+
+    /// Deletes whole segments, oldest first, while `drop(segment, next_first)` says so; never
+    /// the active one. Returns how many went.
+    pub fn drop_segments(&self, mut drop: impl FnMut(&Segment, u64) -> bool) -> io::Result<usize> {
+        let mut n = 0;
+        loop {
+            let victim = {
+                let segs = self
+                    .shared
+                    .segments
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                match (segs.front(), segs.get(1)) {
+                    (Some(s), Some(next)) if drop(s, next.first) => s.clone(),
+                    _ => break,
+                }
+            };
+            fs::remove_file(&victim.path)?;
+            self.shared
+                .segments
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            self.shared.bytes.fetch_sub(victim.bytes, Ordering::Relaxed);
+            n += 1;
+        }
+        if n > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(n)
+    }
+
+    /// Stops the committer after it has written what is queued; later appends fail.
+    pub fn close(&self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
+        self.shared.wake.notify_one();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Whether the committer thread is still running.
+    pub fn committer_alive(&self) -> bool {
+        self.committer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+}
+
+impl<T: Send + 'static> Drop for Log<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the event log is closed or its write failed")]
+pub struct LogClosed;
+
+fn list_segments(dir: &Path) -> io::Result<VecDeque<Segment>> {
+    let mut segs = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let Some(first) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        segs.push(Segment {
+            first,
+            path: e.path(),
+            bytes: e.metadata()?.len(),
+        });
+    }
+    segs.sort_by_key(|s| s.first);
+    Ok(segs.into())
+}
+
+/// The length of the valid prefix of a segment, and the last valid record's seq.
+fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>)> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut buf = Vec::new();
+    let (mut valid, mut last) = (0u64, None);
+    loop {
+        match read_frame(&mut r, &mut buf) {
+            Ok(Some(n)) => match Entry::decode_payload(&buf) {
+                Some((seq, _)) if last.is_none_or(|l| seq > l) => {
+                    valid += n as u64;
+                    last = Some(seq);
+                }
+                _ => break,
+            },
+            Ok(None) => break,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((valid, last))
+}
+
+struct Committer<T> {
+    dir: PathBuf,
+    shared: Arc<Shared<T>>,
+    file: File,
+    /// Bytes of the active segment known to be on disk.
+    len: u64,
+    segment_bytes: u64,
+    on_commit: Box<dyn FnMut(&mut Vec<Committed<T>>) + Send>,
+}
+
+impl<T> Committer<T> {
+    fn run(mut self) {
+        let mut buf = Vec::new();
+        let mut tags = Vec::new();
+        let mut done = Vec::new();
+        loop {
+            {
+                let mut q = self
+                    .shared
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                while q.tags.is_empty() && !q.stop {
+                    q = self
+                        .shared
+                        .wake
+                        .wait(q)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if q.tags.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut q.buf, &mut buf);
+                std::mem::swap(&mut q.tags, &mut tags);
+            }
+            let (first, upto) = (tags[0].0, tags[tags.len() - 1].0);
+            let ok = match self.write(first, &buf) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, records = tags.len(), "event log write failed; requests get 503");
+                    self.rewind();
+                    false
+                }
+            };
+            self.shared.failed.store(!ok, Ordering::Relaxed);
+            done.extend(tags.drain(..).map(|(seq, tag)| Committed { seq, ok, tag }));
+            // Release waiters first: the index update does not make anything more durable.
+            self.shared.durable.send_modify(|d| match ok {
+                true => d.upto = upto,
+                false => d.failed_upto = upto,
+            });
+            (self.on_commit)(&mut done);
+            done.clear();
+            buf.clear();
+            if !ok {
+                // Do not spin on a failing disk.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn write(&mut self, first: u64, buf: &[u8]) -> io::Result<()> {
+        if self.len >= self.segment_bytes {
+            self.roll(first)?;
+        }
+        self.file.write_all(buf)?;
+        self.file.sync_data()?;
+        self.len += buf.len() as u64;
+        self.shared
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if let Some(s) = self
+            .shared
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .back_mut()
+        {
+            s.bytes = self.len;
+        }
+        Ok(())
+    }
+
+    /// Starts segment `first`. The old one was fully synced by the last commit.
+    fn roll(&mut self, first: u64) -> io::Result<()> {
+        let path = segment_path(&self.dir, first);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .append(true)
+            .open(&path)?;
+        sync_dir(&self.dir)?;
+        self.file = file;
+        self.len = 0;
+        self.shared
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(Segment {
+                first,
+                path,
+                bytes: 0,
+            });
+        Ok(())
+    }
+
+    /// After a failed write: cut whatever part of the batch reached the file.
+    fn rewind(&mut self) {
+        if let Err(e) = self
+            .file
+            .set_len(self.len)
+            .and_then(|()| self.file.seek(SeekFrom::End(0)).map(|_| ()))
+        {
+            tracing::error!(error = %e, "event log could not cut a failed write");
+        }
+    }
+}
+
+/// Sequential reader over the segments, for the relay and the recovery scan.
+pub struct Reader {
+    dir: PathBuf,
+    segment_first: u64,
+    file: Option<BufReader<File>>,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+/// Where a record starts: `(segment's first seq, offset)`.
+pub type Position = (u64, u64);
+
+impl Reader {
+    /// The next record, if it is complete and valid; `None` at the end of what is written.
+    pub fn next(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
+        loop {
+            if self.file.is_none() {
+                match File::open(segment_path(&self.dir, self.segment_first)) {
+                    Ok(f) => {
+                        let mut f = BufReader::with_capacity(256 << 10, f);
+                        f.seek(SeekFrom::Start(self.offset))?;
+                        self.file = Some(f);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // Deleted by retention: go on at the next segment.
+                        match self.next_segment()? {
+                            true => continue,
+                            false => return Ok(None),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let f = self.file.as_mut().expect("opened above");
+            let pos = (self.segment_first, self.offset);
+            match read_frame(f, &mut self.buf) {
+                Ok(Some(n)) => {
+                    let Some((seq, entry)) = Entry::decode_payload(&self.buf) else {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "undecodable record",
+                        ));
+                    };
+                    self.offset += n as u64;
+                    return Ok(Some((seq, pos, entry)));
+                }
+                // The end of this segment, or a record still being written.
+                Ok(None) | Err(_) => {
+                    // Re-seek: a partial read must be retried from the frame start.
+                    self.file = None;
+                    if !self.next_segment()? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next record, returning only its seq and position.
+    fn peek_seq(&mut self) -> io::Result<Option<(u64, Position)>> {
+        Ok(self.next()?.map(|(s, pos, _)| (s, pos)))
+    }
+
+    /// Moves to a position returned by [`Reader::next`].
+    pub fn seek(&mut self, pos: Position) {
+        self.segment_first = pos.0;
+        self.offset = pos.1;
+        self.file = None;
+    }
+
+    /// Moves to the segment after the current one if there is one and this one is complete.
+    fn next_segment(&mut self) -> io::Result<bool> {
+        let segs = list_segments(&self.dir)?;
+        let next = segs.iter().find(|s| s.first > self.segment_first);
+        match next {
+            Some(s) => {
+                // Only when the current segment has been read to its end.
+                let cur_len = fs::metadata(segment_path(&self.dir, self.segment_first))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if self.offset < cur_len {
+                    return Ok(false);
+                }
+                self.segment_first = s.first;
+                self.offset = 0;
+                self.file = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Modification time of a segment (the time of its last append), for time-based retention.
+pub fn modified(seg: &Segment) -> Option<SystemTime> {
+    fs::metadata(&seg.path).and_then(|m| m.modified()).ok()
+}
