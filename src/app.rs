@@ -83,11 +83,17 @@ where
             health.set(name, Some(why));
             let now = Instant::now();
             ends.push_back(now);
-            while ends.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
+            while ends
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+            {
                 ends.pop_front();
             }
             if ends.len() > MAX_RESTARTS {
-                tracing::error!(task = name, "background task keeps failing; stopping the gateway");
+                tracing::error!(
+                    task = name,
+                    "background task keeps failing; stopping the gateway"
+                );
                 health.fatal.cancel();
                 return;
             }
@@ -137,10 +143,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let store = {
         let c = config.store.clone();
         let opened = tokio::task::spawn_blocking(move || Store::open(&c)).await?;
-        Arc::new(opened.with_context(|| {
-            format!("opening the store at {}", config.store.path.display())
-        })?)
+        Arc::new(
+            opened
+                .with_context(|| format!("opening the store at {}", config.store.path.display()))?,
+        )
     };
+    for w in crate::topology::warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let broker = Arc::new(BrokerStatus::default());
     let health = Arc::new(Health::default());
     let gateway = Arc::new(
@@ -156,8 +166,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             move || store.clone().run_maintenance(every, cancel.clone())
         }),
         supervise("relay", health.clone(), cancel.clone(), {
-            let (store, amqp, broker, cancel) =
-                (store.clone(), config.amqp.clone(), broker.clone(), cancel.clone());
+            let (store, amqp, broker, cancel) = (
+                store.clone(),
+                config.amqp.clone(),
+                broker.clone(),
+                cancel.clone(),
+            );
             move || relay::run(store.clone(), amqp.clone(), broker.clone(), cancel.clone())
         }),
         // The log's committer is a thread that cannot be restarted under waiting requests:

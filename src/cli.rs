@@ -153,7 +153,10 @@ fn serve(path: &Path, log_format: LogFormat) -> anyhow::Result<()> {
         let problems = running.health.problems();
         running.stop().await;
         if fatal.is_cancelled() {
-            anyhow::bail!("a background task could not be kept running: {}", problems.join("; "));
+            anyhow::bail!(
+                "a background task could not be kept running: {}",
+                problems.join("; ")
+            );
         }
         Ok(())
     })
@@ -239,6 +242,9 @@ fn check(path: &Path) -> anyhow::Result<()> {
             s.max_body_bytes,
             guards.join(" ")
         )?;
+    }
+    for w in crate::topology::warnings(&config) {
+        writeln!(out, "warning: {w}")?;
     }
     Ok(())
 }

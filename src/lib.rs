@@ -8,6 +8,7 @@
 //! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
 //! - [`log`]: the event log, append-only segment files with group commit.
 //! - [`store`]: the log plus the dedup index (sled), statuses, retention.
+//! - [`topology`]: warns when a source's routing keys match no declared queue binding.
 //! - [`relay`]: drains the outbox to RabbitMQ with publisher confirms.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`app`]: start-up and graceful shutdown.
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod relay;
 pub mod server;
 pub mod store;
+pub mod topology;
 
 /// Now, in Unix seconds.
 pub fn now_secs() -> u64 {

@@ -296,7 +296,11 @@ impl<T: Send + 'static> Log<T> {
     pub fn append(&self, entry: &Entry, tag: T) -> Result<u64, LogClosed> {
         let mut frame = Vec::with_capacity(entry.body.len() + 256);
         // The frame carries its own seq: encode under the lock (a memcpy-sized critical section).
-        let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut q = self
+            .shared
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if q.stop {
             return Err(LogClosed);
         }
@@ -366,10 +370,7 @@ impl<T: Send + 'static> Log<T> {
     /// A reader positioned at the first record with sequence number `>= seq`.
     pub fn reader(&self, seq: u64) -> io::Result<Reader> {
         let segments = self.segments();
-        let idx = segments
-            .iter()
-            .rposition(|s| s.first <= seq)
-            .unwrap_or(0);
+        let idx = segments.iter().rposition(|s| s.first <= seq).unwrap_or(0);
         let mut r = Reader {
             dir: self.dir.clone(),
             segment_first: segments.get(idx).map_or(seq, |s| s.first),
@@ -851,9 +852,15 @@ mod tests {
         let first = log.segments()[0].first;
         assert!(first <= 10);
         let got = read_all(&log, 1);
-        assert_eq!(got[0].0, first, "reading from before the first kept segment");
+        assert_eq!(
+            got[0].0, first,
+            "reading from before the first kept segment"
+        );
         assert_eq!(got.last().unwrap().0, 20);
-        assert_eq!(log.bytes(), log.segments().iter().map(|s| s.bytes).sum::<u64>());
+        assert_eq!(
+            log.bytes(),
+            log.segments().iter().map(|s| s.bytes).sum::<u64>()
+        );
         drop(log);
         // Reopened after a roll-over and a drop: numbering goes on.
         let (log, rec) = open(dir.path(), 4096);

@@ -4,7 +4,9 @@
 //!
 //! A record is finished when the broker confirms it (published) or when it has been refused
 //! `amqp.max_attempts` times (dead: kept in the store's dead-letter list, counted, requeued by
-//! `hookgate replay`). The cursor (first unfinished record) is saved as records finish; a
+//! `hookgate replay`). Refusals that count: returned as unroutable, and a channel closed by the
+//! broker over the one message in flight (too large, …). A plain nack is a queue's
+//! back-pressure (reject-publish at its max-length): retried in order, never made dead. The cursor (first unfinished record) is saved as records finish; a
 //! crash republishes what finished after the last save (at-least-once).
 //!
 //! A refusal (nack, returned unroutable, a channel closed by the broker over one message)
@@ -25,8 +27,8 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::PublisherConfirm;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use lapin::{ErrorKind, ExchangeKind};
 use tokio_util::sync::CancellationToken;
@@ -256,6 +258,8 @@ struct Drain<'a> {
     /// Records finished since the cursor was last saved.
     finished: u64,
     retry_delay: Duration,
+    /// A refusal was reported in `BrokerStatus`; the next confirm clears it.
+    erred: bool,
 }
 
 impl<'a> Drain<'a> {
@@ -275,6 +279,7 @@ impl<'a> Drain<'a> {
             read_next: store.cursor(),
             finished: 0,
             retry_delay: Duration::from_millis(100),
+            erred: false,
         }
     }
 
@@ -383,7 +388,8 @@ impl<'a> Drain<'a> {
                         e.kind(),
                         ErrorKind::ProtocolError(_) | ErrorKind::SerialisationError(_)
                     );
-                    let dead = refused && alone && self.refused(seq, &entry, "channel", e.to_string())?;
+                    let dead =
+                        refused && alone && self.refused(seq, &entry, "channel", e.to_string())?;
                     self.read_next = match dead {
                         true => self.window.front().map_or(seq + 1, |f| f.seq),
                         false => seq,
@@ -404,10 +410,24 @@ impl<'a> Drain<'a> {
                         .inc();
                     self.memory.attempts.remove(&seq);
                     self.finish()?;
-                    self.retry_delay = Duration::from_millis(100);
+                    if std::mem::take(&mut self.erred) {
+                        self.status.set_error(None);
+                        self.retry_delay = Duration::from_millis(100);
+                    }
                 }
                 Some((reason, why)) => {
-                    let dead = self.refused(seq, &entry, reason, why.clone())?;
+                    // A plain nack is back-pressure from a queue (reject-publish at its
+                    // max-length), not this record's fault: retried in order, never dead.
+                    let dead = match reason {
+                        "nack" => {
+                            metrics::get()
+                                .publish_failures
+                                .get_or_create(&ReasonLabel { reason })
+                                .inc();
+                            false
+                        }
+                        _ => self.refused(seq, &entry, reason, why.clone())?,
+                    };
                     // Settle the rest of the window, then go on one at a time from the
                     // refused record (or the one after it, if it is dead now).
                     let resume = match dead {
@@ -421,6 +441,7 @@ impl<'a> Drain<'a> {
                         self.read_next = seq;
                         tracing::warn!(reason = %why, seq = seq, pending = self.store.pending(), "publish refused; will retry");
                         self.status.set_error(Some(why));
+                        self.erred = true;
                         self.save()?;
                         tokio::select! {
                             _ = tokio::time::sleep(self.retry_delay) => {}
@@ -459,7 +480,13 @@ impl<'a> Drain<'a> {
         Ok(false)
     }
 
-    fn dead(&mut self, seq: u64, e: &Entry, attempts: u32, reason: String) -> Result<(), RelayError> {
+    fn dead(
+        &mut self,
+        seq: u64,
+        e: &Entry,
+        attempts: u32,
+        reason: String,
+    ) -> Result<(), RelayError> {
         tracing::error!(source = %e.source, id = ?e.message_id, seq, attempts, reason = %reason, "event moved to the dead-letter list; the relay goes on");
         self.store.mark_dead(
             seq,
@@ -518,7 +545,9 @@ impl<'a> Drain<'a> {
         if cursor != self.store.cursor() || self.finished > 0 {
             self.store.advance(cursor, self.finished, oldest_at)?;
             self.finished = 0;
-            metrics::get().outbox_pending.set(self.store.pending() as i64);
+            metrics::get()
+                .outbox_pending
+                .set(self.store.pending() as i64);
         }
         Ok(())
     }
@@ -544,7 +573,11 @@ async fn publish(
             .map_err(|_| Unpublishable(format!("{what} is {} bytes, over AMQP's 255", v.len())))
     };
     let routing_key = short("routing key", &e.routing_key)?;
-    let props = properties(e, short("message id", &e.message_id)?, short("type", &e.kind)?);
+    let props = properties(
+        e,
+        short("message id", &e.message_id)?,
+        short("type", &e.kind)?,
+    );
     channel
         .basic_publish(
             short("exchange", exchange)?,

@@ -270,7 +270,17 @@ impl Store {
             let (_, v) = item?;
             match decode_v1(&v) {
                 Some(e) => {
-                    last = Some(self.log.append(&e, Tag { keys: vec![], at: 0 }).map_err(|_| StoreError::Write)?);
+                    last = Some(
+                        self.log
+                            .append(
+                                &e,
+                                Tag {
+                                    keys: vec![],
+                                    at: 0,
+                                },
+                            )
+                            .map_err(|_| StoreError::Write)?,
+                    );
                     n += 1;
                 }
                 None => tracing::error!("undecodable entry in the old outbox skipped"),
@@ -306,7 +316,11 @@ impl Store {
         let keys = keys(entry);
         // Decided under the lock, awaited outside it.
         let (seq, new) = {
-            let mut inflight = self.index.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut inflight = self
+                .index
+                .inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match keys.iter().find_map(|k| inflight.get(k)) {
                 // Someone is committing this event: its fate is ours.
                 Some(&other) => (other, false),
@@ -347,7 +361,13 @@ impl Store {
     pub async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
         let seq = self
             .log
-            .append(entry, Tag { keys: vec![], at: 0 })
+            .append(
+                entry,
+                Tag {
+                    keys: vec![],
+                    at: 0,
+                },
+            )
             .map_err(|_| StoreError::Write)?;
         self.pending.fetch_add(1, Ordering::Relaxed);
         self.log.durable(seq).await.map_err(|_| StoreError::Write)?;
@@ -405,7 +425,10 @@ impl Store {
         let mut out = Vec::new();
         for item in self.dead.iter() {
             let (_, v) = item?;
-            let Some(n) = v.get(..4).map(|b| u32::from_be_bytes(b.try_into().expect("4"))) else {
+            let Some(n) = v
+                .get(..4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4")))
+            else {
                 continue;
             };
             let n = n as usize;
@@ -428,7 +451,10 @@ impl Store {
 
     /// Accept time of the oldest pending record (Unix secs), if any.
     pub fn oldest_pending_at(&self) -> Option<u64> {
-        match (self.pending(), self.oldest_pending_at.load(Ordering::Relaxed)) {
+        match (
+            self.pending(),
+            self.oldest_pending_at.load(Ordering::Relaxed),
+        ) {
             (0, _) | (_, 0) => None,
             (_, at) => Some(at),
         }
@@ -452,7 +478,8 @@ impl Store {
             let at = be_u64(&k[..8]);
             let dkey = &k[8..];
             // Only if the id was not accepted again since (compare-and-swap on its timestamp).
-            let _ = seen.compare_and_swap(dkey, Some(&at.to_be_bytes()[..]), None as Option<&[u8]>)?;
+            let _ =
+                seen.compare_and_swap(dkey, Some(&at.to_be_bytes()[..]), None as Option<&[u8]>)?;
             expiry.remove(&k)?;
             removed += 1;
         }
@@ -681,7 +708,11 @@ mod tests {
         assert_eq!(accept(&s, &entry("a"), 1050).await, Accepted::Duplicate);
         let mut other = entry("a");
         other.source = "other".into();
-        assert_eq!(accept(&s, &other, 1050).await, Accepted::New, "scoped by source");
+        assert_eq!(
+            accept(&s, &other, 1050).await,
+            Accepted::New,
+            "scoped by source"
+        );
         assert_eq!(s.pending(), 2);
         assert_eq!(s.sweep(1099).unwrap(), 0);
         assert_eq!(accept(&s, &entry("a"), 1099).await, Accepted::Duplicate);
@@ -767,7 +798,11 @@ mod tests {
         assert_eq!(s.pending(), 3);
         assert_eq!(pending_ids(&s), ["a", "b", "c"]);
         for id in ["a", "b", "c"] {
-            assert_eq!(accept(&s, &entry(id), 1010).await, Accepted::Duplicate, "{id}");
+            assert_eq!(
+                accept(&s, &entry(id), 1010).await,
+                Accepted::Duplicate,
+                "{id}"
+            );
         }
         assert_eq!(accept(&s, &entry("d"), 1010).await, Accepted::New);
     }
@@ -830,13 +865,20 @@ mod tests {
                 let e = entry(id);
                 let mut v = vec![1u8];
                 v.extend_from_slice(&e.timestamp.to_be_bytes());
-                for s in [&e.routing_key, &e.message_id, &e.kind, &e.source, &e.provider] {
+                for s in [
+                    &e.routing_key,
+                    &e.message_id,
+                    &e.kind,
+                    &e.source,
+                    &e.provider,
+                ] {
                     v.extend_from_slice(&(s.len() as u32).to_be_bytes());
                     v.extend_from_slice(s.as_bytes());
                 }
                 v.extend_from_slice(&e.body);
                 outbox.insert((i as u64).to_be_bytes(), v).unwrap();
-                seen.insert(format!("gh\0{id}"), &1000u64.to_be_bytes()).unwrap();
+                seen.insert(format!("gh\0{id}"), &1000u64.to_be_bytes())
+                    .unwrap();
             }
             db.flush().unwrap();
         }

@@ -18,13 +18,14 @@ use providers::sign::SampleRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{amqp_url, broker_proxy, unique, Consumer, Gateway};
+use crate::harness::{amqp_url, broker_proxy, temp_store, unique, Consumer, Gateway};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
 /// A config with the given `[server]` keys (the harness fixes `request_timeout_secs`, which
 /// these tests need to set).
 fn gateway_config(server: &str, store: &str, amqp: &str, exchange: &str, sources: &str) -> Config {
+    let temp_store = temp_store();
     let text = format!(
         r#"
 [server]
@@ -32,7 +33,7 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 {server}
 [store]
-path = ""
+path = "{temp_store}"
 {store}
 [amqp]
 url = "{amqp}"

@@ -41,14 +41,9 @@ pub fn config_text(
     store: Option<&Path>,
     extra: &str,
 ) -> String {
-    // No store given: a fresh directory the test never reopens (kept until the process ends).
     let store_path = match store {
         Some(p) => p.display().to_string(),
-        None => tempfile::tempdir()
-            .expect("temp dir")
-            .keep()
-            .display()
-            .to_string(),
+        None => temp_store(),
     };
     format!(
         r#"
@@ -66,6 +61,15 @@ reconnect_max_secs = 1
 {sources_toml}
 "#
     )
+}
+
+/// A fresh store directory for a test that never reopens it (left for the OS to clean).
+pub fn temp_store() -> String {
+    tempfile::tempdir()
+        .expect("temp dir")
+        .keep()
+        .display()
+        .to_string()
 }
 
 pub struct Gateway {
@@ -167,7 +171,12 @@ pub struct Message {
 impl Consumer {
     /// Declares the exchange too, so the queue can bind before hookgate connects.
     pub async fn bind(exchange: &str, binding: &str) -> Consumer {
-        let conn = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        Self::bind_at(&amqp_url(), exchange, binding).await
+    }
+
+    /// The same on the broker at `url`.
+    pub async fn bind_at(url: &str, exchange: &str, binding: &str) -> Consumer {
+        let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .expect("RabbitMQ must be running on AMQP_URL (scripts/test.sh starts it)");
         let channel = conn.create_channel().await.unwrap();
@@ -283,4 +292,85 @@ pub fn broker_addr() -> SocketAddr {
         uri.authority.host.clone()
     };
     format!("{host}:{}", uri.authority.port).parse().unwrap()
+}
+
+/// A private RabbitMQ node on a free port, with extra `rabbitmq.conf` lines, for tests that
+/// need a broker configured differently from the shared one (never touched). Stopped on drop.
+pub struct RabbitNode {
+    name: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RabbitNode {
+    pub async fn start(conf: &str) -> RabbitNode {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path();
+        std::fs::write(
+            base.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n{conf}"),
+        )
+        .unwrap();
+        std::fs::write(base.join("enabled_plugins"), "[].\n").unwrap();
+        // rabbitmq-server runs as the rabbitmq user when started as root.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(base)
+            .status();
+        let name = format!("hgtest{port}@localhost");
+        let dist = if port > 55535 {
+            port - 10000
+        } else {
+            port + 10000
+        };
+        let status = std::process::Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &name)
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_CONFIG_FILE", base.join("rabbitmq"))
+            .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", base.join("log"))
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                base.join("enabled_plugins"),
+            )
+            .status()
+            .expect("rabbitmq-server is installed (scripts/ensure-rabbitmq.sh)");
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        let node = RabbitNode { name, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Connection::connect(&node.url(), ConnectionProperties::default())
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "private RabbitMQ node did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for RabbitNode {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.name, "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = &self.dir;
+    }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod chaos;
+mod deadletter;
 mod github;
 mod guards;
 mod harness;

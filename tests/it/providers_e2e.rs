@@ -83,6 +83,7 @@ fn config_text(exchange: &str) -> String {
     let amqp = amqp_url();
     let pfx = PROVIDER_FIXTURES;
     let tfx = FIXTURES;
+    let temp_store = crate::harness::temp_store();
     format!(
         r#"
 [server]
@@ -91,7 +92,7 @@ admin_listen = "127.0.0.1:0"
 request_timeout_secs = 5
 
 [store]
-path = ""
+path = "{temp_store}"
 
 [amqp]
 url = "{amqp}"

@@ -1,0 +1,116 @@
+//! The relay never stops for one event (issue #10): an event the broker refuses
+//! `amqp.max_attempts` times becomes a dead letter, and the events behind it keep flowing.
+
+use std::time::Duration;
+
+use providers::github;
+
+use crate::harness::{amqp_url, config, unique, Consumer, Gateway, RabbitNode};
+
+const SECRET: &str = "dead-letter-secret";
+
+fn sources() -> String {
+    format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"{SECRET}\"]\n")
+}
+
+fn push(id: &str, body: &[u8]) -> providers::sign::SampleRequest {
+    github::delivery(SECRET, "push", id, body)
+}
+
+#[actix_web::test]
+async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
+    let exchange = unique("it-dead");
+    // Only pushes are bound: an `issues` event is returned unroutable on every attempt.
+    let consumer = Consumer::bind(&exchange, "gh.github.push").await;
+    let mut c = config(&sources(), &exchange, &amqp_url(), None, "");
+    c.amqp.max_attempts = 3;
+    let gw = Gateway::start(c).await;
+
+    let issue = github::delivery(SECRET, "issues", "dead-1", br#"{"action":"opened"}"#);
+    assert_eq!(gw.send("gh", &issue).await.status(), 202);
+    for i in 0..5 {
+        let r = gw.send("gh", &push(&format!("live-{i}"), b"{}")).await;
+        assert_eq!(r.status(), 202);
+    }
+    let got = consumer.take(5, Duration::from_secs(20)).await;
+    let ids: Vec<_> = got
+        .iter()
+        .map(|m| m.body["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        ["live-0", "live-1", "live-2", "live-3", "live-4"],
+        "in order, none lost"
+    );
+
+    // Dead after the third refusal (retries back off), then the backlog is empty.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let v = gw.readyz().await;
+        if v["dead_letters"] == 1 {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never dead: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v["outbox_pending"], 0, "{v}");
+    assert_eq!(
+        v["status"], "ready",
+        "a dead letter does not make the gateway unready: {v}"
+    );
+    let m = gw.metrics().await;
+    assert!(
+        m.contains("hookgate_dead_letters_total{source=\"gh\"} 1"),
+        "{m}"
+    );
+    let dead = gw.running.gateway.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].1.message_id, "dead-1");
+    assert_eq!(dead[0].2.attempts, 3);
+    assert!(dead[0].2.reason.contains("NO_ROUTE"), "{:?}", dead[0].2);
+
+    // And later events still flow.
+    assert_eq!(gw.send("gh", &push("after", b"{}")).await.status(), 202);
+    let got = consumer.take(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].body["id"], "after");
+    gw.stop().await;
+}
+
+/// A broker that refuses messages over 64 KiB (a private RabbitMQ node with
+/// `max_message_size`): the oversized event becomes dead, the small ones arrive.
+#[actix_web::test]
+async fn an_oversized_event_becomes_dead_while_the_events_behind_it_arrive() {
+    let node = RabbitNode::start("max_message_size = 65536\n").await;
+    let exchange = unique("it-big");
+    let consumer = Consumer::bind_at(&node.url(), &exchange, "#").await;
+    let mut c = config(&sources(), &exchange, &node.url(), None, "");
+    c.amqp.max_attempts = 2;
+    let gw = Gateway::start(c).await;
+
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100_000));
+    assert_eq!(
+        gw.send("gh", &push("big-1", big.as_bytes())).await.status(),
+        202
+    );
+    for i in 0..3 {
+        assert_eq!(
+            gw.send("gh", &push(&format!("small-{i}"), b"{}"))
+                .await
+                .status(),
+            202
+        );
+    }
+    let got = consumer.take(3, Duration::from_secs(30)).await;
+    let ids: Vec<_> = got
+        .iter()
+        .map(|m| m.body["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["small-0", "small-1", "small-2"]);
+    let dead = gw.running.gateway.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].1.message_id, "big-1");
+    consumer.assert_empty(Duration::from_millis(300)).await;
+    gw.stop().await;
+    drop(consumer);
+    node.stop();
+}
