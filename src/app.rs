@@ -159,7 +159,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     let cancel = CancellationToken::new();
 
-    let every = Duration::from_secs(config.store.dedup_window_secs.clamp(1, 5));
+    // Sweep, checkpoint (a sled flush) and retention: cheap, and a short checkpoint interval
+    // keeps the re-index at start small.
+    let every = Duration::from_secs(1);
     let mut tasks = vec![
         supervise("maintenance", health.clone(), cancel.clone(), {
             let (store, cancel) = (store.clone(), cancel.clone());

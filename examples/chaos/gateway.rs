@@ -23,6 +23,8 @@ pub struct Spec {
     /// Source names (all GitHub sources signed with [`SECRET`]).
     pub sources: Vec<String>,
     pub dedup_window_secs: u64,
+    /// Extra `[store]` keys (small segments, retention) for the event-log scenarios.
+    pub store_extra: String,
 }
 
 pub struct Gateway {
@@ -50,6 +52,7 @@ shutdown_timeout_secs = 5
 [store]
 path = "{store}"
 dedup_window_secs = {window}
+{store_extra}
 
 [amqp]
 url = "{url}"
@@ -59,6 +62,7 @@ reconnect_max_secs = 2
 "#,
             store = spec.store.display(),
             window = spec.dedup_window_secs,
+            store_extra = spec.store_extra,
             url = spec.amqp_url,
             exchange = spec.exchange,
         );
