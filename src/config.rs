@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies set; the other is the client's word and ignored.
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
     /// Default body limit for sources that set none.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -59,6 +62,27 @@ pub struct ServerConfig {
     /// Optional TLS on the public listener.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+/// Which forwarding header `server.trusted_proxies` write (CONTRACT.md, "Client IP").
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1` (nginx `$proxy_add_x_forwarded_for`, most ingresses).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lower-case.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

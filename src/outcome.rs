@@ -31,6 +31,7 @@ pub enum Outcome {
     Probe(Reply),
     /// 429 with `Retry-After`.
     RateLimited {
+        limiter: Limiter,
         retry_after_secs: u64,
         reply: Reply,
     },
@@ -40,6 +41,24 @@ pub enum Outcome {
         reply: Reply,
     },
     UnknownSource,
+}
+
+/// Which bucket refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    /// `server.client_rate_limit`: per client IP, before the body is read.
+    Client,
+    /// The source's `rate_limit`: verified requests only.
+    Source,
+}
+
+impl Limiter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limiter::Client => "client",
+            Limiter::Source => "source",
+        }
+    }
 }
 
 /// How long a provider should wait before retrying a 503.
@@ -94,7 +113,14 @@ impl Outcome {
                 tracing::warn!(source = label, status = reply.status, reason = %reason, "rejected")
             }
             Outcome::Probe(_) => tracing::info!(source = label, "provider signature probe refused"),
-            Outcome::RateLimited { .. } => {}
+            Outcome::RateLimited { limiter, .. } => {
+                m.rate_limited
+                    .get_or_create(&metrics::LimiterLabels {
+                        source: label.to_string(),
+                        limiter: limiter.as_str(),
+                    })
+                    .inc();
+            }
             Outcome::Unavailable { reason, .. } => {
                 tracing::error!(source = label, reason = %reason, "refused with 503")
             }
@@ -113,6 +139,7 @@ impl Outcome {
             Outcome::RateLimited {
                 retry_after_secs,
                 reply,
+                ..
             } => {
                 let mut r = render(reply);
                 r.headers_mut()
