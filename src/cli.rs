@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use providers::sign::SampleOptions;
 use providers::ProviderConfig;
 
-use crate::config::Config;
+use crate::config::{serde_error, Config};
 
 #[derive(Parser)]
 #[command(
@@ -298,8 +298,9 @@ fn explicit_provider(provider: &str, with: &[String]) -> anyhow::Result<Provider
             .unwrap_or_else(|| toml::Value::String(v.to_string()));
         table.insert(k.trim().to_string(), value);
     }
+    let keys = table.clone();
     let config: ProviderConfig = serde::Deserialize::deserialize(toml::Value::Table(table))
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        .map_err(|e| anyhow::anyhow!("{}", serde_error("--with", e.message(), &keys)))?;
     if let Err(errors) = config.build() {
         bail!(
             "{}",

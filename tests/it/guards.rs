@@ -18,13 +18,15 @@ use providers::sign::SampleRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{amqp_url, broker_proxy, unique, Consumer, Gateway};
+use crate::harness::{amqp_url, broker_proxy, temp_store, unique, Consumer, Gateway};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
 /// A config with the given `[server]` keys (the harness fixes `request_timeout_secs`, which
 /// these tests need to set).
 fn gateway_config(server: &str, store: &str, amqp: &str, exchange: &str, sources: &str) -> Config {
+    let store_path = temp_store();
+    let store_path = store_path.display();
     let text = format!(
         r#"
 [server]
@@ -32,7 +34,7 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 {server}
 [store]
-path = ""
+path = "{store_path}"
 {store}
 [amqp]
 url = "{amqp}"
@@ -414,6 +416,9 @@ async fn allowlist_behind_a_trusted_proxy_uses_the_rightmost_untrusted_hop() {
     gw.stop().await;
 }
 
+/// What is tried, the extra headers, the status expected.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
 #[actix_web::test]
 async fn class8_only_the_configured_forwarding_header_is_believed() {
     let exchange = unique("it-guard");
@@ -438,7 +443,7 @@ async fn class8_only_the_configured_forwarding_header_is_believed() {
 
     let mut accepted = Vec::new();
     let gw = start("x-forwarded-for").await;
-    let cases: [(&str, Vec<(&str, &str)>, u16); 5] = [
+    let cases: [Case; 5] = [
         (
             "forged Forwarded, real XFF",
             vec![allowed_fwd, outsider_xff],
@@ -478,7 +483,7 @@ async fn class8_only_the_configured_forwarding_header_is_believed() {
     gw.stop().await;
 
     let gw = start("forwarded").await;
-    let cases: [(&str, Vec<(&str, &str)>, u16); 5] = [
+    let cases: [Case; 5] = [
         (
             "forged XFF, real Forwarded",
             vec![allowed_xff, outsider_fwd],

@@ -5,6 +5,7 @@ mod admin;
 mod chaos;
 mod github;
 mod guards;
+mod hardening;
 mod harness;
 mod outage;
 mod providers_e2e;
