@@ -48,9 +48,12 @@ enum Command {
     },
 }
 
+/// `--log-format`.
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
+    /// One line of text per event, field values escaped.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -139,7 +142,7 @@ fn init_tracing(format: LogFormat) {
 /// The process's subscriber: `filter` (RUST_LOG) and, whatever it lets through, the caps of
 /// [`dependency_caps`]; text lines with every field value escaped ([`EscapedFields`]), or JSON
 /// (escaped by JSON itself). Tests install the same with another writer.
-fn log_subscriber<W>(
+pub fn log_subscriber<W>(
     format: LogFormat,
     filter: tracing_subscriber::EnvFilter,
     ansi: bool,

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<SourceLabel, Histogram>,
     pub rate_limited: Family<LimiterLabels, Counter>,
+    pub refusals_unlogged: Family<SourceLabel, Counter>,
     pub published: Family<SourceLabel, Counter>,
     pub publish_failures: Family<ReasonLabel, Counter>,
     pub outbox_pending: Gauge,
@@ -75,6 +76,12 @@ impl Metrics {
             "Requests answered 429, by source and by the limiter that refused them",
             rate_limited.clone(),
         );
+        let refusals_unlogged = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "refusals_unlogged",
+            "Refused requests counted but not logged one by one (summarised once per interval)",
+            refusals_unlogged.clone(),
+        );
         let published = Family::<SourceLabel, Counter>::default();
         registry.register(
             "published",
@@ -110,6 +117,7 @@ impl Metrics {
             requests,
             request_seconds,
             rate_limited,
+            refusals_unlogged,
             published,
             publish_failures,
             outbox_pending,

@@ -18,7 +18,7 @@ use providers::sign::SampleRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{amqp_url, broker_proxy, temp_store, unique, Consumer, Gateway};
+use crate::harness::{amqp_url, broker_proxy, metric, temp_store, unique, Consumer, Gateway};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -160,13 +160,6 @@ async fn source_rate_limit_answers_429_with_a_retry_after_that_works() {
 /// A forged request (one that does not verify) to `source`.
 fn forged(id: &str) -> SampleRequest {
     github::delivery("not the secret", "push", id, br#"{"forged":true}"#)
-}
-
-/// The value of one metric line (`name{labels} value`), 0 when absent.
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[actix_web::test]

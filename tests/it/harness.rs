@@ -172,6 +172,13 @@ impl Gateway {
     }
 }
 
+/// The value of one metric line (`name{labels} value`), 0 when absent.
+pub fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A consumer on a fresh, exclusive queue bound to `exchange` with `binding`.
 pub struct Consumer {
     _conn: Connection,
