@@ -1,5 +1,6 @@
 //! The `hookgate` command line: `serve`, `check`, `sign`, `outbox`.
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use providers::sign::SampleOptions;
 use providers::ProviderConfig;
 
-use crate::config::Config;
+use crate::config::{serde_error, Config};
 
 #[derive(Parser)]
 #[command(
@@ -47,9 +48,12 @@ enum Command {
     },
 }
 
+/// `--log-format`.
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
+    /// One line of text per event, field values escaped.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -122,18 +126,144 @@ pub fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::util::SubscriberInitExt;
     // actix_http logs every malformed request, slow-header timeout and reset connection at
     // ERROR ("stream error: ..."): the client already got its 400/408, and a line per bad
     // request would let anyone fill the log. Off by default; RUST_LOG brings it back.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,lapin=warn,actix_server=warn,actix_http=off")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    // Colours only on a terminal: escape sequences in a log file are noise a reader's terminal
+    // would act on.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    log_subscriber(format, filter, ansi, std::io::stderr).init();
+}
+
+/// The process's subscriber: `filter` (RUST_LOG) and, whatever it lets through, the caps of
+/// [`dependency_caps`]; text lines with every field value escaped ([`EscapedFields`]), or JSON
+/// (escaped by JSON itself). Tests install the same with another writer.
+pub fn log_subscriber<W>(
+    format: LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{fmt, Layer, Registry};
+    let layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => fmt::layer()
+            .with_target(false)
+            .with_ansi(ansi)
+            .fmt_fields(EscapedFields)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_target(false)
+            .with_writer(writer)
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(layer.with_filter(filter.and(dependency_caps())))
+}
+
+/// Upper bounds on what dependencies may log, applied on top of RUST_LOG so that no setting of
+/// it lets a message body into the log:
+/// - lapin logs a message the broker returned (unroutable, `mandatory`) at WARN under
+///   `lapin::returned_messages` with the whole message, body bytes included (lapin 4.12
+///   `src/returned_messages.rs`, `warn!(?message, "Server returned us a message")`): dropped
+///   at every level. The relay reports returns itself, without the body.
+/// - lapin traces every frame (`lapin::channels` "will handle frame", body frames included):
+///   lapin and amq-protocol are capped at ERROR, where they log connection failures only.
+/// - sled (through the `log` bridge) at WARN: below that it traces page-cache internals.
+fn dependency_caps() -> tracing_subscriber::filter::Targets {
+    use tracing::level_filters::LevelFilter;
+    tracing_subscriber::filter::Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("lapin::returned_messages", LevelFilter::OFF)
+        .with_target("lapin", LevelFilter::ERROR)
+        .with_target("amq_protocol", LevelFilter::ERROR)
+        .with_target("sled", LevelFilter::WARN)
+}
+
+/// Text-format fields with control characters escaped, so a value taken from a request (a
+/// rejection reason, an id, a type, a header a dependency quotes) cannot start a forged line
+/// or carry terminal escapes. Strings are quoted and escaped by `Debug` already; `%value`
+/// fields and messages are escaped here. The `log.*` fields of the `log` bridge are left out,
+/// as the default formatter does.
+struct EscapedFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"))
+        } else {
+            self.record_debug(field, &value)
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        let mut out = Escape(&mut self.writer);
+        self.result = if name == "message" {
+            write!(out, "{separator}{value:?}")
+        } else {
+            write!(out, "{separator}{name}={value:?}")
+        };
+    }
+}
+
+/// Writes through, with control characters (and the Unicode line separators) escaped.
+struct Escape<'a, W>(&'a mut W);
+
+impl<W: std::fmt::Write> std::fmt::Write for Escape<'_, W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for part in
+            s.split_inclusive(|c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+        {
+            let mut chars = part.chars();
+            match chars.next_back() {
+                Some(c) if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                    self.0.write_str(chars.as_str())?;
+                    write!(self.0, "{}", c.escape_default())?;
+                }
+                _ => self.0.write_str(part)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -312,8 +442,9 @@ fn explicit_provider(provider: &str, with: &[String]) -> anyhow::Result<Provider
             .unwrap_or_else(|| toml::Value::String(v.to_string()));
         table.insert(k.trim().to_string(), value);
     }
+    let keys = table.clone();
     let config: ProviderConfig = serde::Deserialize::deserialize(toml::Value::Table(table))
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        .map_err(|e| anyhow::anyhow!("{}", serde_error("--with", e.message(), &keys)))?;
     if let Err(errors) = config.build() {
         bail!(
             "{}",
@@ -384,4 +515,88 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
         .map(|(_, b)| b.to_string())
         .context("malformed HTTP response")?;
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Runs `f` under the process's subscriber set-up with `rust_log`, returning what it wrote.
+    fn capture(format: LogFormat, rust_log: &str, f: impl FnOnce()) -> String {
+        let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let writer = move || SharedBuf(sink.clone());
+        let filter = tracing_subscriber::EnvFilter::new(rust_log);
+        tracing::subscriber::with_default(log_subscriber(format, filter, false, writer), f);
+        let bytes = buf.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedBuf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const MARKER: &str = "PAYLOAD-MARKER-7f3a";
+
+    #[test]
+    fn class7_no_dependency_logs_a_body_whatever_rust_log_says() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            for rust_log in [
+                "trace",
+                "warn,lapin=trace,amq_protocol=trace,sled=trace",
+                "info",
+            ] {
+                let out = capture(format, rust_log, || {
+                    // What lapin 4.12 does for a returned message: WARN, the whole message.
+                    let message = MARKER.as_bytes().to_vec();
+                    tracing::warn!(target: "lapin::returned_messages", ?message, "Server returned us a message");
+                    tracing::error!(target: "lapin::returned_messages", "{MARKER}");
+                    tracing::trace!(target: "lapin::channels", frame = MARKER, "will handle frame");
+                    tracing::warn!(target: "lapin::channel", "{MARKER}");
+                    tracing::debug!(target: "amq_protocol_tcp", "{MARKER}");
+                    tracing::info!(target: "sled::pagecache", "{MARKER}");
+                    // Still logged: lapin's connection errors, and our own lines.
+                    tracing::error!(target: "lapin::io_loop", "error doing IO");
+                    tracing::warn!(target: "hookgate::relay", "broker unreachable");
+                });
+                assert!(!out.contains(MARKER), "{rust_log}: {out}");
+                assert!(out.contains("error doing IO"), "{rust_log}: {out}");
+                assert!(out.contains("broker unreachable"), "{rust_log}: {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn class7_request_values_cannot_forge_log_lines() {
+        let forged = "bad\n2030-01-01T00:00:00Z  INFO accepted source=gh\r\u{1b}[31m\u{2028}";
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let out = capture(format, "info", || {
+                tracing::warn!(source = "gh", reason = %forged, id = ?forged, kind = forged, "rejected {forged}");
+            });
+            assert_eq!(out.matches('\n').count(), 1, "one line: {out}");
+            assert!(out.ends_with('\n'), "{out}");
+            assert!(!out.contains('\r') && !out.contains('\u{1b}'), "{out:?}");
+            // JSON lines split on \n only; a raw U+2028 is valid JSON there.
+            if matches!(format, LogFormat::Text) {
+                assert!(!out.contains('\u{2028}'), "{out:?}");
+            }
+            assert!(
+                out.contains("2030-01-01T00:00:00Z"),
+                "the value is kept, escaped: {out}"
+            );
+        }
+        let out = capture(LogFormat::Text, "info", || {
+            tracing::warn!(reason = %"a\nb", "plain");
+        });
+        assert!(out.contains(r"plain reason=a\nb"), "{out}");
+    }
 }

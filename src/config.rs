@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies set; the other is the client's word and ignored.
+    #[serde(default)]
+    pub forwarded_header: ForwardedHeader,
     /// Default body limit for sources that set none.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -59,6 +62,27 @@ pub struct ServerConfig {
     /// Optional TLS on the public listener.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+/// Which forwarding header `server.trusted_proxies` write (CONTRACT.md, "Client IP").
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1` (nginx `$proxy_add_x_forwarded_for`, most ingresses).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    /// The header's name, lower-case.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,9 +122,10 @@ pub struct StoreConfig {
     pub segment_bytes: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
+    /// May hold the broker's password; `file:PATH` reads it from a file. Debug redacts it.
     #[serde(default = "default_amqp_url")]
     pub url: String,
     /// Topic exchange, durable, declared at start.
@@ -118,6 +143,39 @@ pub struct AmqpConfig {
     /// Refusals (unroutable, nack, too large) after which an event becomes a dead letter.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &redact_url(&self.url))
+            .field("exchange", &self.exchange)
+            .field("queues", &self.queues)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("reconnect_max_secs", &self.reconnect_max_secs)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced, for logs and Debug.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:[redacted]")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{redacted}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,7 +314,7 @@ impl Config {
         base: &Path,
     ) -> Result<Config, ConfigError> {
         let mut root: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+            toml::from_str(text).map_err(|e| ConfigError(vec![syntax_error(text, &e)]))?;
         let mut errors = Vec::new();
 
         let mut missing = BTreeSet::new();
@@ -285,6 +343,14 @@ impl Config {
             tls.key = base.join(&tls.key);
         }
         let store: Option<StoreConfig> = section(&mut root, "store", &mut errors);
+        // The URL carries the broker password, so it may come from a file like a secret.
+        if let Some(url) = root
+            .get_mut("amqp")
+            .and_then(|a| a.as_table_mut())
+            .and_then(|a| a.get_mut("url"))
+        {
+            resolve_value(url, base, "amqp.url", &mut errors);
+        }
         let amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
 
         let mut sources = Vec::new();
@@ -333,6 +399,11 @@ impl Config {
         if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
             errors.push("server.admin_listen: must differ from server.listen".into());
         }
+        if self.store.path.as_os_str().is_empty() {
+            // An empty path used to open a temporary store: every acknowledged event would
+            // vanish at the next restart.
+            errors.push("store.path: must not be empty (the directory that keeps acknowledged events across restarts)".into());
+        }
         if self.store.dedup_window_secs == 0 {
             errors.push("store.dedup_window_secs: must be at least 1".into());
         }
@@ -340,6 +411,9 @@ impl Config {
             errors.push("store.max_outbox_entries: must be at least 1".into());
         }
         if let Err(e) = self.amqp.url.parse::<lapin::uri::AMQPUri>() {
+            // The parser quotes the whole URL in some errors, password included; a URL that
+            // does not parse has no password we could find to cut out.
+            let e = e.replace(&self.amqp.url, "…");
             errors.push(format!("amqp.url: not an AMQP URI: {e}"));
         }
         if self.amqp.exchange.is_empty() {
@@ -400,10 +474,11 @@ fn section<T: DeserializeOwned>(
     let value = root
         .remove(name)
         .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    let keys = value.as_table().cloned().unwrap_or_default();
     match T::deserialize(value) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(format!("{name}: {}", e.message()));
+            errors.push(serde_error(name, e.message(), &keys));
             None
         }
     }
@@ -433,10 +508,11 @@ fn parse_source(
             common.insert(key.to_string(), v);
         }
     }
+    let common_keys = common.clone();
     let common = match CommonKeys::deserialize(toml::Value::Table(common)) {
         Ok(c) => Some(c),
         Err(e) => {
-            errors.push(format!("{label}: {}", e.message()));
+            errors.push(serde_error(&label, e.message(), &common_keys));
             None
         }
     };
@@ -444,10 +520,11 @@ fn parse_source(
         errors.push(format!("{label}.provider: missing (one of github, alipay, wechatpay, dingtalk, feishu, standard, hmac)"));
         None
     } else {
+        let keys = table.clone();
         match ProviderConfig::deserialize(toml::Value::Table(table)) {
             Ok(p) => Some(p),
             Err(e) => {
-                errors.push(format!("{label}: {}", e.message()));
+                errors.push(serde_error(&label, e.message(), &keys));
                 None
             }
         }
@@ -487,6 +564,76 @@ fn parse_source(
         routing_key,
         provider,
     })
+}
+
+/// A TOML syntax error as line and column only: the parser's own message quotes the offending
+/// line, which may hold a secret.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let message = redact_values(e.message());
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("TOML syntax error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML syntax error: {message}"),
+    }
+}
+
+/// A serde error of the table `label` whose entries were `keys`, without the values it quotes.
+/// serde's "invalid type: string \"…\"" names a value but not its key: the key is found by
+/// the value, then the value is dropped, so `secrets = "hunter2"` (a string where a list is
+/// expected) never prints the secret.
+pub fn serde_error(label: &str, message: &str, keys: &toml::Table) -> String {
+    let key = keys.iter().find_map(|(k, v)| {
+        let quoted = v.as_str().map(|s| format!("string {s:?}"))?;
+        message.contains(&quoted).then_some(k)
+    });
+    match key {
+        Some(k) => format!("{label}.{k}: {}", redact_values(message)),
+        None => format!("{label}: {}", redact_values(message)),
+    }
+}
+
+/// Drops the quoted text serde puts after `string` (`Unexpected::Str`, formatted with `{:?}`)
+/// and `character`, whatever the key: any string in a config may be a secret.
+pub fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = ["string \"", "character '"]
+            .iter()
+            .filter_map(|m| rest.find(m).map(|i| (i, *m)))
+            .min();
+        let Some((at, marker)) = next else { break };
+        let quote = marker.chars().last().unwrap_or('"');
+        out.push_str(&rest[..at + marker.len() - 2]);
+        // The quoted text is Debug-escaped: it ends at the first quote not after a backslash.
+        let body = &rest[at + marker.len()..];
+        let mut escaped = false;
+        let end = body.char_indices().find_map(|(i, c)| match c {
+            _ if escaped => {
+                escaped = false;
+                None
+            }
+            '\\' => {
+                escaped = true;
+                None
+            }
+            c if c == quote => Some(i + c.len_utf8()),
+            _ => None,
+        });
+        match end {
+            Some(end) => rest = &body[end..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Source names are URL path segments and routing-key words.
@@ -822,6 +969,106 @@ routing_key = "{nope}"
         };
         assert_eq!(tls.cert, Path::new("/etc/hookgate/tls/cert.pem"));
         assert_eq!(tls.key, Path::new("/abs/key.pem"));
+    }
+
+    #[test]
+    fn class6_an_empty_store_path_is_refused() {
+        for path in ["", "${HOOKGATE_DATA:-}"] {
+            let text = format!("{MINIMAL}\n[store]\npath = \"{path}\"\n");
+            let all = parse(&text, &[("GH_SECRET", "s")])
+                .unwrap_err()
+                .0
+                .join("\n");
+            assert!(all.contains("store.path: must not be empty"), "{all}");
+        }
+    }
+
+    #[test]
+    fn class6_config_errors_never_echo_a_secret() {
+        const S: &str = "hunter2-very-secret";
+        let cases = [
+            // A string where a list is expected, in a [[sources]] table.
+            format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = \"{S}\"\n"),
+            format!("[[sources]]\nname = \"w\"\nprovider = \"wechatpay\"\napiv3_keys = [\"k\"]\nplatform_keys = \"{S}\"\n"),
+            format!("[[sources]]\nname = \"d\"\nprovider = \"dingtalk\"\nmode = \"robot\"\napp_secrets = \"{S}\"\n"),
+            // A common key of the wrong type next to a secret.
+            format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"x\"]\nrate_limit = \"{S}\"\n"),
+            // A string where a number or table is expected, in a section.
+            format!("[server]\nmax_body_bytes = \"{S}\"\n"),
+            format!("[amqp]\nqueues = \"{S}\"\n"),
+            // The broker URL: its password, and a URL that does not parse.
+            format!("[amqp]\nurl = \"amqp://guest:{S}@[::1\"\n"),
+            format!("[amqp]\nurl = \"amqp:{S}\"\n"),
+            // A TOML syntax error on the secret's line.
+            format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"{S}\"\n"),
+            format!("[[sources]]\nname = \"gh\"\nsecrets = [\"{S}\" \"x\"]\n"),
+        ];
+        for text in cases {
+            let err = parse(&text, &[]).expect_err(&text);
+            let all = err.to_string();
+            assert!(!all.contains("hunter2"), "{text}\n=> {all}");
+            assert!(!format!("{err:?}").contains("hunter2"), "{text}");
+        }
+        // The key is still named.
+        let text =
+            format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = \"{S}\"\n");
+        let all = parse(&text, &[]).unwrap_err().to_string();
+        assert!(
+            all.contains("sources[0] (gh).secrets: invalid type: string, expected a sequence"),
+            "{all}"
+        );
+        let all = parse("[server]\nmax_body_bytes = \"12\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            all.contains("server.max_body_bytes: invalid type: string"),
+            "{all}"
+        );
+        let all = parse("a = [\"x\"\n", &[]).unwrap_err().to_string();
+        assert!(all.contains("TOML syntax error at line "), "{all}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_values(r#"invalid type: string "a\"b, c", expected x"#),
+            "invalid type: string, expected x"
+        );
+        assert_eq!(
+            redact_values("invalid type: character 'x', expected y; string \"z\""),
+            "invalid type: character, expected y; string"
+        );
+        assert_eq!(redact_values("unknown field `x`"), "unknown field `x`");
+        assert_eq!(
+            redact_url("amqp://user:pa%40ss@host:5672/%2f?heartbeat=5"),
+            "amqp://user:[redacted]@host:5672/%2f?heartbeat=5"
+        );
+        assert_eq!(redact_url("amqps://user@host/v"), "amqps://user@host/v");
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+    }
+
+    #[test]
+    fn class6_amqp_url_is_redacted_in_debug_and_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("amqp.url"),
+            "amqp://hookgate:from-file-pw@broker:5672/%2f\n",
+        )
+        .unwrap();
+        let text = format!("{MINIMAL}\n[amqp]\nurl = \"file:amqp.url\"\n");
+        let c = Config::parse(&text, &vars(&[("GH_SECRET", "s")]), dir.path()).unwrap();
+        assert_eq!(c.amqp.url, "amqp://hookgate:from-file-pw@broker:5672/%2f");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("from-file-pw"), "{debug}");
+        assert!(
+            debug.contains("amqp://hookgate:[redacted]@broker:5672/%2f"),
+            "{debug}"
+        );
+        let text = format!("{MINIMAL}\n[amqp]\nurl = \"file:nope\"\n");
+        let all = Config::parse(&text, &vars(&[("GH_SECRET", "s")]), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(all.contains("amqp.url: cannot read"), "{all}");
     }
 
     #[test]

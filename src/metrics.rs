@@ -17,6 +17,13 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimiterLabels {
+    pub source: String,
+    /// `client` (per IP, before verification) or `source` (verified requests only).
+    pub limiter: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
     pub source: String,
 }
@@ -30,6 +37,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<SourceLabel, Histogram>,
+    pub rate_limited: Family<LimiterLabels, Counter>,
+    pub refusals_unlogged: Family<SourceLabel, Counter>,
     pub published: Family<SourceLabel, Counter>,
     pub publish_failures: Family<ReasonLabel, Counter>,
     pub dead_letters: Family<SourceLabel, Counter>,
@@ -69,6 +78,18 @@ impl Metrics {
             "request_duration_seconds",
             "Time from request to reply",
             request_seconds.clone(),
+        );
+        let rate_limited = Family::<LimiterLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests answered 429, by source and by the limiter that refused them",
+            rate_limited.clone(),
+        );
+        let refusals_unlogged = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "refusals_unlogged",
+            "Refused requests counted but not logged one by one (summarised once per interval)",
+            refusals_unlogged.clone(),
         );
         let published = Family::<SourceLabel, Counter>::default();
         registry.register(
@@ -128,6 +149,8 @@ impl Metrics {
             registry,
             requests,
             request_seconds,
+            rate_limited,
+            refusals_unlogged,
             published,
             publish_failures,
             dead_letters,

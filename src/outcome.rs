@@ -1,9 +1,14 @@
 //! Every request ends in exactly one [`Outcome`]; its HTTP answer, log line and metric all
 //! come from here.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
 use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use providers::Reply;
+use tracing::Level;
 
 use crate::metrics::{self, RequestLabels};
 
@@ -31,6 +36,7 @@ pub enum Outcome {
     Probe(Reply),
     /// 429 with `Retry-After`.
     RateLimited {
+        limiter: Limiter,
         retry_after_secs: u64,
         reply: Reply,
     },
@@ -40,6 +46,24 @@ pub enum Outcome {
         reply: Reply,
     },
     UnknownSource,
+}
+
+/// Which bucket refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limiter {
+    /// `server.client_rate_limit`: per client IP, before the body is read.
+    Client,
+    /// The source's `rate_limit`: verified requests only.
+    Source,
+}
+
+impl Limiter {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limiter::Client => "client",
+            Limiter::Source => "source",
+        }
+    }
 }
 
 /// How long a provider should wait before retrying a 503.
@@ -90,13 +114,30 @@ impl Outcome {
             }
             Outcome::Duplicate { id, .. } => tracing::debug!(source = label, id = %id, "duplicate"),
             Outcome::Control(_) => tracing::info!(source = label, "control probe answered"),
+            // Refusals are what a flood produces: the first of each kind per interval is
+            // logged, the rest counted and summarised (see `RefusalLog`).
             Outcome::Rejected { reason, reply } => {
-                tracing::warn!(source = label, status = reply.status, reason = %reason, "rejected")
+                if refusal_log().should_log(label, self.label(), Level::WARN) {
+                    tracing::warn!(source = label, status = reply.status, reason = %reason, "rejected")
+                }
             }
-            Outcome::Probe(_) => tracing::info!(source = label, "provider signature probe refused"),
-            Outcome::RateLimited { .. } => {}
+            Outcome::Probe(_) => {
+                if refusal_log().should_log(label, self.label(), Level::INFO) {
+                    tracing::info!(source = label, "provider signature probe refused")
+                }
+            }
+            Outcome::RateLimited { limiter, .. } => {
+                m.rate_limited
+                    .get_or_create(&metrics::LimiterLabels {
+                        source: label.to_string(),
+                        limiter: limiter.as_str(),
+                    })
+                    .inc();
+            }
             Outcome::Unavailable { reason, .. } => {
-                tracing::error!(source = label, reason = %reason, "refused with 503")
+                if refusal_log().should_log(label, self.label(), Level::ERROR) {
+                    tracing::error!(source = label, reason = %reason, "refused with 503")
+                }
             }
             Outcome::UnknownSource => tracing::debug!("unknown source"),
         }
@@ -113,6 +154,7 @@ impl Outcome {
             Outcome::RateLimited {
                 retry_after_secs,
                 reply,
+                ..
             } => {
                 let mut r = render(reply);
                 r.headers_mut()
@@ -132,6 +174,142 @@ impl Outcome {
     }
 }
 
+/// How long after a logged refusal further refusals of the same source and kind are only
+/// counted; each such interval ends with one summary line. A flood of forged requests thus
+/// writes two lines a minute per source and kind, not one per request.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+fn refusal_log() -> &'static RefusalLog {
+    static LOG: OnceLock<RefusalLog> = OnceLock::new();
+    LOG.get_or_init(|| RefusalLog::new(REFUSAL_LOG_INTERVAL))
+}
+
+/// Rate-limits the log lines of refused requests per (source, kind): every refusal is counted
+/// in `hookgate_requests_total`; only the first of an interval is logged, the others add to
+/// `hookgate_refusals_unlogged_total` and to one "N more refused" line when the interval ends.
+/// Keys are configured source names and outcome labels, so the map is bounded by the config.
+struct RefusalLog {
+    interval: Duration,
+    windows: Mutex<HashMap<(String, &'static str), Window>>,
+}
+
+/// One interval of one key.
+struct Window {
+    started: Instant,
+    unlogged: u64,
+}
+
+/// What [`RefusalLog::admit`] decided.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    /// Log this refusal; `unlogged` refusals of the previous interval were not summarised yet.
+    Log { unlogged: u64 },
+    /// Count it only; `Some(end)` for the first one of the interval: summarise at `end`.
+    Count { summary_at: Option<Instant> },
+}
+
+impl RefusalLog {
+    fn new(interval: Duration) -> Self {
+        RefusalLog {
+            interval,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether to log this refusal now; counts it and schedules the summary otherwise.
+    fn should_log(&'static self, source: &str, kind: &'static str, level: Level) -> bool {
+        match self.admit(source, kind, Instant::now()) {
+            Admit::Log { unlogged } => {
+                summarise(source, kind, level, unlogged, self.interval);
+                true
+            }
+            Admit::Count { summary_at } => {
+                metrics::get()
+                    .refusals_unlogged
+                    .get_or_create(&metrics::SourceLabel {
+                        source: source.to_string(),
+                    })
+                    .inc();
+                // A request always runs on a runtime; without one, the next logged refusal
+                // of this key carries the count.
+                if let (Some(at), Ok(rt)) = (summary_at, tokio::runtime::Handle::try_current()) {
+                    let source = source.to_string();
+                    rt.spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        if let Some(n) = self.close(&source, kind, at) {
+                            summarise(&source, kind, level, n, self.interval);
+                        }
+                    });
+                }
+                false
+            }
+        }
+    }
+
+    fn admit(&self, source: &str, kind: &'static str, now: Instant) -> Admit {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (source.to_string(), kind);
+        match windows.get_mut(&key) {
+            Some(w) if now.saturating_duration_since(w.started) < self.interval => {
+                w.unlogged += 1;
+                let first = w.unlogged == 1;
+                Admit::Count {
+                    summary_at: first.then(|| w.started + self.interval),
+                }
+            }
+            previous => {
+                let unlogged = previous.map_or(0, |w| std::mem::take(&mut w.unlogged));
+                windows.insert(
+                    key,
+                    Window {
+                        started: now,
+                        unlogged: 0,
+                    },
+                );
+                Admit::Log { unlogged }
+            }
+        }
+    }
+
+    /// The unlogged count of the interval that ends at `end`, if it is still the current one.
+    fn close(&self, source: &str, kind: &'static str, end: Instant) -> Option<u64> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let w = windows.get_mut(&(source.to_string(), kind))?;
+        (w.started + self.interval == end && w.unlogged > 0)
+            .then(|| std::mem::take(&mut w.unlogged))
+    }
+}
+
+/// The line standing for `n` refusals that were counted, not logged.
+fn summarise(source: &str, kind: &str, level: Level, n: u64, interval: Duration) {
+    if n == 0 {
+        return;
+    }
+    let secs = interval.as_secs();
+    if level == Level::ERROR {
+        tracing::error!(
+            source,
+            outcome = kind,
+            refused = n,
+            "{n} more refused in {secs} s (counted, not logged)"
+        );
+    } else if level == Level::WARN {
+        tracing::warn!(
+            source,
+            outcome = kind,
+            refused = n,
+            "{n} more refused in {secs} s (counted, not logged)"
+        );
+    } else {
+        tracing::info!(
+            source,
+            outcome = kind,
+            refused = n,
+            "{n} more refused in {secs} s (counted, not logged)"
+        );
+    }
+}
+
 /// A provider reply as an HTTP response.
 pub fn render(reply: Reply) -> HttpResponse {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -143,4 +321,62 @@ pub fn render(reply: Reply) -> HttpResponse {
         return r.finish();
     }
     r.body(reply.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class7_refusals_are_logged_once_per_interval_and_summarised() {
+        let log = RefusalLog::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(
+            log.admit("gh", "unauthorized", t0),
+            Admit::Log { unlogged: 0 }
+        );
+        assert_eq!(
+            log.admit("gh", "unauthorized", at(1)),
+            Admit::Count {
+                summary_at: Some(at(60))
+            }
+        );
+        for s in 2..50 {
+            assert_eq!(
+                log.admit("gh", "unauthorized", at(s)),
+                Admit::Count { summary_at: None }
+            );
+        }
+        // Other sources and kinds have windows of their own.
+        assert_eq!(
+            log.admit("gh", "malformed", at(2)),
+            Admit::Log { unlogged: 0 }
+        );
+        assert_eq!(
+            log.admit("ali", "unauthorized", at(2)),
+            Admit::Log { unlogged: 0 }
+        );
+        // The timer at the end of the interval takes the count, once.
+        assert_eq!(log.close("gh", "unauthorized", at(60)), Some(49));
+        assert_eq!(log.close("gh", "unauthorized", at(60)), None);
+        // The next refusal opens a new interval and is logged.
+        assert_eq!(
+            log.admit("gh", "unauthorized", at(61)),
+            Admit::Log { unlogged: 0 }
+        );
+        assert_eq!(
+            log.admit("gh", "unauthorized", at(62)),
+            Admit::Count {
+                summary_at: Some(at(121))
+            }
+        );
+        // If the next interval starts before its timer ran, the logged refusal carries the
+        // count and the late timer finds nothing.
+        assert_eq!(
+            log.admit("gh", "unauthorized", at(125)),
+            Admit::Log { unlogged: 1 }
+        );
+        assert_eq!(log.close("gh", "unauthorized", at(121)), None);
+    }
 }

@@ -1,5 +1,6 @@
-//! One request through the stages: guard (allowlist, rate limits, body cap) → verify and
-//! normalize (the provider adapter) → dedup + event log (on disk before the reply) → reply.
+//! One request through the stages: guard (allowlist, client rate limit, body cap) → verify and
+//! normalize (the provider adapter) → source rate limit → dedup + event log (on disk before
+//! the reply) → reply.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,9 +15,9 @@ use ipnet::IpNet;
 use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
 
 use crate::app::Health;
-use crate::config::{contains, render_routing_key, Config, SourceConfig};
+use crate::config::{contains, render_routing_key, Config, ForwardedHeader, SourceConfig};
 use crate::limit::{client_ip, retry_after_secs, ClientLimiter, SourceLimiter};
-use crate::outcome::Outcome;
+use crate::outcome::{Limiter, Outcome};
 use crate::relay::BrokerStatus;
 use crate::store::{Accepted, Entry, SharedStore};
 
@@ -52,6 +53,7 @@ pub struct Gateway {
     pub store: SharedStore,
     pub broker: Arc<BrokerStatus>,
     pub trusted_proxies: Vec<IpNet>,
+    pub forwarded_header: ForwardedHeader,
     pub client_limiter: Option<ClientLimiter>,
     pub request_timeout: Duration,
     pub health: Arc<Health>,
@@ -73,6 +75,7 @@ impl Gateway {
             store,
             broker,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            forwarded_header: config.server.forwarded_header,
             client_limiter: config
                 .server
                 .client_rate_limit
@@ -109,8 +112,8 @@ pub async fn process(
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let client = client_ip(
         peer,
-        &header_values(req, "x-forwarded-for"),
-        &header_values(req, "forwarded"),
+        &header_values(req, gw.forwarded_header.name()),
+        gw.forwarded_header,
         &gw.trusted_proxies,
     );
     if !source.allow_ips.is_empty() && !contains(&source.allow_ips, client) {
@@ -119,13 +122,11 @@ pub async fn process(
             reply: fail(403, "forbidden"),
         };
     }
-    let limited = gw
-        .client_limiter
-        .as_ref()
-        .map_or(Ok(()), |l| l.check(client))
-        .and_then(|_| source.limiter.as_ref().map_or(Ok(()), |l| l.check()));
-    if let Err(wait) = limited {
+    // Unauthenticated traffic is limited per client before the body is read or a signature
+    // checked; the source's own budget is spent only after verification (below).
+    if let Some(Err(wait)) = gw.client_limiter.as_ref().map(|l| l.check(client)) {
         return Outcome::RateLimited {
+            limiter: Limiter::Client,
             retry_after_secs: retry_after_secs(wait),
             reply: fail(429, "rate limited"),
         };
@@ -185,6 +186,16 @@ pub async fn process(
             };
         }
     };
+
+    // Only now: a forger who cannot sign cannot use up the budget of the provider's real
+    // deliveries (CONTRACT.md, HTTP table).
+    if let Some(Err(wait)) = source.limiter.as_ref().map(SourceLimiter::check) {
+        return Outcome::RateLimited {
+            limiter: Limiter::Source,
+            retry_after_secs: retry_after_secs(wait),
+            reply: fail(429, "rate limited"),
+        };
+    }
 
     let envelope = Envelope::new(&source.name, source.kind, event, received);
     let entry = Entry {

@@ -370,7 +370,13 @@ async fn corrupt_tail(ctx: &Ctx) -> anyhow::Result<Row> {
         retry_after: Duration::from_millis(50),
     };
     send_all(&gw, &load, &ledger).await;
-    wait_delivered(&ledger, &sink, Duration::from_secs(60), Duration::from_secs(1)).await;
+    wait_delivered(
+        &ledger,
+        &sink,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
     gw.kill9();
     let log_dir = ctx.work.join(&run).join("store").join("log");
     let mut segs: Vec<_> = std::fs::read_dir(&log_dir)?
@@ -388,7 +394,13 @@ async fn corrupt_tail(ctx: &Ctx) -> anyhow::Result<Row> {
     gw.start().await?;
     load.run = format!("{run}-b");
     send_all(&gw, &load, &ledger).await;
-    wait_delivered(&ledger, &sink, Duration::from_secs(60), Duration::from_secs(2)).await;
+    wait_delivered(
+        &ledger,
+        &sink,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    )
+    .await;
     let mut row = analyse(
         "l. corrupt last record + torn frame, restart",
         &ledger,

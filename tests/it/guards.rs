@@ -18,14 +18,15 @@ use providers::sign::SampleRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{amqp_url, broker_proxy, temp_store, unique, Consumer, Gateway};
+use crate::harness::{amqp_url, broker_proxy, metric, temp_store, unique, Consumer, Gateway};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
 /// A config with the given `[server]` keys (the harness fixes `request_timeout_secs`, which
 /// these tests need to set).
 fn gateway_config(server: &str, store: &str, amqp: &str, exchange: &str, sources: &str) -> Config {
-    let temp_store = temp_store();
+    let store_path = temp_store();
+    let store_path = store_path.display();
     let text = format!(
         r#"
 [server]
@@ -33,7 +34,7 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 {server}
 [store]
-path = "{temp_store}"
+path = "{store_path}"
 {store}
 [amqp]
 url = "{amqp}"
@@ -138,12 +139,13 @@ async fn source_rate_limit_answers_429_with_a_retry_after_that_works() {
     assert_eq!(r.status(), 429);
     let wait = retry_after(&r);
     assert_eq!(wait, 1, "one token per second: at most a second to wait");
-    // Checked before the signature: an unsigned request is limited, not verified.
+    // The source's budget is for verified requests: an unsigned one is refused as such and
+    // spends nothing (class 4 below floods it).
     let mut unsigned = push("rl-x");
     unsigned
         .headers
         .retain(|(k, _)| !k.starts_with("X-Hub-Signature"));
-    assert_eq!(gw.send("gh", &unsigned).await.status(), 429);
+    assert_eq!(gw.send("gh", &unsigned).await.status(), 401);
 
     // Honouring Retry-After is enough to get in again.
     tokio::time::sleep(Duration::from_secs(wait)).await;
@@ -151,6 +153,112 @@ async fn source_rate_limit_answers_429_with_a_retry_after_that_works() {
 
     let msgs = consumer.take(3, Duration::from_secs(10)).await;
     assert_eq!(ids(&msgs), ["rl-1", "rl-2", "rl-3"]);
+    consumer.assert_empty(Duration::from_millis(300)).await;
+    gw.stop().await;
+}
+
+/// A forged request (one that does not verify) to `source`.
+fn forged(id: &str) -> SampleRequest {
+    github::delivery("not the secret", "push", id, br#"{"forged":true}"#)
+}
+
+#[actix_web::test]
+async fn class4_forged_requests_do_not_spend_the_source_budget() {
+    let exchange = unique("it-guard");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let gw = Gateway::start(gateway_config(
+        "trusted_proxies = [\"127.0.0.1/32\"]\nclient_rate_limit = { per_second = 1, burst = 5 }",
+        "",
+        &amqp_url(),
+        &exchange,
+        &gh_source("gh-c4", "rate_limit = { per_second = 1, burst = 2 }"),
+    ))
+    .await;
+
+    // One forger, one address: its first requests are verified and refused, then its own
+    // client bucket is empty and it gets 429 before the body is read.
+    let forger = [("X-Forwarded-For", "203.0.113.66")];
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let r = send_with(&gw, "gh-c4", &forged(&format!("f-{i}")), &forger).await;
+        statuses.push(r.status().as_u16());
+    }
+    // (The bucket refills one token a second: on a slow machine a later request may be
+    // verified again, so the counts are taken from what was answered.)
+    let count = |v: &[u16], s: u16| v.iter().filter(|x| **x == s).count() as u64;
+    assert!(statuses[..5].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(count(&statuses, 429) >= 30, "{statuses:?}");
+    // A forger rotating addresses inside one IPv6 /64 is one client.
+    let mut v6 = Vec::new();
+    for i in 1..=8 {
+        let hop = format!("2001:db8:66:1::{i:x}");
+        let r = send_with(&gw, "gh-c4", &forged("v6"), &[("X-Forwarded-For", &hop)]).await;
+        v6.push(r.status().as_u16());
+    }
+    assert!(v6[..5].iter().all(|s| *s == 401), "{v6:?}");
+    assert!(count(&v6, 429) >= 2, "{v6:?}");
+    statuses.extend(v6);
+    // Many forgers, each under its client limit: all verified, all 401, none spends the
+    // source's budget.
+    for i in 0..20 {
+        let hop = format!("198.18.0.{i}");
+        let r = send_with(&gw, "gh-c4", &forged("many"), &[("X-Forwarded-For", &hop)]).await;
+        assert_eq!(r.status(), 401, "forger {hop}");
+    }
+
+    // The provider, from its own address, still has the whole budget (burst 2) ...
+    let github = [("X-Forwarded-For", "140.82.112.1")];
+    assert_eq!(
+        send_with(&gw, "gh-c4", &push("c4-1"), &github)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        send_with(&gw, "gh-c4", &push("c4-2"), &github)
+            .await
+            .status(),
+        202
+    );
+    // ... and only its own verified traffic uses it up.
+    let r = send_with(
+        &gw,
+        "gh-c4",
+        &push("c4-3"),
+        &[("X-Forwarded-For", "140.82.112.2")],
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    assert!(retry_after(&r) >= 1);
+
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"hookgate_rate_limited_total{source="gh-c4",limiter="client"}"#
+        ),
+        count(&statuses, 429),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"hookgate_rate_limited_total{source="gh-c4",limiter="source"}"#
+        ),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"hookgate_requests_total{source="gh-c4",outcome="unauthorized"}"#
+        ),
+        count(&statuses, 401) + 20,
+        "{m}"
+    );
+
+    let msgs = consumer.take(2, Duration::from_secs(10)).await;
+    assert_eq!(ids(&msgs), ["c4-1", "c4-2"]);
     consumer.assert_empty(Duration::from_millis(300)).await;
     gw.stop().await;
 }
@@ -265,10 +373,11 @@ async fn allowlist_behind_a_trusted_proxy_uses_the_rightmost_untrusted_hop() {
             202,
         ),
         ("v6 client", ("X-Forwarded-For", "2001:db8::5"), 202),
+        // The proxies set X-Forwarded-For (the default): Forwarded is the client's word.
         (
-            "Forwarded with a v6 port",
+            "Forwarded when the proxies set X-Forwarded-For",
             ("Forwarded", "for=\"[2001:db8::9]:4711\";proto=https"),
-            202,
+            403,
         ),
         (
             "v6 outside the range",
@@ -298,6 +407,114 @@ async fn allowlist_behind_a_trusted_proxy_uses_the_rightmost_untrusted_hop() {
     assert_eq!(ids(&msgs), accepted);
     consumer.assert_empty(Duration::from_millis(300)).await;
     gw.stop().await;
+}
+
+/// What is tried, the extra headers, the status expected.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
+#[actix_web::test]
+async fn class8_only_the_configured_forwarding_header_is_believed() {
+    let exchange = unique("it-guard");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let allow = "allow_ips = [\"198.51.100.0/24\"]";
+    let start = |header: &str| {
+        Gateway::start(gateway_config(
+            &format!(
+                "trusted_proxies = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\nforwarded_header = \"{header}\""
+            ),
+            "",
+            &amqp_url(),
+            &exchange,
+            &gh_source("gh", allow),
+        ))
+    };
+    // The client writes the header the proxy does not set; the proxy sets the other one.
+    let allowed_xff = ("X-Forwarded-For", "198.51.100.7");
+    let outsider_xff = ("X-Forwarded-For", "203.0.113.5");
+    let allowed_fwd = ("Forwarded", "for=198.51.100.7");
+    let outsider_fwd = ("Forwarded", "for=\"203.0.113.5:4711\";proto=https");
+
+    let mut accepted = Vec::new();
+    let gw = start("x-forwarded-for").await;
+    let cases: [Case; 5] = [
+        (
+            "forged Forwarded, real XFF",
+            vec![allowed_fwd, outsider_xff],
+            403,
+        ),
+        ("real XFF", vec![allowed_fwd, allowed_xff], 202),
+        // A hop that does not parse stops the walk: the allowed address left of it is not
+        // believed, the client is the trusted hop right of it.
+        (
+            "garbage hop",
+            vec![("X-Forwarded-For", "198.51.100.7, bogus, 10.0.0.5")],
+            403,
+        ),
+        (
+            "empty hop",
+            vec![("X-Forwarded-For", "198.51.100.7, , 10.0.0.5")],
+            403,
+        ),
+        // Garbage left of the client's real address is the client's own and harmless.
+        (
+            "garbage on the left",
+            vec![("X-Forwarded-For", "bogus, 198.51.100.8")],
+            202,
+        ),
+    ];
+    for (i, (what, headers, status)) in cases.iter().enumerate() {
+        let id = format!("xff-{i}");
+        let r = send_with(&gw, "gh", &push(&id), headers).await;
+        assert_eq!(r.status(), *status, "x-forwarded-for: {what}");
+        if *status == 202 {
+            accepted.push(id);
+        }
+    }
+    let msgs = consumer.take(accepted.len(), Duration::from_secs(10)).await;
+    assert_eq!(ids(&msgs), accepted);
+    accepted.clear();
+    gw.stop().await;
+
+    let gw = start("forwarded").await;
+    let cases: [Case; 5] = [
+        (
+            "forged XFF, real Forwarded",
+            vec![allowed_xff, outsider_fwd],
+            403,
+        ),
+        ("real Forwarded", vec![outsider_xff, allowed_fwd], 202),
+        (
+            "obfuscated hop",
+            vec![("Forwarded", "for=198.51.100.7, for=_hidden, for=10.0.0.5")],
+            403,
+        ),
+        (
+            "element without for",
+            vec![("Forwarded", "for=198.51.100.7, proto=https")],
+            403,
+        ),
+        (
+            "v6 with a port behind an inner proxy",
+            vec![(
+                "Forwarded",
+                "for=\"[2001:db8::9]:1\", for=198.51.100.9;proto=https, for=10.1.2.3",
+            )],
+            202,
+        ),
+    ];
+    for (i, (what, headers, status)) in cases.iter().enumerate() {
+        let id = format!("fwd-{i}");
+        let r = send_with(&gw, "gh", &push(&id), headers).await;
+        assert_eq!(r.status(), *status, "forwarded: {what}");
+        if *status == 202 {
+            accepted.push(id);
+        }
+    }
+    let msgs = consumer.take(accepted.len(), Duration::from_secs(10)).await;
+    assert_eq!(ids(&msgs), accepted);
+    accepted.clear();
+    gw.stop().await;
+    consumer.assert_empty(Duration::from_millis(300)).await;
 }
 
 #[actix_web::test]

@@ -1,9 +1,11 @@
-//! Test harness: a gateway on port 0 with a temporary store and a per-test exchange, a
-//! consumer on a fresh queue of the real RabbitMQ, and a TCP proxy that can cut the broker.
+//! Test harness: a gateway on port 0 with a store in a temporary directory and a per-test
+//! exchange, a consumer on a fresh queue of the real RabbitMQ, and a TCP proxy that can cut the
+//! broker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hookgate::app::{self, Running};
@@ -41,10 +43,8 @@ pub fn config_text(
     store: Option<&Path>,
     extra: &str,
 ) -> String {
-    let store_path = match store {
-        Some(p) => p.display().to_string(),
-        None => temp_store(),
-    };
+    let store_path = store.map_or_else(temp_store, Path::to_path_buf);
+    let store_path = store_path.display();
     format!(
         r#"
 [server]
@@ -63,26 +63,43 @@ reconnect_max_secs = 1
     )
 }
 
-/// A fresh store directory for a test that never reopens it (left for the OS to clean).
-pub fn temp_store() -> String {
-    tempfile::tempdir()
-        .expect("temp dir")
-        .keep()
-        .display()
-        .to_string()
+/// Directories made by [`temp_store`] that no gateway has taken yet.
+static TEMP_STORES: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// A fresh store path in a temporary directory, for a test that does not care where its store
+/// is (an empty `store.path` is refused: it would be a store that forgets acknowledged events).
+/// The [`Gateway`] started on it removes the directory when it stops.
+pub fn temp_store() -> PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix("hookgate-it-")
+        .tempdir()
+        .expect("a temporary directory");
+    let path = dir.path().join("store");
+    TEMP_STORES.lock().unwrap().push(dir);
+    path
 }
 
 pub struct Gateway {
     pub running: Running,
     pub client: reqwest::Client,
+    /// The [`temp_store`] directory of this gateway's store, removed after it stops.
+    _store_dir: Option<tempfile::TempDir>,
 }
 
 impl Gateway {
     pub async fn start(config: Config) -> Gateway {
+        let store_dir = {
+            let mut dirs = TEMP_STORES.lock().unwrap();
+            let i = dirs
+                .iter()
+                .position(|d| config.store.path.starts_with(d.path()));
+            i.map(|i| dirs.swap_remove(i))
+        };
         let running = app::start(config).await.expect("gateway starts");
         Gateway {
             running,
             client: reqwest::Client::new(),
+            _store_dir: store_dir,
         }
     }
 
@@ -153,6 +170,13 @@ impl Gateway {
     pub async fn stop(self) {
         self.running.stop().await;
     }
+}
+
+/// The value of one metric line (`name{labels} value`), 0 when absent.
+pub fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A consumer on a fresh, exclusive queue bound to `exchange` with `binding`.

@@ -6,6 +6,7 @@ mod chaos;
 mod deadletter;
 mod github;
 mod guards;
+mod hardening;
 mod harness;
 mod outage;
 mod providers_e2e;

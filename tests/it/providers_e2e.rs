@@ -9,7 +9,7 @@
 //! published again. Refusals are checked for their provider-shaped bodies, and a valid event
 //! sent after them must be the first message to arrive (so nothing refused was published).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
@@ -79,11 +79,11 @@ fn provider_fixture(rel: &str) -> String {
 }
 
 /// Every provider and mode, one source each.
-fn config_text(exchange: &str) -> String {
+fn config_text(exchange: &str, store: &Path) -> String {
+    let store = store.display();
     let amqp = amqp_url();
     let pfx = PROVIDER_FIXTURES;
     let tfx = FIXTURES;
-    let temp_store = crate::harness::temp_store();
     format!(
         r#"
 [server]
@@ -92,7 +92,7 @@ admin_listen = "127.0.0.1:0"
 request_timeout_secs = 5
 
 [store]
-path = "{temp_store}"
+path = "{store}"
 
 [amqp]
 url = "{amqp}"
@@ -199,7 +199,8 @@ impl Fixture {
         let exchange = unique("it-e2e");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("hookgate.toml");
-        std::fs::write(&config_path, config_text(&exchange)).unwrap();
+        let store = dir.path().join("store");
+        std::fs::write(&config_path, config_text(&exchange, &store)).unwrap();
         // A raw secret file ends with a newline that is not part of the key.
         std::fs::write(dir.path().join("apiv3.key"), format!("{APIV3_KEY}\n")).unwrap();
         let consumer = Consumer::bind(&exchange, "#").await;
@@ -1096,7 +1097,8 @@ async fn github_standard_and_hmac_from_hookgate_sign() {
 fn check_lists_every_source_of_a_good_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hookgate.toml");
-    std::fs::write(&path, config_text("hookgate-check")).unwrap();
+    let store = dir.path().join("store");
+    std::fs::write(&path, config_text("hookgate-check", &store)).unwrap();
     std::fs::write(dir.path().join("apiv3.key"), APIV3_KEY).unwrap();
     let out = hookgate(&["check", "-c", path.to_str().unwrap()]);
     let stdout = text(&out.stdout);
@@ -1120,6 +1122,7 @@ fn check_lists_every_source_of_a_good_config() {
 fn check_names_every_problem_of_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
+    let store = dir.path().join("store").display().to_string();
     let cert = provider_fixture("wechatpay/platform_cert.pem");
     std::fs::write(
         &path,
@@ -1129,7 +1132,7 @@ fn check_names_every_problem_of_a_bad_config() {
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 [store]
-path = ""
+path = "{store}"
 [amqp]
 exchange = "hookgate-check"
 
