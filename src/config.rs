@@ -544,6 +544,20 @@ fn parse_source(
     let routing_key = common
         .routing_key
         .unwrap_or_else(|| "{source}.{type}".into());
+    // The longest key this template can render: a type is at most MAX_TYPE_BYTES (refused
+    // with 400 beyond), so a key past AMQP's 255 bytes is a config error, never a request's.
+    let worst = render_routing_key(
+        &routing_key,
+        &common.name,
+        &"t".repeat(MAX_TYPE_BYTES),
+        provider.kind().as_str(),
+    )
+    .len();
+    if worst > 255 {
+        errors.push(format!(
+            "{label}.routing_key: renders up to {worst} bytes with a {MAX_TYPE_BYTES}-byte event type; AMQP allows 255 (shorten the template or the source name)"
+        ));
+    }
     if let Err(problems) = provider.build() {
         for p in problems {
             errors.push(format!("{label}.{p}"));
@@ -661,6 +675,9 @@ fn check_template(t: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The longest event type a provider adapter lets through (longer ones get 400).
+pub const MAX_TYPE_BYTES: usize = 200;
 
 /// Renders a routing-key template.
 pub fn render_routing_key(template: &str, source: &str, kind: &str, provider: &str) -> String {
@@ -1078,6 +1095,21 @@ routing_key = "{nope}"
         assert!(!valid_source_name("GH"));
         assert!(!valid_source_name(""));
         assert!(!valid_source_name("a.b"));
+    }
+
+    /// Issue 11, class 1: no request can render a routing key past AMQP's limit; the
+    /// template's worst case is checked when the config loads.
+    #[test]
+    fn class1_routing_key_worst_case_is_checked_at_load() {
+        let name = "a".repeat(60);
+        let long = format!(
+            "[[sources]]\nname = \"{name}\"\nprovider = \"github\"\nsecrets = [\"x\"]\n"
+        );
+        let err = parse(&long, &[]).unwrap_err().to_string();
+        assert!(err.contains("routing_key: renders up to 261 bytes"), "{err}");
+        let fixed = format!("{long}routing_key = \"gh.{{type}}\"\n");
+        assert!(parse(&fixed, &[]).is_ok());
+        assert!(parse(MINIMAL, &[("GH_SECRET", "x")]).is_ok());
     }
 
     #[test]
