@@ -464,7 +464,7 @@ fn outbox(path: &Path) -> anyhow::Result<()> {
         Ok(store) => {
             println!("pending: {}", store.pending());
             let mut reader = store.reader(store.cursor())?;
-            if let Some((seq, _, e)) = reader.next()? {
+            if let Some((seq, _, e)) = reader.next_record()? {
                 let at = chrono::DateTime::from_timestamp(e.timestamp as i64, 0)
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_default();

@@ -1102,11 +1102,13 @@ routing_key = "{nope}"
     #[test]
     fn class1_routing_key_worst_case_is_checked_at_load() {
         let name = "a".repeat(60);
-        let long = format!(
-            "[[sources]]\nname = \"{name}\"\nprovider = \"github\"\nsecrets = [\"x\"]\n"
-        );
+        let long =
+            format!("[[sources]]\nname = \"{name}\"\nprovider = \"github\"\nsecrets = [\"x\"]\n");
         let err = parse(&long, &[]).unwrap_err().to_string();
-        assert!(err.contains("routing_key: renders up to 261 bytes"), "{err}");
+        assert!(
+            err.contains("routing_key: renders up to 261 bytes"),
+            "{err}"
+        );
         let fixed = format!("{long}routing_key = \"gh.{{type}}\"\n");
         assert!(parse(&fixed, &[]).is_ok());
         assert!(parse(MINIMAL, &[("GH_SECRET", "x")]).is_ok());

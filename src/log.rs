@@ -214,7 +214,7 @@ impl<T: Send + 'static> Log<T> {
         dir: &Path,
         segment_bytes: u64,
         min_next_seq: u64,
-        on_commit: impl FnMut(&mut Vec<Committed<T>>) + Send + 'static,
+        on_commit: impl FnMut(&[Committed<T>]) + Send + 'static,
     ) -> io::Result<(Log<T>, Recovered)> {
         fs::create_dir_all(dir)?;
         let mut segments = list_segments(dir)?;
@@ -294,8 +294,8 @@ impl<T: Send + 'static> Log<T> {
     /// Queues `entry` for the next commit and returns its sequence number. `tag` comes back
     /// to `on_commit` with the record's fate.
     pub fn append(&self, entry: &Entry, tag: T) -> Result<u64, LogClosed> {
-        let mut frame = Vec::with_capacity(entry.body.len() + 256);
-        // The frame carries its own seq: encode under the lock (a memcpy-sized critical section).
+        // The frame carries its own seq: encoded under the lock, straight into the batch (one
+        // copy of the body, a memcpy-sized critical section).
         let mut q = self
             .shared
             .queue
@@ -306,12 +306,7 @@ impl<T: Send + 'static> Log<T> {
         }
         let seq = q.next_seq;
         q.next_seq += 1;
-        if q.buf.is_empty() {
-            entry.encode_frame(seq, &mut q.buf);
-        } else {
-            entry.encode_frame(seq, &mut frame);
-            q.buf.extend_from_slice(&frame);
-        }
+        entry.encode_frame(seq, &mut q.buf);
         q.tags.push((seq, tag));
         let first_in_batch = q.tags.len() == 1;
         drop(q);
@@ -501,6 +496,9 @@ fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>)> {
     Ok((valid, last))
 }
 
+/// What runs on the committer thread after each batch.
+type OnCommit<T> = Box<dyn FnMut(&[Committed<T>]) + Send>;
+
 struct Committer<T> {
     dir: PathBuf,
     shared: Arc<Shared<T>>,
@@ -508,7 +506,7 @@ struct Committer<T> {
     /// Bytes of the active segment known to be on disk.
     len: u64,
     segment_bytes: u64,
-    on_commit: Box<dyn FnMut(&mut Vec<Committed<T>>) + Send>,
+    on_commit: OnCommit<T>,
 }
 
 impl<T> Committer<T> {
@@ -537,7 +535,12 @@ impl<T> Committer<T> {
                 std::mem::swap(&mut q.tags, &mut tags);
             }
             let (first, upto) = (tags[0].0, tags[tags.len() - 1].0);
-            let ok = match self.write(first, &buf) {
+            let started = std::time::Instant::now();
+            let written = self.write(first, &buf);
+            let m = crate::metrics::get();
+            m.commit_seconds.observe(started.elapsed().as_secs_f64());
+            m.commit_records.observe(tags.len() as f64);
+            let ok = match written {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::error!(error = %e, records = tags.len(), "event log write failed; requests get 503");
@@ -552,7 +555,7 @@ impl<T> Committer<T> {
                 true => d.upto = upto,
                 false => d.failed_upto = upto,
             });
-            (self.on_commit)(&mut done);
+            (self.on_commit)(&done);
             done.clear();
             buf.clear();
             if !ok {
@@ -631,7 +634,7 @@ pub type Position = (u64, u64);
 
 impl Reader {
     /// The next record, if it is complete and valid; `None` at the end of what is written.
-    pub fn next(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
+    pub fn next_record(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
         loop {
             if self.file.is_none() {
                 match File::open(segment_path(&self.dir, self.segment_first)) {
@@ -663,6 +666,20 @@ impl Reader {
                     self.offset += n as u64;
                     return Ok(Some((seq, pos, entry)));
                 }
+                // A bad frame in a finished segment is damage on disk, not a write in
+                // progress: say so (the relay reports it) rather than stall in silence.
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidData
+                        && self.behind_a_later_segment()? =>
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "corrupt record in segment {} at offset {}",
+                            self.segment_first, self.offset
+                        ),
+                    ));
+                }
                 // The end of this segment, or a record still being written.
                 Ok(None) | Err(_) => {
                     // Re-seek: a partial read must be retried from the frame start.
@@ -677,14 +694,21 @@ impl Reader {
 
     /// Reads the next record, returning only its seq and position.
     fn peek_seq(&mut self) -> io::Result<Option<(u64, Position)>> {
-        Ok(self.next()?.map(|(s, pos, _)| (s, pos)))
+        Ok(self.next_record()?.map(|(s, pos, _)| (s, pos)))
     }
 
-    /// Moves to a position returned by [`Reader::next`].
+    /// Moves to a position returned by [`Reader::next_record`].
     pub fn seek(&mut self, pos: Position) {
         self.segment_first = pos.0;
         self.offset = pos.1;
         self.file = None;
+    }
+
+    /// Whether a later segment exists (so the current one is finished).
+    fn behind_a_later_segment(&self) -> io::Result<bool> {
+        Ok(list_segments(&self.dir)?
+            .iter()
+            .any(|s| s.first > self.segment_first))
     }
 
     /// Moves to the segment after the current one if there is one and this one is complete.
@@ -726,7 +750,7 @@ mod tests {
             kind: "github.push".into(),
             source: "gh".into(),
             provider: "github".into(),
-            content_key: (id.len() % 2 == 0).then(|| format!("sha256:{id}")),
+            content_key: id.len().is_multiple_of(2).then(|| format!("sha256:{id}")),
             timestamp: 1_700_000_000,
             replay: false,
             body: vec![b'x'; body_len],
@@ -736,7 +760,7 @@ mod tests {
     type TestLog = Log<()>;
 
     fn open(dir: &Path, segment_bytes: u64) -> (TestLog, Recovered) {
-        Log::open(dir, segment_bytes, 1, |_: &mut Vec<Committed<()>>| {}).unwrap()
+        Log::open(dir, segment_bytes, 1, |_: &[Committed<()>]| {}).unwrap()
     }
 
     async fn append(log: &TestLog, e: &Entry) -> u64 {
@@ -748,7 +772,7 @@ mod tests {
     fn read_all(log: &TestLog, from: u64) -> Vec<(u64, Entry)> {
         let mut r = log.reader(from).unwrap();
         let mut out = Vec::new();
-        while let Some((seq, _, e)) = r.next().unwrap() {
+        while let Some((seq, _, e)) = r.next_record().unwrap() {
             out.push((seq, e));
         }
         out
@@ -897,7 +921,7 @@ mod tests {
     #[tokio::test]
     async fn min_next_seq_keeps_numbers_growing_after_an_emptied_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(dir.path(), 1 << 20, 42, |_: &mut Vec<Committed<()>>| {}).unwrap();
+        let (log, _) = Log::open(dir.path(), 1 << 20, 42, |_: &[Committed<()>]| {}).unwrap();
         assert_eq!(append(&log, &entry("a", 1)).await, 42);
     }
 }

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub log_segments: Gauge,
     pub broker_connected: Gauge,
     pub task_restarts: Family<TaskLabel, Counter>,
+    pub commit_seconds: Histogram,
+    pub commit_records: Histogram,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +141,18 @@ impl Metrics {
             "Segment files of the event log",
             log_segments.clone(),
         );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "log_commit_duration_seconds",
+            "Duration of one group commit of the event log (write + fdatasync)",
+            commit_seconds.clone(),
+        );
+        let commit_records = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "log_commit_records",
+            "Records made durable by one group commit",
+            commit_records.clone(),
+        );
         let task_restarts = Family::<TaskLabel, Counter>::default();
         registry.register(
             "task_restarts",
@@ -160,6 +174,8 @@ impl Metrics {
             log_segments,
             broker_connected,
             task_restarts,
+            commit_seconds,
+            commit_records,
         }
     }
 

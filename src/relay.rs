@@ -308,7 +308,7 @@ impl<'a> Drain<'a> {
             };
             let durable = self.store.durable_upto();
             while self.window.len() < limit {
-                let Some((seq, pos, entry)) = reader.next()? else {
+                let Some((seq, pos, entry)) = reader.next_record()? else {
                     break;
                 };
                 if seq > durable {

@@ -341,7 +341,7 @@ async fn log_scenarios(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     }
     // Published segments dropped as soon as they are published (retention runs every second).
     *ctx.store_extra.lock().unwrap() = "segment_bytes = 65536\nretain_secs = 0".into();
-    for ms in [1500, 3200] {
+    for ms in [600, 1500] {
         let mut row = crash_round(ctx, Duration::from_millis(ms)).await?;
         row.scenario = format!("l. retention: {}", row.scenario);
         rows.push(row);
