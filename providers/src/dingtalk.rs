@@ -11,7 +11,9 @@
 //!   No timestamp window is enforced (the official SDK enforces none, §4b "Freshness").
 //! - `mode = "robot"`: robot message callback, §4a. Headers `timestamp` (ms) and `sign` =
 //!   b64(HMAC-SHA256(appSecret, timestamp + "\n" + appSecret)), accepted within ±1 h. The
-//!   body is not signed, so a captured request replays within the hour: dedup on `msgId`.
+//!   body is not signed, so a captured request replays within the hour: dedup on `msgId`
+//!   catches a plain replay, not one with another body or `msgId` (`hookgate check` warns).
+//!   `msgId`, `msgtype` and `conversationId` are taken only in DingTalk's shape (issue 11).
 //!
 //! Refusals in event mode: a missing query parameter is `MissingHeader(<parameter>)`; a
 //! signature mismatch is `BadSignature`; a ciphertext that does not decrypt (base64, length,

@@ -1,5 +1,7 @@
 //! GitHub: HMAC-SHA256 of the raw body in `X-Hub-Signature-256`, delivery id in
-//! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup.
+//! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup, and signs
+//! neither the delivery id nor the event name: a replay with a new delivery id is a new event.
+//! Both headers are therefore taken only in the shape GitHub sends (issue 11).
 //! Protocol: PROVIDERS.md §1.
 
 use std::borrow::Cow;
