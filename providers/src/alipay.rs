@@ -91,11 +91,12 @@ impl Alipay {
 
     /// Tries every key with the V1 content (without `sign_type`, trade notifications), then
     /// the V2 content (with it, gateway messages); Alipay signs both forms, so either is proof.
-    fn verify(&self, params: &Params, digest: RsaDigest, sig: &[u8]) -> Result<(), Rejection> {
+    /// Returns the content that verified: what [`Event::content_key`] is a digest of.
+    fn verify(&self, params: &Params, digest: RsaDigest, sig: &[u8]) -> Result<Vec<u8>, Rejection> {
         for keep_sign_type in [false, true] {
             let content = sign_content(params, keep_sign_type);
             if self.keys.iter().any(|k| k.verify(digest, &content, sig)) {
-                return Ok(());
+                return Ok(content);
             }
         }
         Err(Rejection::BadSignature)
@@ -173,7 +174,8 @@ fn charset(label: Option<&[u8]>) -> Option<&'static encoding_rs::Encoding> {
         .then_some(enc)
 }
 
-/// The verified parameters as UTF-8 text, `sign` left out.
+/// The verified parameters as UTF-8 text, `sign` left out, and so is every parameter with an
+/// empty name or value: the signed content skips those, so they are not Alipay's.
 fn decode_fields(
     params: &Params,
     enc: &'static encoding_rs::Encoding,
@@ -187,7 +189,7 @@ fn decode_fields(
     };
     let mut fields = BTreeMap::new();
     for (k, v) in params {
-        if k.as_slice() != b"sign" {
+        if k.as_slice() != b"sign" && !k.is_empty() && !v.is_empty() {
             fields.insert(text(k)?, text(v)?);
         }
     }
@@ -206,7 +208,7 @@ impl crate::Provider for Alipay {
             .and_then(crypto::b64)
             .ok_or(Rejection::BadSignature)?;
         let digest = digest_of(param(&params, "sign_type")).ok_or(Rejection::BadSignature)?;
-        self.verify(&params, digest, &sig)?;
+        let signed = self.verify(&params, digest, &sig)?;
 
         let enc = charset(param(&params, "charset"))
             .ok_or(Rejection::Malformed("unsupported charset"))?;
@@ -225,6 +227,14 @@ impl crate::Provider for Alipay {
             return Err(Rejection::WrongRecipient("app_id"));
         }
         let id = get("notify_id").ok_or(Rejection::Malformed("no notify_id"))?;
+        // Values are signed unescaped, so `notify_id=X&notify_time=T` can arrive as one
+        // (percent-encoded) value under the same signature: an id is only what Alipay sends,
+        // digits today, base64 in the older gateway's examples, never `&`.
+        let id = crate::bounded(
+            id,
+            is_notify_id_char,
+            "notify_id is not an Alipay notify id",
+        )?;
         let (kind, provider_event) = event_type(&get)?;
         // A refund is a trade_status_sync too; its own time is gmt_refund.
         let time = ["gmt_refund", "gmt_payment", "notify_time"]
@@ -242,6 +252,9 @@ impl crate::Provider for Alipay {
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                     .collect(),
             )),
+            // A regrouped request (same signed string, other parameter boundaries) gets the
+            // same key, so the gateway's dedup on it makes the regrouping a duplicate.
+            content_key: Some(crate::sha256_key(&signed)),
         };
         Ok(Admission::Event {
             event,
@@ -253,6 +266,12 @@ impl crate::Provider for Alipay {
     fn failure(&self, status: u16, _message: &str) -> Reply {
         Reply::text(status, FAIL)
     }
+}
+
+/// `notify_id`: digits (open platform, e.g. `2019081500222155624068450559358070`) or base64
+/// (the older gateway's `RqPnCoPT3K9/vwbh3I+Fio…`).
+fn is_notify_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')
 }
 
 /// `(type, providerevent)`: trade notifications by `trade_status`, gateway messages by their
@@ -742,8 +761,9 @@ mod tests {
         let data = serde_json::to_value(&e.data).unwrap();
         assert_eq!(data["passback_params"], "a%20b+c", "decoded exactly once");
         assert_eq!(
-            data["body"], "",
-            "empty values are delivered, only unsigned"
+            data.get("body"),
+            None,
+            "empty values are outside the signature: not delivered"
         );
         assert_eq!(ack.status, 200);
     }
@@ -1009,7 +1029,7 @@ mod tests {
         assert_eq!(data["subject"], "hookgate 测试订单");
 
         // overrides, GBK and an id/event of our choosing
-        o.id = Some("notify-1".into());
+        o.id = Some("notify1".into());
         o.event = Some("TRADE_CLOSED".into());
         o.payload =
             Some(br#"{"charset":"gbk","total_amount":"1.00","gmt_payment":null,"n":1}"#.to_vec());
@@ -1018,7 +1038,7 @@ mod tests {
         let (e, _) = event(admit(&p, &r.body));
         assert_eq!(
             (e.id.as_str(), e.kind.as_str()),
-            ("notify-1", "alipay.trade.closed")
+            ("notify1", "alipay.trade.closed")
         );
         let data = serde_json::to_value(&e.data).unwrap();
         assert_eq!(data["subject"], "hookgate 测试订单");
@@ -1070,5 +1090,116 @@ mod tests {
             p.failure(401, "signature does not verify"),
             Reply::text(401, "fail")
         );
+    }
+
+    /// `swallower`'s value takes `&swallowed=value` of the next parameter (in sorted order),
+    /// which disappears: the signed string is the same, so the signature still verifies.
+    fn regroup(
+        params: &[(&'static str, String)],
+        swallower: &str,
+        swallowed: &str,
+    ) -> Vec<(&'static str, String)> {
+        let taken = params
+            .iter()
+            .find(|(k, _)| *k == swallowed)
+            .unwrap()
+            .1
+            .clone();
+        params
+            .iter()
+            .filter(|(k, _)| *k != swallowed)
+            .map(|(k, v)| match *k == swallower {
+                true => (*k, format!("{v}&{swallowed}={taken}")),
+                false => (*k, v.clone()),
+            })
+            .collect()
+    }
+
+    // Issue 11, class 2: `k=v&k=v` with unescaped values is ambiguous; a regrouped request
+    // must not become a second event.
+    #[test]
+    fn class2_regrouped_params_are_refused_or_keep_the_content_key() {
+        let p = alipay(APP_ID, &[&public_of(PRIVATE_KEY)]);
+        let t = trade(APP_ID, "88.88");
+        let key = |params: &[(&'static str, String)]| {
+            let encoded: Params = pairs(params)
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect();
+            crate::sha256_key(&sign_content(&encoded, false))
+        };
+        let original = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&t),
+        );
+        let (e, _) = event(admit(&p, &original));
+        assert_eq!(e.content_key.as_deref(), Some(key(&t).as_str()));
+        assert!(e.content_key.as_deref().unwrap().starts_with("sha256:"));
+        assert_eq!(e.content_key.as_ref().unwrap().len(), 7 + 64);
+
+        // notify_id swallows notify_time: same signature, and an id that is not Alipay's.
+        let r = regroup(&t, "notify_id", "notify_time");
+        assert_eq!(key(&r), key(&t), "the signed string is unchanged");
+        let body = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&r),
+        );
+        assert_eq!(
+            admit(&p, &body).unwrap_err(),
+            Rejection::Malformed("notify_id is not an Alipay notify id")
+        );
+        // gmt_payment swallows notify_id: no id at all.
+        let r = regroup(&t, "gmt_payment", "notify_id");
+        let body = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&r),
+        );
+        assert_eq!(
+            admit(&p, &body).unwrap_err(),
+            Rejection::Malformed("no notify_id")
+        );
+        // trade_no swallows trade_status: accepted (another type), but the same id and the
+        // same content key, so the gateway sees a duplicate.
+        let r = regroup(&t, "trade_no", "trade_status");
+        let body = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&r),
+        );
+        let (again, _) = event(admit(&p, &body));
+        assert_ne!(again.kind, e.kind);
+        assert_eq!((&again.id, &again.content_key), (&e.id, &e.content_key));
+    }
+
+    // Issue 11, class 2: parameters with an empty name or value are not in the signed
+    // string, so they are not Alipay's and stay out of `data`.
+    #[test]
+    fn class2_params_outside_the_signature_stay_out_of_data() {
+        let p = alipay(APP_ID, &[&public_of(PRIVATE_KEY)]);
+        let t = trade(APP_ID, "88.88");
+        let mut body = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&t),
+        );
+        body.extend_from_slice(b"&=injected&injected=&flag");
+        let (e, _) = event(admit(&p, &body));
+        let data = serde_json::to_value(&e.data).unwrap();
+        let keys: Vec<&String> = data.as_object().unwrap().keys().collect();
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k.is_empty() || *k == "injected" || *k == "flag" || *k == "body"),
+            "{keys:?}"
+        );
+        assert!(!serde_json::to_string(&data).unwrap().contains("injected"));
     }
 }

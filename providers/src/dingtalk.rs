@@ -11,7 +11,9 @@
 //!   No timestamp window is enforced (the official SDK enforces none, §4b "Freshness").
 //! - `mode = "robot"`: robot message callback, §4a. Headers `timestamp` (ms) and `sign` =
 //!   b64(HMAC-SHA256(appSecret, timestamp + "\n" + appSecret)), accepted within ±1 h. The
-//!   body is not signed, so a captured request replays within the hour: dedup on `msgId`.
+//!   body is not signed, so a captured request replays within the hour: dedup on `msgId`
+//!   catches a plain replay, not one with another body or `msgId` (`hookgate check` warns).
+//!   `msgId`, `msgtype` and `conversationId` are taken only in DingTalk's shape (issue 11).
 //!
 //! Refusals in event mode: a missing query parameter is `MissingHeader(<parameter>)`; a
 //! signature mismatch is `BadSignature`; a ciphertext that does not decrypt (base64, length,
@@ -437,6 +439,7 @@ impl DingTalk {
             time: int_field(&plain, "TimeStamp").and_then(time_secs_or_millis),
             subject,
             data: Data::json(&msg)?,
+            content_key: None,
         };
         Ok(Admission::Event { event, ack })
     }
@@ -462,12 +465,20 @@ impl DingTalk {
             return Err(Rejection::BadSignature);
         }
 
+        // DingTalk signs the timestamp only: everything below comes from an unsigned body, so
+        // it is taken only in the shape DingTalk sends (msgId `msg…=` base64-ish, msgtype a
+        // name such as `text` or `richText`, conversationId `cid…==`).
         let body: Map<String, Value> = serde_json::from_slice(req.body)
             .map_err(|_| Rejection::Malformed("body is not a JSON object"))?;
         let msg_id =
             non_empty_str(&body, "msgId").ok_or(Rejection::Malformed("body has no msgId"))?;
+        let msg_id = crate::bounded(msg_id, crate::shape::visible, "msgId is not a message id")?;
         let msgtype =
             non_empty_str(&body, "msgtype").ok_or(Rejection::Malformed("body has no msgtype"))?;
+        let msgtype = crate::bounded(msgtype, is_msgtype_char, "msgtype is not a message type")?;
+        let conversation = non_empty_str(&body, "conversationId")
+            .map(|c| crate::bounded(c, crate::shape::visible, "conversationId is not an id"))
+            .transpose()?;
         let event = Event {
             id: msg_id.to_owned(),
             kind: format!(
@@ -478,13 +489,31 @@ impl DingTalk {
             time: int_field(&body, "createAt")
                 .filter(|t| *t > 0)
                 .and_then(rfc3339_millis),
-            subject: non_empty_str(&body, "conversationId").map(str::to_owned),
+            subject: conversation.map(str::to_owned),
             data: Data::json(req.body)?,
+            content_key: None,
         };
         Ok(Admission::Event {
             event,
             ack: Reply::json(200, &serde_json::json!({})),
         })
+    }
+}
+
+/// A robot `msgtype`: `text`, `picture`, `richText`, … (`[A-Za-z0-9_]`).
+fn is_msgtype_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+impl Config {
+    /// Human warnings for `hookgate check`.
+    pub fn warnings(&self) -> Vec<String> {
+        match self.mode {
+            Mode::Robot => vec![
+                "robot mode: DingTalk signs only the timestamp, not the body; a captured request can be replayed for an hour with another body and a fresh msgId (each a new event)".to_owned(),
+            ],
+            Mode::Event => Vec::new(),
+        }
     }
 }
 
@@ -1275,5 +1304,42 @@ mod tests {
             format!("{:?}", c.app_secrets),
             "Some([[redacted], [redacted]])"
         );
+    }
+
+    // Issue 11, class 1: DingTalk does not sign the robot body, so msgId (the dedup key),
+    // msgtype (the type) and conversationId are taken only in the shape DingTalk sends.
+    #[test]
+    fn class1_unsigned_robot_body_values_are_bounded() {
+        let ts = "1577262236757";
+        let p = robot(&["testAppSecret"]);
+        let send = |body: &serde_json::Value| {
+            let h = robot_headers(ts, Some(robot_sign(ts, "testAppSecret")));
+            admit_robot(&p, h, body.to_string().as_bytes(), 1_577_262_236_757)
+        };
+        let good: Value = serde_json::from_slice(ROBOT_BODY).unwrap();
+        assert!(send(&good).is_ok());
+        let long = "m".repeat(crate::MAX_UNSIGNED_BYTES + 1);
+        for (field, value) in [
+            ("msgId", long.as_str()),
+            ("msgId", "msg\nABC"),
+            ("msgId", "msg ABC"),
+            ("msgtype", "text.x"),
+            ("msgtype", "Text\u{7f}"),
+            ("msgtype", long.as_str()),
+            ("conversationId", long.as_str()),
+            ("conversationId", "cid\r\n1"),
+        ] {
+            let mut b = good.clone();
+            b[field] = Value::from(value);
+            let r = send(&b).unwrap_err();
+            assert!(
+                matches!(r, Rejection::Malformed(_)),
+                "{field}={value:?}: {r:?}"
+            );
+            assert_eq!(r.status(), 400);
+        }
+        let mut b = good.clone();
+        b["msgId"] = Value::from("m".repeat(crate::MAX_UNSIGNED_BYTES));
+        assert!(send(&b).is_ok(), "200 bytes is still an id");
     }
 }

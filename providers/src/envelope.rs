@@ -23,6 +23,10 @@ pub struct Envelope {
     pub provider: &'static str,
     pub providerevent: String,
     pub receivedat: String,
+    /// [`Event::content_key`](crate::Event::content_key): a second dedup key for providers
+    /// whose signature scheme is ambiguous. Not part of the published message.
+    #[serde(skip)]
+    pub content_key: Option<String>,
 }
 
 impl Envelope {
@@ -44,6 +48,7 @@ impl Envelope {
             provider: provider.as_str(),
             providerevent: event.provider_event,
             receivedat,
+            content_key: event.content_key,
         }
     }
 
@@ -66,6 +71,7 @@ mod tests {
             time: None,
             subject: Some("o/r".into()),
             data: Data::json(br#"{"a": 1}"#).unwrap(),
+            content_key: None,
         };
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         let env = Envelope::new("gh", ProviderKind::Github, event, at);

@@ -51,11 +51,36 @@ pub struct Config {
     /// The Encrypt Key of the same page; when set, bodies are encrypted and signed.
     #[serde(default)]
     pub encrypt_key: Option<Secret>,
+    /// Accept legacy message-card callbacks (`card.action.trigger_v1`), which are signed with
+    /// SHA-1 over the Verification Token, not with the Encrypt Key. Without an `encrypt_key`
+    /// they are always accepted (the token is then the only secret anyway); with one, only
+    /// when this is true, so a source that has an Encrypt Key is not weakened by default.
+    #[serde(default)]
+    pub legacy_card_callbacks: bool,
+}
+
+impl Config {
+    /// Human warnings for `hookgate check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.encrypt_key.is_none() {
+            w.push(
+                "no encrypt_key: requests are authenticated only by the Verification Token inside the body, which every event carries; set an Encrypt Key so that requests are signed".to_owned(),
+            );
+        } else if self.legacy_card_callbacks {
+            w.push(
+                "legacy_card_callbacks = true: legacy card callbacks are checked with SHA-1 over the Verification Token instead of the Encrypt Key signature".to_owned(),
+            );
+        }
+        w
+    }
 }
 
 pub struct Feishu {
     token: Secret,
     encrypt: Option<EncryptKey>,
+    /// Legacy card callbacks are taken (no Encrypt Key, or `legacy_card_callbacks = true`).
+    legacy_cards: bool,
 }
 
 struct EncryptKey {
@@ -84,6 +109,7 @@ impl Feishu {
             return Err(errors);
         }
         Ok(Feishu {
+            legacy_cards: c.encrypt_key.is_none() || c.legacy_card_callbacks,
             token: c.verification_token.clone(),
             encrypt: c.encrypt_key.as_ref().map(|k| EncryptKey {
                 aes: aes_key(k.expose()),
@@ -355,6 +381,7 @@ impl Feishu {
                     time,
                     subject,
                     data: Data::Value(Value::Object(v)),
+                    content_key: None,
                 },
                 ack: ack(),
             });
@@ -378,6 +405,7 @@ impl Feishu {
                     time: time_from_millis(v.get("ts").and_then(fractional_secs_to_millis)),
                     subject: chat_id(v.get("event")),
                     data: Data::Value(v),
+                    content_key: None,
                 },
                 ack: ack(),
             });
@@ -446,6 +474,7 @@ impl Feishu {
                 .and_then(|s| time_from_millis(Some(s.saturating_mul(1000)))),
             subject,
             data: Data::Value(v),
+            content_key: None,
         };
         Ok(Admission::Event { event, ack: ack() })
     }
@@ -461,8 +490,9 @@ impl crate::Provider for Feishu {
             .header(SIGNATURE)
             .map(str::trim)
             .filter(|s| !s.is_empty());
-        // SHA-1 (40 hex digits) is the legacy card signature; events use SHA-256 (64).
-        if let Some(sig) = signature.filter(|s| s.len() == 40) {
+        // SHA-1 (40 hex digits) is the legacy card signature; events use SHA-256 (64). With
+        // an Encrypt Key and no opt-in, a 40-digit signature is just a wrong event signature.
+        if let Some(sig) = signature.filter(|s| s.len() == 40 && self.legacy_cards) {
             return self.admit_legacy_card(req, sig);
         }
         match &self.encrypt {
@@ -589,9 +619,14 @@ mod tests {
     const EVENT_V2: &str = r#"{"schema":"2.0","header":{"event_id":"5e3702a84e847582be8db7fb73283c02","event_type":"im.message.receive_v1","create_time":"1608725989000","token":"rvaYgkND1GOiu5MM0E1rncYC6PLtF7JV","app_id":"cli_9e28cb7ba56a100e","tenant_key":"2ca1d211f64f6438"},"event":{"message":{"chat_id":"oc_5ad11d72b830411d72b836c20","message_id":"om_1"}}}"#;
 
     fn feishu(token: &str, key: Option<&str>) -> Feishu {
+        feishu_cards(token, key, false)
+    }
+
+    fn feishu_cards(token: &str, key: Option<&str>, legacy_card_callbacks: bool) -> Feishu {
         Feishu::new(&Config {
             verification_token: Secret::from(token),
             encrypt_key: key.map(Secret::from),
+            legacy_card_callbacks,
         })
         .unwrap()
     }
@@ -842,8 +877,8 @@ mod tests {
                 legacy_card_signature("1700000000", "nonce-abc", "verification-token-xyz", body),
             ),
         ];
-        for key in [None, Some(KEY)] {
-            let p = feishu("verification-token-xyz", key);
+        for (key, opt_in) in [(None, false), (Some(KEY), true)] {
+            let p = feishu_cards("verification-token-xyz", key, opt_in);
             let (e, ack) = event(admit(&p, &headers, body).unwrap());
             assert_eq!(e.kind, "feishu.card.action.trigger_v1");
             assert_eq!(e.subject.as_deref(), Some("om_y"));
@@ -1036,6 +1071,7 @@ mod tests {
             let c = Config {
                 verification_token: Secret::from(TOKEN),
                 encrypt_key: key.map(Secret::from),
+                legacy_card_callbacks: false,
             };
             let p = Feishu::new(&c).unwrap();
             let mut o = SampleOptions::new(now);
@@ -1072,6 +1108,7 @@ mod tests {
         let errs = Feishu::new(&Config {
             verification_token: Secret::from(" "),
             encrypt_key: Some(Secret::from("")),
+            legacy_card_callbacks: false,
         })
         .err()
         .unwrap();
@@ -1094,10 +1131,41 @@ mod tests {
         assert!(sample(
             &Config {
                 verification_token: Secret::from(""),
-                encrypt_key: None
+                encrypt_key: None,
+                legacy_card_callbacks: false,
             },
             &SampleOptions::new(SystemTime::now())
         )
         .is_err());
+    }
+
+    // Issue 11, class 3: with an Encrypt Key, a 40-digit signature is not a way around the
+    // Encrypt Key signature: the SHA-1 card check over the Verification Token (which every
+    // plain event carries) is taken only when asked for.
+    #[test]
+    fn class3_encrypt_key_does_not_fall_back_to_legacy_cards() {
+        let body = br#"{"open_id":"ou_x","open_message_id":"om_y","action":{"tag":"button","value":{"k":"v"}}}"#;
+        let headers = vec![
+            (TIMESTAMP.to_string(), "1700000000".to_string()),
+            (NONCE.to_string(), "nonce-abc".to_string()),
+            (
+                SIGNATURE.to_string(),
+                legacy_card_signature("1700000000", "nonce-abc", "verification-token-xyz", body),
+            ),
+        ];
+        let strict = feishu("verification-token-xyz", Some(KEY));
+        assert_eq!(
+            admit(&strict, &headers, body).unwrap_err(),
+            Rejection::BadSignature
+        );
+        let opted_in = feishu_cards("verification-token-xyz", Some(KEY), true);
+        assert!(admit(&opted_in, &headers, body).is_ok());
+        let plain = feishu("verification-token-xyz", None);
+        assert!(admit(&plain, &headers, body).is_ok());
+        let c: Config = serde_json::from_str(
+            r#"{"verification_token":"t","encrypt_key":"k","legacy_card_callbacks":true}"#,
+        )
+        .unwrap();
+        assert!(c.legacy_card_callbacks);
     }
 }

@@ -1,5 +1,7 @@
 //! GitHub: HMAC-SHA256 of the raw body in `X-Hub-Signature-256`, delivery id in
-//! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup.
+//! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup, and signs
+//! neither the delivery id nor the event name: a replay with a new delivery id is a new event.
+//! Both headers are therefore taken only in the shape GitHub sends (issue 11).
 //! Protocol: PROVIDERS.md §1.
 
 use std::borrow::Cow;
@@ -29,6 +31,18 @@ pub struct Config {
     /// Accept the legacy `X-Hub-Signature` (HMAC-SHA1) when no SHA-256 header is sent.
     #[serde(default)]
     pub accept_sha1: bool,
+}
+
+impl Config {
+    /// Human warnings for `hookgate check`. The unsigned `X-GitHub-Delivery` is GitHub's
+    /// design, not a choice of this config, so it is documented (docs/security.md), not warned.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.accept_sha1 {
+            vec!["accept_sha1 = true: deliveries without X-Hub-Signature-256 are checked with HMAC-SHA1".to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 pub struct Github {
@@ -111,18 +125,25 @@ impl crate::Provider for Github {
 
     fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
         self.verify(req)?;
-        let event_name = req.require_header(EVENT)?;
-        let delivery = req.require_header(DELIVERY)?;
-        if !is_event_name(event_name) {
-            return Err(Rejection::Malformed("X-GitHub-Event is not an event name"));
-        }
+        // Neither header is signed: a captured delivery can be replayed with other values, so
+        // they are taken only in the shape GitHub sends (a GUID; a lowercase event name).
+        let event_name = crate::bounded(
+            req.require_header(EVENT)?,
+            crate::shape::lower_name,
+            "X-GitHub-Event is not an event name",
+        )?;
+        let delivery = crate::bounded(
+            req.require_header(DELIVERY)?,
+            crate::shape::guid,
+            "X-GitHub-Delivery is not a delivery GUID",
+        )?;
         let json = json_payload(req)?;
         let peek: Peek = serde_json::from_slice(&json)
             .map_err(|_| Rejection::Malformed("payload is not a JSON object"))?;
-        let mut kind = format!("github.{}", event_name.to_ascii_lowercase());
-        if let Some(action) = peek.action.as_deref().filter(|a| is_event_name(a)) {
+        let mut kind = format!("github.{event_name}");
+        if let Some(action) = peek.action.as_deref().filter(|a| is_action(a)) {
             kind.push('.');
-            kind.push_str(&action.to_ascii_lowercase());
+            kind.push_str(action);
         }
         let subject = peek
             .repository
@@ -135,6 +156,7 @@ impl crate::Provider for Github {
             time: None,
             subject,
             data: Data::json(&json)?,
+            content_key: None,
         };
         Ok(Admission::Event {
             ack: Reply::accepted_id(delivery),
@@ -145,6 +167,10 @@ impl crate::Provider for Github {
 
 /// The JSON text of a delivery: the body itself, or the `payload` field of a form body.
 /// Borrowed in JSON mode: the body is copied once, into the event's data.
+///
+/// `Content-Type` is not signed, so the same signed bytes must not read as two payloads: a
+/// form body is exactly `payload=<encoded JSON>` (all GitHub sends), never a JSON body that
+/// happens to hold `&payload=…` in a string (an issue comment can).
 fn json_payload<'a>(req: &RawRequest<'a>) -> Result<Cow<'a, [u8]>, Rejection> {
     let form = req.header("content-type").is_some_and(|ct| {
         ct.trim_start()
@@ -153,15 +179,20 @@ fn json_payload<'a>(req: &RawRequest<'a>) -> Result<Cow<'a, [u8]>, Rejection> {
     if !form {
         return Ok(Cow::Borrowed(req.body));
     }
-    form::pairs(req.body)
-        .find(|(k, _)| k == b"payload")
+    req.body
+        .strip_prefix(b"payload=")
+        .filter(|rest| !rest.contains(&b'&'))
+        .and_then(|_| form::pairs(req.body).next())
         .map(|(_, v)| Cow::Owned(v))
-        .ok_or(Rejection::Malformed("form body has no payload field"))
+        .ok_or(Rejection::Malformed(
+            "form body is not a single payload field",
+        ))
 }
 
-/// Event and action names are `[a-z0-9_]`; anything else would corrupt the dotted type.
-fn is_event_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+/// An `action` (signed, in the body) becomes a type segment only as GitHub writes it:
+/// `[a-z0-9_]`, at most 64 bytes; anything else is left out of the type.
+fn is_action(s: &str) -> bool {
+    s.len() <= 64 && crate::bounded(s, crate::shape::lower_name, "").is_ok()
 }
 
 /// `sha256=<hex>` of `body` under `secret`: the value GitHub sends.
@@ -435,5 +466,74 @@ mod tests {
             accept_sha1: false
         })
         .is_err());
+    }
+
+    // Issue 11, class 1: X-GitHub-Delivery and X-GitHub-Event are not signed. A captured
+    // delivery replayed with a 300-byte delivery id was answered 202 and broke the relay.
+    #[test]
+    fn class1_unsigned_headers_are_bounded_and_shaped() {
+        let body = br#"{"zen":"x"}"#;
+        let p = gh(&["mysecret"], false);
+        let with = |event: &str, delivery: &str| {
+            let mut h = headers(Some((
+                "X-Hub-Signature-256",
+                signature_256("mysecret", body),
+            )));
+            h[0].1 = event.into();
+            h[1].1 = delivery.into();
+            admit(&p, h, body)
+        };
+        let guid = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+        assert!(with("push", guid).is_ok());
+        assert!(with("pull_request_review_comment", guid).is_ok());
+        assert!(with("push", &"a".repeat(crate::MAX_UNSIGNED_BYTES)).is_ok());
+        let long = "a".repeat(crate::MAX_UNSIGNED_BYTES + 1);
+        let long300 = "7".repeat(300);
+        for (event, delivery) in [
+            ("push", long300.as_str()),
+            ("push", long.as_str()),
+            ("push", "72d3162e cc78"),
+            ("push", "72d3162e\u{1}cc78"),
+            ("push", "72d3162e.cc78"),
+            ("push", "{id}"),
+            ("Push", guid),
+            ("push.x", guid),
+            ("push\u{0}", guid),
+            (long.as_str(), guid),
+        ] {
+            let r = with(event, delivery).unwrap_err();
+            assert!(
+                matches!(r, Rejection::Malformed(_)),
+                "{event:?} {delivery:?}: {r:?}"
+            );
+            assert_eq!(r.status(), 400);
+        }
+        // A signed `action` out of shape is left out of the type, never copied into it.
+        let body = br#"{"action":"Opened.Now"}"#;
+        let h = headers(Some((
+            "X-Hub-Signature-256",
+            signature_256("mysecret", body),
+        )));
+        let (e, _) = crate::testing::event(admit(&p, h, body));
+        assert_eq!(e.kind, "github.push");
+    }
+
+    // Issue 11, class 1: Content-Type is not signed either. A JSON body holding
+    // `&payload=…` in a string (an issue comment can) must not be re-read as a form body
+    // whose payload the commenter wrote.
+    #[test]
+    fn class1_unsigned_content_type_cannot_reread_a_signed_body() {
+        let body = br#"{"comment":{"body":"&payload=%7B%22forged%22%3Atrue%7D&"}}"#;
+        let p = gh(&["mysecret"], false);
+        let mut h = headers(Some((
+            "X-Hub-Signature-256",
+            signature_256("mysecret", body),
+        )));
+        assert!(admit(&p, h.clone(), body).is_ok());
+        h[2].1 = "application/x-www-form-urlencoded".into();
+        assert_eq!(
+            admit(&p, h, body).unwrap_err(),
+            Rejection::Malformed("form body is not a single payload field")
+        );
     }
 }

@@ -16,7 +16,7 @@ use ::hmac::Mac;
 use serde::Deserialize;
 use serde_json::Value;
 use sha1::Sha1;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Sha256, Sha512};
 
 use crate::crypto::{b64_encode, b64_lenient, ct_eq};
 use crate::sign::{SampleOptions, SampleRequest};
@@ -71,6 +71,28 @@ pub struct Config {
     /// JSON pointer to a handshake challenge (Slack `url_verification`: `/challenge`). A
     /// verified body with a string there is answered `200 {"challenge": …}` and not published.
     pub challenge_pointer: Option<String>,
+}
+
+impl Config {
+    /// Human warnings for `hookgate check`: values this config takes from outside the
+    /// signature.
+    pub fn warnings(&self) -> Vec<String> {
+        let template = self.signed_payload.as_deref().unwrap_or("{body}");
+        let mut w = Vec::new();
+        if let Some(h) = &self.id_header {
+            if !template.contains("{id}") {
+                w.push(format!(
+                    "id comes from an unsigned header (`id_header = \"{h}\"` is not in `signed_payload`): a replay with a fresh id bypasses dedup"
+                ));
+            }
+        }
+        if let Some(h) = &self.type_header {
+            w.push(format!(
+                "type comes from an unsigned header (`type_header = \"{h}\"`): a replay can give a captured body another type and routing key"
+            ));
+        }
+        w
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +264,19 @@ impl Hmac {
                 "uses {timestamp}: set timestamp_header or timestamp_param",
             ));
         }
+        // A timestamp that is not signed proves nothing about freshness: a replay sends a new
+        // one. Its window would guard nothing, so such a config is refused, not run.
+        if has_timestamp && !template.is_empty() && !template.contains(&Part::Timestamp) {
+            let key = if c.timestamp_header.is_some() {
+                "timestamp_header"
+            } else {
+                "timestamp_param"
+            };
+            errors.push(ConfigError::new(
+                key,
+                "is not part of signed_payload, so its window would guard nothing: add {timestamp} to signed_payload (as the sender signs it) or remove the timestamp",
+            ));
+        }
         if template.contains(&Part::Id) && c.id_header.is_none() {
             errors.push(ConfigError::new(
                 "signed_payload",
@@ -401,13 +436,17 @@ impl crate::Provider for Hmac {
         }
         let id = match &self.id {
             // No id anywhere: the body's hash, so a resend of the same bytes deduplicates.
-            None => format!("sha256:{}", hex::encode(Sha256::digest(req.body))),
-            Some(Locator::Header(h)) => req
-                .header(h)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or(Rejection::Malformed("the event id header is missing"))?
-                .to_owned(),
+            None => crate::sha256_key(req.body),
+            // Unsigned unless the template has {id}: taken only as an opaque visible token.
+            Some(Locator::Header(h)) => crate::bounded(
+                req.header(h)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .ok_or(Rejection::Malformed("the event id header is missing"))?,
+                crate::shape::visible,
+                "the event id header is too long or not a visible token",
+            )?
+            .to_owned(),
             Some(Locator::Pointer(p)) => value
                 .pointer(p)
                 .and_then(scalar)
@@ -415,10 +454,19 @@ impl crate::Provider for Hmac {
         };
         let raw_type = match &self.kind {
             None => None,
+            // Never signed: bounded and free of control characters before it is sanitized.
             Some(Locator::Header(h)) => req
                 .header(h)
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
+                .map(|v| {
+                    crate::bounded(
+                        v,
+                        crate::shape::text,
+                        "the event type header is too long or has control characters",
+                    )
+                })
+                .transpose()?
                 .map(str::to_owned),
             Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
         };
@@ -435,6 +483,7 @@ impl crate::Provider for Hmac {
             time: None,
             subject: None,
             data,
+            content_key: None,
         };
         Ok(Admission::Event {
             ack: Reply::accepted_id(&id),
@@ -674,6 +723,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
 mod tests {
     use super::*;
     use crate::{Headers, ProviderConfig};
+    use sha2::Digest;
     use std::time::Duration;
 
     // The README's examples, verbatim; only the `${…}` secret is replaced in `source()`.
@@ -1492,6 +1542,7 @@ type_header = "X-GitHub-Event"
             (
                 Config {
                     timestamp_param: Some("t".into()),
+                    signed_payload: Some("{timestamp}.{body}".into()),
                     ..base()
                 },
                 &["timestamp_param"],
@@ -1501,6 +1552,7 @@ type_header = "X-GitHub-Event"
                     timestamp_param: Some("t".into()),
                     timestamp_header: Some("X-Ts".into()),
                     signature_param: Some("v1".into()),
+                    signed_payload: Some("{timestamp}.{body}".into()),
                     ..base()
                 },
                 &["timestamp_param"],
@@ -1509,6 +1561,7 @@ type_header = "X-GitHub-Event"
                 Config {
                     signature_param: Some("v 1".into()),
                     timestamp_header: Some("X-Ts".into()),
+                    signed_payload: Some("{timestamp}.{body}".into()),
                     tolerance_secs: Some(0),
                     ..base()
                 },
@@ -1548,6 +1601,83 @@ type_header = "X-GitHub-Event"
             let cfg: ProviderConfig = provider_table(text, "s").try_into().unwrap();
             assert_eq!(cfg.kind(), ProviderKind::Hmac);
             assert!(cfg.build().is_ok(), "{text}");
+        }
+    }
+
+    // Issue 11, class 1: an id or type header that is not signed is bounded and shaped.
+    #[test]
+    fn class1_unsigned_id_and_type_headers_are_bounded() {
+        let p = build(&source(SHOPIFY_TOML, SHOPIFY_SECRET));
+        let with = |id: &str, topic: &str| {
+            let headers = h(&[
+                ("X-Shopify-Hmac-Sha256", SHOPIFY_SIG),
+                ("X-Shopify-Topic", topic),
+                ("X-Shopify-Webhook-Id", id),
+            ]);
+            admit(&p, &headers, SHOPIFY_BODY, at(0))
+        };
+        assert!(with("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", "orders/create").is_ok());
+        let long = "x".repeat(crate::MAX_UNSIGNED_BYTES + 1);
+        let long_topic = format!("orders/{}", "y".repeat(crate::MAX_UNSIGNED_BYTES));
+        for (id, topic) in [
+            (long.as_str(), "orders/create"),
+            ("a b", "orders/create"),
+            ("a\u{1b}[31m", "orders/create"),
+            ("w1", long_topic.as_str()),
+            ("w1", "orders\u{7}"),
+        ] {
+            let r = with(id, topic).unwrap_err();
+            assert!(
+                matches!(r, Rejection::Malformed(_)),
+                "{id:?} {topic:?}: {r:?}"
+            );
+        }
+        // A printable topic of any spelling is still sanitized into a type.
+        let (e, _) = event(with("w1", "Orders / Create"));
+        assert_eq!(e.kind, "hmac.orders___create");
+    }
+
+    // Issue 11, class 3: a timestamp that is not signed guards nothing; such a config is
+    // refused (`check` and `serve` both build the adapter).
+    #[test]
+    fn class3_unsigned_timestamp_is_a_config_error() {
+        let keys = |c: &Config| -> Vec<String> {
+            Hmac::new(c)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.key.into_owned())
+                .collect()
+        };
+        let base = || Config {
+            secrets: vec![Secret::from("k")],
+            signature_header: Some("X-Sig".into()),
+            ..Config::default()
+        };
+        let header_only = Config {
+            timestamp_header: Some("X-Ts".into()),
+            tolerance_secs: Some(300),
+            ..base()
+        };
+        assert_eq!(keys(&header_only), ["timestamp_header"]);
+        let param_only = Config {
+            signature_header: Some("Stripe-Signature".into()),
+            signature_param: Some("v1".into()),
+            timestamp_param: Some("t".into()),
+            signed_payload: Some("{body}".into()),
+            ..base()
+        };
+        assert_eq!(keys(&param_only), ["timestamp_param"]);
+        let msg = Hmac::new(&header_only).err().unwrap()[0].to_string();
+        assert!(msg.contains("signed_payload"), "{msg}");
+        // Signed, as Stripe and Slack do: fine.
+        assert!(keys(&Config {
+            signed_payload: Some("{timestamp}.{body}".into()),
+            ..header_only
+        })
+        .is_empty());
+        for text in [STRIPE_TOML, SLACK_TOML] {
+            assert!(Hmac::new(&source(text, "s")).is_ok());
         }
     }
 }

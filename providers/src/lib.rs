@@ -127,6 +127,12 @@ pub struct Event {
     /// The natural key: repository, `out_trade_no`, chat id, …
     pub subject: Option<String>,
     pub data: Data,
+    /// `sha256:` + lowercase hex SHA-256 of the exact string the signature covers, where the
+    /// provider's scheme is ambiguous (Alipay, WeChat Pay v2 sign `k=v&k=v` with unescaped
+    /// values, so parameters can be regrouped under one signature into a request with another
+    /// id). Dedup on `(source, content_key)` as well as on `(source, id)` makes a regrouped
+    /// request a duplicate. `None` where the signature covers the raw bytes.
+    pub content_key: Option<String>,
 }
 
 /// The HTTP answer a provider expects.
@@ -315,6 +321,20 @@ impl ProviderConfig {
         }
     }
 
+    /// Human warnings for `hookgate check` (a source that works, but where something the
+    /// operator may not expect is outside a signature). Not errors: `build` refuses those.
+    pub fn warnings(&self) -> Vec<String> {
+        match self {
+            ProviderConfig::Github(c) => c.warnings(),
+            ProviderConfig::Dingtalk(c) => c.warnings(),
+            ProviderConfig::Feishu(c) => c.warnings(),
+            ProviderConfig::Hmac(c) => c.warnings(),
+            ProviderConfig::Alipay(_)
+            | ProviderConfig::Wechatpay(_)
+            | ProviderConfig::Standard(_) => Vec::new(),
+        }
+    }
+
     pub fn kind(&self) -> ProviderKind {
         match self {
             ProviderConfig::Github(_) => ProviderKind::Github,
@@ -330,6 +350,98 @@ impl ProviderConfig {
 
 fn boxed<P: Provider + 'static>(p: P) -> Box<dyn Provider> {
     Box::new(p)
+}
+
+/// The most bytes hookgate takes from a value outside a signature (an id, an event name, a
+/// routing-key part), and from any event id or type (CONTRACT.md "Unsigned input decides
+/// nothing dangerous"): well inside AMQP's 255-byte short strings (`message_id`, `type`,
+/// and the routing key `{source}.{type}`).
+pub const MAX_UNSIGNED_BYTES: usize = 200;
+
+/// A value hookgate cannot trust (unsigned, or signed but used as an id or a type) checked for
+/// the shape the provider sends: non-empty, at most [`MAX_UNSIGNED_BYTES`], no control
+/// character, and every character accepted by `shape`. Otherwise `Rejection::Malformed(why)`
+/// (400).
+pub fn bounded<'a>(
+    value: &'a str,
+    shape: impl Fn(char) -> bool,
+    why: &'static str,
+) -> Result<&'a str, Rejection> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_UNSIGNED_BYTES
+        && value.chars().all(|c| !c.is_control() && shape(c));
+    ok.then_some(value).ok_or(Rejection::Malformed(why))
+}
+
+/// Character classes for [`bounded`].
+pub mod shape {
+    /// Any character that is not a control character (the check `bounded` always makes).
+    pub fn text(_: char) -> bool {
+        true
+    }
+    /// Visible ASCII, no space: what a header token or an opaque id looks like.
+    pub fn visible(c: char) -> bool {
+        c.is_ascii_graphic()
+    }
+    /// `[0-9A-Za-z]`.
+    pub fn alnum(c: char) -> bool {
+        c.is_ascii_alphanumeric()
+    }
+    /// `[0-9A-Za-z-]`: a GUID or a similar token.
+    pub fn guid(c: char) -> bool {
+        c.is_ascii_alphanumeric() || c == '-'
+    }
+    /// `[a-z0-9_]`: a lowercase event or action name.
+    pub fn lower_name(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    }
+    /// `[a-z0-9_.-]`: a CloudEvents type as hookgate builds it.
+    pub fn dotted(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+    }
+}
+
+/// `provider.admit` followed by the central backstop every event goes through, whatever the
+/// adapter checked: the id must be non-empty, at most [`MAX_UNSIGNED_BYTES`] and free of
+/// control characters; the type at most [`MAX_UNSIGNED_BYTES`] and lowercase dotted
+/// `[a-z0-9_.-]`. Anything else is `Rejection::Malformed` (400), so no id or type can break
+/// an AMQP short string, a routing key or a log line. The gateway calls this, never
+/// `Provider::admit` directly.
+pub fn admit(
+    provider: &dyn Provider,
+    req: &RawRequest<'_>,
+    now: SystemTime,
+) -> Result<Admission, Rejection> {
+    let admission = provider.admit(req, now)?;
+    if let Admission::Event { event, .. } = &admission {
+        check_event(event)?;
+    }
+    Ok(admission)
+}
+
+/// The backstop of [`admit`] on one event.
+fn check_event(event: &Event) -> Result<(), Rejection> {
+    bounded(
+        &event.id,
+        shape::text,
+        "event id is empty, too long or has control characters",
+    )?;
+    bounded(
+        &event.kind,
+        shape::dotted,
+        "event type is too long or not lowercase dotted",
+    )?;
+    let dotted =
+        !event.kind.starts_with('.') && !event.kind.ends_with('.') && !event.kind.contains("..");
+    dotted
+        .then_some(())
+        .ok_or(Rejection::Malformed("event type is not lowercase dotted"))
+}
+
+/// `sha256:` + lowercase hex SHA-256 of `content`: a content-derived id or [`Event::content_key`].
+pub fn sha256_key(content: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(content)))
 }
 
 /// Checks that a list of secrets is non-empty and has no empty entry.
@@ -514,5 +626,130 @@ mod tests {
         assert_eq!(Rejection::BadSignature.status(), 401);
         assert_eq!(Rejection::Malformed("x").status(), 400);
         assert_eq!(Rejection::WrongRecipient("app_id").status(), 401);
+    }
+
+    /// A provider that admits whatever event it was built with.
+    struct Fixed(&'static str, &'static str);
+
+    impl Provider for Fixed {
+        fn kind(&self) -> ProviderKind {
+            ProviderKind::Hmac
+        }
+        fn admit(&self, _: &RawRequest<'_>, _: SystemTime) -> Result<Admission, Rejection> {
+            Ok(Admission::Event {
+                event: Event {
+                    id: self.0.into(),
+                    kind: self.1.into(),
+                    provider_event: String::new(),
+                    time: None,
+                    subject: None,
+                    data: Data::Value(serde_json::Value::Null),
+                    content_key: None,
+                },
+                ack: Reply::empty(202),
+            })
+        }
+    }
+
+    // Issue 11, class 1: whatever an adapter lets through, no id or type that could break an
+    // AMQP short string, a routing key or a log line leaves `admit`.
+    #[test]
+    fn class1_backstop_refuses_ids_and_types_out_of_shape() {
+        let headers: Vec<(String, String)> = Vec::new();
+        let req = RawRequest {
+            headers: &headers,
+            query: "",
+            body: b"",
+        };
+        let run = |id: &'static str, kind: &'static str| {
+            admit(&Fixed(id, kind), &req, SystemTime::UNIX_EPOCH)
+        };
+        assert!(run("evt-1", "hmac.order.paid_v2").is_ok());
+        assert!(run("sha256:ab", "x-y.z").is_ok());
+        let id200: &'static str = Box::leak("i".repeat(MAX_UNSIGNED_BYTES).into_boxed_str());
+        let id201: &'static str = Box::leak("i".repeat(MAX_UNSIGNED_BYTES + 1).into_boxed_str());
+        let kind201: &'static str =
+            Box::leak(format!("hmac.{}", "t".repeat(MAX_UNSIGNED_BYTES)).into_boxed_str());
+        assert!(run(id200, "hmac.event").is_ok());
+        for (id, kind) in [
+            ("", "hmac.event"),
+            (id201, "hmac.event"),
+            ("a\nb", "hmac.event"),
+            ("a\u{7f}", "hmac.event"),
+            ("a\u{85}", "hmac.event"),
+            ("ok", kind201),
+            ("ok", ""),
+            ("ok", "Hmac.Event"),
+            ("ok", "hmac event"),
+            ("ok", "hmac.*"),
+            ("ok", "hmac.#"),
+            ("ok", "hmac..event"),
+            ("ok", ".hmac"),
+            ("ok", "hmac."),
+        ] {
+            let r = run(id, kind).unwrap_err();
+            assert!(matches!(r, Rejection::Malformed(_)), "{id:?} {kind:?}");
+            assert_eq!(r.status(), 400);
+        }
+    }
+
+    #[test]
+    fn bounded_values() {
+        assert_eq!(bounded("abc", shape::alnum, "x"), Ok("abc"));
+        assert_eq!(
+            bounded("", shape::text, "x"),
+            Err(Rejection::Malformed("x"))
+        );
+        assert!(bounded("a\tb", shape::text, "x").is_err());
+        assert!(bounded("ü", shape::text, "x").is_ok());
+        assert!(bounded("ü", shape::visible, "x").is_err());
+        assert!(bounded(&"é".repeat(100), shape::text, "x").is_ok());
+        assert!(
+            bounded(&"é".repeat(101), shape::text, "x").is_err(),
+            "bytes, not chars"
+        );
+        assert_eq!(
+            sha256_key(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    // Issue 11, class 3: `check` tells the operator what a config leaves outside a signature.
+    #[test]
+    fn class3_warnings_name_what_is_unsigned() {
+        let cfg = |v: serde_json::Value| serde_json::from_value::<ProviderConfig>(v).unwrap();
+        let shopify = cfg(serde_json::json!({"provider": "hmac", "secrets": ["s"],
+            "signature_header": "X-Shopify-Hmac-Sha256", "encoding": "base64",
+            "id_header": "X-Shopify-Webhook-Id", "type_header": "X-Shopify-Topic"}));
+        let w = shopify.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(
+            w[0],
+            "id comes from an unsigned header (`id_header = \"X-Shopify-Webhook-Id\"` is not in `signed_payload`): a replay with a fresh id bypasses dedup"
+        );
+        assert!(w[1].contains("type_header"));
+        let signed_id = cfg(serde_json::json!({"provider": "hmac", "secrets": ["s"],
+            "signature_header": "X-Sig", "signed_payload": "{id}.{body}", "id_header": "X-Id"}));
+        assert!(signed_id.warnings().is_empty());
+        let stripe = cfg(serde_json::json!({"provider": "hmac", "secrets": ["s"],
+            "signature_header": "Stripe-Signature", "signature_param": "v1", "timestamp_param": "t",
+            "signed_payload": "{timestamp}.{body}", "id_pointer": "/id", "type_pointer": "/type"}));
+        assert!(stripe.warnings().is_empty());
+        let github = cfg(serde_json::json!({"provider": "github", "secrets": ["s"]}));
+        assert!(github.warnings().is_empty());
+        let robot =
+            cfg(serde_json::json!({"provider": "dingtalk", "mode": "robot", "app_secrets": ["s"]}));
+        assert_eq!(robot.warnings().len(), 1);
+        let plain = cfg(serde_json::json!({"provider": "feishu", "verification_token": "t"}));
+        assert!(plain.warnings()[0].contains("no encrypt_key"));
+        let encrypted = cfg(
+            serde_json::json!({"provider": "feishu", "verification_token": "t", "encrypt_key": "k"}),
+        );
+        assert!(encrypted.warnings().is_empty());
+        let cards = cfg(
+            serde_json::json!({"provider": "feishu", "verification_token": "t",
+            "encrypt_key": "k", "legacy_card_callbacks": true}),
+        );
+        assert!(cards.warnings()[0].contains("legacy_card_callbacks"));
     }
 }

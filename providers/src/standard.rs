@@ -344,6 +344,7 @@ impl crate::Provider for Standard {
             // The spec defines no natural key and payload shapes vary per sender.
             subject: None,
             data,
+            content_key: None,
         };
         Ok(Admission::Event {
             ack: Reply::accepted_id(id),

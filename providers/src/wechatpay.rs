@@ -387,6 +387,7 @@ impl WechatPay {
             time,
             subject,
             data: Data::Value(Value::Object(body)),
+            content_key: None,
         };
         Ok(Admission::Event {
             event,
@@ -496,6 +497,10 @@ impl WechatPay {
         let id = get("transaction_id")
             .or_else(|| get("out_trade_no"))
             .ok_or(Rejection::Malformed("no transaction_id or out_trade_no"))?;
+        // Values are signed unescaped (`k=v&k=v`), so one element can swallow the next under
+        // the same signature: an id is only what WeChat Pay sends (digits for
+        // `transaction_id`; `[0-9A-Za-z_-|*@]` for `out_trade_no`), never `&` or `=`.
+        let id = crate::bounded(id, is_v2_id_char, "transaction_id is not a WeChat Pay id")?;
         let result_code = get("result_code").unwrap_or("");
         let kind = if result_code == "SUCCESS" {
             "wechatpay.transaction.success"
@@ -508,13 +513,18 @@ impl WechatPay {
             provider_event: result_code.to_owned(),
             time: get("time_end").and_then(compact_beijing_rfc3339),
             subject: get("out_trade_no").map(str::to_owned),
+            // Empty elements are outside the signature (the content skips them): not WeChat's.
             data: Data::Value(Value::Object(
                 params
                     .iter()
-                    .filter(|(k, _)| k != "sign")
+                    .filter(|(k, v)| k != "sign" && !k.is_empty() && !v.is_empty())
                     .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect(),
             )),
+            // The signed string is `content&key=<API key>`; the digest leaves the constant
+            // secret suffix out, so it is the same under every configured key and no hash of
+            // the key is stored. A regrouped request has the same content, hence the same key.
+            content_key: Some(crate::sha256_key(content.as_bytes())),
         };
         Ok(Admission::Event {
             event,
@@ -525,6 +535,11 @@ impl WechatPay {
             },
         })
     }
+}
+
+/// A v2 `transaction_id` (digits) or `out_trade_no` (`[0-9A-Za-z_-|*@]`, at most 32).
+fn is_v2_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '|' | '*' | '@')
 }
 
 /// The v2 parameters of a flat `<xml>` document, text and CDATA alike. A DOCTYPE is refused
@@ -1623,5 +1638,80 @@ mod tests {
         assert_eq!(c.sign_type, Some(SignType::HmacSha256));
         assert!(serde_json::from_str::<Config>(r#"{"version":2,"sign_type":"SHA1"}"#).is_err());
         assert!(serde_json::from_str::<Config>(r#"{"apiv3_key":"x"}"#).is_err());
+    }
+
+    // Issue 11, class 2: v2 signs `k=v&k=v` with unescaped values, so `total_fee` can swallow
+    // `transaction_id` under the same signature and the id falls back to `out_trade_no`: a
+    // new id for the same payment. The content key stays the same, so it is a duplicate; an
+    // id holding `&` or `=` is refused.
+    #[test]
+    fn class2_regrouped_elements_keep_the_content_key() {
+        let key = "192006250b4c09247ec02edce69f6a2d";
+        let p = WechatPay::new(&v2_config(&[key], None)).unwrap();
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let original = params(&[
+            ("appid", "wx2421b1c4370ec43b"),
+            ("mch_id", "10000100"),
+            ("out_trade_no", "1409811653"),
+            ("result_code", "SUCCESS"),
+            ("return_code", "SUCCESS"),
+            ("total_fee", "1"),
+            ("transaction_id", "1004400740201409030005092168"),
+        ]);
+        let sign = v2_signature(SignType::Md5, &original, key);
+        let xml_of = |ps: &[(String, String)]| {
+            let mut pairs: Vec<(&str, &str)> =
+                ps.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            pairs.push(("sign", &sign));
+            xml(&pairs).into_bytes()
+        };
+        let (e, _) = event(admit(&p, &[], &xml_of(&original), at(NOW)));
+        assert_eq!(e.id, "1004400740201409030005092168");
+        let content_key = e.content_key.clone().expect("v2 sets a content key");
+        assert_eq!(
+            content_key,
+            crate::sha256_key(v2_content(&original).as_bytes())
+        );
+
+        let mut swallowed = original.clone();
+        swallowed.retain(|(k, _)| k != "transaction_id");
+        swallowed[5].1 = "1&transaction_id=1004400740201409030005092168".into();
+        assert_eq!(v2_content(&swallowed), v2_content(&original));
+        let (again, _) = event(admit(&p, &[], &xml_of(&swallowed), at(NOW)));
+        assert_ne!(again.id, e.id, "the regrouping changes the id…");
+        assert_eq!(
+            again.content_key,
+            Some(content_key),
+            "…but not the content key"
+        );
+
+        // An id that swallowed a neighbour is not an id WeChat Pay sends.
+        let mut into_id2 = params(&[
+            ("appid", "wx2421b1c4370ec43b"),
+            ("mch_id", "10000100"),
+            ("out_trade_no", "1409811653"),
+            ("result_code", "SUCCESS"),
+            ("return_code", "SUCCESS"),
+            ("total_fee", "1"),
+            ("transaction_id", "1004400740201409030005092168"),
+            ("zeta", "z"),
+        ]);
+        let sign2 = v2_signature(SignType::Md5, &into_id2, key);
+        into_id2.retain(|(k, _)| k != "zeta");
+        into_id2[6].1 = "1004400740201409030005092168&zeta=z".into();
+        let mut pairs: Vec<(&str, &str)> = into_id2
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        pairs.push(("sign", &sign2));
+        assert_eq!(
+            admit(&p, &[], xml(&pairs).as_bytes(), at(NOW)).unwrap_err(),
+            Rejection::Malformed("transaction_id is not a WeChat Pay id")
+        );
     }
 }
