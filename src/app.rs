@@ -148,6 +148,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .with_context(|| format!("opening the store at {}", config.store.path.display()))?,
         )
     };
+    for s in &config.sources {
+        for w in s.provider.warnings() {
+            tracing::warn!(source = %s.name, "{w}");
+        }
+    }
     for w in crate::topology::warnings(&config) {
         tracing::warn!("{w}");
     }

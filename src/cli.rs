@@ -373,6 +373,11 @@ fn check(path: &Path) -> anyhow::Result<()> {
             guards.join(" ")
         )?;
     }
+    for s in &config.sources {
+        for w in s.provider.warnings() {
+            writeln!(out, "warning: source `{}`: {w}", s.name)?;
+        }
+    }
     for w in crate::topology::warnings(&config) {
         writeln!(out, "warning: {w}")?;
     }

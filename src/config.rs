@@ -677,7 +677,7 @@ fn check_template(t: &str) -> Result<(), String> {
 }
 
 /// The longest event type a provider adapter lets through (longer ones get 400).
-pub const MAX_TYPE_BYTES: usize = 200;
+pub const MAX_TYPE_BYTES: usize = providers::MAX_UNSIGNED_BYTES;
 
 /// Renders a routing-key template.
 pub fn render_routing_key(template: &str, source: &str, kind: &str, provider: &str) -> String {

@@ -169,7 +169,8 @@ pub async fn process(
         query: req.query_string(),
         body: &body,
     };
-    let (event, ack) = match source.provider.admit(&raw, received) {
+    // `providers::admit` also bounds and shapes the id and type (issue 11, class 1).
+    let (mut event, ack) = match providers::admit(&*source.provider, &raw, received) {
         Ok(Admission::Event { event, ack }) => (event, ack),
         Ok(Admission::Control(reply)) => return Outcome::Control(reply),
         Err(providers::Rejection::Probe) => return Outcome::Probe(fail(401, "unauthorized")),
@@ -197,6 +198,7 @@ pub async fn process(
         };
     }
 
+    let content_key = event.content_key.take();
     let envelope = Envelope::new(&source.name, source.kind, event, received);
     let entry = Entry {
         routing_key: render_routing_key(
@@ -209,7 +211,7 @@ pub async fn process(
         kind: envelope.kind.clone(),
         source: source.name.clone(),
         provider: source.kind.as_str().to_string(),
-        content_key: None,
+        content_key,
         timestamp: providers::unix_secs(received).max(0) as u64,
         replay: false,
         body: envelope.to_json(),
