@@ -1,0 +1,60 @@
+-- wrk script of scripts/bench.sh: POSTs one signed 7 KB GitHub push with a unique
+-- X-GitHub-Delivery per request (prefix from BENCH_ID, per thread, per request), counts 2xx,
+-- and stops a thread after BENCH_MAX_PER_THREAD requests (a safety cap; bench.sh sizes it so
+-- that the duration, not the cap, ends the run, and says so when it did not).
+-- The body is the same for every request, so its signature is computed once (by bench.sh);
+-- the server still verifies every request's HMAC over the whole body.
+local body = assert(io.open(os.getenv("BENCH_BODY"), "rb")):read("*a")
+local sig = os.getenv("BENCH_SIG")
+local run = os.getenv("BENCH_ID") or "wrk"
+local cap = tonumber(os.getenv("BENCH_MAX_PER_THREAD") or "0")
+local threads = {}
+local next_tid = 0
+
+function setup(thread)
+  thread:set("tid", next_tid)
+  next_tid = next_tid + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  n = 0
+  ok = 0
+  capped = 0
+  prefix = string.format("%s-t%d-", run, tid)
+end
+
+function request()
+  n = n + 1
+  return wrk.format("POST", nil, {
+    ["Content-Type"] = "application/json",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Delivery"] = prefix .. n,
+    ["X-Hub-Signature-256"] = sig,
+  }, body)
+end
+
+function response(status, headers, resp_body)
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+  end
+  if cap > 0 and n >= cap then
+    capped = 1
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local total_ok, any_capped = 0, 0
+  for _, t in ipairs(threads) do
+    total_ok = total_ok + t:get("ok")
+    any_capped = any_capped + t:get("capped")
+  end
+  io.write(string.format(
+    "WRK requests=%d ok=%d secs=%.3f rps=%.0f p50_ms=%.3f p99_ms=%.3f errors=%d capped=%d\n",
+    summary.requests, total_ok, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+      + summary.errors.status,
+    any_capped))
+end
