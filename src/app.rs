@@ -289,3 +289,55 @@ impl Running {
         tracing::info!("hookgate stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Issue 11, class 5: a background task that panics is reported on readiness, counted and
+    /// restarted; one that keeps failing stops the process (`fatal`).
+    #[tokio::test(start_paused = true)]
+    async fn class5_a_failed_task_is_reported_restarted_and_fatal_when_it_keeps_failing() {
+        let health = Arc::new(Health::default());
+        let cancel = CancellationToken::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let task = {
+            let (runs, cancel) = (runs.clone(), cancel.clone());
+            move || {
+                let (runs, cancel) = (runs.clone(), cancel.clone());
+                async move {
+                    // The first run panics; the second runs until cancelled.
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("relay exploded");
+                    }
+                    cancel.cancelled().await;
+                }
+            }
+        };
+        let handle = supervise("relay", health.clone(), cancel.clone(), task);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let problems = health.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("relay: panicked: relay exploded"),
+            "{problems:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "restarted");
+        assert!(health.problems().is_empty(), "cleared after the restart");
+        assert!(!health.fatal.is_cancelled());
+        cancel.cancel();
+        handle.await.unwrap();
+
+        // A task that ends at once, every time: fatal after MAX_RESTARTS in a minute.
+        let health = Arc::new(Health::default());
+        let cancel = CancellationToken::new();
+        let handle = supervise("maintenance", health.clone(), cancel.clone(), || async {});
+        tokio::time::timeout(Duration::from_secs(30), health.fatal.cancelled())
+            .await
+            .expect("fatal after repeated failures");
+        handle.await.unwrap();
+        assert!(health.problems()[0].contains("ended unexpectedly"));
+    }
+}

@@ -431,8 +431,24 @@ impl Config {
         if self.amqp.max_in_flight == 0 {
             errors.push("amqp.max_in_flight: must be at least 1".into());
         }
+        // AMQP short strings: over 255 bytes the client library would panic at declare time.
+        if self.amqp.exchange.len() > 255 {
+            errors.push("amqp.exchange: longer than AMQP's 255 bytes".into());
+        }
         let mut queue_names = BTreeSet::new();
         for (i, q) in self.amqp.queues.iter().enumerate() {
+            if q.name.len() > 255 {
+                errors.push(format!(
+                    "amqp.queues[{i}].name: longer than AMQP's 255 bytes"
+                ));
+            }
+            for (j, b) in q.bindings.iter().enumerate() {
+                if b.len() > 255 {
+                    errors.push(format!(
+                        "amqp.queues[{i}].bindings[{j}]: longer than AMQP's 255 bytes"
+                    ));
+                }
+            }
             if q.name.is_empty() {
                 errors.push(format!("amqp.queues[{i}].name: must not be empty"));
             } else if !queue_names.insert(q.name.as_str()) {
@@ -1095,6 +1111,21 @@ routing_key = "{nope}"
         assert!(!valid_source_name("GH"));
         assert!(!valid_source_name(""));
         assert!(!valid_source_name("a.b"));
+    }
+
+    #[test]
+    fn class1_amqp_names_past_255_bytes_are_config_errors() {
+        let long = "q".repeat(256);
+        let text = format!(
+            "[amqp]\nexchange = \"{long}\"\n[[amqp.queues]]\nname = \"{long}\"\nbindings = [\"{long}\"]\n"
+        );
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("amqp.exchange: longer than"), "{err}");
+        assert!(err.contains("amqp.queues[0].name: longer than"), "{err}");
+        assert!(
+            err.contains("amqp.queues[0].bindings[0]: longer than"),
+            "{err}"
+        );
     }
 
     /// Issue 11, class 1: no request can render a routing key past AMQP's limit; the

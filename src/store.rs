@@ -798,6 +798,22 @@ mod tests {
         assert_eq!(s.pending(), 1);
     }
 
+    /// Issue 11, class 5: no request waits forever for the disk. A log whose committer is gone
+    /// answers at once (and readiness says why); a commit that does not come within the
+    /// request's deadline ends with `StoreError::Deadline` (see `accept`).
+    #[tokio::test]
+    async fn class5_no_request_waits_forever_for_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&config(dir.path(), 10)).unwrap();
+        s.log.close();
+        assert!(matches!(
+            s.accept(&entry("a"), 1000, T).await,
+            Err(StoreError::Write)
+        ));
+        assert_eq!(s.problem(), Some(COMMITTER_STOPPED));
+        assert!(!s.healthy());
+    }
+
     #[tokio::test]
     async fn survives_a_restart_and_reindexes_what_sled_lost() {
         let dir = tempfile::tempdir().unwrap();
