@@ -756,11 +756,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
         for i in 0..20u64 {
-            let kind = if i % 2 == 0 {
-                "github.push"
-            } else {
-                "github.issues"
-            };
+            let kind = ["github.push", "github.issues"][i as usize % 2];
             let e = event(&format!("e{i}"), kind, NOW + i);
             store
                 .accept(&e, NOW + i, std::time::Duration::from_secs(5))

@@ -23,8 +23,9 @@ use crate::store::Store;
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct EventsArgs {
+    /// Config file (also accepted after `show`).
     #[arg(short, long, env = "HOOKGATE_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     #[command(flatten)]
     filter: FilterArgs,
     /// One JSON object per line.
@@ -196,9 +197,13 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
         json,
     }) = a.command
     {
-        return show(config.unwrap_or(a.config), &source, &id, json);
+        let config = config
+            .or(a.config)
+            .context("give the config file: -c FILE")?;
+        return show(config, &source, &id, json);
     }
-    let config = Config::load(&a.config)?;
+    let config = a.config.context("give the config file: -c FILE")?;
+    let config = Config::load(&config)?;
     let f = a.filter;
     let query = Query {
         source: f.source,
