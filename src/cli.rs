@@ -1,4 +1,5 @@
-//! The `hookgate` command line: `serve`, `check`, `sign`, `outbox`.
+//! The `hookgate` command line: `serve`, `check`, `sign`, `outbox`; `events`, `replay`,
+//! `forget` and `rejections` live in [`crate::inspect_cli`].
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -46,6 +47,14 @@ enum Command {
         #[arg(short, long, env = "HOOKGATE_CONFIG")]
         config: PathBuf,
     },
+    /// List kept events, newest first; `events show` prints one.
+    Events(Box<crate::inspect_cli::EventsArgs>),
+    /// Re-enqueue kept events unchanged (header x-hookgate-replay: true).
+    Replay(Box<crate::inspect_cli::ReplayArgs>),
+    /// Remove an id from the dedup index, so a redelivery is accepted again.
+    Forget(crate::inspect_cli::ForgetArgs),
+    /// The most recent refused requests (of a running gateway).
+    Rejections(crate::inspect_cli::RejectionsArgs),
 }
 
 /// `--log-format`.
@@ -115,6 +124,10 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Sign(args) => sign(*args),
         Command::Outbox { config } => outbox(&config),
+        Command::Events(args) => crate::inspect_cli::events(*args),
+        Command::Replay(args) => crate::inspect_cli::replay(*args),
+        Command::Forget(args) => crate::inspect_cli::forget(args),
+        Command::Rejections(args) => crate::inspect_cli::rejections(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -125,7 +138,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+pub(crate) fn init_tracing(format: LogFormat) {
     use tracing_subscriber::util::SubscriberInitExt;
     // actix_http logs every malformed request, slow-header timeout and reset connection at
     // ERROR ("stream error: ..."): the client already got its 400/408, and a line per bad
@@ -270,6 +283,9 @@ impl<W: std::fmt::Write> std::fmt::Write for Escape<'_, W> {
 fn serve(path: &Path, log_format: LogFormat) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     init_tracing(log_format);
+    if let Some(problem) = crate::admin::exposure_problem(&config.server) {
+        tracing::warn!("{problem}");
+    }
     actix_web::rt::System::new().block_on(async move {
         // Installed before the start, so an early SIGHUP cannot kill the process.
         let signals = Signals::install()?;
@@ -328,6 +344,9 @@ impl Signals {
 
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    if let Some(problem) = crate::admin::exposure_problem(&config.server) {
+        bail!("{}: {problem}", path.display());
+    }
     let tls = match &config.server.tls {
         Some(tls) => {
             crate::server::tls::TlsCerts::load(tls)?;

@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// Optional TLS on the public listener.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// When set, every admin route but `/healthz` and `/readyz` needs `Authorization: Bearer
+    /// <token>`; `file:PATH` reads it from a file.
+    #[serde(default)]
+    pub admin_token: Option<providers::Secret>,
 }
 
 /// Which forwarding header `server.trusted_proxies` write (CONTRACT.md, "Client IP").
@@ -335,6 +339,13 @@ impl Config {
                     "unknown key `{key}` (expected server, store, amqp, sources)"
                 ));
             }
+        }
+        if let Some(token) = root
+            .get_mut("server")
+            .and_then(|a| a.as_table_mut())
+            .and_then(|a| a.get_mut("admin_token"))
+        {
+            resolve_value(token, base, "server.admin_token", &mut errors);
         }
         let mut server: Option<ServerConfig> = section(&mut root, "server", &mut errors);
         // Like `file:` secrets, TLS files are relative to the config file.

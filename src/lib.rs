@@ -8,22 +8,30 @@
 //! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
 //! - [`log`]: the event log, append-only segment files with group commit.
 //! - [`store`]: the log plus the dedup index (sled), statuses, retention.
+//! - [`inspect`]: list, show, replay and forget kept events (admin API and command line).
+//! - [`inspect_cli`]: `hookgate events`, `replay`, `forget`, `rejections`.
 //! - [`topology`]: warns when a source's routing keys match no declared queue binding.
 //! - [`relay`]: drains the outbox to RabbitMQ with publisher confirms.
+//! - [`rejections`]: the most recent refused requests per source, without bodies or values.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`admin`]: the admin API (events, replay, forget, rejections) and its token.
 //! - [`app`]: start-up and graceful shutdown.
 //! - [`cli`]: the `hookgate` command line.
 //!
 //! Provider adapters live in the `providers` crate: pure functions, no I/O.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod inspect;
+pub mod inspect_cli;
 pub mod limit;
 pub mod log;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
+pub mod rejections;
 pub mod relay;
 pub mod server;
 pub mod store;

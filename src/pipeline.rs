@@ -57,6 +57,8 @@ pub struct Gateway {
     pub client_limiter: Option<ClientLimiter>,
     pub request_timeout: Duration,
     pub health: Arc<Health>,
+    /// Recent refusals per source, for `GET /rejections`.
+    pub rejections: crate::rejections::Rejections,
 }
 
 impl Gateway {
@@ -83,6 +85,7 @@ impl Gateway {
                 .map(ClientLimiter::new),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
             health,
+            rejections: Default::default(),
         })
     }
 }
@@ -159,8 +162,10 @@ pub async fn process(
                 reply: fail(400, "malformed request"),
             }
         }
-        Ok(Ok(b)) => b,
+        Ok(Ok(b)) => b.freeze(),
     };
+    // For the record of a refusal (size and digest, never the bytes themselves).
+    actix_web::HttpMessage::extensions_mut(req).insert(crate::rejections::ReadBody(body.clone()));
 
     let received = SystemTime::now();
     let headers = ActixHeaders(req.headers());

@@ -1,6 +1,6 @@
 //! The two listeners. Public: `POST /hooks/{source}` only, over plain HTTP or TLS
-//! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics`; admin routes are never served on the
-//! public listener.
+//! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics` and the admin API ([`crate::admin`]);
+//! admin routes are never served on the public listener.
 //!
 //! Connection-level guards live here, around the pipeline:
 //! - `server.request_timeout_secs` bounds the TLS handshake and the request head (actix's
@@ -45,9 +45,11 @@ async fn hook(
     let started = Instant::now();
     let response = match gw.sources.get(name.as_str()) {
         None => Outcome::UnknownSource.finish(None, started.elapsed()),
-        Some(source) => pipeline::process(&gw, source, &req, &mut payload)
-            .await
-            .finish(Some(&source.name), started.elapsed()),
+        Some(source) => {
+            let outcome = pipeline::process(&gw, source, &req, &mut payload).await;
+            crate::rejections::record_request(&gw, &source.name, &req, &outcome);
+            outcome.finish(Some(&source.name), started.elapsed())
+        }
     };
     close_if_unread(response, payload)
 }
@@ -211,12 +213,16 @@ async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
 
 pub fn admin(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server, SocketAddr)> {
     let data = web::Data::from(gw);
+    let token = web::Data::new(crate::admin::AdminToken(config.admin_token.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(token.clone())
+            .wrap(actix_web::middleware::from_fn(crate::admin::require_token))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
+            .configure(crate::admin::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

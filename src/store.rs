@@ -62,6 +62,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Meta keys in sled.
 const CHECKPOINT: &[u8] = b"checkpoint";
 const CURSOR: &[u8] = b"relay_cursor";
+/// Tree of dead letters that were replayed (see [`Store::remove_dead`]).
+const DEAD_REPLAYED: &str = "dead_replayed";
 
 /// What the committer indexes once a record is on disk.
 struct Tag {
@@ -611,6 +613,50 @@ impl Store {
         if let Err(e) = self.checkpoint().and_then(|()| self.db.flush().map(|_| ())) {
             tracing::error!(error = %e, "final store flush failed");
         }
+    }
+}
+
+/// What inspection and replay ([`crate::inspect`]) need beyond the request path and the relay.
+impl Store {
+    /// First seq of every log segment, oldest first.
+    pub fn segment_starts(&self) -> Vec<u64> {
+        self.log.segments().iter().map(|s| s.first).collect()
+    }
+
+    /// Takes dead letter `seq` off the dead list once it was re-enqueued as record
+    /// `replayed_as`; remembered in `dead_replayed` so the original is not shown as published.
+    pub fn remove_dead(&self, seq: u64, replayed_as: u64) -> Result<bool, StoreError> {
+        let replayed = self.db.open_tree(DEAD_REPLAYED)?;
+        replayed.insert(seq.to_be_bytes(), &replayed_as.to_be_bytes())?;
+        let removed = self.dead.remove(seq.to_be_bytes())?.is_some();
+        self.dead.flush()?;
+        Ok(removed)
+    }
+
+    /// Dead letters that were replayed: original seq → seq of the replayed record.
+    pub fn replayed_dead(&self) -> Result<HashMap<u64, u64>, StoreError> {
+        let mut out = HashMap::new();
+        for item in self.db.open_tree(DEAD_REPLAYED)?.iter() {
+            let (k, v) = item?;
+            out.insert(be_u64(&k), be_u64(&v));
+        }
+        Ok(out)
+    }
+
+    /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
+    /// the accept time it was indexed with, if it was.
+    pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, sled::Error> {
+        let mut key = Vec::with_capacity(source.len() + 1 + id.len());
+        key.extend_from_slice(source.as_bytes());
+        key.push(0);
+        key.extend_from_slice(id.as_bytes());
+        let Some(at) = self.index.seen.remove(&key)? else {
+            return Ok(None);
+        };
+        let at = be_u64(&at);
+        self.index.expiry.remove(expiry_key(at, &key))?;
+        self.db.flush()?;
+        Ok(Some(at))
     }
 }
 

@@ -8,5 +8,6 @@ mod github;
 mod guards;
 mod hardening;
 mod harness;
+mod inspect;
 mod outage;
 mod providers_e2e;

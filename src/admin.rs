@@ -1,0 +1,219 @@
+//! The admin API on the admin listener (JSON): `GET /events`, `GET /events/{source}/{id}`,
+//! `POST /replay`, `POST /forget`, `GET /rejections`, and the `server.admin_token` guard over
+//! every admin route but `/healthz` and `/readyz`.
+//!
+//! Store scans and replays block (file reads, group commits): they run on actix's blocking
+//! pool, never on the listener's one worker, so health checks are answered meanwhile. Replay
+//! and forget are audited in the log: who asked (the peer address), what, how many.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::inspect::{self, Query, ReplayError, ReplayRequest};
+use crate::pipeline::Gateway;
+
+/// Routes reachable without the token: probes and load balancers have none.
+const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
+/// Why the admin listener's exposure is refused by `check` (warned by `serve`): reachable from
+/// other hosts without a token, it would let anyone replay events and forget ids.
+pub fn exposure_problem(server: &crate::config::ServerConfig) -> Option<String> {
+    (!server.admin_listen.ip().is_loopback() && server.admin_token.is_none()).then(|| {
+        format!(
+            "server.admin_listen {} is not a loopback address and server.admin_token is not set: anyone who reaches it could replay events and forget ids",
+            server.admin_listen
+        )
+    })
+}
+
+/// `server.admin_token`, as app data of the admin listener.
+pub struct AdminToken(pub Option<providers::Secret>);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/events", web::get().to(events))
+        .route("/events/{source}/{id}", web::get().to(event))
+        .route("/replay", web::post().to(replay))
+        .route("/forget", web::post().to(forget))
+        .route("/rejections", web::get().to(rejections));
+}
+
+/// Middleware: 401 without the right bearer token, when one is configured.
+pub async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let token = req
+        .app_data::<web::Data<AdminToken>>()
+        .and_then(|t| t.0.clone());
+    let allowed = match &token {
+        None => true,
+        Some(_) if OPEN_PATHS.contains(&req.path()) => true,
+        Some(t) => bearer_matches(t, req.headers().get(header::AUTHORIZATION)),
+    };
+    if allowed {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let r = HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+        .content_type("application/json")
+        .body(r#"{"error":"unauthorized"}"#);
+    Ok(req.into_response(r))
+}
+
+/// Constant time, including the length: the digests are compared, not the tokens.
+fn bearer_matches(token: &providers::Secret, given: Option<&header::HeaderValue>) -> bool {
+    let Some(given) = given
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    providers::crypto::ct_eq(
+        &Sha256::digest(token.expose().as_bytes()),
+        &Sha256::digest(given.trim().as_bytes()),
+    )
+}
+
+fn json(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status).json(body)
+}
+
+fn bad_request(message: impl std::fmt::Display) -> HttpResponse {
+    json(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        serde_json::json!({ "error": message.to_string() }),
+    )
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %e, "admin API: {what} failed");
+    json(
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+        serde_json::json!({ "error": format!("{what} failed") }),
+    )
+}
+
+/// Who asked, for the audit line.
+fn who(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map_or_else(|| "unknown".into(), |a| a.to_string())
+}
+
+async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let query = match web::Query::<Query>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(e) => return bad_request(e),
+    };
+    let filter = match query.resolve(crate::now_secs()) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let store = gw.store.clone();
+    match web::block(move || inspect::list(&store, &filter)).await {
+        Ok(Ok(rows)) => HttpResponse::Ok().json(serde_json::json!({ "events": rows })),
+        Ok(Err(e)) => internal("listing events", e),
+        Err(e) => internal("listing events", e),
+    }
+}
+
+async fn event(gw: web::Data<Gateway>, path: web::Path<(String, String)>) -> HttpResponse {
+    let (source, id) = path.into_inner();
+    let store = gw.store.clone();
+    match web::block(move || inspect::show(&store, &source, &id)).await {
+        Ok(Ok(Some(detail))) => HttpResponse::Ok().json(detail),
+        Ok(Ok(None)) => HttpResponse::NotFound()
+            .content_type("application/json")
+            .body(r#"{"error":"no such event kept"}"#),
+        Ok(Err(e)) => internal("reading an event", e),
+        Err(e) => internal("reading an event", e),
+    }
+}
+
+/// `POST /replay` answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Replayed {
+    pub replayed: usize,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+async fn replay(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> HttpResponse {
+    let r: ReplayRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(format!("body: {e}")),
+    };
+    let store = gw.store.clone();
+    let rt = tokio::runtime::Handle::current();
+    let args = r.clone();
+    let result = web::block(move || inspect::replay(&store, &args, crate::now_secs(), &rt)).await;
+    let filter = serde_json::to_string(&r).unwrap_or_default();
+    match result {
+        Ok(Ok(n)) => {
+            tracing::info!(who = %who(&req), via = "admin api", request = %filter, replayed = n, dry_run = r.dry_run, "replay");
+            HttpResponse::Ok().json(Replayed {
+                replayed: n,
+                dry_run: r.dry_run,
+            })
+        }
+        Ok(Err(ReplayError::Invalid(e))) => bad_request(e),
+        Ok(Err(e @ ReplayError::NotFound(..))) => json(
+            actix_web::http::StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": e.to_string() }),
+        ),
+        Ok(Err(e)) => internal("replay", e),
+        Err(e) => internal("replay", e),
+    }
+}
+
+/// `POST /forget` body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgetRequest {
+    pub source: String,
+    pub id: String,
+}
+
+async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> HttpResponse {
+    let f: ForgetRequest = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_request(format!("body: {e}")),
+    };
+    let store = gw.store.clone();
+    let (source, id) = (f.source.clone(), f.id.clone());
+    match web::block(move || store.forget(&source, &id)).await {
+        Ok(Ok(was)) => {
+            tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = was.is_some(), "forget: id removed from the dedup index");
+            HttpResponse::Ok().json(serde_json::json!({ "forgotten": was.is_some() }))
+        }
+        Ok(Err(e)) => internal("forget", e),
+        Err(e) => internal("forget", e),
+    }
+}
+
+/// `GET /rejections` parameters.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+async fn rejections(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let q = match web::Query::<RejectionsQuery>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(e) => return bad_request(e),
+    };
+    let limit = q
+        .limit
+        .unwrap_or(inspect::DEFAULT_LIMIT)
+        .min(inspect::MAX_LIMIT);
+    let rows = gw.rejections.recent(q.source.as_deref(), limit);
+    HttpResponse::Ok().json(serde_json::json!({ "rejections": rows }))
+}

@@ -1,0 +1,938 @@
+//! Questions about kept events, answered from the store: list (newest first, filtered), show
+//! one, replay, forget. The admin API ([`crate::admin`]) runs them inside the gateway; the
+//! command line ([`crate::inspect_cli`]) runs them on a stopped gateway's store, or asks the
+//! admin API when the store is locked — both print the same rows.
+//!
+//! Status of a record: at or above the relay's cursor it is `pending`; below, `dead` when the
+//! dead list holds it, `replayed` when it was a dead letter that has been replayed, else
+//! `published`. Dead letters outlive their segment (the store keeps a copy), so they are
+//! listed after the oldest record still in the log.
+//!
+//! Memory stays bounded by `limit`: segments are read newest first, each one front to back,
+//! keeping only the last `limit` matches. Replay streams the log oldest first and appends in
+//! batches; it reads no further than the log's end when it started, so it never meets its own
+//! replayed records.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{DeadInfo, Entry, Store, StoreError};
+
+/// Rows listed when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Most rows one listing returns.
+pub const MAX_LIMIT: usize = 10_000;
+/// Records appended per group commit by a replay.
+const REPLAY_BATCH: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Published,
+    Dead,
+    /// A dead letter that has since been replayed (the replayed record has its own status).
+    Replayed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Published => "published",
+            Status::Dead => "dead",
+            Status::Replayed => "replayed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(Status::Pending),
+            "published" => Ok(Status::Published),
+            "dead" => Ok(Status::Dead),
+            "replayed" => Ok(Status::Replayed),
+            _ => Err(format!(
+                "status {s:?}: expected pending, published, dead or replayed"
+            )),
+        }
+    }
+}
+
+/// Filters as they come from the command line, query parameters or a JSON body; `since` and
+/// `until` are still text (see [`parse_when`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Query {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl Query {
+    /// Resolves `since`/`until` against `now_secs` and bounds `limit`.
+    pub fn resolve(&self, now_secs: u64) -> Result<Filter, String> {
+        let when = |name: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| parse_when(s, now_secs).map_err(|e| format!("{name}: {e}")))
+                .transpose()
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(format!("limit: must be between 1 and {MAX_LIMIT}"));
+        }
+        Ok(Filter {
+            source: self.source.clone(),
+            kind: self.kind.clone(),
+            status: self.status,
+            since: when("since", &self.since)?,
+            until: when("until", &self.until)?,
+            limit,
+        })
+    }
+}
+
+/// A resolved [`Query`]: times in Unix seconds, both ends inclusive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<Status>,
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub limit: usize,
+}
+
+impl Filter {
+    /// Everything but the status, which costs a lookup.
+    fn matches_entry(&self, e: &Entry) -> bool {
+        self.source.as_ref().is_none_or(|s| *s == e.source)
+            && self.kind.as_ref().is_none_or(|k| *k == e.kind)
+            && self.since.is_none_or(|t| e.timestamp >= t)
+            && self.until.is_none_or(|t| e.timestamp <= t)
+    }
+
+    fn matches(&self, e: &Entry, status: Status) -> bool {
+        self.matches_entry(e) && self.status.is_none_or(|s| s == status)
+    }
+}
+
+/// `WHEN`: RFC 3339, or a duration back from `now_secs` (`90s`, `15m`, `2h`, `7d`).
+pub fn parse_when(s: &str, now_secs: u64) -> Result<u64, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return u64::try_from(t.timestamp()).map_err(|_| format!("{s:?}: before 1970"));
+    }
+    let unit_at = s.len().saturating_sub(1);
+    let (n, unit) = (s.get(..unit_at), s.get(unit_at..));
+    let secs_per = match unit {
+        Some("s") => 1,
+        Some("m") => 60,
+        Some("h") => 3600,
+        Some("d") => 86_400,
+        _ => 0,
+    };
+    match n.and_then(|n| n.parse::<u64>().ok()) {
+        Some(n) if secs_per > 0 && !s.starts_with('+') => {
+            Ok(now_secs.saturating_sub(n.saturating_mul(secs_per)))
+        }
+        _ => Err(format!(
+            "{s:?}: expected RFC 3339 (2024-05-01T12:00:00Z) or a duration back from now (90s, 15m, 2h, 7d)"
+        )),
+    }
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// One listed event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub seq: u64,
+    /// Accept time, RFC 3339.
+    pub received: String,
+    pub source: String,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: Status,
+    /// Bytes of the envelope.
+    pub size: usize,
+    /// A record re-enqueued by a replay.
+    pub replay: bool,
+}
+
+impl EventRow {
+    fn new(seq: u64, e: &Entry, status: Status) -> EventRow {
+        EventRow {
+            seq,
+            received: rfc3339(e.timestamp),
+            source: e.source.clone(),
+            id: e.message_id.clone(),
+            kind: e.kind.clone(),
+            status,
+            size: e.body.len(),
+            replay: e.replay,
+        }
+    }
+}
+
+/// One event in full: `hookgate events show`, `GET /events/{source}/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub row: EventRow,
+    pub provider: String,
+    pub routing_key: String,
+    /// Refusals by the broker (dead letters only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_at: Option<String>,
+    /// Later records of the same event re-enqueued by replays, newest first.
+    #[serde(default)]
+    pub replays: Vec<EventRow>,
+    /// The CloudEvents envelope as published.
+    pub envelope: serde_json::Value,
+}
+
+/// What the status of a record depends on, read once per query.
+struct Statuses {
+    cursor: u64,
+    dead: HashMap<u64, DeadInfo>,
+    replayed: HashMap<u64, u64>,
+}
+
+impl Statuses {
+    fn load(store: &Store) -> Result<Statuses, StoreError> {
+        Ok(Statuses {
+            cursor: store.cursor(),
+            dead: store
+                .dead_letters()?
+                .into_iter()
+                .map(|(seq, _, info)| (seq, info))
+                .collect(),
+            replayed: store.replayed_dead()?,
+        })
+    }
+
+    fn of(&self, seq: u64) -> Status {
+        if seq >= self.cursor {
+            Status::Pending
+        } else if self.dead.contains_key(&seq) {
+            Status::Dead
+        } else if self.replayed.contains_key(&seq) {
+            Status::Replayed
+        } else {
+            Status::Published
+        }
+    }
+}
+
+/// The log's segments as `[first, end)` ranges of seqs, oldest first, ending at what is on disk.
+fn segment_ranges(store: &Store) -> Vec<(u64, u64)> {
+    let end = store.durable_upto().saturating_add(1);
+    let starts = store.segment_starts();
+    let mut out = Vec::with_capacity(starts.len());
+    for (i, &first) in starts.iter().enumerate() {
+        let next = starts.get(i + 1).copied().unwrap_or(u64::MAX).min(end);
+        if first < next {
+            out.push((first, next));
+        }
+    }
+    out
+}
+
+/// Reads the records of `[first, end)` in order.
+fn scan_segment(
+    store: &Store,
+    (first, end): (u64, u64),
+    mut each: impl FnMut(u64, Entry) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut r = store.reader(first)?;
+    while let Some((seq, _, e)) = r.next()? {
+        if seq >= end {
+            break;
+        }
+        if seq >= first {
+            each(seq, e)?;
+        }
+    }
+    Ok(())
+}
+
+/// Dead letters whose segment retention dropped (older than the log's first record), oldest
+/// first.
+fn dead_before_log(
+    store: &Store,
+    log_first: u64,
+) -> Result<Vec<(u64, Entry, DeadInfo)>, StoreError> {
+    let mut dead = store.dead_letters()?;
+    dead.retain(|(seq, _, _)| *seq < log_first);
+    Ok(dead)
+}
+
+/// Events matching `filter`, newest first, at most `filter.limit`.
+pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError> {
+    let statuses = Statuses::load(store)?;
+    let ranges = segment_ranges(store);
+    let mut out = Vec::new();
+    for &range in ranges.iter().rev() {
+        let want = filter.limit - out.len();
+        let mut keep: VecDeque<EventRow> = VecDeque::new();
+        // Newest accept time of an original in this segment (replays keep their old time).
+        let mut newest: Option<u64> = None;
+        scan_segment(store, range, |seq, e| {
+            if !e.replay {
+                newest = newest.max(Some(e.timestamp));
+            }
+            let status = statuses.of(seq);
+            if filter.matches(&e, status) {
+                keep.push_back(EventRow::new(seq, &e, status));
+                if keep.len() > want {
+                    keep.pop_front();
+                }
+            }
+            Ok(())
+        })?;
+        out.extend(keep.into_iter().rev());
+        if out.len() >= filter.limit {
+            return Ok(out);
+        }
+        // Accept times grow with the log: older segments hold nothing newer than `since`.
+        if let (Some(since), Some(newest)) = (filter.since, newest) {
+            if newest < since {
+                return Ok(out);
+            }
+        }
+    }
+    let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
+    for (seq, e, _) in dead_before_log(store, log_first)?.into_iter().rev() {
+        if out.len() >= filter.limit {
+            break;
+        }
+        if filter.matches(&e, Status::Dead) {
+            out.push(EventRow::new(seq, &e, Status::Dead));
+        }
+    }
+    Ok(out)
+}
+
+/// A record found by [`find`]: seq, entry, status, and the replays after it.
+type Found = (u64, Entry, Status, Vec<EventRow>);
+
+/// The newest original record of `(source, id)` (a replayed copy only when no original is
+/// kept), its status, and the replays that came after it.
+fn find(
+    store: &Store,
+    statuses: &Statuses,
+    source: &str,
+    id: &str,
+) -> Result<Option<Found>, StoreError> {
+    let is_it = |e: &Entry| e.source == source && e.message_id == id;
+    let ranges = segment_ranges(store);
+    let mut replays = Vec::new();
+    let mut newest_copy: Option<(u64, Entry)> = None;
+    for &range in ranges.iter().rev() {
+        let mut replays_here = Vec::new();
+        let mut original = None;
+        scan_segment(store, range, |seq, e| {
+            if is_it(&e) {
+                if e.replay {
+                    replays_here.push(EventRow::new(seq, &e, statuses.of(seq)));
+                    newest_copy = Some((seq, e));
+                } else {
+                    // Only replays after the original belong to it.
+                    replays_here.clear();
+                    original = Some((seq, e));
+                }
+            }
+            Ok(())
+        })?;
+        replays.extend(replays_here.into_iter().rev());
+        if let Some((seq, e)) = original {
+            return Ok(Some((seq, e, statuses.of(seq), replays)));
+        }
+    }
+    let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
+    if let Some((seq, e, _)) = dead_before_log(store, log_first)?
+        .into_iter()
+        .rev()
+        .find(|(_, e, _)| is_it(e))
+    {
+        return Ok(Some((seq, e, Status::Dead, replays)));
+    }
+    Ok(newest_copy.map(|(seq, e)| {
+        let status = statuses.of(seq);
+        (seq, e, status, replays)
+    }))
+}
+
+/// `(source, id)` in full, if it is kept.
+pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>, StoreError> {
+    let statuses = Statuses::load(store)?;
+    let Some((seq, e, status, replays)) = find(store, &statuses, source, id)? else {
+        return Ok(None);
+    };
+    let dead = statuses.dead.get(&seq);
+    let envelope = serde_json::from_slice(&e.body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.body).into()));
+    Ok(Some(EventDetail {
+        row: EventRow::new(seq, &e, status),
+        provider: e.provider,
+        routing_key: e.routing_key,
+        attempts: dead.map(|d| d.attempts),
+        last_error: dead.map(|d| d.reason.clone()),
+        dead_at: dead.map(|d| rfc3339(d.dead_at)),
+        replays,
+        envelope,
+    }))
+}
+
+/// `POST /replay` and `hookgate replay`: one event by `source` + `id`, or the events a filter
+/// selects (`source` and `since` required, or `status = dead`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Count only.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a replay selects, checked before anything is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    One { source: String, id: String },
+    Many(Filter),
+}
+
+impl ReplayRequest {
+    pub fn selection(&self, now_secs: u64) -> Result<Selection, String> {
+        if let Some(id) = &self.id {
+            let source = self.source.clone().ok_or("id: needs source")?;
+            if self.kind.is_some() || self.status.is_some() || self.since.is_some() {
+                return Err("id: give either source + id, or a filter".into());
+            }
+            return Ok(Selection::One {
+                source,
+                id: id.clone(),
+            });
+        }
+        if self.source.is_none() {
+            return Err("source: required (with id, or with since)".into());
+        }
+        if self.since.is_none() && self.status != Some(Status::Dead) {
+            return Err("since: required to replay by filter (or status = dead)".into());
+        }
+        if matches!(self.status, Some(Status::Pending | Status::Replayed)) {
+            return Err("status: replay takes published or dead events".into());
+        }
+        let q = Query {
+            source: self.source.clone(),
+            kind: self.kind.clone(),
+            status: self.status,
+            since: self.since.clone(),
+            until: self.until.clone(),
+            limit: None,
+        };
+        let mut filter = q.resolve(now_secs)?;
+        filter.limit = usize::MAX;
+        Ok(Selection::Many(filter))
+    }
+}
+
+/// Why a replay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no event {0} of source {1} is kept")]
+    NotFound(String, String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+/// Re-enqueues the selected envelopes unchanged with `replay = true` (AMQP header
+/// `x-hookgate-replay: true`) through the log and the relay, in their original order; dead
+/// letters leave the dead list. Returns how many (or would, with `dry_run`). Blocking: run it
+/// off the async workers; `rt` awaits the appends.
+///
+/// By filter: published and dead records, originals only (a replayed copy is replayed again
+/// only while it is dead); pending ones are on their way already.
+pub fn replay(
+    store: &Store,
+    req: &ReplayRequest,
+    now_secs: u64,
+    rt: &tokio::runtime::Handle,
+) -> Result<usize, ReplayError> {
+    let selection = req.selection(now_secs).map_err(ReplayError::Invalid)?;
+    let statuses = Statuses::load(store)?;
+    let mut batch = Batch {
+        store,
+        rt,
+        dry_run: req.dry_run,
+        items: Vec::new(),
+        done: 0,
+    };
+    match selection {
+        Selection::One { source, id } => {
+            let Some((seq, e, status, _)) = find(store, &statuses, &source, &id)? else {
+                return Err(ReplayError::NotFound(id, source));
+            };
+            batch.push(seq, e, status == Status::Dead)?;
+        }
+        Selection::Many(filter) => {
+            let ranges = segment_ranges(store);
+            let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
+            let wanted = |e: &Entry, status: Status| {
+                let replayable = match status {
+                    Status::Published => !e.replay,
+                    Status::Dead => true,
+                    Status::Pending | Status::Replayed => false,
+                };
+                replayable && filter.matches(e, status)
+            };
+            for (seq, e, _) in dead_before_log(store, log_first)? {
+                if wanted(&e, Status::Dead) {
+                    batch.push(seq, e, true)?;
+                }
+            }
+            for range in ranges {
+                scan_segment(store, range, |seq, e| {
+                    let status = statuses.of(seq);
+                    if wanted(&e, status) {
+                        batch.push(seq, e, status == Status::Dead)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+    }
+    batch.flush()?;
+    Ok(batch.done)
+}
+
+/// Appends replayed records in groups (one fsync each), in order.
+struct Batch<'a> {
+    store: &'a Store,
+    rt: &'a tokio::runtime::Handle,
+    dry_run: bool,
+    /// `(original seq, entry, was dead)`.
+    items: Vec<(u64, Entry, bool)>,
+    done: usize,
+}
+
+impl Batch<'_> {
+    fn push(&mut self, seq: u64, mut e: Entry, dead: bool) -> Result<(), StoreError> {
+        if self.dry_run {
+            self.done += 1;
+            return Ok(());
+        }
+        e.replay = true;
+        self.items.push((seq, e, dead));
+        if self.items.len() >= REPLAY_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let items = std::mem::take(&mut self.items);
+        if items.is_empty() {
+            return Ok(());
+        }
+        // join_all polls in order, and an append takes its seq on the first poll: the
+        // replayed records keep their order in the log.
+        let appended = self.rt.block_on(futures_util::future::join_all(
+            items.iter().map(|(_, e, _)| self.store.append(e)),
+        ));
+        for ((seq, _, dead), new_seq) in items.iter().zip(appended) {
+            let new_seq = new_seq?;
+            if *dead {
+                self.store.remove_dead(*seq, new_seq)?;
+            }
+            self.done += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000;
+
+    #[test]
+    fn when_is_rfc3339_or_a_duration_back_from_now() {
+        assert_eq!(parse_when("90s", NOW), Ok(NOW - 90));
+        assert_eq!(parse_when("15m", NOW), Ok(NOW - 900));
+        assert_eq!(parse_when("2h", NOW), Ok(NOW - 7200));
+        assert_eq!(parse_when("7d", NOW), Ok(NOW - 7 * 86_400));
+        assert_eq!(parse_when("0s", NOW), Ok(NOW));
+        assert_eq!(parse_when("2023-11-14T22:13:20Z", NOW), Ok(1_700_000_000));
+        assert_eq!(
+            parse_when("2023-11-14T23:13:20+01:00", NOW),
+            Ok(1_700_000_000)
+        );
+        assert_eq!(parse_when("99999999999d", NOW), Ok(0), "saturates");
+        for bad in [
+            "",
+            "s",
+            "15",
+            "15x",
+            "-5m",
+            "+5m",
+            "1.5h",
+            "yesterday",
+            "2023-11-14",
+        ] {
+            assert!(parse_when(bad, NOW).is_err(), "{bad:?}");
+        }
+    }
+
+    fn entry(source: &str, kind: &str, ts: u64) -> Entry {
+        Entry {
+            routing_key: "rk".into(),
+            message_id: "id".into(),
+            kind: kind.into(),
+            source: source.into(),
+            provider: "github".into(),
+            content_key: None,
+            timestamp: ts,
+            replay: false,
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn filters_match_source_type_time_and_status() {
+        let q = Query {
+            source: Some("gh".into()),
+            kind: Some("github.push".into()),
+            status: Some(Status::Published),
+            since: Some("1h".into()),
+            until: Some("2023-11-14T22:13:20Z".into()),
+            limit: None,
+        };
+        let f = q.resolve(NOW).unwrap();
+        assert_eq!(f.limit, DEFAULT_LIMIT);
+        assert_eq!((f.since, f.until), (Some(NOW - 3600), Some(NOW)));
+        let e = entry("gh", "github.push", NOW - 10);
+        assert!(f.matches(&e, Status::Published));
+        assert!(!f.matches(&e, Status::Pending));
+        assert!(!f.matches(&entry("other", "github.push", NOW - 10), Status::Published));
+        assert!(!f.matches(&entry("gh", "github.issues", NOW - 10), Status::Published));
+        assert!(!f.matches(&entry("gh", "github.push", NOW - 3601), Status::Published));
+        assert!(f.matches(&entry("gh", "github.push", NOW - 3600), Status::Published));
+        assert!(!f.matches(&entry("gh", "github.push", NOW + 1), Status::Published));
+        assert!(Query::default()
+            .resolve(NOW)
+            .unwrap()
+            .matches(&e, Status::Dead));
+        for limit in [0, MAX_LIMIT + 1] {
+            let q = Query {
+                limit: Some(limit),
+                ..Query::default()
+            };
+            assert!(q.resolve(NOW).is_err());
+        }
+        let q: Query = serde_json::from_str(r#"{"status":"dead","type":"t"}"#).unwrap();
+        assert_eq!(
+            (q.status, q.kind.as_deref()),
+            (Some(Status::Dead), Some("t"))
+        );
+        assert!(serde_json::from_str::<Query>(r#"{"statu":"dead"}"#).is_err());
+        assert!(serde_json::from_str::<Query>(r#"{"status":"gone"}"#).is_err());
+    }
+
+    #[test]
+    fn a_replay_selects_one_event_or_a_bounded_filter() {
+        let one = ReplayRequest {
+            source: Some("gh".into()),
+            id: Some("x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            one.selection(NOW),
+            Ok(Selection::One {
+                source: "gh".into(),
+                id: "x".into()
+            })
+        );
+        let no_source = ReplayRequest {
+            id: Some("x".into()),
+            ..Default::default()
+        };
+        assert!(no_source.selection(NOW).is_err());
+        let everything = ReplayRequest {
+            source: Some("gh".into()),
+            ..Default::default()
+        };
+        assert!(everything.selection(NOW).is_err(), "needs since or dead");
+        let dead = ReplayRequest {
+            source: Some("gh".into()),
+            status: Some(Status::Dead),
+            ..Default::default()
+        };
+        assert!(matches!(dead.selection(NOW), Ok(Selection::Many(_))));
+        let pending = ReplayRequest {
+            source: Some("gh".into()),
+            since: Some("1h".into()),
+            status: Some(Status::Pending),
+            ..Default::default()
+        };
+        assert!(pending.selection(NOW).is_err());
+        let since = ReplayRequest {
+            source: Some("gh".into()),
+            since: Some("1h".into()),
+            ..Default::default()
+        };
+        let Ok(Selection::Many(f)) = since.selection(NOW) else {
+            panic!()
+        };
+        assert_eq!((f.since, f.limit), (Some(NOW - 3600), usize::MAX));
+    }
+
+    fn config(dir: &std::path::Path) -> crate::config::StoreConfig {
+        crate::config::StoreConfig {
+            path: dir.join("store"),
+            dedup_window_secs: 100,
+            max_outbox_entries: 1000,
+            retain_secs: 3600,
+            retain_max_bytes: 1 << 30,
+            segment_bytes: 2048,
+        }
+    }
+
+    fn event(id: &str, kind: &str, ts: u64) -> Entry {
+        Entry {
+            message_id: id.into(),
+            body: format!("{{\"id\":\"{id}\",\"pad\":\"{}\"}}", "p".repeat(300)).into_bytes(),
+            ..entry("gh", kind, ts)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn list_show_replay_and_forget_on_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+        for i in 0..20u64 {
+            let kind = ["github.push", "github.issues"][i as usize % 2];
+            let e = event(&format!("e{i}"), kind, NOW + i);
+            store
+                .accept(&e, NOW + i, std::time::Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        assert!(store.segment_starts().len() > 2, "several segments");
+        // e0..e9 published, e3 dead; the rest pending.
+        let (seq3, e3) = {
+            let mut r = store.reader(1).unwrap();
+            let mut found = None;
+            while let Some((seq, _, e)) = r.next().unwrap() {
+                if e.message_id == "e3" {
+                    found = Some((seq, e));
+                }
+            }
+            found.unwrap()
+        };
+        store
+            .mark_dead(
+                seq3,
+                &e3,
+                &DeadInfo {
+                    attempts: 3,
+                    reason: "NO_ROUTE".into(),
+                    dead_at: NOW,
+                },
+            )
+            .unwrap();
+        let first = store.segment_starts()[0];
+        store.advance(first + 10, 10, NOW).unwrap();
+
+        let s = store.clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            let q = |q: Query| list(&s, &q.resolve(NOW + 100).unwrap()).unwrap();
+            let ids = |rows: Vec<EventRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(q(Query {
+                    limit: Some(3),
+                    ..Query::default()
+                })),
+                ["e19", "e18", "e17"],
+                "newest first"
+            );
+            assert_eq!(
+                ids(q(Query {
+                    kind: Some("github.issues".into()),
+                    status: Some(Status::Published),
+                    ..Query::default()
+                })),
+                ["e9", "e7", "e5", "e1"]
+            );
+            assert_eq!(
+                ids(q(Query {
+                    status: Some(Status::Dead),
+                    ..Query::default()
+                })),
+                ["e3"]
+            );
+            assert_eq!(
+                ids(q(Query {
+                    since: Some("2023-11-14T22:13:35Z".into()),
+                    until: Some("2023-11-14T22:13:37Z".into()),
+                    ..Query::default()
+                })),
+                ["e17", "e16", "e15"]
+            );
+            q(Query::default())
+        })
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 20);
+        assert_eq!(rows[19].status, Status::Published);
+        assert_eq!(rows[0].status, Status::Pending);
+
+        let s = store.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let d = show(&s, "gh", "e3").unwrap().unwrap();
+            assert_eq!(d.row.status, Status::Dead);
+            assert_eq!(d.attempts, Some(3));
+            assert_eq!(d.last_error.as_deref(), Some("NO_ROUTE"));
+            assert_eq!(d.envelope["id"], "e3");
+            assert!(show(&s, "gh", "nope").unwrap().is_none());
+
+            let by_filter = ReplayRequest {
+                source: Some("gh".into()),
+                kind: Some("github.push".into()),
+                since: Some("7d".into()),
+                ..Default::default()
+            };
+            let dry = ReplayRequest {
+                dry_run: true,
+                ..by_filter.clone()
+            };
+            // Published pushes: e0 e2 e4 e6 e8.
+            assert_eq!(replay(&s, &dry, NOW + 100, &rt).unwrap(), 5);
+            assert_eq!(s.pending(), 10, "a dry run appends nothing");
+            assert_eq!(replay(&s, &by_filter, NOW + 100, &rt).unwrap(), 5);
+            assert_eq!(s.pending(), 15);
+            let dead = ReplayRequest {
+                source: Some("gh".into()),
+                status: Some(Status::Dead),
+                ..Default::default()
+            };
+            assert_eq!(replay(&s, &dead, NOW + 100, &rt).unwrap(), 1);
+            assert_eq!(s.dead_count(), 0, "off the dead list");
+            assert_eq!(replay(&s, &dead, NOW + 100, &rt).unwrap(), 0);
+            let d = show(&s, "gh", "e3").unwrap().unwrap();
+            assert_eq!(d.row.status, Status::Replayed);
+            assert_eq!(d.replays.len(), 1);
+            assert!(d.replays[0].replay);
+            // The replayed records are pending, same ids, in the original order.
+            let rows = list(
+                &s,
+                &Query {
+                    status: Some(Status::Pending),
+                    limit: Some(6),
+                    ..Query::default()
+                }
+                .resolve(NOW)
+                .unwrap(),
+            )
+            .unwrap();
+            let got: Vec<_> = rows.iter().map(|r| (r.id.as_str(), r.replay)).collect();
+            assert_eq!(
+                got,
+                [
+                    ("e3", true),
+                    ("e8", true),
+                    ("e6", true),
+                    ("e4", true),
+                    ("e2", true),
+                    ("e0", true)
+                ]
+            );
+            // Replaying again by filter replays the originals, not the copies.
+            assert_eq!(
+                replay(
+                    &s,
+                    &ReplayRequest {
+                        dry_run: true,
+                        ..by_filter
+                    },
+                    NOW + 100,
+                    &rt
+                )
+                .unwrap(),
+                5
+            );
+            let one = ReplayRequest {
+                source: Some("gh".into()),
+                id: Some("missing".into()),
+                ..Default::default()
+            };
+            assert!(matches!(
+                replay(&s, &one, NOW, &rt),
+                Err(ReplayError::NotFound(..))
+            ));
+        })
+        .await
+        .unwrap();
+
+        // Forget: the same id is accepted again.
+        let again = event("e5", "github.issues", NOW + 50);
+        let t = std::time::Duration::from_secs(5);
+        assert_eq!(
+            store.accept(&again, NOW + 50, t).await.unwrap(),
+            crate::store::Accepted::Duplicate
+        );
+        assert_eq!(store.forget("gh", "e5").unwrap(), Some(NOW + 5));
+        assert_eq!(store.forget("gh", "e5").unwrap(), None);
+        assert_eq!(
+            store.accept(&again, NOW + 50, t).await.unwrap(),
+            crate::store::Accepted::New
+        );
+        store.close();
+    }
+}

@@ -1,0 +1,583 @@
+//! `hookgate events`, `events show`, `replay`, `forget`, `rejections`.
+//!
+//! Each opens the store when the gateway is stopped; when it runs (the store is locked), the
+//! same question goes to its admin listener, with the token from `HOOKGATE_ADMIN_TOKEN` or
+//! `server.admin_token`. Both paths produce the same rows and print them the same way: a table
+//! by default, one JSON object per line with `--json`. Event fields come from the senders, so
+//! control characters are escaped in tables.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::admin::{ForgetRequest, RejectionsQuery, Replayed};
+use crate::config::Config;
+use crate::inspect::{self, EventDetail, EventRow, Query, ReplayRequest, Status};
+use crate::rejections::Rejection;
+use crate::store::Store;
+
+/// `hookgate events`: list kept events, newest first.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EventsArgs {
+    /// Config file (also accepted after `show`).
+    #[arg(short, long, env = "HOOKGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<EventsCommand>,
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    #[arg(long)]
+    source: Option<String>,
+    /// Event type, e.g. github.push.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// pending, published, dead (or replayed: a dead letter since replayed).
+    #[arg(long)]
+    status: Option<Status>,
+    /// RFC 3339, or a duration back from now (90s, 15m, 2h, 7d).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// At most this many (default 50).
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+#[derive(clap::Subcommand)]
+enum EventsCommand {
+    /// Print one event's envelope and status.
+    Show {
+        #[arg(short, long, env = "HOOKGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `hookgate replay`.
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    #[arg(short, long, env = "HOOKGATE_CONFIG")]
+    config: PathBuf,
+    #[arg(long)]
+    source: String,
+    /// One event; otherwise a filter with --since (or --status dead).
+    #[arg(long, conflicts_with_all = ["kind", "status", "since", "until"])]
+    id: Option<String>,
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// published or dead.
+    #[arg(long)]
+    status: Option<Status>,
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    #[arg(long, value_name = "WHEN")]
+    until: Option<String>,
+    /// Count only.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `hookgate forget`.
+#[derive(clap::Args)]
+pub struct ForgetArgs {
+    #[arg(short, long, env = "HOOKGATE_CONFIG")]
+    config: PathBuf,
+    #[arg(long)]
+    source: String,
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `hookgate rejections`.
+#[derive(clap::Args)]
+pub struct RejectionsArgs {
+    #[arg(short, long, env = "HOOKGATE_CONFIG")]
+    config: PathBuf,
+    #[arg(long)]
+    source: Option<String>,
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the answers come from.
+enum Backend {
+    /// The gateway is stopped: its store, opened here.
+    Store(Store),
+    /// The gateway runs: its admin listener.
+    Admin {
+        addr: SocketAddr,
+        token: Option<String>,
+    },
+}
+
+impl Backend {
+    fn open(config: &Config) -> Backend {
+        match Store::open(&config.store) {
+            Ok(store) => Backend::Store(store),
+            Err(_) => Backend::Admin {
+                addr: config.server.admin_listen,
+                token: std::env::var("HOOKGATE_ADMIN_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| {
+                        config
+                            .server
+                            .admin_token
+                            .as_ref()
+                            .map(|t| t.expose().to_string())
+                    }),
+            },
+        }
+    }
+
+    /// `method path` on the admin listener; the JSON answer of a 2xx, else its error.
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<T> {
+        let Backend::Admin { addr, token } = self else {
+            unreachable!("only called on the admin backend")
+        };
+        let (status, text) = request(*addr, method, path, token.as_deref(), body.as_deref())
+            .with_context(|| {
+                format!("the store is locked (a gateway runs?) and its admin listener {addr} did not answer")
+            })?;
+        if status == 401 {
+            bail!(
+                "the admin listener wants a token: set HOOKGATE_ADMIN_TOKEN or server.admin_token"
+            );
+        }
+        if !(200..300).contains(&status) {
+            let why = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("{why}");
+        }
+        serde_json::from_str(&text).context("the admin listener answered with unexpected JSON")
+    }
+
+    fn close(self) {
+        if let Backend::Store(store) = self {
+            store.close();
+        }
+    }
+}
+
+pub fn events(a: EventsArgs) -> anyhow::Result<()> {
+    if let Some(EventsCommand::Show {
+        config,
+        source,
+        id,
+        json,
+    }) = a.command
+    {
+        let config = config
+            .or(a.config)
+            .context("give the config file: -c FILE")?;
+        return show(config, &source, &id, json);
+    }
+    let config = a.config.context("give the config file: -c FILE")?;
+    let config = Config::load(&config)?;
+    let f = a.filter;
+    let query = Query {
+        source: f.source,
+        kind: f.kind,
+        status: f.status,
+        since: f.since,
+        until: f.until,
+        limit: f.limit,
+    };
+    let filter = query
+        .resolve(crate::now_secs())
+        .map_err(anyhow::Error::msg)?;
+    let backend = Backend::open(&config);
+    let rows: Vec<EventRow> = match &backend {
+        Backend::Store(store) => inspect::list(store, &filter)?,
+        remote => {
+            #[derive(serde::Deserialize)]
+            struct Events {
+                events: Vec<EventRow>,
+            }
+            let q = serde_json::to_value(&query)?;
+            remote
+                .call::<Events>("GET", &format!("/events{}", query_string(&q)), None)?
+                .events
+        }
+    };
+    backend.close();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        for r in &rows {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20}  {:<16} {:<36} {:<28} {:<10} {:>9}",
+        "RECEIVED", "SOURCE", "ID", "TYPE", "STATUS", "SIZE"
+    )?;
+    for r in &rows {
+        let status = if r.replay {
+            format!("{}*", r.status)
+        } else {
+            r.status.to_string()
+        };
+        writeln!(
+            out,
+            "{:<20}  {:<16} {:<36} {:<28} {:<10} {:>9}",
+            r.received,
+            clean(&r.source),
+            clean(&r.id),
+            clean(&r.kind),
+            status,
+            r.size
+        )?;
+    }
+    if rows.iter().any(|r| r.replay) {
+        writeln!(out, "* re-enqueued by a replay")?;
+    }
+    Ok(())
+}
+
+fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(&config)?;
+    let backend = Backend::open(&config);
+    let detail: Option<EventDetail> = match &backend {
+        Backend::Store(store) => inspect::show(store, source, id)?,
+        remote => {
+            let path = format!("/events/{}/{}", encode(source), encode(id));
+            match remote.call::<EventDetail>("GET", &path, None) {
+                Ok(d) => Some(d),
+                Err(e) if e.to_string().contains("no such event") => None,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    backend.close();
+    let Some(d) = detail else {
+        bail!("no event {id:?} of source {source:?} is kept");
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&d)?)?;
+        return Ok(());
+    }
+    let r = &d.row;
+    writeln!(out, "source:       {}", clean(&r.source))?;
+    writeln!(out, "id:           {}", clean(&r.id))?;
+    writeln!(out, "type:         {}", clean(&r.kind))?;
+    writeln!(out, "received:     {}", r.received)?;
+    writeln!(out, "status:       {}", r.status)?;
+    if let Some(n) = d.attempts {
+        writeln!(out, "attempts:     {n}")?;
+    }
+    if let Some(e) = &d.last_error {
+        writeln!(out, "last error:   {}", clean(e))?;
+    }
+    if let Some(t) = &d.dead_at {
+        writeln!(out, "dead since:   {t}")?;
+    }
+    writeln!(out, "provider:     {}", clean(&d.provider))?;
+    writeln!(out, "routing key:  {}", clean(&d.routing_key))?;
+    writeln!(
+        out,
+        "seq:          {}{}",
+        r.seq,
+        if r.replay { " (replay)" } else { "" }
+    )?;
+    writeln!(out, "size:         {} bytes", r.size)?;
+    for p in &d.replays {
+        writeln!(out, "replayed:     seq {}  {}", p.seq, p.status)?;
+    }
+    writeln!(out, "envelope:")?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&d.envelope)?)?;
+    Ok(())
+}
+
+pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config)?;
+    let req = ReplayRequest {
+        source: Some(a.source),
+        id: a.id,
+        kind: a.kind,
+        status: a.status,
+        since: a.since,
+        until: a.until,
+        dry_run: a.dry_run,
+    };
+    // Checked here too, so a mistake is not a locked-store round trip.
+    req.selection(crate::now_secs())
+        .map_err(anyhow::Error::msg)?;
+    let backend = Backend::open(&config);
+    let n = match &backend {
+        Backend::Store(store) => {
+            audit_to_stderr();
+            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+            let n = inspect::replay(store, &req, crate::now_secs(), rt.handle())?;
+            tracing::info!(who = %local_user(), via = "cli on the store", request = %serde_json::to_string(&req)?, replayed = n, dry_run = req.dry_run, "replay");
+            n
+        }
+        remote => {
+            remote
+                .call::<Replayed>("POST", "/replay", Some(serde_json::to_string(&req)?))?
+                .replayed
+        }
+    };
+    backend.close();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "replayed": n, "dry_run": req.dry_run })
+        );
+    } else if req.dry_run {
+        println!("would replay {n} events (dry run)");
+    } else {
+        println!("replayed {n} events");
+    }
+    Ok(())
+}
+
+pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config)?;
+    let backend = Backend::open(&config);
+    let forgotten = match &backend {
+        Backend::Store(store) => {
+            audit_to_stderr();
+            let was = store.forget(&a.source, &a.id)?.is_some();
+            tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = was, "forget: id removed from the dedup index");
+            was
+        }
+        remote => {
+            #[derive(serde::Deserialize)]
+            struct Forgotten {
+                forgotten: bool,
+            }
+            let body = serde_json::to_string(&ForgetRequest {
+                source: a.source.clone(),
+                id: a.id.clone(),
+            })?;
+            remote
+                .call::<Forgotten>("POST", "/forget", Some(body))?
+                .forgotten
+        }
+    };
+    backend.close();
+    if a.json {
+        println!("{}", serde_json::json!({ "forgotten": forgotten }));
+    } else if forgotten {
+        println!(
+            "{}/{}: removed from the dedup index; a redelivery is accepted again",
+            clean(&a.source),
+            clean(&a.id)
+        );
+    } else {
+        println!(
+            "{}/{}: not in the dedup index (never accepted, or past the dedup window)",
+            clean(&a.source),
+            clean(&a.id)
+        );
+    }
+    Ok(())
+}
+
+pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config)?;
+    let backend = Backend::open(&config);
+    let rows: Vec<Rejection> = match &backend {
+        Backend::Store(_) => {
+            eprintln!("the gateway is not running: refused requests are kept in its memory only");
+            Vec::new()
+        }
+        remote => {
+            #[derive(serde::Deserialize)]
+            struct Rejections {
+                rejections: Vec<Rejection>,
+            }
+            let q = serde_json::to_value(RejectionsQuery {
+                source: a.source,
+                limit: a.limit,
+            })?;
+            remote
+                .call::<Rejections>("GET", &format!("/rejections{}", query_string(&q)), None)?
+                .rejections
+        }
+    };
+    backend.close();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        for r in &rows {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24}  {:<16} {:<39} {:>6} {:<12} {:>9}  {:<64}  HEADERS",
+        "TIME", "SOURCE", "CLIENT", "STATUS", "REASON", "BODY", "SHA-256"
+    )?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{:<24}  {:<16} {:<39} {:>6} {:<12} {:>9}  {:<64}  {}",
+            r.time,
+            clean(&r.source),
+            r.client_ip,
+            r.status,
+            r.reason.as_str(),
+            r.body_bytes.map_or("-".into(), |n| n.to_string()),
+            r.body_sha256.as_deref().unwrap_or("-"),
+            clean(&r.headers.join(","))
+        )?;
+    }
+    Ok(())
+}
+
+/// The audit line of a command run on the store goes to stderr (no gateway log is running).
+fn audit_to_stderr() {
+    crate::cli::init_tracing(crate::cli::LogFormat::Text);
+}
+
+fn local_user() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user} (local)")
+}
+
+/// Control characters escaped, for a terminal.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `?k=v&…` from a JSON object of strings and numbers (nulls skipped).
+fn query_string(v: &serde_json::Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(map) = v.as_object() {
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => continue,
+                other => other.to_string(),
+            };
+            parts.push(format!("{}={}", encode(k), encode(&v)));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A minimal HTTP/1.0 request on the admin listener: `(status, body)`.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    // A replay of many events or a scan of a large log takes a while.
+    s.set_read_timeout(Some(Duration::from_secs(300)))?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if method == "POST" {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let resp = String::from_utf8_lossy(&resp);
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("malformed HTTP status line")?;
+    Ok((status, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_encoded_and_skip_nulls() {
+        let q = serde_json::to_value(Query {
+            source: Some("gh main".into()),
+            since: Some("2024-05-01T12:00:00+02:00".into()),
+            limit: Some(5),
+            status: Some(Status::Dead),
+            ..Query::default()
+        })
+        .unwrap();
+        assert_eq!(
+            query_string(&q),
+            "?limit=5&since=2024-05-01T12%3A00%3A00%2B02%3A00&source=gh%20main&status=dead"
+        );
+        assert_eq!(query_string(&serde_json::json!({})), "");
+        assert_eq!(clean("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+    }
+}

@@ -1,0 +1,314 @@
+//! Refused requests, kept for "why was my delivery rejected?": per configured source, a ring
+//! of the most recent [`PER_SOURCE`] in memory (`GET /rejections`, `hookgate rejections`).
+//!
+//! A record holds the time, client IP, status, a reason from a fixed list, the body's size and
+//! SHA-256 when it was read, and the names of the headers present. Never a body, a signature
+//! or a header value: the names tell "no signature header" from "signature did not verify",
+//! the digest lets the operator match the provider's copy of the delivery.
+//!
+//! Unknown sources are not recorded (anyone can make up names; the rings are bounded by the
+//! config).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::outcome::Outcome;
+
+/// Refusals kept per source.
+pub const PER_SOURCE: usize = 100;
+/// Header names kept per refusal, and their length: names come from the client.
+const MAX_HEADER_NAMES: usize = 32;
+const MAX_HEADER_NAME_LEN: usize = 64;
+
+/// Why a request was refused: the fixed list of CONTRACT.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Missing signature headers, or a signature that does not verify.
+    Signature,
+    /// A signed timestamp outside the provider's window.
+    Timestamp,
+    /// A verification token that does not match.
+    Token,
+    /// Not what the provider sends.
+    Malformed,
+    TooLarge,
+    /// Client not in `allow_ips`, or verified but addressed to another recipient.
+    Forbidden,
+    RateLimited,
+    /// The body did not arrive in time.
+    Timeout,
+    /// 503: the store is full or failing.
+    Unavailable,
+    /// A provider's own verification probe (expected traffic).
+    Probe,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Signature => "signature",
+            Reason::Timestamp => "timestamp",
+            Reason::Token => "token",
+            Reason::Malformed => "malformed",
+            Reason::TooLarge => "too_large",
+            Reason::Forbidden => "forbidden",
+            Reason::RateLimited => "rate_limited",
+            Reason::Timeout => "timeout",
+            Reason::Unavailable => "unavailable",
+            Reason::Probe => "probe",
+        }
+    }
+
+    /// The reason of a refusing outcome; `None` for the others.
+    pub fn of(outcome: &Outcome) -> Option<(Reason, u16)> {
+        use providers::Rejection as R;
+        let (reason, status) = match outcome {
+            Outcome::Rejected { reason, reply } => {
+                let r = match reply.status {
+                    403 => Reason::Forbidden,
+                    408 => Reason::Timeout,
+                    413 => Reason::TooLarge,
+                    401 => {
+                        // The pipeline's reason is the `Rejection`'s Display text.
+                        if *reason == R::StaleTimestamp.to_string() {
+                            Reason::Timestamp
+                        } else if *reason == R::BadToken.to_string() {
+                            Reason::Token
+                        } else if reason.ends_with(&R::WrongRecipient("").to_string()) {
+                            Reason::Forbidden
+                        } else {
+                            Reason::Signature
+                        }
+                    }
+                    _ => Reason::Malformed,
+                };
+                (r, reply.status)
+            }
+            Outcome::Probe(reply) => (Reason::Probe, reply.status),
+            Outcome::RateLimited { reply, .. } => (Reason::RateLimited, reply.status),
+            Outcome::Unavailable { reply, .. } => (Reason::Unavailable, reply.status),
+            Outcome::Accepted { .. }
+            | Outcome::Duplicate { .. }
+            | Outcome::Control(_)
+            | Outcome::UnknownSource => return None,
+        };
+        Some((reason, status))
+    }
+}
+
+/// One refused request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// RFC 3339, milliseconds.
+    pub time: String,
+    pub source: String,
+    pub client_ip: String,
+    pub status: u16,
+    pub reason: Reason,
+    /// Bytes of the body, when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<usize>,
+    /// Hex SHA-256 of the body, when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    /// Names (lower-case) of the headers present, never their values.
+    pub headers: Vec<String>,
+}
+
+/// The body the pipeline read, left in the request's extensions so a refusal can be
+/// described by its size and digest (hashed only when the request is refused).
+#[derive(Clone)]
+pub struct ReadBody(pub Bytes);
+
+/// The rings, shared by the public listener (writes) and the admin API (reads).
+#[derive(Default)]
+pub struct Rejections {
+    rings: Mutex<HashMap<String, VecDeque<Rejection>>>,
+}
+
+impl Rejections {
+    /// Records `outcome` if it refuses the request; `headers` are the request's header names.
+    pub fn record<'h>(
+        &self,
+        source: &str,
+        client_ip: IpAddr,
+        outcome: &Outcome,
+        headers: impl Iterator<Item = &'h str>,
+        body: Option<&[u8]>,
+    ) {
+        let Some((reason, status)) = Reason::of(outcome) else {
+            return;
+        };
+        let mut names: Vec<String> = headers
+            .take(MAX_HEADER_NAMES)
+            .map(|n| n.chars().take(MAX_HEADER_NAME_LEN).collect::<String>())
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        names.sort();
+        names.dedup();
+        let r = Rejection {
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            source: source.to_string(),
+            client_ip: client_ip.to_string(),
+            status,
+            reason,
+            body_bytes: body.map(<[u8]>::len),
+            body_sha256: body.map(|b| hex::encode(Sha256::digest(b))),
+            headers: names,
+        };
+        let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        let ring = rings.entry(source.to_string()).or_default();
+        if ring.len() >= PER_SOURCE {
+            ring.pop_front();
+        }
+        ring.push_back(r);
+    }
+
+    /// The most recent refusals, newest first, of `source` or of all sources.
+    pub fn recent(&self, source: Option<&str>, limit: usize) -> Vec<Rejection> {
+        let rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Rejection> = rings
+            .iter()
+            .filter(|(name, _)| source.is_none_or(|s| s == name.as_str()))
+            .flat_map(|(_, ring)| ring.iter().cloned())
+            .collect();
+        drop(rings);
+        // RFC 3339 in UTC with fixed precision sorts as text.
+        out.sort_by(|a, b| b.time.cmp(&a.time));
+        out.truncate(limit);
+        out
+    }
+}
+
+/// Records the request if `outcome` refuses it (called by the public listener's handler,
+/// before the outcome is finished).
+pub fn record_request(
+    gw: &crate::pipeline::Gateway,
+    source: &str,
+    req: &actix_web::HttpRequest,
+    outcome: &Outcome,
+) {
+    use actix_web::HttpMessage;
+    if Reason::of(outcome).is_none() {
+        return;
+    }
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all(gw.forwarded_header.name())
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let client =
+        crate::limit::client_ip(peer, &forwarded, gw.forwarded_header, &gw.trusted_proxies);
+    let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
+    gw.rejections.record(
+        source,
+        client,
+        outcome,
+        req.headers().keys().map(|k| k.as_str()),
+        body.as_deref(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use providers::{Rejection as R, Reply};
+
+    fn rejected(status: u16, reason: String) -> Outcome {
+        Outcome::Rejected {
+            reason,
+            reply: Reply {
+                status,
+                content_type: None,
+                body: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn reasons_come_from_the_fixed_list() {
+        let cases = [
+            (
+                rejected(401, R::BadSignature.to_string()),
+                Reason::Signature,
+            ),
+            (
+                rejected(401, R::MissingHeader("x-hub-signature-256").to_string()),
+                Reason::Signature,
+            ),
+            (
+                rejected(401, R::StaleTimestamp.to_string()),
+                Reason::Timestamp,
+            ),
+            (rejected(401, R::BadToken.to_string()), Reason::Token),
+            (
+                rejected(401, R::WrongRecipient("app_id").to_string()),
+                Reason::Forbidden,
+            ),
+            (
+                rejected(400, R::Malformed("json").to_string()),
+                Reason::Malformed,
+            ),
+            (
+                rejected(403, "client not in allow_ips".into()),
+                Reason::Forbidden,
+            ),
+            (rejected(408, "slow".into()), Reason::Timeout),
+            (rejected(413, "big".into()), Reason::TooLarge),
+        ];
+        for (outcome, want) in cases {
+            assert_eq!(Reason::of(&outcome).map(|r| r.0), Some(want), "{outcome:?}");
+        }
+        assert_eq!(Reason::of(&Outcome::UnknownSource), None);
+    }
+
+    #[test]
+    fn rings_are_bounded_per_source_and_keep_no_values() {
+        let rs = Rejections::default();
+        let ip: IpAddr = [192, 0, 2, 1].into();
+        let body = b"BODY-MARKER secret payload";
+        for i in 0..(PER_SOURCE + 20) {
+            let source = if i % 2 == 0 { "a" } else { "b" };
+            rs.record(
+                source,
+                ip,
+                &rejected(401, R::BadSignature.to_string()),
+                ["X-Hub-Signature-256", "Content-Type"].into_iter(),
+                Some(body),
+            );
+        }
+        assert_eq!(rs.recent(Some("a"), 1000).len(), (PER_SOURCE + 20) / 2);
+        for _ in 0..200 {
+            rs.record(
+                "a",
+                ip,
+                &rejected(413, "big".into()),
+                std::iter::empty(),
+                None,
+            );
+        }
+        let a = rs.recent(Some("a"), 1000);
+        assert_eq!(a.len(), PER_SOURCE);
+        assert!(a.iter().all(|r| r.reason == Reason::TooLarge));
+        assert_eq!(rs.recent(None, 5).len(), 5);
+        let b = &rs.recent(Some("b"), 1)[0];
+        assert_eq!(b.headers, ["content-type", "x-hub-signature-256"]);
+        assert_eq!(b.body_bytes, Some(body.len()));
+        assert_eq!(
+            b.body_sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(body)).as_str())
+        );
+        let text = serde_json::to_string(&rs.recent(None, 1000)).unwrap();
+        assert!(!text.contains("MARKER"), "{text}");
+        assert!(text.contains(r#""reason":"too_large""#), "{text}");
+    }
+}

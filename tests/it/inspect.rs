@@ -1,0 +1,478 @@
+//! Inspection and replay (issue 14): the admin API and the command line over kept events,
+//! through the real broker.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lapin::types::AMQPValue;
+use providers::github;
+use serde_json::{json, Value};
+
+use crate::harness::{amqp_url, config, config_text, unique, Consumer, Gateway, Message};
+
+const SECRET: &str = "inspect-secret";
+const T: Duration = Duration::from_secs(20);
+
+fn sources() -> String {
+    format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"{SECRET}\"]\n")
+}
+
+async fn send(gw: &Gateway, event: &str, id: &str) {
+    let r = gw
+        .send("gh", &github::delivery(SECRET, event, id, br#"{"a":1}"#))
+        .await;
+    assert_eq!(r.status(), 202, "{id}");
+}
+
+async fn get(gw: &Gateway, path: &str) -> (u16, Value) {
+    let r = gw.client.get(gw.admin(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(gw: &Gateway, path: &str, body: Value) -> (u16, Value) {
+    let r = gw
+        .client
+        .post(gw.admin(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until nothing is pending (the relay has every confirm).
+async fn wait_published(gw: &Gateway) {
+    let deadline = Instant::now() + T;
+    loop {
+        let (_, v) = get(gw, "/events?status=pending").await;
+        if ids(&v).is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still pending: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_replay(m: &Message) -> bool {
+    m.properties.headers().as_ref().and_then(|h| {
+        h.inner()
+            .iter()
+            .find(|(k, _)| k.as_str() == "x-hookgate-replay")
+            .map(|(_, v)| v.clone())
+    }) == Some(AMQPValue::Boolean(true))
+}
+
+fn message_id(m: &Message) -> String {
+    m.properties.message_id().as_ref().unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn list_show_and_replay_through_the_admin_api() {
+    let exchange = unique("it-inspect");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
+    for i in 0..6 {
+        send(&gw, "push", &format!("p{i}")).await;
+    }
+    send(&gw, "issues", "i0").await;
+    send(&gw, "issues", "i1").await;
+    let got = consumer.take(8, T).await;
+    assert!(got.iter().all(|m| !is_replay(m)));
+    wait_published(&gw).await;
+
+    let (s, v) = get(&gw, "/events?limit=3").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(ids(&v), ["i1", "i0", "p5"], "newest first, limited");
+    let (_, v) = get(&gw, "/events?type=github.issues").await;
+    assert_eq!(ids(&v), ["i1", "i0"]);
+    let (_, v) = get(&gw, "/events?source=gh&since=1h&status=published").await;
+    assert_eq!(ids(&v).len(), 8);
+    let (_, v) = get(&gw, "/events?until=2h").await;
+    assert!(ids(&v).is_empty(), "{v}");
+    let (_, v) = get(&gw, "/events?source=other").await;
+    assert!(ids(&v).is_empty(), "{v}");
+    let (s, _) = get(&gw, "/events?since=yesterday").await;
+    assert_eq!(s, 400);
+    let (s, _) = get(&gw, "/events?colour=red").await;
+    assert_eq!(s, 400);
+
+    let (s, v) = get(&gw, "/events/gh/p2").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "published");
+    assert_eq!(v["type"], "github.push");
+    assert_eq!(v["envelope"]["id"], "p2");
+    let (s, _) = get(&gw, "/events/gh/nope").await;
+    assert_eq!(s, 404);
+
+    // One event: the same envelope and message_id, marked as a replay.
+    let (s, v) = post(&gw, "/replay", json!({"source": "gh", "id": "p2"})).await;
+    assert_eq!((s, &v), (200, &json!({"replayed": 1, "dry_run": false})));
+    let m = &consumer.take(1, T).await[0];
+    assert!(is_replay(m));
+    assert_eq!(message_id(m), "p2");
+    assert_eq!(m.body, got[2].body, "the envelope unchanged");
+
+    // A dry run counts and sends nothing.
+    let filter = json!({"source": "gh", "type": "github.push", "since": "1h", "dry_run": true});
+    let (s, v) = post(&gw, "/replay", filter).await;
+    assert_eq!((s, &v["replayed"]), (200, &json!(6)), "{v}");
+    consumer.assert_empty(Duration::from_millis(500)).await;
+
+    // By filter: the originals in their order, not the copy replayed above.
+    let filter = json!({"source": "gh", "type": "github.issues", "since": "1h"});
+    let (_, v) = post(&gw, "/replay", filter).await;
+    assert_eq!(v["replayed"], 2, "{v}");
+    let again = consumer.take(2, T).await;
+    assert_eq!(
+        again.iter().map(message_id).collect::<Vec<_>>(),
+        ["i0", "i1"]
+    );
+    assert!(again.iter().all(is_replay));
+    wait_published(&gw).await;
+    let (_, v) = get(&gw, "/events?limit=1").await;
+    assert_eq!(v["events"][0]["replay"], true, "{v}");
+    let (_, v) = get(&gw, "/events/gh/p2").await;
+    assert_eq!(v["replays"].as_array().unwrap().len(), 1, "{v}");
+
+    for bad in [
+        json!({"source": "gh"}),
+        json!({"id": "p2"}),
+        json!({"source": "gh", "since": "1h", "status": "pending"}),
+        json!({"source": "gh", "since": "1h", "colour": "red"}),
+    ] {
+        let (s, v) = post(&gw, "/replay", bad.clone()).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let (s, _) = post(&gw, "/replay", json!({"source": "gh", "id": "nope"})).await;
+    assert_eq!(s, 404);
+    gw.stop().await;
+}
+
+#[actix_web::test]
+async fn a_dead_letter_is_listed_shown_and_replayed_off_the_dead_list() {
+    let exchange = unique("it-inspect-dead");
+    let pushes = Consumer::bind(&exchange, "gh.github.push").await;
+    let mut c = config(&sources(), &exchange, &amqp_url(), None, "");
+    c.amqp.max_attempts = 2;
+    let gw = Gateway::start(c).await;
+    send(&gw, "issues", "dead-1").await;
+    send(&gw, "push", "live-1").await;
+    pushes.take(1, T).await;
+    let deadline = Instant::now() + T;
+    while gw.readyz().await["dead_letters"] != 1 {
+        assert!(Instant::now() < deadline, "never dead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, v) = get(&gw, "/events?status=dead").await;
+    assert_eq!(ids(&v), ["dead-1"]);
+    let (_, v) = get(&gw, "/events/gh/dead-1").await;
+    assert_eq!(v["status"], "dead");
+    assert_eq!(v["attempts"], 2);
+    assert!(
+        v["last_error"].as_str().unwrap().contains("NO_ROUTE"),
+        "{v}"
+    );
+
+    // Once the consumer's binding is fixed, the dead letters are replayed.
+    let issues = Consumer::bind(&exchange, "gh.github.issues").await;
+    let (_, v) = post(
+        &gw,
+        "/replay",
+        json!({"source": "gh", "status": "dead", "dry_run": true}),
+    )
+    .await;
+    assert_eq!(v["replayed"], 1);
+    let (_, v) = post(&gw, "/replay", json!({"source": "gh", "status": "dead"})).await;
+    assert_eq!(v["replayed"], 1, "{v}");
+    let m = &issues.take(1, T).await[0];
+    assert!(is_replay(m));
+    assert_eq!(message_id(m), "dead-1");
+    assert_eq!(gw.readyz().await["dead_letters"], 0);
+    let (_, v) = get(&gw, "/events/gh/dead-1").await;
+    assert_eq!(v["status"], "replayed", "{v}");
+    let (_, v) = post(&gw, "/replay", json!({"source": "gh", "status": "dead"})).await;
+    assert_eq!(v["replayed"], 0, "off the dead list");
+    gw.stop().await;
+}
+
+#[actix_web::test]
+async fn a_forgotten_id_is_accepted_again() {
+    let exchange = unique("it-forget");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
+    send(&gw, "push", "f1").await;
+    send(&gw, "push", "f1").await;
+    consumer.take(1, T).await;
+    consumer.assert_empty(Duration::from_millis(300)).await;
+    let (s, v) = post(&gw, "/forget", json!({"source": "gh", "id": "f1"})).await;
+    assert_eq!((s, v), (200, json!({"forgotten": true})));
+    let (_, v) = post(&gw, "/forget", json!({"source": "gh", "id": "f1"})).await;
+    assert_eq!(v, json!({"forgotten": false}));
+    send(&gw, "push", "f1").await;
+    let m = &consumer.take(1, T).await[0];
+    assert_eq!(message_id(m), "f1");
+    assert!(!is_replay(m), "a new delivery, not a replay");
+    let (s, _) = post(&gw, "/forget", json!({"source": "gh"})).await;
+    assert_eq!(s, 400);
+    gw.stop().await;
+}
+
+#[actix_web::test]
+async fn the_admin_token_guards_every_route_but_the_probes() {
+    let exchange = unique("it-token");
+    let extra = "admin_token = \"tok-123\"";
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, extra)).await;
+    for path in [
+        "/events",
+        "/rejections",
+        "/metrics",
+        "/events/gh/x",
+        "/nope",
+    ] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("tok-123"),
+            Some("Bearer tok-1234"),
+        ] {
+            let mut r = gw.client.get(gw.admin(path));
+            if let Some(a) = auth {
+                r = r.header("Authorization", a);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{path} {auth:?}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        }
+    }
+    let r = gw
+        .client
+        .post(gw.admin("/replay"))
+        .json(&json!({"source": "gh", "status": "dead"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for path in ["/events", "/rejections", "/metrics"] {
+        let r = gw
+            .client
+            .get(gw.admin(path))
+            .bearer_auth("tok-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    for path in ["/healthz", "/readyz"] {
+        let r = gw.client.get(gw.admin(path)).send().await.unwrap();
+        assert!(r.status() == 200 || r.status() == 503, "{path}");
+    }
+    gw.stop().await;
+}
+
+#[test]
+fn check_refuses_a_public_admin_listener_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hookgate.toml");
+    let text = config_text(
+        &sources(),
+        "x",
+        &amqp_url(),
+        Some(&dir.path().join("store")),
+        "",
+    )
+    .replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        "admin_listen = \"0.0.0.0:9090\"",
+    );
+    let check = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["check", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = check(&text);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.admin_token"), "{err}");
+    let with_token = text.replace(
+        "admin_listen = \"0.0.0.0:9090\"",
+        "admin_listen = \"0.0.0.0:9090\"\nadmin_token = \"t\"",
+    );
+    let out = check(&with_token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[actix_web::test]
+async fn rejections_say_why_without_a_body_or_a_signature() {
+    let exchange = unique("it-rejections");
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
+    let body = br#"{"secret_stuff":"BODY-MARKER-91c2"}"#;
+    let forged = github::delivery("wrong-secret", "push", "r1", body);
+    let signature = forged
+        .headers
+        .iter()
+        .find(|(k, _)| k == "X-Hub-Signature-256")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(gw.send("gh", &forged).await.status(), 401);
+    let mut unsigned = github::delivery(SECRET, "push", "r2", b"{}");
+    unsigned
+        .headers
+        .retain(|(k, _)| !k.starts_with("X-Hub-Signature"));
+    assert_eq!(gw.send("gh", &unsigned).await.status(), 401);
+    send(&gw, "push", "ok-1").await;
+
+    let (s, v) = get(&gw, "/rejections?source=gh").await;
+    assert_eq!(s, 200);
+    let rows = v["rejections"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let (newest, oldest) = (&rows[0], &rows[1]);
+    assert_eq!(oldest["reason"], "signature");
+    assert_eq!(oldest["status"], 401);
+    assert_eq!(oldest["client_ip"], "127.0.0.1");
+    assert_eq!(oldest["body_bytes"], body.len());
+    use sha2::Digest;
+    assert_eq!(
+        oldest["body_sha256"],
+        hex::encode(sha2::Sha256::digest(body))
+    );
+    let names = oldest["headers"].as_array().unwrap();
+    assert!(names.contains(&json!("x-hub-signature-256")), "{v}");
+    assert!(!newest["headers"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("x-hub-signature-256")));
+    let text = v.to_string();
+    assert!(!text.contains("BODY-MARKER"), "{text}");
+    assert!(!text.contains(&signature), "{text}");
+    assert!(!text.contains(&signature["sha256=".len()..]), "{text}");
+    let (_, v) = get(&gw, "/rejections?limit=1").await;
+    assert_eq!(v["rejections"].as_array().unwrap().len(), 1);
+    gw.stop().await;
+}
+
+fn hookgate(args: &[&str], file: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(args)
+        .arg("-c")
+        .arg(file)
+        .env_remove("HOOKGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The command line answers the same through a running gateway's admin listener (its store is
+/// locked) and on the stopped gateway's store.
+#[actix_web::test]
+async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let exchange = unique("it-inspect-cli");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let extra = "admin_token = \"cli-token\"";
+    let gw = Gateway::start(config(
+        &sources(),
+        &exchange,
+        &amqp_url(),
+        Some(&store),
+        extra,
+    ))
+    .await;
+    for i in 0..4 {
+        send(&gw, "push", &format!("c{i}")).await;
+    }
+    consumer.take(4, T).await;
+    let deadline = Instant::now() + T;
+    while gw.readyz().await["outbox_pending"] != 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let file = dir.path().join("hookgate.toml");
+    let text = config_text(&sources(), &exchange, &amqp_url(), Some(&store), extra).replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!("admin_listen = \"{}\"", gw.running.admin_addr),
+    );
+    std::fs::write(&file, text).unwrap();
+
+    let list = ["events", "--limit", "3", "--json"];
+    let (ok, running, err) = hookgate(&list, &file);
+    assert!(ok, "{err}");
+    let lines: Vec<Value> = running
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l["id"].clone()).collect::<Vec<_>>(),
+        ["c3", "c2", "c1"]
+    );
+    let (ok, table, err) = hookgate(&["events", "--status", "published"], &file);
+    assert!(ok, "{err}");
+    assert!(table.starts_with("RECEIVED"), "{table}");
+    assert_eq!(table.lines().count(), 5, "{table}");
+    let (ok, shown, err) = hookgate(&["events", "show", "--source", "gh", "--id", "c1"], &file);
+    assert!(ok, "{err}");
+    assert!(shown.contains("status:       published"), "{shown}");
+    let (ok, out, err) = hookgate(
+        &["replay", "--source", "gh", "--since", "1h", "--dry-run"],
+        &file,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "would replay 4 events (dry run)");
+    let (ok, out, err) = hookgate(&["replay", "--source", "gh", "--id", "c0"], &file);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "replayed 1 events");
+    let m = &consumer.take(1, T).await[0];
+    assert!(is_replay(m) && message_id(m) == "c0");
+    let (ok, out, err) = hookgate(&["forget", "--source", "gh", "--id", "c3"], &file);
+    assert!(ok, "{err}");
+    assert!(out.contains("removed from the dedup index"), "{out}");
+    let (ok, out, err) = hookgate(&["rejections", "--json"], &file);
+    assert!(ok && out.is_empty(), "{out} {err}");
+
+    // Without the token, the running gateway refuses.
+    let no_token = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("admin_token = \"cli-token\"", "");
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, no_token).unwrap();
+    let (ok, _, err) = hookgate(&list, &bare);
+    assert!(!ok && err.contains("token"), "{err}");
+
+    let deadline = Instant::now() + T;
+    while gw.readyz().await["outbox_pending"] != 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, running_after, _) = hookgate(&list, &file);
+    gw.stop().await;
+    let (ok, stopped, err) = hookgate(&list, &file);
+    assert!(ok, "{err}");
+    assert_eq!(stopped, running_after, "the same rows from the store");
+    let (ok, shown_stopped, err) =
+        hookgate(&["events", "show", "--source", "gh", "--id", "c1"], &file);
+    assert!(ok, "{err}");
+    assert_eq!(shown_stopped, shown);
+}
