@@ -276,7 +276,7 @@ fn scan_segment(
     mut each: impl FnMut(u64, Entry) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let mut r = store.reader(first)?;
-    while let Some((seq, _, e)) = r.next()? {
+    while let Some((seq, _, e)) = r.next_record()? {
         if seq >= end {
             break;
         }
@@ -768,7 +768,7 @@ mod tests {
         let (seq3, e3) = {
             let mut r = store.reader(1).unwrap();
             let mut found = None;
-            while let Some((seq, _, e)) = r.next().unwrap() {
+            while let Some((seq, _, e)) = r.next_record().unwrap() {
                 if e.message_id == "e3" {
                     found = Some((seq, e));
                 }
