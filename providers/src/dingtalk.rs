@@ -429,7 +429,7 @@ impl DingTalk {
             .find_map(|name| non_empty_str(&plain, name))
             .map(str::to_owned);
         let event = Event {
-            id: format!("sha256:{}", hex::encode(Sha256::digest(&msg))),
+            id: crate::sha256_key(&msg),
             // EventType is one segment of the type: a dot in it must not add a level.
             kind: format!(
                 "dingtalk.{}",

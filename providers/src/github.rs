@@ -192,7 +192,7 @@ fn json_payload<'a>(req: &RawRequest<'a>) -> Result<Cow<'a, [u8]>, Rejection> {
 /// An `action` (signed, in the body) becomes a type segment only as GitHub writes it:
 /// `[a-z0-9_]`, at most 64 bytes; anything else is left out of the type.
 fn is_action(s: &str) -> bool {
-    s.len() <= 64 && crate::bounded(s, crate::shape::lower_name, "").is_ok()
+    !s.is_empty() && s.len() <= 64 && s.chars().all(crate::shape::lower_name)
 }
 
 /// `sha256=<hex>` of `body` under `secret`: the value GitHub sends.

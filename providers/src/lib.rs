@@ -5,6 +5,9 @@
 //!   query string, the exact body bytes and `now`; it returns an [`Admission`] (an [`Event`] to
 //!   publish with the provider's success [`Reply`], or a control probe answered without
 //!   publishing) or a typed [`Rejection`]. Adapters never read the clock, the network or disk.
+//! - [`admit`]: the gateway's entry point, `Provider::admit` plus a backstop on every event's
+//!   id and type ([`MAX_UNSIGNED_BYTES`], shape); [`bounded`] and [`shape`] are what adapters
+//!   use on each value from outside a signature (issue 11).
 //! - [`ProviderConfig`]: the `provider = "…"` part of a `[[sources]]` table, one variant a
 //!   provider, and [`ProviderConfig::build`], the one `match` that registers them.
 //! - [`Envelope`]: the CloudEvents 1.0 structured-mode message built from an [`Event`].
