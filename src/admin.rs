@@ -1,6 +1,7 @@
 //! The admin API on the admin listener (JSON): `GET /events`, `GET /events/{source}/{id}`,
 //! `POST /replay`, `POST /forget`, `GET /rejections`, and the `server.admin_token` guard over
-//! every admin route but `/healthz` and `/readyz`.
+//! every admin route but `/healthz`, `/readyz` and the console's static files
+//! ([`crate::console`]).
 //!
 //! Store scans and replays block (file reads, group commits): they run on actix's blocking
 //! pool, never on the listener's one worker, so health checks are answered meanwhile. Replay
@@ -53,6 +54,13 @@ pub async fn require_token(
     let allowed = match &token {
         None => true,
         Some(_) if OPEN_PATHS.contains(&req.path()) => true,
+        // The console's static files only: its data comes from the routes below, with the token.
+        Some(_)
+            if req.method() == actix_web::http::Method::GET
+                && crate::console::ASSET_PATHS.contains(&req.path()) =>
+        {
+            true
+        }
         Some(t) => bearer_matches(t, req.headers().get(header::AUTHORIZATION)),
     };
     if allowed {

@@ -15,6 +15,7 @@
 //! - [`rejections`]: the most recent refused requests per source, without bodies or values.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API (events, replay, forget, rejections) and its token.
+//! - [`console`]: the web console at `GET /` of the admin listener, and `GET /summary`.
 //! - [`app`]: start-up and graceful shutdown.
 //! - [`cli`]: the `hookgate` command line.
 //!
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod inspect;
 pub mod inspect_cli;
 pub mod limit;

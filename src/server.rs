@@ -1,5 +1,6 @@
 //! The two listeners. Public: `POST /hooks/{source}` only, over plain HTTP or TLS
-//! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics` and the admin API ([`crate::admin`]);
+//! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics`, the admin API ([`crate::admin`]) and
+//! the web console ([`crate::console`]);
 //! admin routes are never served on the public listener.
 //!
 //! Connection-level guards live here, around the pipeline:
@@ -223,7 +224,10 @@ pub fn admin(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
             .configure(crate::admin::routes)
+            .configure(crate::console::routes)
             .default_service(web::to(not_found))
+            // Outermost: on every admin response, the 401s included.
+            .wrap(crate::console::security_headers())
     })
     .workers(1)
     .shutdown_timeout(1)

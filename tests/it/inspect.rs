@@ -64,7 +64,7 @@ async fn wait_published(gw: &Gateway) {
     }
 }
 
-fn is_replay(m: &Message) -> bool {
+pub(crate) fn is_replay(m: &Message) -> bool {
     m.properties.headers().as_ref().and_then(|h| {
         h.inner()
             .iter()
@@ -73,7 +73,7 @@ fn is_replay(m: &Message) -> bool {
     }) == Some(AMQPValue::Boolean(true))
 }
 
-fn message_id(m: &Message) -> String {
+pub(crate) fn message_id(m: &Message) -> String {
     m.properties.message_id().as_ref().unwrap().to_string()
 }
 
