@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The test command: ensures RabbitMQ runs, then runs the whole workspace's tests against it.
+# The test command: ensures RabbitMQ runs and Chromium is installed (the console's browser
+# test), then runs the whole workspace's tests against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-rabbitmq.sh
+scripts/ensure-chromium.sh
 cargo test --workspace --locked "$@"
