@@ -55,6 +55,8 @@ enum Command {
     Forget(crate::inspect_cli::ForgetArgs),
     /// The most recent refused requests (of a running gateway).
     Rejections(crate::inspect_cli::RejectionsArgs),
+    /// Follow newly accepted events of the running gateway live.
+    Tail(crate::inspect_cli::TailArgs),
 }
 
 /// `--log-format`.
@@ -128,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => crate::inspect_cli::replay(*args),
         Command::Forget(args) => crate::inspect_cli::forget(args),
         Command::Rejections(args) => crate::inspect_cli::rejections(args),
+        Command::Tail(args) => crate::inspect_cli::tail(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

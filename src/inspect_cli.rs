@@ -1,4 +1,4 @@
-//! `hookgate events`, `events show`, `replay`, `forget`, `rejections`.
+//! `hookgate events`, `events show`, `replay`, `forget`, `rejections`, `tail`.
 //!
 //! Each opens the store when the gateway is stopped; when it runs (the store is locked), the
 //! same question goes to its admin listener, with the token from `HOOKGATE_ADMIN_TOKEN` or
@@ -579,5 +579,84 @@ mod tests {
         );
         assert_eq!(query_string(&serde_json::json!({})), "");
         assert_eq!(clean("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+    }
+}
+
+/// `hookgate tail`: follows newly accepted events of a running gateway.
+#[derive(clap::Args)]
+pub struct TailArgs {
+    #[arg(short, long, env = "HOOKGATE_CONFIG")]
+    config: PathBuf,
+    #[arg(long)]
+    source: Option<String>,
+    /// Event type, e.g. github.push.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// Print each event's envelope, one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many events (default: follow until interrupted).
+    #[arg(long)]
+    count: Option<usize>,
+}
+
+/// How often `tail` asks the admin listener for new events.
+const TAIL_EVERY: Duration = Duration::from_millis(300);
+
+pub fn tail(a: TailArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config)?;
+    let backend = Backend::open(&config);
+    if let Backend::Store(store) = &backend {
+        store.close();
+        bail!("the gateway is not running (its store is not locked): tail follows a running gateway; use `hookgate events` for what is kept");
+    }
+    #[derive(serde::Deserialize)]
+    struct Events {
+        events: Vec<EventRow>,
+    }
+    let query = |limit: usize| -> anyhow::Result<Vec<EventRow>> {
+        let q = serde_json::to_value(Query {
+            source: a.source.clone(),
+            kind: a.kind.clone(),
+            status: None,
+            since: None,
+            until: None,
+            limit: Some(limit),
+        })?;
+        Ok(backend
+            .call::<Events>("GET", &format!("/events{}", query_string(&q)), None)?
+            .events)
+    };
+    // Only what comes after now.
+    let mut last = query(1)?.first().map_or(0, |r| r.seq);
+    let mut shown = 0;
+    let mut out = std::io::stdout().lock();
+    loop {
+        std::thread::sleep(TAIL_EVERY);
+        let mut rows: Vec<EventRow> = query(1000)?.into_iter().filter(|r| r.seq > last).collect();
+        rows.sort_by_key(|r| r.seq);
+        for r in rows {
+            last = last.max(r.seq);
+            if a.json {
+                let path = format!("/events/{}/{}", encode(&r.source), encode(&r.id));
+                let d: EventDetail = backend.call("GET", &path, None)?;
+                writeln!(out, "{}", serde_json::to_string(&d.envelope)?)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}  {:<16} {:<36} {}{}",
+                    r.received,
+                    clean(&r.source),
+                    clean(&r.id),
+                    clean(&r.kind),
+                    if r.replay { "  (replay)" } else { "" }
+                )?;
+            }
+            out.flush()?;
+            shown += 1;
+            if a.count.is_some_and(|n| shown >= n) {
+                return Ok(());
+            }
+        }
     }
 }

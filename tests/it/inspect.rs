@@ -452,6 +452,45 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     let (ok, out, err) = hookgate(&["rejections", "--json"], &file);
     assert!(ok && out.is_empty(), "{out} {err}");
 
+    // `tail` follows what is accepted after it starts, envelopes with --json.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["tail", "--json", "--count", "2", "-c"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    send(&gw, "push", "t0").await;
+    send(&gw, "issues", "t1").await;
+    let deadline = Instant::now() + T;
+    while tail.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = tail.kill();
+            panic!("tail did not print two events");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = tail.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envelopes: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(envelopes.len(), 2);
+    assert_eq!(
+        (&envelopes[0]["id"], &envelopes[0]["type"]),
+        (&Value::from("t0"), &Value::from("github.push"))
+    );
+    assert_eq!(envelopes[1]["id"], "t1");
+    assert_eq!(envelopes[1]["source"], "/hookgate/gh");
+    consumer.take(2, T).await;
+
     // Without the token, the running gateway refuses.
     let no_token = std::fs::read_to_string(&file)
         .unwrap()
@@ -475,4 +514,6 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
         hookgate(&["events", "show", "--source", "gh", "--id", "c1"], &file);
     assert!(ok, "{err}");
     assert_eq!(shown_stopped, shown);
+    let (ok, _, err) = hookgate(&["tail"], &file);
+    assert!(!ok && err.contains("not running"), "{err}");
 }
