@@ -162,6 +162,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Gateway::new(&config, store.clone(), broker.clone(), health.clone())
             .map_err(anyhow::Error::msg)?,
     );
+    if let Err(e) = gateway.rejections.load(&store) {
+        tracing::warn!(error = %e, "kept refusals could not be read");
+    }
     let cancel = CancellationToken::new();
 
     // Sweep, checkpoint (a sled flush) and retention: cheap, and a short checkpoint interval
@@ -207,6 +210,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }),
     ];
+    tasks.push(supervise("rejections", health.clone(), cancel.clone(), {
+        let (gw, store, cancel) = (gateway.clone(), store.clone(), cancel.clone());
+        move || {
+            let (gw, store, c) = (gw.clone(), store.clone(), cancel.clone());
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! { _ = tick.tick() => {}, _ = c.cancelled() => return }
+                    if let Err(e) = gw.rejections.save(&store) {
+                        tracing::warn!(error = %e, "refusals could not be kept in the store");
+                    }
+                }
+            }
+        }
+    }));
     if gateway.client_limiter.is_some() {
         let gw = gateway.clone();
         tasks.push(supervise("limiter", health.clone(), cancel.clone(), {
@@ -270,6 +288,9 @@ impl Running {
         }
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Err(e) = self.gateway.rejections.save(&self.store) {
+            tracing::warn!(error = %e, "refusals could not be kept in the store");
         }
         drop(self.gateway);
         let store = self.store;

@@ -411,9 +411,11 @@ pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
     let backend = Backend::open(&config);
     let rows: Vec<Rejection> = match &backend {
-        Backend::Store(_) => {
-            eprintln!("the gateway is not running: refused requests are kept in its memory only");
-            Vec::new()
+        Backend::Store(store) => {
+            // What the gateway kept when it last saved (every 5 s and at shutdown).
+            let rings = crate::rejections::Rejections::default();
+            rings.load(store)?;
+            rings.recent(a.source.as_deref(), a.limit.unwrap_or(50))
         }
         remote => {
             #[derive(serde::Deserialize)]

@@ -130,9 +130,43 @@ pub struct ReadBody(pub Bytes);
 #[derive(Default)]
 pub struct Rejections {
     rings: Mutex<HashMap<String, VecDeque<Rejection>>>,
+    /// Set by `record`, cleared by `save`: the store is written only when something changed.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Rejections {
+    /// Fills the rings from what the store kept (at start).
+    pub fn load(&self, store: &crate::store::Store) -> Result<(), crate::store::StoreError> {
+        let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        for (source, json) in store.rejections()? {
+            if let Ok(ring) = serde_json::from_slice::<VecDeque<Rejection>>(&json) {
+                rings.insert(source, ring);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the rings that changed to the store (bounded: one ring per source). Runs off
+    /// the request path, every few seconds and at shutdown, so a flood of refusals costs no
+    /// disk write per request.
+    pub fn save(&self, store: &crate::store::Store) -> Result<(), crate::store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let snapshot: Vec<(String, Vec<u8>)> = {
+            let rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+            rings
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_vec(v).unwrap_or_default()))
+                .collect()
+        };
+        for (source, json) in snapshot {
+            store.put_rejections(&source, &json)?;
+        }
+        Ok(())
+    }
+
     /// Records `outcome` if it refuses the request; `headers` are the request's header names.
     pub fn record<'h>(
         &self,
@@ -168,6 +202,7 @@ impl Rejections {
             ring.pop_front();
         }
         ring.push_back(r);
+        self.dirty.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The most recent refusals, newest first, of `source` or of all sources.
@@ -269,6 +304,40 @@ mod tests {
             assert_eq!(Reason::of(&outcome).map(|r| r.0), Some(want), "{outcome:?}");
         }
         assert_eq!(Reason::of(&Outcome::UnknownSource), None);
+    }
+
+    /// Kept in the store: a stopped gateway's refusals are still there for `hookgate rejections`.
+    #[tokio::test]
+    async fn rings_survive_a_restart_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::StoreConfig {
+            path: dir.path().join("store"),
+            dedup_window_secs: 100,
+            max_outbox_entries: 10,
+            retain_secs: 100,
+            retain_max_bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+        };
+        let store = crate::store::Store::open(&cfg).unwrap();
+        let r = Rejections::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        r.record(
+            "gh",
+            ip,
+            &rejected(401, "bad".into()),
+            ["x-hub-signature-256"].into_iter(),
+            Some(b"body"),
+        );
+        r.save(&store).unwrap();
+        store.close();
+        drop(store);
+        let store = crate::store::Store::open(&cfg).unwrap();
+        let again = Rejections::default();
+        again.load(&store).unwrap();
+        let got = again.recent(Some("gh"), 10);
+        assert_eq!(got, r.recent(Some("gh"), 10));
+        assert_eq!(got[0].client_ip, "192.0.2.7");
+        assert!(!serde_json::to_string(&got).unwrap().contains("body\""));
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub const COMMITTER_STOPPED: &str = "event log committer stopped";
 /// this much of the log).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
+/// The sled tree of recent refusals, one ring per source.
+const REJECTIONS: &str = "rejections";
+
 /// Meta keys in sled.
 const CHECKPOINT: &[u8] = b"checkpoint";
 const CURSOR: &[u8] = b"relay_cursor";
@@ -585,6 +588,24 @@ impl Store {
                 Err(e) => tracing::error!(error = %e, "store maintenance panicked"),
             }
         }
+    }
+
+    /// Keeps a source's ring of recent refusals (JSON), replacing the previous one.
+    pub fn put_rejections(&self, source: &str, json: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .open_tree(REJECTIONS)?
+            .insert(source.as_bytes(), json)?;
+        Ok(())
+    }
+
+    /// Every source's kept ring of refusals.
+    pub fn rejections(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.open_tree(REJECTIONS)?.iter() {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Whether the store can take events (readiness): the log writes and the index answers.
