@@ -215,6 +215,9 @@ pub struct EventDetail {
     pub last_error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_at: Option<String>,
+    /// When the broker had confirmed it, at the latest (RFC 3339; published events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
     /// Later records of the same event re-enqueued by replays, newest first.
     #[serde(default)]
     pub replays: Vec<EventRow>,
@@ -410,6 +413,10 @@ pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>
         attempts: dead.map(|d| d.attempts),
         last_error: dead.map(|d| d.reason.clone()),
         dead_at: dead.map(|d| rfc3339(d.dead_at)),
+        published_at: match status {
+            Status::Published => store.published_at(seq).map(rfc3339),
+            _ => None,
+        },
         replays,
         envelope,
     }))

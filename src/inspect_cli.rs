@@ -304,6 +304,9 @@ fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<(
     if let Some(t) = &d.dead_at {
         writeln!(out, "dead since:   {t}")?;
     }
+    if let Some(t) = &d.published_at {
+        writeln!(out, "published:    {t} (at the latest)")?;
+    }
     writeln!(out, "provider:     {}", clean(&d.provider))?;
     writeln!(out, "routing key:  {}", clean(&d.routing_key))?;
     writeln!(

@@ -59,6 +59,10 @@ pub const COMMITTER_STOPPED: &str = "event log committer stopped";
 /// this much of the log).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
+/// The sled tree of cursor saves: cursor → when (Unix secs). A record below a saved cursor
+/// was published by then.
+const PUBLISHED: &str = "published_at";
+
 /// The sled tree of recent refusals, one ring per source.
 const REJECTIONS: &str = "rejections";
 
@@ -414,7 +418,12 @@ impl Store {
     /// The relay is done with everything below `cursor`; `finished` records left the backlog
     /// since the last call. Saved in sled without a flush (a crash republishes a little).
     pub fn advance(&self, cursor: u64, finished: u64, oldest_at: u64) -> Result<(), sled::Error> {
-        self.cursor.store(cursor, Ordering::Release);
+        let before = self.cursor.swap(cursor, Ordering::AcqRel);
+        if cursor > before {
+            self.db
+                .open_tree(PUBLISHED)?
+                .insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())?;
+        }
         self.oldest_pending_at.store(oldest_at, Ordering::Relaxed);
         let _ = self
             .pending
@@ -527,6 +536,15 @@ impl Store {
         let mut bytes = self.log.bytes();
         let max_bytes = self.retain_max_bytes;
         let retain = Duration::from_secs(self.retain_secs);
+        // Cursor saves of records no longer kept.
+        if let (Ok(tree), Some(first)) = (
+            self.db.open_tree(PUBLISHED),
+            self.log.segments().first().map(|s| s.first),
+        ) {
+            for (k, _) in tree.range(..=first.to_be_bytes()).flatten() {
+                let _ = tree.remove(k);
+            }
+        }
         self.log.drop_segments(|seg, next_first| {
             let last = next_first.saturating_sub(1);
             if last >= cursor || last > checkpoint {
@@ -588,6 +606,17 @@ impl Store {
                 Err(e) => tracing::error!(error = %e, "store maintenance panicked"),
             }
         }
+    }
+
+    /// When record `seq` was published, at the latest (the first cursor save past it); `None`
+    /// while it is pending or when that save was trimmed with its segment.
+    pub fn published_at(&self, seq: u64) -> Option<u64> {
+        if seq >= self.cursor() {
+            return None;
+        }
+        let tree = self.db.open_tree(PUBLISHED).ok()?;
+        let (_, at) = tree.range((seq + 1).to_be_bytes()..).next()?.ok()?;
+        Some(be_u64(&at))
     }
 
     /// Keeps a source's ring of recent refusals (JSON), replacing the previous one.
@@ -935,8 +964,12 @@ mod tests {
         s.mark_dead(seq, &e, &info).unwrap();
         // Nothing is dropped while it is pending, nor past the checkpoint.
         assert_eq!(s.retain(SystemTime::now()).unwrap(), 0);
+        assert_eq!(s.published_at(5), None, "pending");
         s.advance(21, 20, 1000).unwrap();
         assert_eq!(s.pending(), 10);
+        let at = s.published_at(5).expect("published by the cursor save");
+        assert!(at.abs_diff(crate::now_secs()) < 5);
+        assert_eq!(s.published_at(21), None, "still pending");
         s.checkpoint().unwrap();
         let before = s.log_segments();
         assert!(s.retain(SystemTime::now()).unwrap() > 0);
