@@ -110,7 +110,10 @@ async fn list_show_and_replay_through_the_admin_api() {
     let (s, v) = get(&gw, "/events/gh/p2").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "published");
-    assert!(v["published_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    assert!(
+        v["published_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
     assert_eq!(v["type"], "github.push");
     assert_eq!(v["envelope"]["id"], "p2");
     let (s, _) = get(&gw, "/events/gh/nope").await;
