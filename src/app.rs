@@ -142,7 +142,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .map(Arc::new);
     let store = {
         let c = config.store.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(&c)).await?;
+        let opened =
+            tokio::task::spawn_blocking(move || Store::open_waiting(&c, Duration::from_secs(5)))
+                .await?;
         Arc::new(
             opened
                 .with_context(|| format!("opening the store at {}", config.store.path.display()))?,

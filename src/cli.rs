@@ -487,7 +487,7 @@ fn explicit_provider(provider: &str, with: &[String]) -> anyhow::Result<Provider
 
 fn outbox(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    match crate::store::Store::open(&config.store) {
+    match crate::store::Store::open_waiting(&config.store, Duration::from_millis(500)) {
         Ok(store) => {
             println!("pending: {}", store.pending());
             let mut reader = store.reader(store.cursor())?;

@@ -135,7 +135,8 @@ enum Backend {
 
 impl Backend {
     fn open(config: &Config) -> Backend {
-        match Store::open(&config.store) {
+        // A short wait: a gateway that has just stopped may still be releasing the lock.
+        match Store::open_waiting(&config.store, Duration::from_millis(500)) {
             Ok(store) => Backend::Store(store),
             Err(_) => Backend::Admin {
                 addr: config.server.admin_listen,

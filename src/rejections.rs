@@ -331,7 +331,8 @@ mod tests {
         r.save(&store).unwrap();
         store.close();
         drop(store);
-        let store = crate::store::Store::open(&cfg).unwrap();
+        let store =
+            crate::store::Store::open_waiting(&cfg, std::time::Duration::from_secs(5)).unwrap();
         let again = Rejections::default();
         again.load(&store).unwrap();
         let got = again.recent(Some("gh"), 10);

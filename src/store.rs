@@ -257,6 +257,25 @@ impl Store {
         Ok(store)
     }
 
+    /// [`Store::open`], waiting up to `wait` while sled's lock on the directory is still held
+    /// by handles of this process that are being released (sled finishes some background work
+    /// after a `Db` is dropped): a gateway restarted in the same process (tests, a future
+    /// reload) opens its store again at once. Another process's lock fails after `wait`.
+    pub fn open_waiting(config: &StoreConfig, wait: Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Store::open(config) {
+                Err(StoreError::Index(sled::Error::Io(e)))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Re-inserts the dedup keys of every record after `checkpoint` (sled may have lost them).
     fn reindex(&self, checkpoint: u64) -> Result<usize, StoreError> {
         let mut reader = self.log.reader(checkpoint + 1)?;
@@ -928,7 +947,7 @@ mod tests {
             db.open_tree("meta").unwrap().remove(CHECKPOINT).unwrap();
             db.flush().unwrap();
         }
-        let s = Store::open(&cfg).unwrap();
+        let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
         assert_eq!(s.pending(), 3);
         assert_eq!(pending_ids(&s), ["a", "b", "c"]);
         for id in ["a", "b", "c"] {
@@ -986,7 +1005,7 @@ mod tests {
         // And the cursor survives a restart.
         s.close();
         drop(s);
-        let s = Store::open(&cfg).unwrap();
+        let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
         assert_eq!(s.cursor(), 21);
         assert_eq!(s.pending(), 10);
     }
@@ -1020,13 +1039,13 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let s = Store::open(&cfg).unwrap();
+        let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
         assert_eq!(s.pending(), 2);
         assert_eq!(pending_ids(&s), ["old1", "old2"]);
         assert_eq!(accept(&s, &entry("old1"), 1001).await, Accepted::Duplicate);
         s.close();
         drop(s);
-        let s = Store::open(&cfg).unwrap();
+        let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
         assert_eq!(pending_ids(&s), ["old1", "old2"], "moved once");
     }
 }
