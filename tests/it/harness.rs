@@ -98,7 +98,13 @@ impl Gateway {
         let running = app::start(config).await.expect("gateway starts");
         Gateway {
             running,
-            client: reqwest::Client::new(),
+            // Idle connections are dropped before the listeners' keep-alive (5 s) closes
+            // them, so a reused connection is never closed under a request (a race that
+            // showed up as `IncompleteMessage` on a slow CI run).
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(1))
+                .build()
+                .expect("an HTTP client"),
             _store_dir: store_dir,
         }
     }
