@@ -234,10 +234,7 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
     backend.close();
     let mut out = std::io::stdout().lock();
     if a.json {
-        for r in &rows {
-            writeln!(out, "{}", serde_json::to_string(r)?)?;
-        }
-        return Ok(());
+        return json_lines(&mut out, &rows);
     }
     writeln!(
         out,
@@ -438,10 +435,7 @@ pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
     backend.close();
     let mut out = std::io::stdout().lock();
     if a.json {
-        for r in &rows {
-            writeln!(out, "{}", serde_json::to_string(r)?)?;
-        }
-        return Ok(());
+        return json_lines(&mut out, &rows);
     }
     writeln!(
         out,
@@ -461,6 +455,14 @@ pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
             r.body_sha256.as_deref().unwrap_or("-"),
             clean(&r.headers.join(","))
         )?;
+    }
+    Ok(())
+}
+
+/// `--json`: one object per line.
+fn json_lines<T: serde::Serialize>(out: &mut impl Write, rows: &[T]) -> anyhow::Result<()> {
+    for r in rows {
+        writeln!(out, "{}", serde_json::to_string(r)?)?;
     }
     Ok(())
 }

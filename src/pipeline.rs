@@ -175,7 +175,7 @@ pub async fn process(
         body: &body,
     };
     // `providers::admit` also bounds and shapes the id and type (issue 11, class 1).
-    let (mut event, ack) = match providers::admit(&*source.provider, &raw, received) {
+    let (event, ack) = match providers::admit(&*source.provider, &raw, received) {
         Ok(Admission::Event { event, ack }) => (event, ack),
         Ok(Admission::Control(reply)) => return Outcome::Control(reply),
         Err(providers::Rejection::Probe) => return Outcome::Probe(fail(401, "unauthorized")),
@@ -203,8 +203,7 @@ pub async fn process(
         };
     }
 
-    let content_key = event.content_key.take();
-    let envelope = Envelope::new(&source.name, source.kind, event, received);
+    let mut envelope = Envelope::new(&source.name, source.kind, event, received);
     let entry = Entry {
         routing_key: render_routing_key(
             &source.routing_key,
@@ -216,7 +215,8 @@ pub async fn process(
         kind: envelope.kind.clone(),
         source: source.name.clone(),
         provider: source.kind.as_str().to_string(),
-        content_key,
+        // Not published (serde-skipped in the envelope): the store's second dedup key.
+        content_key: envelope.content_key.take(),
         timestamp: providers::unix_secs(received).max(0) as u64,
         replay: false,
         body: envelope.to_json(),
