@@ -40,6 +40,13 @@ pub enum Outcome {
         retry_after_secs: u64,
         reply: Reply,
     },
+    /// 503 with `Retry-After`: another replica holds an unconfirmed claim on this id (it is
+    /// writing the event, or died doing so and the claim expires).
+    Claimed {
+        retry_after_secs: u64,
+        id: String,
+        reply: Reply,
+    },
     /// 503 with `Retry-After`: the outbox is full or the store fails; the provider retries.
     Unavailable {
         reason: String,
@@ -87,6 +94,7 @@ impl Outcome {
             Outcome::Probe(_) => "probe",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Unavailable { .. } => "unavailable",
+            Outcome::Claimed { .. } => "claimed",
             Outcome::UnknownSource => "unknown_source",
         }
     }
@@ -139,6 +147,9 @@ impl Outcome {
                     tracing::error!(source = label, reason = %reason, "refused with 503")
                 }
             }
+            Outcome::Claimed { id, .. } => {
+                tracing::info!(source = label, id = %id, "claimed by another replica, 503")
+            }
             Outcome::UnknownSource => tracing::debug!("unknown source"),
         }
         self.into_response()
@@ -152,6 +163,11 @@ impl Outcome {
             | Outcome::Probe(reply)
             | Outcome::Rejected { reply, .. } => render(reply),
             Outcome::RateLimited {
+                retry_after_secs,
+                reply,
+                ..
+            }
+            | Outcome::Claimed {
                 retry_after_secs,
                 reply,
                 ..

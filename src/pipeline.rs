@@ -16,10 +16,11 @@ use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
 
 use crate::app::Health;
 use crate::config::{contains, render_routing_key, Config, ForwardedHeader, SourceConfig};
+use crate::dedup::Decision;
 use crate::limit::{client_ip, retry_after_secs, ClientLimiter, SourceLimiter};
 use crate::outcome::{Limiter, Outcome};
 use crate::relay::BrokerStatus;
-use crate::store::{Accepted, Entry, SharedStore};
+use crate::store::{Entry, SharedStore};
 
 /// One configured endpoint, built once at start.
 pub struct Source {
@@ -59,6 +60,8 @@ pub struct Gateway {
     pub health: Arc<Health>,
     /// Recent refusals per source, for `GET /rejections`.
     pub rejections: crate::rejections::Rejections,
+    /// The dedup store shared with other replicas (`[dedup] shared`), when configured.
+    pub dedup: Option<Arc<crate::dedup::Shared>>,
 }
 
 impl Gateway {
@@ -86,6 +89,7 @@ impl Gateway {
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
             health,
             rejections: Default::default(),
+            dedup: crate::dedup::Shared::new(&config.dedup, config.store.dedup_window_secs)?,
         })
     }
 }
@@ -221,19 +225,33 @@ pub async fn process(
         replay: false,
         body: envelope.to_json(),
     };
-    match gw
-        .store
-        .accept(&entry, entry.timestamp, gw.request_timeout)
-        .await
+    match crate::dedup::accept(
+        &gw.store,
+        gw.dedup.as_ref(),
+        &entry,
+        entry.timestamp,
+        gw.request_timeout,
+    )
+    .await
     {
-        Ok(Accepted::New) => Outcome::Accepted {
+        Ok(Decision::New) => Outcome::Accepted {
             reply: ack,
             id: envelope.id,
             kind: envelope.kind,
         },
-        Ok(Accepted::Duplicate) => Outcome::Duplicate {
+        Ok(Decision::Duplicate) => Outcome::Duplicate {
             reply: ack,
             id: envelope.id,
+        },
+        // Another replica is writing this id now (or died doing so): the provider retries.
+        Ok(Decision::Claimed { retry_after_secs }) => Outcome::Claimed {
+            retry_after_secs,
+            id: envelope.id,
+            reply: fail(503, "temporarily unavailable"),
+        },
+        Ok(Decision::Unavailable) => Outcome::Unavailable {
+            reason: "shared dedup store unavailable (dedup.on_unavailable = reject)".into(),
+            reply: fail(503, "temporarily unavailable"),
         },
         // Backlog full, store failing or too slow: the provider retries, nothing is acknowledged.
         Err(e) => Outcome::Unavailable {
