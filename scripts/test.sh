@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The test command: ensures RabbitMQ runs and Chromium is installed (the console's browser
-# test), then runs the whole workspace's tests against them.
+# The test command: ensures RabbitMQ runs, redis-server is installed (the replica tests start
+# private servers) and Chromium is installed (the console's browser test), then runs the whole
+# workspace's tests against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-rabbitmq.sh
+scripts/ensure-redis.sh
 scripts/ensure-chromium.sh
 cargo test --workspace --locked "$@"

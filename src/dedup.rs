@@ -219,6 +219,23 @@ impl DedupConfig {
     }
 }
 
+/// `hookgate forget` on a stopped gateway's store: the same deletion as [`Shared::forget`],
+/// over a blocking connection.
+pub fn forget_blocking(config: &DedupConfig, source: &str, id: &str) -> Result<bool, String> {
+    let client = config.client()?;
+    let mut conn = client
+        .get_connection_with_timeout(PROBE_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(PROBE_TIMEOUT))
+        .and_then(|()| conn.set_write_timeout(Some(PROBE_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    let n: i64 = redis::cmd("DEL")
+        .arg(format!("{}:{source}:{id}", config.key_prefix))
+        .query(&mut conn)
+        .map_err(|e| e.to_string())?;
+    Ok(n > 0)
+}
+
 /// The `accepted` value; a claim is `pending:<token>`.
 const ACCEPTED: &str = "accepted";
 
@@ -563,6 +580,20 @@ impl Shared {
         Ok(n)
     }
 
+    /// `hookgate forget` on a running gateway: deletes the id's shared key too, so a
+    /// redelivery is accepted again on every replica. `Ok(true)` when a key was deleted.
+    pub async fn forget(&self, source: &str, id: &str) -> Result<bool, String> {
+        let key = format!("{}:{source}:{id}", self.prefix);
+        let mut conn = self.conn();
+        let mut del = redis::cmd("DEL");
+        del.arg(&key);
+        match tokio::time::timeout(PROBE_TIMEOUT, del.query_async::<i64>(&mut conn)).await {
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer from the shared dedup store".into()),
+        }
+    }
+
     /// Probes the store, reconnects when needed, and writes what is owed, until `cancel`.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
@@ -857,4 +888,97 @@ fn settle_later(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn parse(dedup: &str) -> Result<Config, String> {
+        let text = format!("[store]\npath = \"x\"\n{dedup}");
+        Config::parse(&text, &HashMap::new(), Path::new("/etc/hookgate")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn off_by_default_and_the_defaults() {
+        let c = parse("").unwrap();
+        assert!(!c.dedup.enabled());
+        assert_eq!(c.dedup.key_prefix, "hookgate");
+        assert_eq!(c.dedup.claim_secs, 30);
+        assert_eq!(c.dedup.on_unavailable, super::OnUnavailable::Accept);
+        let c = parse("[dedup]\nshared = \"\"\n").unwrap();
+        assert!(!c.dedup.enabled(), "empty: this node only");
+        let c = parse(
+            "[dedup]\nshared = \"redis://:pw@10.0.0.5:6380/2\"\non_unavailable = \"reject\"\n",
+        )
+        .unwrap();
+        assert!(c.dedup.enabled());
+        assert_eq!(c.dedup.on_unavailable, super::OnUnavailable::Reject);
+        assert!(
+            !format!("{:?}", c.dedup).contains("pw"),
+            "Debug redacts the password"
+        );
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        for (toml, expect) in [
+            ("[dedup]\nshard = \"redis://h\"\n", "shard"),
+            (
+                "[dedup]\nshared = \"http://h\"\n",
+                "dedup.shared: not a redis:// or rediss://",
+            ),
+            (
+                "[dedup]\nshared = \"redis://h\"\non_unavailable = \"maybe\"\n",
+                "maybe",
+            ),
+            (
+                "[dedup]\nshared = \"redis://h\"\nclaim_secs = 5\n",
+                "dedup.claim_secs: must be greater than server.request_timeout_secs",
+            ),
+            (
+                "[dedup]\nshared = \"redis://h\"\nkey_prefix = \"\"\n",
+                "dedup.key_prefix",
+            ),
+            (
+                "[dedup]\nshared = \"redis://h\"\ntimeout_ms = 0\n",
+                "dedup.timeout_ms",
+            ),
+            (
+                "[dedup]\nshared = \"redis://h\"\n[dedup.tls]\nca = \"ca.pem\"\n",
+                "dedup.tls: set, but dedup.shared is not rediss://",
+            ),
+            (
+                "[dedup]\nshared = \"rediss://h\"\n[dedup.tls]\nca = \"missing-ca.pem\"\n",
+                "dedup.tls.ca: cannot read /etc/hookgate/missing-ca.pem",
+            ),
+            (
+                "[dedup]\nshared = \"rediss://h\"\n[dedup.tls]\nkeyfile = \"k\"\n",
+                "keyfile",
+            ),
+            (
+                "[dedup]\n[dedup.tls]\nca = \"ca.pem\"\n",
+                "dedup.tls: set, but dedup.shared is empty",
+            ),
+        ] {
+            let e = parse(toml).expect_err(toml);
+            assert!(e.contains(expect), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_password_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("redis-url"),
+            "redis://:s3cret@127.0.0.1:6379/\n",
+        )
+        .unwrap();
+        let text = "[store]\npath = \"x\"\n[dedup]\nshared = \"file:redis-url\"\n";
+        let c = Config::parse(text, &HashMap::new(), dir.path()).unwrap();
+        assert_eq!(c.dedup.shared, "redis://:s3cret@127.0.0.1:6379/");
+    }
 }

@@ -442,6 +442,20 @@ async fn a_dead_replicas_claim_is_503_until_it_expires_then_accepted() {
     let msgs = consumer.take(1, Duration::from_secs(10)).await;
     assert_eq!(ids_of(&msgs), ["orphan"]);
     consumer.assert_empty(Duration::from_millis(500)).await;
+
+    // `hookgate forget` deletes the shared key too: the redelivery is accepted again.
+    let r = gw
+        .client
+        .post(gw.admin("/forget"))
+        .json(&serde_json::json!({ "source": src, "id": "elsewhere" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["forgotten"], true);
+    assert_eq!(deliver(gw, &src, "elsewhere").await, 0);
+    let msgs = consumer.take(1, Duration::from_secs(10)).await;
+    assert_eq!(ids_of(&msgs), ["elsewhere"]);
     let m = gw.metrics().await;
     let count = |result: &str| {
         metric(
@@ -451,7 +465,7 @@ async fn a_dead_replicas_claim_is_503_until_it_expires_then_accepted() {
     };
     assert!(count("conflict") >= 1);
     assert_eq!(count("duplicate"), 1);
-    assert_eq!(count("claimed"), 1);
+    assert_eq!(count("claimed"), 2);
     assert!(
         m.contains("hookgate_dedup_shared_duration_seconds_bucket{"),
         "latency histogram"
