@@ -1,6 +1,7 @@
 //! Replicas behind nginx with a shared Redis (issue 13): run by `scripts/cluster.sh`.
 //!
-//! Starts a private `redis-server` (AOF fsynced on every write), three release `hookgate`
+//! Starts a private `redis-server` (AOF, fsynced every second: docs/replicas.md's advice; a
+//! kill -9 of the process loses nothing, the AOF is written before each reply), three release `hookgate`
 //! replicas with stores of their own and `[dedup] shared` on it, and nginx in front (one
 //! upstream of all three, one of the first replica only). Then, in one run:
 //!
@@ -314,8 +315,7 @@ async fn provider_clients(
     signer: &Arc<Signer>,
     base: &str,
     concurrency: usize,
-    until: Instant,
-    give_up: Instant,
+    (until, give_up): (Instant, Instant),
     acked: &Arc<Mutex<HashSet<String>>>,
     replies: &Arc<Mutex<HashMap<u16, usize>>>,
 ) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
@@ -513,7 +513,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",
+            "everysec",
             "--dir",
             redis_dir.to_str().unwrap_or("."),
         ]
@@ -671,7 +671,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             }
         }
     }
+    // Its events go to the broker before it stops (a replica that never comes back would
+    // keep them on its disk).
+    drain(&http, off.admin).await;
     off.proc.kill9();
+    let before = scrape(&http, &replicas).await;
+    println!(
+        "  shared dedup so far: fallbacks {}  conflicts (503) {}  errors {}",
+        before.0, before.1, before.2
+    );
 
     // 3. Chaos through nginx: kill a replica, then Redis.
     let replies: Arc<Mutex<HashMap<u16, usize>>> = Arc::default();
@@ -682,8 +690,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         &signer,
         &base3,
         c,
-        start + chaos,
-        start + chaos + Duration::from_secs(60),
+        (start + chaos, start + chaos + Duration::from_secs(60)),
         &acked,
         &replies,
     )
@@ -711,6 +718,48 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     redis.start()?;
     println!(
         "chaos: {:>5.1} s  redis restarted",
+        start.elapsed().as_secs_f64()
+    );
+    // When Redis answers again (it loads its AOF first), and when the replicas see it.
+    let probe = redis::Client::open(redis_url.as_str())?;
+    let restarted = Instant::now();
+    while restarted.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut c) = probe.get_multiplexed_async_connection().await {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "chaos: {:>5.1} s  redis answers (AOF loaded)",
+        start.elapsed().as_secs_f64()
+    );
+    for r in &replicas {
+        while restarted.elapsed() < Duration::from_secs(30) {
+            let ok = match http
+                .get(format!("http://127.0.0.1:{}/readyz", r.admin))
+                .send()
+                .await
+            {
+                Ok(resp) => {
+                    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                    v["dedup"]["shared"] == "ok"
+                }
+                Err(_) => false,
+            };
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!(
+        "chaos: {:>5.1} s  every replica reports dedup.shared ok",
         start.elapsed().as_secs_f64()
     );
     let mut unacked = Vec::new();
@@ -794,6 +843,24 @@ fn series(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Waits (at most 30 s) until a replica's outbox is empty.
+async fn drain(http: &reqwest::Client, admin: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+        {
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            if v["outbox_pending"] == 0 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// (fallbacks, conflicts, errors) summed over the replicas.
 async fn scrape(http: &reqwest::Client, replicas: &[Replica]) -> (f64, f64, f64) {
     let mut out = (0.0, 0.0, 0.0);
@@ -815,6 +882,19 @@ async fn scrape(http: &reqwest::Client, replicas: &[Replica]) -> (f64, f64, f64)
             .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
             .sum::<f64>();
         out.2 += series(&text, "hookgate_dedup_shared_errors_total");
+        for step in ["claim", "confirm", "release"] {
+            let n: f64 = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("hookgate_dedup_shared_errors_total")
+                        && l.contains(&format!("step=\"{step}\""))
+                })
+                .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .sum();
+            if n > 0.0 {
+                eprintln!("    {}: {step} errors {n}", r.proc.name);
+            }
+        }
     }
     out
 }

@@ -224,6 +224,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 tracing::warn!(error = %e, "recent events could not be read for the shared dedup store")
             }
         }
+        shared.check().await;
         // Probes the shared dedup store, reconnects, writes what is owed to it.
         tasks.push(supervise("dedup", health.clone(), cancel.clone(), {
             let cancel = cancel.clone();

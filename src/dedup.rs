@@ -594,18 +594,25 @@ impl Shared {
         }
     }
 
+    /// Probes once and records the result: at start, before the listeners open, so the first
+    /// requests know whether to ask the store (bounded by a second when it does not answer).
+    pub async fn check(&self) -> bool {
+        let up = self.probe().await;
+        if up != self.up.swap(up, Ordering::Relaxed) {
+            metrics::get().dedup_shared_up.set(up as i64);
+            if up {
+                tracing::info!("shared dedup store available");
+            } else {
+                tracing::warn!(on_unavailable = ?self.on_unavailable, "shared dedup store unavailable");
+            }
+        }
+        up
+    }
+
     /// Probes the store, reconnects when needed, and writes what is owed, until `cancel`.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         loop {
-            let up = self.probe().await;
-            if up != self.up.swap(up, Ordering::Relaxed) {
-                metrics::get().dedup_shared_up.set(up as i64);
-                if up {
-                    tracing::info!("shared dedup store available");
-                } else {
-                    tracing::warn!("shared dedup store unavailable");
-                }
-            }
+            let up = self.check().await;
             if up {
                 self.pay_back().await;
             }

@@ -452,7 +452,10 @@ async fn a_dead_replicas_claim_is_503_until_it_expires_then_accepted() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["forgotten"], true);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["forgotten"],
+        true
+    );
     assert_eq!(deliver(gw, &src, "elsewhere").await, 0);
     let msgs = consumer.take(1, Duration::from_secs(10)).await;
     assert_eq!(ids_of(&msgs), ["elsewhere"]);
