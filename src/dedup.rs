@@ -325,6 +325,9 @@ pub struct Shared {
     /// which resolves the service name again.
     stale: AtomicBool,
     owed: Mutex<VecDeque<Owed>>,
+    /// Wakes the probe when a request finds the store down, so a passing stall (a few missed
+    /// budgets) costs a probe's round trip, not a probe period.
+    wake: Notify,
     /// One request per event id on this replica talks to the shared store at a time; the
     /// others wait and then find the event in the local index, instead of a 503 from their
     /// own replica's claim.
@@ -377,6 +380,7 @@ impl Shared {
             misses: AtomicU32::new(0),
             stale: AtomicBool::new(false),
             owed: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
             gates: Mutex::new(HashMap::new()),
             claim: Script::new(CLAIM_LUA),
             release: Script::new(RELEASE_LUA),
@@ -456,6 +460,7 @@ impl Shared {
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(step, error = %why, on_unavailable = ?self.on_unavailable, "shared dedup store unavailable");
             metrics::get().dedup_shared_up.set(0);
+            self.wake.notify_one();
         }
     }
 
@@ -619,6 +624,7 @@ impl Shared {
             let wait = if up { PROBE_UP } else { PROBE_DOWN };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.wake.notified() => {}
                 _ = cancel.cancelled() => return,
             }
         }
@@ -974,6 +980,110 @@ mod tests {
             let e = parse(toml).expect_err(toml);
             assert!(e.contains(expect), "{toml}: {e}");
         }
+    }
+
+    /// A private redis-server on `port` (AOF on, so a kill -9 and restart keeps its keys).
+    fn redis(port: u16, dir: &Path) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/ensure-redis.sh)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn errors(source: &str, step: &'static str) -> u64 {
+        crate::metrics::get()
+            .dedup_shared_errors
+            .get_or_create(&super::DedupErrorLabels {
+                source: source.into(),
+                step,
+            })
+            .get()
+    }
+
+    /// Redis failing after the claim: a failed confirm is counted and the key written
+    /// `accepted` once Redis is back; a failed release is counted and leaves the claim to
+    /// expire (retries meanwhile are 503, never a second acceptance).
+    #[tokio::test]
+    async fn confirm_and_release_failures_are_counted_and_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut server = redis(port, dir.path());
+        let config = super::DedupConfig {
+            shared: format!("redis://127.0.0.1:{port}/"),
+            claim_secs: 2,
+            timeout_ms: 500,
+            ..Default::default()
+        };
+        let shared = super::Shared::new(&config, 3600).unwrap().unwrap();
+        assert!(shared.check().await);
+        let key = |id: &str| vec![format!("hookgate:unit:{id}")];
+        let (super::Claim::Held(confirmed), super::Claim::Held(released)) = (
+            shared.take("unit", &key("c")).await,
+            shared.take("unit", &key("r")).await,
+        ) else {
+            panic!("claims taken");
+        };
+        assert!(
+            matches!(shared.take("unit", &key("c")).await, super::Claim::Busy(ms) if ms <= 2000)
+        );
+
+        server.kill().unwrap();
+        server.wait().unwrap();
+        shared.confirm(confirmed).await;
+        shared.release(released).await;
+        assert_eq!(errors("unit", "confirm"), 1);
+        assert_eq!(errors("unit", "release"), 1);
+        assert!(!shared.is_up());
+        assert!(matches!(
+            shared.take("unit", &key("x")).await,
+            super::Claim::Unavailable
+        ));
+
+        let mut server = redis(port, dir.path());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shared.check().await {
+            assert!(std::time::Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        shared.pay_back().await;
+        assert!(matches!(
+            shared.take("unit", &key("c")).await,
+            super::Claim::Accepted
+        ));
+        // The unreleased claim is still there, then expires: accepted by the next claim.
+        assert!(matches!(
+            shared.take("unit", &key("r")).await,
+            super::Claim::Busy(_)
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert!(matches!(
+            shared.take("unit", &key("r")).await,
+            super::Claim::Held(_)
+        ));
+        server.kill().unwrap();
+        server.wait().unwrap();
     }
 
     #[test]
