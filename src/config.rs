@@ -129,9 +129,14 @@ pub struct StoreConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// May hold the broker's password; `file:PATH` reads it from a file. Debug redacts it.
-    #[serde(default = "default_amqp_url")]
-    pub url: String,
+    /// One URL, or a list: the nodes of a RabbitMQ cluster, tried in order (see
+    /// [`crate::nodes`]). Each may hold the broker's password and may be `file:PATH`.
+    /// Debug redacts it.
+    #[serde(default = "default_amqp_url", deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// TLS for `amqps://` nodes; relative paths are relative to the config file.
+    #[serde(default)]
+    pub tls: Option<crate::amqp_tls::AmqpTlsConfig>,
     /// Topic exchange, durable, declared at start.
     #[serde(default = "default_exchange")]
     pub exchange: String,
@@ -141,7 +146,7 @@ pub struct AmqpConfig {
     /// Most unconfirmed publishes in flight at once.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
-    /// Cap of the reconnect backoff.
+    /// Cap of the reconnect backoff of each node.
     #[serde(default = "default_reconnect_max_secs")]
     pub reconnect_max_secs: u64,
     /// Refusals (unroutable, nack, too large) after which an event becomes a dead letter.
@@ -152,7 +157,11 @@ pub struct AmqpConfig {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &redact_url(&self.url))
+            .field(
+                "url",
+                &self.url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
+            .field("tls", &self.tls)
             .field("exchange", &self.exchange)
             .field("queues", &self.queues)
             .field("max_in_flight", &self.max_in_flight)
@@ -289,8 +298,27 @@ fn default_segment_bytes() -> u64 {
 fn default_max_attempts() -> u32 {
     5
 }
-fn default_amqp_url() -> String {
-    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+fn default_amqp_url() -> Vec<String> {
+    vec!["amqp://guest:guest@127.0.0.1:5672/%2f".into()]
+}
+
+/// `amqp.url` as a string or a list of strings (not empty).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("url: expected a URL or a list of URLs (the cluster's nodes)")
+    })? {
+        OneOrMany::One(u) => Ok(vec![u]),
+        OneOrMany::Many(v) if v.is_empty() => Err(serde::de::Error::custom(
+            "url: the list of broker URLs is empty",
+        )),
+        OneOrMany::Many(v) => Ok(v),
+    }
 }
 fn default_exchange() -> String {
     "hookgate".into()
@@ -299,7 +327,8 @@ fn default_max_in_flight() -> usize {
     512
 }
 fn default_reconnect_max_secs() -> u64 {
-    30
+    // Per broker node (crate::nodes): a node back after a restart is used within seconds.
+    5
 }
 
 impl Config {
@@ -362,7 +391,10 @@ impl Config {
         {
             resolve_value(url, base, "amqp.url", &mut errors);
         }
-        let amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
+        let mut amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
+        if let Some(tls) = amqp.as_mut().and_then(|a| a.tls.as_mut()) {
+            tls.resolve(base);
+        }
 
         let mut sources = Vec::new();
         let default_body = server
@@ -421,12 +453,19 @@ impl Config {
         if self.store.max_outbox_entries == 0 {
             errors.push("store.max_outbox_entries: must be at least 1".into());
         }
-        if let Err(e) = self.amqp.url.parse::<lapin::uri::AMQPUri>() {
-            // The parser quotes the whole URL in some errors, password included; a URL that
-            // does not parse has no password we could find to cut out.
-            let e = e.replace(&self.amqp.url, "…");
-            errors.push(format!("amqp.url: not an AMQP URI: {e}"));
+        for (i, url) in self.amqp.url.iter().enumerate() {
+            if let Err(e) = url.parse::<lapin::uri::AMQPUri>() {
+                // The parser quotes the whole URL in some errors, password included; a URL
+                // that does not parse has no password we could find to cut out.
+                let e = e.replace(url.as_str(), "…");
+                let key = match self.amqp.url.len() {
+                    1 => "amqp.url".to_string(),
+                    _ => format!("amqp.url[{i}]"),
+                };
+                errors.push(format!("{key}: not an AMQP URI: {e}"));
+            }
         }
+        errors.extend(crate::amqp_tls::problems(&self.amqp));
         if self.amqp.exchange.is_empty() {
             errors.push(
                 "amqp.exchange: must not be empty (the default exchange cannot route by topic)"
@@ -869,7 +908,7 @@ secrets = ["${GH_SECRET}"]
         let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();
         assert_eq!(c.server.listen, default_listen());
         assert_eq!(c.store.dedup_window_secs, 604_800);
-        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(c.amqp.url, ["amqp://guest:guest@127.0.0.1:5672/%2f"]);
         assert_eq!(c.sources[0].routing_key, "{source}.{type}");
         assert_eq!(
             c.sources[0].max_body_bytes, 26_214_400,
@@ -1101,7 +1140,7 @@ routing_key = "{nope}"
         .unwrap();
         let text = format!("{MINIMAL}\n[amqp]\nurl = \"file:amqp.url\"\n");
         let c = Config::parse(&text, &vars(&[("GH_SECRET", "s")]), dir.path()).unwrap();
-        assert_eq!(c.amqp.url, "amqp://hookgate:from-file-pw@broker:5672/%2f");
+        assert_eq!(c.amqp.url, ["amqp://hookgate:from-file-pw@broker:5672/%2f"]);
         let debug = format!("{c:?}");
         assert!(!debug.contains("from-file-pw"), "{debug}");
         assert!(

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub log_bytes: Gauge,
     pub log_segments: Gauge,
     pub broker_connected: Gauge,
+    /// Index in `amqp.url` of the node the relay is connected to; -1 when none.
+    pub amqp_node_index: Gauge,
+    pub amqp_failovers: Counter,
     pub task_restarts: Family<TaskLabel, Counter>,
     pub commit_seconds: Histogram,
     pub commit_records: Histogram,
@@ -117,6 +120,19 @@ impl Metrics {
             "1 while the relay holds a broker connection",
             broker_connected.clone(),
         );
+        let amqp_node_index = Gauge::default();
+        amqp_node_index.set(-1);
+        registry.register(
+            "amqp_node_index",
+            "Index in amqp.url of the broker node the relay is connected to (-1 when none)",
+            amqp_node_index.clone(),
+        );
+        let amqp_failovers = Counter::default();
+        registry.register(
+            "amqp_failovers",
+            "Broker connections made to another node of amqp.url than the previous connection's",
+            amqp_failovers.clone(),
+        );
         let dead_letters = Family::<SourceLabel, Counter>::default();
         registry.register(
             "dead_letters",
@@ -173,6 +189,8 @@ impl Metrics {
             log_bytes,
             log_segments,
             broker_connected,
+            amqp_node_index,
+            amqp_failovers,
             task_restarts,
             commit_seconds,
             commit_records,

@@ -194,6 +194,9 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
             "connected": gw.broker.connected(),
             "state": gw.broker.state(),
             "last_error": gw.broker.last_error(),
+            "node": gw.broker.node().map(|(_, url)| url),
+            "node_index": gw.broker.node().map(|(i, _)| i),
+            "nodes": gw.broker.nodes(),
         },
     });
     let mut r = if ready {
