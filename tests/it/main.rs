@@ -3,6 +3,7 @@
 
 mod admin;
 mod chaos;
+mod cluster;
 mod console;
 mod deadletter;
 mod github;

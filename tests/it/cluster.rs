@@ -1,0 +1,421 @@
+//! The broker side of replicas (issue #13): `amqp.url` as a list of nodes with failover, and
+//! `amqps://` with `[amqp.tls]` against a private RabbitMQ node with a TLS listener, whose
+//! throwaway CA, server and client certificates the test makes with the openssl command line.
+//!
+//! Private nodes take seconds to boot, so there are two, each in its own test (they boot in
+//! parallel): one that verifies client certificates only when offered (CA-only publishing, a
+//! node stopped and started again under load), one that requires them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hookgate::config::Config;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
+use lapin::{Connection, ConnectionProperties};
+use providers::github;
+
+use crate::harness::{
+    amqp_url, broker_proxy, config_text, unique, Consumer, Gateway, RabbitNode,
+};
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+/// An `amqp://` (or `amqps://`) URL on a loopback port where nothing listens.
+fn dead_url(scheme: &str) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("{scheme}://guest:guest@127.0.0.1:{port}/%2f")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The harness config with `amqp.url` as the list `urls`; `amqp_toml` goes into `[amqp]`
+/// (tables like `[amqp.tls]` and `[[amqp.queues]]`), before the sources.
+fn config_for(urls: &[String], exchange: &str, amqp_toml: &str) -> String {
+    let list = urls
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    config_text(
+        &format!("{amqp_toml}\n{}", crate::github::sources()),
+        exchange,
+        "@URLS@",
+        None,
+        "",
+    )
+    .replace("\"@URLS@\"", &format!("[{list}]"))
+}
+
+fn parse(text: &str) -> Config {
+    Config::parse(text, &Default::default(), Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends `push` deliveries `{prefix}-{i}`; every one must be acknowledged (on disk).
+async fn send(gw: &Gateway, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in range {
+        let id = format!("{prefix}-{i}");
+        let body = format!(r#"{{"seq":{i}}}"#);
+        let r = gw
+            .send(
+                "gh-main",
+                &github::delivery(SECRET, "push", &id, body.as_bytes()),
+            )
+            .await;
+        assert_eq!(r.status(), 202, "{id} acknowledged");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Waits until `/readyz` says the relay is connected to node `index` of `amqp.url`.
+async fn wait_node(gw: &Gateway, index: usize, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = gw.readyz().await;
+        if v["broker"]["connected"] == true && v["broker"]["node_index"] == index {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay never connected to node {index}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `/readyz` reports a broker error while not connected; returns the error.
+async fn wait_error(gw: &Gateway, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = gw.readyz().await;
+        if let (false, Some(e)) = (
+            v["broker"]["connected"] == true,
+            v["broker"]["last_error"].as_str(),
+        ) {
+            return e.to_string();
+        }
+        assert!(Instant::now() < deadline, "no broker error reported: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Takes messages from `consumer` until every id of `expected` arrived; returns the ids seen
+/// more than once (allowed: at-least-once across a failover).
+async fn take_all(consumer: &Consumer, expected: &[String], timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    let want: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    let mut dups = 0;
+    while !want.iter().all(|id| seen.contains(*id)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        for m in consumer.take(1, left).await {
+            let id = m.body["id"].as_str().unwrap().to_string();
+            assert!(want.contains(id.as_str()), "unexpected event {id}");
+            if !seen.insert(id) {
+                dups += 1;
+            }
+        }
+    }
+    dups
+}
+
+#[actix_web::test]
+async fn failover_moves_to_the_next_node_and_back_and_loses_nothing() {
+    // Three "nodes": nothing listening, then two cuttable proxies to the shared broker.
+    let exchange = unique("it-cluster");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let (a, b) = (broker_proxy().await, broker_proxy().await);
+    let urls = [
+        dead_url("amqp"),
+        a.url(&amqp_url()),
+        b.url(&amqp_url()),
+    ];
+    let gw = Gateway::start(parse(&config_for(&urls, &exchange, ""))).await;
+
+    // The first node does not answer: the relay uses the next one.
+    let ready = wait_node(&gw, 1, Duration::from_secs(10)).await;
+    assert_eq!(ready["broker"]["nodes"], 3);
+    let node = ready["broker"]["node"].as_str().unwrap();
+    assert!(
+        node.contains(&a.addr.to_string()) && !node.contains("guest:guest"),
+        "the node in use, without its password: {node}"
+    );
+    let mut ids = send(&gw, "fo", 0..10).await;
+
+    // Node 1 fails under load: the relay goes on with node 2.
+    a.cut();
+    ids.extend(send(&gw, "fo", 10..20).await);
+    wait_node(&gw, 2, Duration::from_secs(10)).await;
+    ids.extend(send(&gw, "fo", 20..25).await);
+
+    // Node 1 is back and node 2 fails: node 0 is still dead, so the relay returns to node 1.
+    a.restore();
+    b.cut();
+    ids.extend(send(&gw, "fo", 25..35).await);
+    wait_node(&gw, 1, Duration::from_secs(10)).await;
+
+    let dups = take_all(&consumer, &ids, Duration::from_secs(20)).await;
+    // At-least-once: only what a cut node had not confirmed yet may come twice.
+    assert!(dups <= 20, "{dups} duplicates");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("hookgate_amqp_node_index ") && metrics.contains("hookgate_amqp_failovers_total "),
+        "node metrics exported"
+    );
+    assert_eq!(gw.readyz().await["outbox_pending"], 0);
+    gw.stop().await;
+}
+
+/// A throwaway PKI made with the openssl command line: a CA, a server certificate for
+/// 127.0.0.1/localhost, a client certificate, and an unrelated CA.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn make() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .expect("the openssl command line is installed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for (name, cn) in [("ca", "hookgate test CA"), ("other-ca", "somebody else")] {
+            let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={cn}"));
+            let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subj];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &pem]);
+            run(&args);
+        }
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("client.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        for (name, cn) in [("server", "localhost"), ("client", "hookgate-client")] {
+            let (key, csr, pem, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            let subj = format!("/CN={cn}");
+            let mut args = vec!["req", "-subj", &subj];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr]);
+            run(&args);
+            run(&[
+                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-out", &pem, "-extfile", &ext,
+            ]);
+        }
+        // The broker runs as the rabbitmq user: let it read the (throwaway) files.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `rabbitmq.conf` lines for a TLS listener on `port` with this PKI.
+    fn listener(&self, port: u16, require_client_cert: bool) -> String {
+        format!(
+            "listeners.ssl.default = 127.0.0.1:{port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = {require_client_cert}\n",
+            self.path("ca.pem").display(),
+            self.path("server.pem").display(),
+            self.path("server.key").display(),
+        )
+    }
+
+    /// `[amqp.tls]` with `ca`, and the client certificate when `client` is set.
+    fn amqp_tls(&self, ca: &str, client: bool) -> String {
+        let mut t = format!("[amqp.tls]\nca = {:?}\n", self.path(ca));
+        if client {
+            t += &format!(
+                "cert = {:?}\nkey = {:?}\n",
+                self.path("client.pem"),
+                self.path("client.key")
+            );
+        }
+        t
+    }
+}
+
+/// The TLS connections the node sees, with their peer certificate subjects.
+fn tls_peers(node: &RabbitNode) -> Vec<String> {
+    node.ctl(&[
+        "list_connections",
+        "-q",
+        "--no-table-headers",
+        "ssl",
+        "peer_cert_subject",
+    ])
+    .lines()
+    .filter(|l| l.starts_with("true"))
+    .map(str::to_string)
+    .collect()
+}
+
+/// Takes every id of `expected` from the existing queue `queue` of the broker at `url`.
+async fn drain_queue(url: &str, queue: &str, expected: &[String], timeout: Duration) {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let want: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + timeout;
+    while !want.iter().all(|id| seen.contains(*id)) {
+        match channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&m.delivery.data).unwrap();
+                seen.insert(v["id"].as_str().unwrap().to_string());
+            }
+            None => {
+                let missing: Vec<_> = want.iter().filter(|id| !seen.contains(**id)).collect();
+                assert!(Instant::now() < deadline, "never arrived: {missing:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+}
+
+#[actix_web::test]
+async fn amqps_with_a_ca_file_survives_the_node_stopping_under_load() {
+    let pki = Pki::make();
+    let tls_port = free_port();
+    let node = RabbitNode::start(&pki.listener(tls_port, false)).await;
+    let exchange = unique("it-tls");
+    let queue = unique("it-tls-q");
+    // A quorum queue declared by hookgate itself, as for a cluster.
+    let topology = format!(
+        "{}[[amqp.queues]]\nname = \"{queue}\"\nkind = \"quorum\"\nbindings = [\"#\"]\n",
+        pki.amqp_tls("ca.pem", false)
+    );
+    let urls = [
+        dead_url("amqps"),
+        format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f"),
+    ];
+    let gw = Gateway::start(parse(&config_for(&urls, &exchange, &topology))).await;
+    wait_node(&gw, 1, Duration::from_secs(10)).await;
+    let peers = tls_peers(&node);
+    assert_eq!(peers.len(), 1, "one TLS connection, hookgate's: {peers:?}");
+    let queues = node.ctl(&["list_queues", "-q", "--no-table-headers", "name", "type"]);
+    assert!(
+        queues.lines().any(|l| l.split_whitespace().eq([queue.as_str(), "quorum"])),
+        "{queues}"
+    );
+    let mut ids = send(&gw, "tls", 0..10).await;
+
+    // The node in use stops (its listener goes away, connections are closed by the broker):
+    // deliveries are still acknowledged, and published once it is back.
+    let ctl = |what: &str| node.ctl(&[what]);
+    ctl("stop_app");
+    let e = wait_error(&gw, Duration::from_secs(10)).await;
+    assert!(!e.contains("guest:guest"), "no password in errors: {e}");
+    ids.extend(send(&gw, "tls", 10..20).await);
+    assert_eq!(gw.readyz().await["broker"]["connected"], false);
+    ctl("start_app");
+    wait_node(&gw, 1, Duration::from_secs(15)).await;
+    ids.extend(send(&gw, "tls", 20..25).await);
+    drain_queue(&node.url(), &queue, &ids, Duration::from_secs(15)).await;
+    gw.stop().await;
+}
+
+#[actix_web::test]
+async fn amqps_client_certificate_for_a_node_that_requires_one() {
+    let pki = Pki::make();
+    let tls_port = free_port();
+    let node = RabbitNode::start(&pki.listener(tls_port, true)).await;
+    let exchange = unique("it-mtls");
+    let consumer = Consumer::bind_at(&node.url(), &exchange, "#").await;
+    let urls = [format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f")];
+
+    // `hookgate check` reads the files: a good set passes, a key that is not the
+    // certificate's, or TLS settings with a plain amqp:// node, are refused by name.
+    let check = |text: String| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["check", "-c"])
+            .arg(file.path())
+            .output()
+            .unwrap()
+    };
+    let good = config_for(&urls, &exchange, &pki.amqp_tls("ca.pem", true));
+    let out = check(good.clone());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(good.replace("client.key", "server.key"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("amqp.tls.key:"), "{err}");
+    let plain = config_for(&[node.url()], &exchange, &pki.amqp_tls("ca.pem", true));
+    let out = check(plain);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is plain amqp://"), "{err}");
+
+    // Without a client certificate the node refuses the handshake; with an unrelated CA
+    // hookgate refuses the node. Neither publishes anything.
+    let no_cert = Gateway::start(parse(&config_for(&urls, &exchange, &pki.amqp_tls("ca.pem", false)))).await;
+    let wrong_ca =
+        Gateway::start(parse(&config_for(&urls, &exchange, &pki.amqp_tls("other-ca.pem", true)))).await;
+    send(&no_cert, "nocert", 0..2).await;
+    send(&wrong_ca, "wrongca", 0..2).await;
+    let e = wait_error(&no_cert, Duration::from_secs(10)).await;
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let e = wait_error(&wrong_ca, Duration::from_secs(10)).await;
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(tls_peers(&node).is_empty(), "no TLS connection was let in");
+
+    // With the client certificate: connected over TLS as that certificate's subject.
+    let gw = Gateway::start(parse(&good)).await;
+    wait_node(&gw, 0, Duration::from_secs(10)).await;
+    let ids = send(&gw, "mtls", 0..5).await;
+    let msgs = consumer.take(5, Duration::from_secs(10)).await;
+    let got: Vec<&str> = msgs.iter().map(|m| m.body["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ids, "in order, once");
+    let peers = tls_peers(&node);
+    assert!(
+        peers.len() == 1 && peers[0].contains("CN=hookgate-client"),
+        "{peers:?}"
+    );
+    consumer.assert_empty(Duration::from_millis(300)).await;
+    for g in [no_cert, wrong_ca, gw] {
+        g.stop().await;
+    }
+}
