@@ -193,6 +193,57 @@ mod tests {
         assert_eq!(t.key.unwrap(), Path::new("/etc/hookgate/k.pem"));
     }
 
+    fn parse(amqp: &str, base: &Path) -> Result<crate::config::Config, String> {
+        let text = format!(
+            "[amqp]\n{amqp}\n[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"s\"]\n"
+        );
+        let vars = [("PW".to_string(), "pw".to_string())].into();
+        crate::config::Config::parse(&text, &vars, base).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn url_may_be_a_list_with_file_entries_and_each_entry_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("node2"), "amqp://u:from-file@n2:5672/%2f\n").unwrap();
+        let c = parse(
+            r#"url = ["amqp://u:${PW}@n1:5672/%2f", "file:node2"]"#,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.amqp.url,
+            ["amqp://u:pw@n1:5672/%2f", "amqp://u:from-file@n2:5672/%2f"]
+        );
+        let debug = format!("{:?}", c.amqp);
+        assert!(!debug.contains("from-file") && !debug.contains(":pw@"), "{debug}");
+        let err = parse(r#"url = []"#, dir.path()).unwrap_err();
+        assert!(err.contains("list of broker URLs is empty"), "{err}");
+        let err = parse(r#"url = ["amqp://n1", "http://u:secret@n2"]"#, dir.path()).unwrap_err();
+        assert!(err.contains("amqp.url[1]: not an AMQP URI"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+        let err = parse(r#"url = 5"#, dir.path()).unwrap_err();
+        assert!(err.contains("a URL or a list of URLs"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_with_a_plain_node_are_refused_and_amqps_alone_uses_system_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = parse(
+            "url = [\"amqps://n1\", \"amqp://u:secret@n2\"]\n[amqp.tls]\nca = \"ca.pem\"\n",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(err.contains("amqp.url[1]: amqp://u:[redacted]@n2 is plain amqp://"), "{err}");
+        assert!(err.contains("amqp.tls.ca: "), "the missing CA file too: {err}");
+        let err = parse("url = \"amqps://n1\"\n[amqp.tls]\nkey = \"k.pem\"\n", dir.path())
+            .unwrap_err();
+        assert!(err.contains("amqp.tls.key: set without amqp.tls.cert"), "{err}");
+        let err = parse("[amqp.tls]\ncafile = \"x\"\n", dir.path()).unwrap_err();
+        assert!(err.contains("cafile"), "unknown keys are errors: {err}");
+        // This machine has a system trust store (ca-certificates).
+        parse(r#"url = "amqps://n1""#, dir.path()).unwrap();
+    }
+
     #[test]
     fn missing_and_malformed_files_name_their_key() {
         let dir = tempfile::tempdir().unwrap();

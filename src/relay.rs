@@ -200,7 +200,7 @@ pub async fn run(
                 status.set_connected(false);
                 match result {
                     Ok(()) => {
-                        let _ = conn.close(200, "hookgate shutting down".into()).await;
+                        close(&conn, 200, "hookgate shutting down").await;
                         break;
                     }
                     Err(e) => {
@@ -216,7 +216,7 @@ pub async fn run(
                         let backoff = nodes.failed(i, Instant::now(), Some(since.elapsed()));
                         tracing::warn!(error = %e, node = %node, node_index = i, node_backoff_ms = backoff.as_millis() as u64, pending = store.pending(), "{what}; events stay in the log");
                         status.set_error(Some(format!("{node}: {e}")));
-                        let _ = conn.close(320, "relay reconnecting".into()).await;
+                        close(&conn, 320, "relay reconnecting").await;
                     }
                 }
             }
@@ -228,6 +228,13 @@ pub async fn run(
         }
     }
     status.set_state("stopped");
+}
+
+/// Closes `conn` politely, but never waits long: on a connection whose socket was reset the
+/// broker's close-ok never comes, and the relay must move on to the next node (found by the
+/// failover test: the relay sat in `close` after a node reset its connection).
+async fn close(conn: &Connection, code: u16, why: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(code, why.into())).await;
 }
 
 /// Connects, enables confirms and declares the exchange and the configured queues.
