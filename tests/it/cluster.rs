@@ -419,3 +419,170 @@ async fn amqps_client_certificate_for_a_node_that_requires_one() {
         g.stop().await;
     }
 }
+
+/// Every document of the Kubernetes example, in the order kustomization.yaml lists the files.
+fn kubernetes_docs() -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let kustomization: serde_json::Value =
+        serde_norway::from_str(&read("kustomization.yaml")).unwrap();
+    let mut docs = Vec::new();
+    for file in kustomization["resources"].as_array().unwrap() {
+        let text = read(file.as_str().unwrap());
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            docs.push(serde_json::Value::deserialize(doc).unwrap());
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/kubernetes"))
+}
+
+fn port_of(addr: &std::net::SocketAddr) -> serde_json::Value {
+    serde_json::json!(addr.port())
+}
+
+/// No kubeconform or API server here (`kubectl apply --dry-run` needs one); this reads the
+/// example as Kubernetes would and checks what hookgate depends on: the config in the
+/// ConfigMap passes hookgate's own validation with the Secret's files, and the StatefulSet
+/// mounts, probes, ports and Services agree with it.
+#[test]
+fn kubernetes_example_agrees_with_the_config_it_carries() {
+    let docs = kubernetes_docs();
+    let sts = find(&docs, "StatefulSet", "hookgate");
+    let pod = &sts["spec"]["template"]["spec"];
+    let labels = &sts["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(&sts["spec"]["selector"]["matchLabels"], labels);
+    let c = &pod["containers"][0];
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let mount = |volume: &str| {
+        mounts
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap_or_else(|| panic!("volume {volume} not mounted"))["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let volume = |name: &str| {
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+            .clone()
+    };
+
+    // The config file: from the ConfigMap mounted where `-c` points.
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[..2], ["serve", "-c"]);
+    let config_path = Path::new(args[2]);
+    let config_map = volume("config")["configMap"]["name"].as_str().unwrap().to_string();
+    assert_eq!(Path::new(&mount("config")), config_path.parent().unwrap());
+    let file_name = config_path.file_name().unwrap().to_str().unwrap();
+    let text = find(&docs, "ConfigMap", &config_map)["data"][file_name]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The Secret's keys as files, where the pod has them (a real CA in place of the example's).
+    let secret_name = volume("secrets")["secret"]["secretName"].as_str().unwrap().to_string();
+    let secret = &find(&docs, "Secret", &secret_name)["stringData"];
+    let secrets_dir = mount("secrets");
+    let files = tempfile::tempdir().unwrap();
+    let pki = Pki::make();
+    for (key, value) in secret.as_object().unwrap() {
+        let value = match key.ends_with(".pem") {
+            true => std::fs::read_to_string(pki.path("ca.pem")).unwrap(),
+            false => value.as_str().unwrap().to_string(),
+        };
+        std::fs::write(files.path().join(key), value).unwrap();
+    }
+    let mut used = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(at) = line.find(&format!("{secrets_dir}/")) {
+            let key: String = line[at + secrets_dir.len() + 1..]
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '\''))
+                .collect();
+            assert!(secret.get(&key).is_some(), "{key} is not in the Secret");
+            used.insert(key);
+        }
+    }
+    assert!(used.len() >= 4, "secrets come from the Secret via file: {used:?}");
+    let mut vars = std::collections::HashMap::new();
+    for e in c["env"].as_array().unwrap() {
+        let value = match e["valueFrom"]["secretKeyRef"]["key"].as_str() {
+            Some(key) => secret[key].as_str().expect("env from a Secret key").to_string(),
+            None => e["value"].as_str().unwrap().to_string(),
+        };
+        vars.insert(e["name"].as_str().unwrap().to_string(), value);
+    }
+    let text = text.replace(&format!("{secrets_dir}/"), &format!("{}/", files.path().display()));
+    let config = match Config::parse(&text, &vars, Path::new(".")) {
+        Ok(c) => c,
+        // Until the `[dedup]` section (branch `dedup`) is merged, this branch does not know it.
+        Err(e) if e.0.iter().all(|p| p.contains("unknown key `dedup`")) => {
+            let without: Vec<&str> = text
+                .split("\n\n")
+                .filter(|block| !block.trim_start().starts_with("[dedup]"))
+                .collect();
+            Config::parse(&without.join("\n\n"), &vars, Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+        }
+        Err(e) => panic!("the ConfigMap's config: {e}"),
+    };
+    assert!(
+        hookgate::admin::exposure_problem(&config.server).is_none(),
+        "a non-loopback admin listener has a token"
+    );
+    assert_eq!(config.amqp.url.len(), 3);
+    assert!(config.amqp.url.iter().all(|u| u.starts_with("amqps://")));
+    assert!(config.amqp.queues.iter().all(|q| q.kind == hookgate::config::QueueKind::Quorum));
+
+    // Ports and probes.
+    let port = |name: &str| {
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["containerPort"]
+            .clone()
+    };
+    assert_eq!(port("http"), port_of(&config.server.listen));
+    assert_eq!(port("admin"), port_of(&config.server.admin_listen));
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let pause = c["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64().unwrap_or(0);
+    assert!(grace > config.server.shutdown_timeout_secs + pause, "{grace}");
+
+    // The store is on the replica's own volume, kept when scaling down.
+    let claim = &sts["spec"]["volumeClaimTemplates"][0];
+    let data = mount(claim["metadata"]["name"].as_str().unwrap());
+    assert!(config.store.path.starts_with(&data), "{:?} on {data}", config.store.path);
+    assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteOnce");
+    assert_eq!(sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain");
+    // Non-root: the Secret's files must be readable through the fsGroup.
+    let mode = volume("secrets")["secret"]["defaultMode"].as_u64().unwrap();
+    assert!(pod["securityContext"]["fsGroup"].is_u64() && mode & 0o040 != 0, "{mode:o}");
+
+    // Services and the disruption budget select these pods.
+    let service = find(&docs, "Service", "hookgate");
+    assert_eq!(&service["spec"]["selector"], labels);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    let headless = find(&docs, "Service", sts["spec"]["serviceName"].as_str().unwrap());
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert_eq!(&headless["spec"]["selector"], labels);
+    let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").unwrap();
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
+    assert!(pdb["spec"]["maxUnavailable"] == 1 || pdb["spec"]["minAvailable"].is_u64());
+}
