@@ -158,6 +158,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for w in crate::topology::warnings(&config) {
         tracing::warn!("{w}");
     }
+    for w in crate::nodes::warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let broker = Arc::new(BrokerStatus::default());
     let health = Arc::new(Health::default());
     let gateway = Arc::new(

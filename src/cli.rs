@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use providers::sign::SampleOptions;
 use providers::ProviderConfig;
 
-use crate::config::{serde_error, Config};
+use crate::config::{redact_url, serde_error, Config};
 
 #[derive(Parser)]
 #[command(
@@ -371,6 +371,19 @@ fn check(path: &Path) -> anyhow::Result<()> {
         config.store.path.display(),
         config.amqp.exchange
     )?;
+    let broker_tls = match &config.amqp.tls {
+        Some(t) => format!(
+            "  tls ca {}{}",
+            t.ca.as_ref()
+                .map_or("(system roots)".into(), |p| p.display().to_string()),
+            t.cert
+                .as_ref()
+                .map_or(String::new(), |p| format!(" client cert {}", p.display()))
+        ),
+        None => String::new(),
+    };
+    let nodes: Vec<String> = config.amqp.url.iter().map(|u| redact_url(u)).collect();
+    writeln!(out, "broker {}{broker_tls}", nodes.join(", "))?;
     writeln!(
         out,
         "{:<20} {:<10} {:<28} {:<28} {:>10}  guards",
@@ -401,6 +414,9 @@ fn check(path: &Path) -> anyhow::Result<()> {
         }
     }
     for w in crate::topology::warnings(&config) {
+        writeln!(out, "warning: {w}")?;
+    }
+    for w in crate::nodes::warnings(&config) {
         writeln!(out, "warning: {w}")?;
     }
     Ok(())

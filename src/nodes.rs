@@ -112,6 +112,26 @@ impl Nodes {
     }
 }
 
+/// Warnings for `check`: a classic queue on a cluster lives on one node and is not replicated,
+/// so that node's outage or loss takes the queue's messages with it.
+pub fn warnings(config: &crate::config::Config) -> Vec<String> {
+    if config.amqp.url.len() < 2 {
+        return Vec::new();
+    }
+    config
+        .amqp
+        .queues
+        .iter()
+        .filter(|q| q.kind == crate::config::QueueKind::Classic)
+        .map(|q| {
+            format!(
+                "amqp.queues `{}` is a classic queue and amqp.url lists a cluster: it lives on one node and is not replicated; use kind = \"quorum\"",
+                q.name
+            )
+        })
+        .collect()
+}
+
 /// ±20 % so that many gateways do not reconnect in lockstep.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.8 + rand::random::<f64>() * 0.4)
@@ -163,6 +183,19 @@ mod tests {
         // A connection that dropped at once keeps the count; one that held restarts it.
         assert!(n.failed(0, t, Some(Duration::from_millis(10))) >= Duration::from_secs(4));
         assert!(n.failed(0, t, Some(STABLE)) <= Duration::from_millis(121));
+    }
+
+    #[test]
+    fn classic_queues_on_a_cluster_are_warned_about() {
+        let parse = |amqp: &str| {
+            let text = format!("[amqp]\n{amqp}\n[[amqp.queues]]\nname = \"c\"\n[[amqp.queues]]\nname = \"q\"\nkind = \"quorum\"\n");
+            crate::config::Config::parse(&text, &Default::default(), std::path::Path::new("."))
+                .unwrap()
+        };
+        assert!(warnings(&parse(r#"url = "amqp://a""#)).is_empty());
+        let w = warnings(&parse(r#"url = ["amqp://a", "amqp://b"]"#));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("`c` is a classic queue"), "{w:?}");
     }
 
     #[test]
