@@ -215,7 +215,10 @@ mod tests {
             ["amqp://u:pw@n1:5672/%2f", "amqp://u:from-file@n2:5672/%2f"]
         );
         let debug = format!("{:?}", c.amqp);
-        assert!(!debug.contains("from-file") && !debug.contains(":pw@"), "{debug}");
+        assert!(
+            !debug.contains("from-file") && !debug.contains(":pw@"),
+            "{debug}"
+        );
         let err = parse(r#"url = []"#, dir.path()).unwrap_err();
         assert!(err.contains("list of broker URLs is empty"), "{err}");
         let err = parse(r#"url = ["amqp://n1", "http://u:secret@n2"]"#, dir.path()).unwrap_err();
@@ -233,11 +236,23 @@ mod tests {
             dir.path(),
         )
         .unwrap_err();
-        assert!(err.contains("amqp.url[1]: amqp://u:[redacted]@n2 is plain amqp://"), "{err}");
-        assert!(err.contains("amqp.tls.ca: "), "the missing CA file too: {err}");
-        let err = parse("url = \"amqps://n1\"\n[amqp.tls]\nkey = \"k.pem\"\n", dir.path())
-            .unwrap_err();
-        assert!(err.contains("amqp.tls.key: set without amqp.tls.cert"), "{err}");
+        assert!(
+            err.contains("amqp.url[1]: amqp://u:[redacted]@n2 is plain amqp://"),
+            "{err}"
+        );
+        assert!(
+            err.contains("amqp.tls.ca: "),
+            "the missing CA file too: {err}"
+        );
+        let err = parse(
+            "url = \"amqps://n1\"\n[amqp.tls]\nkey = \"k.pem\"\n",
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("amqp.tls.key: set without amqp.tls.cert"),
+            "{err}"
+        );
         let err = parse("[amqp.tls]\ncafile = \"x\"\n", dir.path()).unwrap_err();
         assert!(err.contains("cafile"), "unknown keys are errors: {err}");
         // This machine has a system trust store (ca-certificates).

@@ -16,9 +16,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Connection, ConnectionProperties};
 use providers::github;
 
-use crate::harness::{
-    amqp_url, broker_proxy, config_text, unique, Consumer, Gateway, RabbitNode,
-};
+use crate::harness::{amqp_url, broker_proxy, config_text, unique, Consumer, Gateway, RabbitNode};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -136,11 +134,7 @@ async fn failover_moves_to_the_next_node_and_back_and_loses_nothing() {
     let exchange = unique("it-cluster");
     let consumer = Consumer::bind(&exchange, "#").await;
     let (a, b) = (broker_proxy().await, broker_proxy().await);
-    let urls = [
-        dead_url("amqp"),
-        a.url(&amqp_url()),
-        b.url(&amqp_url()),
-    ];
+    let urls = [dead_url("amqp"), a.url(&amqp_url()), b.url(&amqp_url())];
     let gw = Gateway::start(parse(&config_for(&urls, &exchange, ""))).await;
 
     // The first node does not answer: the relay uses the next one.
@@ -170,7 +164,8 @@ async fn failover_moves_to_the_next_node_and_back_and_loses_nothing() {
     assert!(dups <= 20, "{dups} duplicates");
     let metrics = gw.metrics().await;
     assert!(
-        metrics.contains("hookgate_amqp_node_index ") && metrics.contains("hookgate_amqp_failovers_total "),
+        metrics.contains("hookgate_amqp_node_index ")
+            && metrics.contains("hookgate_amqp_failovers_total "),
         "node metrics exported"
     );
     assert_eq!(gw.readyz().await["outbox_pending"], 0);
@@ -198,9 +193,19 @@ impl Pki {
                 String::from_utf8_lossy(&out.stderr)
             );
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         for (name, cn) in [("ca", "hookgate test CA"), ("other-ca", "somebody else")] {
-            let (key, pem, subj) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={cn}"));
+            let (key, pem, subj) = (
+                format!("{name}.key"),
+                format!("{name}.pem"),
+                format!("/CN={cn}"),
+            );
             let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subj];
             args.extend(ec);
             args.extend(["-keyout", &key, "-out", &pem]);
@@ -229,8 +234,21 @@ impl Pki {
             args.extend(["-keyout", &key, "-out", &csr]);
             run(&args);
             run(&[
-                "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-out", &pem, "-extfile", &ext,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &pem,
+                "-extfile",
+                &ext,
             ]);
         }
         // The broker runs as the rabbitmq user: let it read the (throwaway) files.
@@ -338,7 +356,9 @@ async fn amqps_with_a_ca_file_survives_the_node_stopping_under_load() {
     assert_eq!(peers.len(), 1, "one TLS connection, hookgate's: {peers:?}");
     let queues = node.ctl(&["list_queues", "-q", "--no-table-headers", "name", "type"]);
     assert!(
-        queues.lines().any(|l| l.split_whitespace().eq([queue.as_str(), "quorum"])),
+        queues
+            .lines()
+            .any(|l| l.split_whitespace().eq([queue.as_str(), "quorum"])),
         "{queues}"
     );
     let mut ids = send(&gw, "tls", 0..10).await;
@@ -380,20 +400,39 @@ async fn amqps_client_certificate_for_a_node_that_requires_one() {
     };
     let good = config_for(&urls, &exchange, &pki.amqp_tls("ca.pem", true));
     let out = check(good.clone());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = check(good.replace("client.key", "server.key"));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("amqp.tls.key:"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("amqp.tls.key:"),
+        "{err}"
+    );
     let plain = config_for(&[node.url()], &exchange, &pki.amqp_tls("ca.pem", true));
     let out = check(plain);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("is plain amqp://"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("is plain amqp://"),
+        "{err}"
+    );
 
     // Without a client certificate the node refuses the handshake; with an unrelated CA
     // hookgate refuses the node. Neither publishes anything.
-    let no_cert = Gateway::start(parse(&config_for(&urls, &exchange, &pki.amqp_tls("ca.pem", false)))).await;
-    let wrong_ca =
-        Gateway::start(parse(&config_for(&urls, &exchange, &pki.amqp_tls("other-ca.pem", true)))).await;
+    let no_cert = Gateway::start(parse(&config_for(
+        &urls,
+        &exchange,
+        &pki.amqp_tls("ca.pem", false),
+    )))
+    .await;
+    let wrong_ca = Gateway::start(parse(&config_for(
+        &urls,
+        &exchange,
+        &pki.amqp_tls("other-ca.pem", true),
+    )))
+    .await;
     send(&no_cert, "nocert", 0..2).await;
     send(&wrong_ca, "wrongca", 0..2).await;
     let e = wait_error(&no_cert, Duration::from_secs(10)).await;
@@ -407,7 +446,10 @@ async fn amqps_client_certificate_for_a_node_that_requires_one() {
     wait_node(&gw, 0, Duration::from_secs(10)).await;
     let ids = send(&gw, "mtls", 0..5).await;
     let msgs = consumer.take(5, Duration::from_secs(10)).await;
-    let got: Vec<&str> = msgs.iter().map(|m| m.body["id"].as_str().unwrap()).collect();
+    let got: Vec<&str> = msgs
+        .iter()
+        .map(|m| m.body["id"].as_str().unwrap())
+        .collect();
     assert_eq!(got, ids, "in order, once");
     let peers = tls_peers(&node);
     assert!(
@@ -480,10 +522,18 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
     };
 
     // The config file: from the ConfigMap mounted where `-c` points.
-    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(args[..2], ["serve", "-c"]);
     let config_path = Path::new(args[2]);
-    let config_map = volume("config")["configMap"]["name"].as_str().unwrap().to_string();
+    let config_map = volume("config")["configMap"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(Path::new(&mount("config")), config_path.parent().unwrap());
     let file_name = config_path.file_name().unwrap().to_str().unwrap();
     let text = find(&docs, "ConfigMap", &config_map)["data"][file_name]
@@ -492,7 +542,10 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
         .to_string();
 
     // The Secret's keys as files, where the pod has them (a real CA in place of the example's).
-    let secret_name = volume("secrets")["secret"]["secretName"].as_str().unwrap().to_string();
+    let secret_name = volume("secrets")["secret"]["secretName"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let secret = &find(&docs, "Secret", &secret_name)["stringData"];
     let secrets_dir = mount("secrets");
     let files = tempfile::tempdir().unwrap();
@@ -515,16 +568,25 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
             used.insert(key);
         }
     }
-    assert!(used.len() >= 4, "secrets come from the Secret via file: {used:?}");
+    assert!(
+        used.len() >= 4,
+        "secrets come from the Secret via file: {used:?}"
+    );
     let mut vars = std::collections::HashMap::new();
     for e in c["env"].as_array().unwrap() {
         let value = match e["valueFrom"]["secretKeyRef"]["key"].as_str() {
-            Some(key) => secret[key].as_str().expect("env from a Secret key").to_string(),
+            Some(key) => secret[key]
+                .as_str()
+                .expect("env from a Secret key")
+                .to_string(),
             None => e["value"].as_str().unwrap().to_string(),
         };
         vars.insert(e["name"].as_str().unwrap().to_string(), value);
     }
-    let text = text.replace(&format!("{secrets_dir}/"), &format!("{}/", files.path().display()));
+    let text = text.replace(
+        &format!("{secrets_dir}/"),
+        &format!("{}/", files.path().display()),
+    );
     let config = match Config::parse(&text, &vars, Path::new(".")) {
         Ok(c) => c,
         // Until the `[dedup]` section (branch `dedup`) is merged, this branch does not know it.
@@ -533,7 +595,8 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
                 .split("\n\n")
                 .filter(|block| !block.trim_start().starts_with("[dedup]"))
                 .collect();
-            Config::parse(&without.join("\n\n"), &vars, Path::new(".")).unwrap_or_else(|e| panic!("{e}"))
+            Config::parse(&without.join("\n\n"), &vars, Path::new("."))
+                .unwrap_or_else(|e| panic!("{e}"))
         }
         Err(e) => panic!("the ConfigMap's config: {e}"),
     };
@@ -543,7 +606,11 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
     );
     assert_eq!(config.amqp.url.len(), 3);
     assert!(config.amqp.url.iter().all(|u| u.starts_with("amqps://")));
-    assert!(config.amqp.queues.iter().all(|q| q.kind == hookgate::config::QueueKind::Quorum));
+    assert!(config
+        .amqp
+        .queues
+        .iter()
+        .all(|q| q.kind == hookgate::config::QueueKind::Quorum));
 
     // Ports and probes.
     let port = |name: &str| {
@@ -562,27 +629,49 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["livenessProbe"]["httpGet"]["port"], "admin");
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-    let pause = c["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64().unwrap_or(0);
-    assert!(grace > config.server.shutdown_timeout_secs + pause, "{grace}");
+    let pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        grace > config.server.shutdown_timeout_secs + pause,
+        "{grace}"
+    );
 
     // The store is on the replica's own volume, kept when scaling down.
     let claim = &sts["spec"]["volumeClaimTemplates"][0];
     let data = mount(claim["metadata"]["name"].as_str().unwrap());
-    assert!(config.store.path.starts_with(&data), "{:?} on {data}", config.store.path);
+    assert!(
+        config.store.path.starts_with(&data),
+        "{:?} on {data}",
+        config.store.path
+    );
     assert_eq!(claim["spec"]["accessModes"][0], "ReadWriteOnce");
-    assert_eq!(sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain");
+    assert_eq!(
+        sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
     // Non-root: the Secret's files must be readable through the fsGroup.
     let mode = volume("secrets")["secret"]["defaultMode"].as_u64().unwrap();
-    assert!(pod["securityContext"]["fsGroup"].is_u64() && mode & 0o040 != 0, "{mode:o}");
+    assert!(
+        pod["securityContext"]["fsGroup"].is_u64() && mode & 0o040 != 0,
+        "{mode:o}"
+    );
 
     // Services and the disruption budget select these pods.
     let service = find(&docs, "Service", "hookgate");
     assert_eq!(&service["spec"]["selector"], labels);
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
-    let headless = find(&docs, "Service", sts["spec"]["serviceName"].as_str().unwrap());
+    let headless = find(
+        &docs,
+        "Service",
+        sts["spec"]["serviceName"].as_str().unwrap(),
+    );
     assert_eq!(headless["spec"]["clusterIP"], "None");
     assert_eq!(&headless["spec"]["selector"], labels);
-    let pdb = docs.iter().find(|d| d["kind"] == "PodDisruptionBudget").unwrap();
+    let pdb = docs
+        .iter()
+        .find(|d| d["kind"] == "PodDisruptionBudget")
+        .unwrap();
     assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
     assert!(pdb["spec"]["maxUnavailable"] == 1 || pdb["spec"]["minAvailable"].is_u64());
 }
