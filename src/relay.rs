@@ -117,12 +117,13 @@ enum RelayError {
     Amqp(#[from] lapin::Error),
     #[error("store: {0}")]
     Store(String),
-    #[error("connect timed out")]
+    #[error("connecting and declaring timed out")]
     Timeout,
     #[error("connection to the broker closed")]
     Closed,
+    /// The URL or the TLS files (read at every connect).
     #[error("{0}")]
-    Tls(String),
+    Setup(String),
 }
 
 impl From<std::io::Error> for RelayError {
@@ -238,11 +239,27 @@ async fn close(conn: &Connection, code: u16, why: &str) {
 }
 
 /// Connects, enables confirms and declares the exchange and the configured queues.
+///
+/// All of it within the URL's `connection_timeout` (milliseconds; default 10 s): a node that
+/// does not answer, or hangs in a declare (a quorum queue without its majority), is left for
+/// the next one.
 async fn connect(config: &AmqpConfig, url: &str) -> Result<(Connection, Channel), RelayError> {
-    let props = ConnectionProperties::default().with_connection_name("hookgate".into());
-    let conn = tokio::time::timeout(Duration::from_secs(10), open(config, url, props))
+    // The URL was checked at load time; its error text may quote it, password included.
+    let uri: AMQPUri = url
+        .parse()
+        .map_err(|_| RelayError::Setup("amqp.url: not an AMQP URI".into()))?;
+    let limit = uri
+        .query
+        .connection_timeout
+        .map_or(Duration::from_secs(10), Duration::from_millis);
+    tokio::time::timeout(limit, setup(config, uri))
         .await
-        .map_err(|_| RelayError::Timeout)??;
+        .map_err(|_| RelayError::Timeout)?
+}
+
+async fn setup(config: &AmqpConfig, uri: AMQPUri) -> Result<(Connection, Channel), RelayError> {
+    let props = ConnectionProperties::default().with_connection_name("hookgate".into());
+    let conn = open(config, uri, props).await?;
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -295,18 +312,14 @@ async fn connect(config: &AmqpConfig, url: &str) -> Result<(Connection, Channel)
 /// `[amqp.tls]` (read again at every connect, so rotated files are picked up).
 async fn open(
     config: &AmqpConfig,
-    url: &str,
+    uri: AMQPUri,
     props: ConnectionProperties,
 ) -> Result<Connection, RelayError> {
-    // The URL was checked at load time; its error text may quote it, password included.
-    let uri: AMQPUri = url
-        .parse()
-        .map_err(|_| RelayError::Tls("amqp.url: not an AMQP URI".into()))?;
     let runtime = lapin::runtime::default_runtime()?;
     if uri.scheme == AMQPScheme::AMQP {
         return Ok(Connection::connect_uri_with_runtime(uri, props, runtime).await?);
     }
-    let tls = crate::amqp_tls::client_config(config.tls.as_ref()).map_err(RelayError::Tls)?;
+    let tls = crate::amqp_tls::client_config(config.tls.as_ref()).map_err(RelayError::Setup)?;
     let connector = rustls_connector::RustlsConnector::from(tls);
     Ok(Connection::connector(
         uri,

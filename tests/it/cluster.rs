@@ -130,15 +130,25 @@ async fn take_all(consumer: &Consumer, expected: &[String], timeout: Duration) -
 
 #[actix_web::test]
 async fn failover_moves_to_the_next_node_and_back_and_loses_nothing() {
-    // Three "nodes": nothing listening, then two cuttable proxies to the shared broker.
+    // Three "nodes": one that takes TCP connections and never answers (bounded by the URL's
+    // connection_timeout), then two cuttable proxies to the shared broker.
     let exchange = unique("it-cluster");
     let consumer = Consumer::bind(&exchange, "#").await;
     let (a, b) = (broker_proxy().await, broker_proxy().await);
-    let urls = [dead_url("amqp"), a.url(&amqp_url()), b.url(&amqp_url())];
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let urls = [
+        format!(
+            "amqp://guest:guest@{}/%2f?connection_timeout=300",
+            silent.local_addr().unwrap()
+        ),
+        a.url(&amqp_url()),
+        b.url(&amqp_url()),
+    ];
     let gw = Gateway::start(parse(&config_for(&urls, &exchange, ""))).await;
 
-    // The first node does not answer: the relay uses the next one.
-    let ready = wait_node(&gw, 1, Duration::from_secs(10)).await;
+    // The first node does not answer: the relay uses the next one (well before the default
+    // 10 s connect timeout).
+    let ready = wait_node(&gw, 1, Duration::from_secs(5)).await;
     assert_eq!(ready["broker"]["nodes"], 3);
     let node = ready["broker"]["node"].as_str().unwrap();
     assert!(
@@ -153,11 +163,12 @@ async fn failover_moves_to_the_next_node_and_back_and_loses_nothing() {
     wait_node(&gw, 2, Duration::from_secs(10)).await;
     ids.extend(send(&gw, "fo", 20..25).await);
 
-    // Node 1 is back and node 2 fails: node 0 is still dead, so the relay returns to node 1.
+    // Node 1 is back and node 2 fails: node 0 still does not answer, so the relay returns to
+    // node 1.
     a.restore();
     b.cut();
     ids.extend(send(&gw, "fo", 25..35).await);
-    wait_node(&gw, 1, Duration::from_secs(10)).await;
+    wait_node(&gw, 1, Duration::from_secs(5)).await;
 
     let dups = take_all(&consumer, &ids, Duration::from_secs(20)).await;
     // At-least-once: only what a cut node had not confirmed yet may come twice.
