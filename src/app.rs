@@ -202,9 +202,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         .oldest_pending_at()
                         .map_or(0, |at| crate::now_secs().saturating_sub(at));
                     m.oldest_pending_age.set(age as i64);
-                    if store.problem() == Some(crate::store::COMMITTER_STOPPED) {
-                        tracing::error!("event log committer stopped; stopping the gateway");
-                        health.set("log", Some(crate::store::COMMITTER_STOPPED.into()));
+                    let stopped = store.problem().filter(|p| {
+                        [
+                            crate::store::COMMITTER_STOPPED,
+                            crate::store::INDEXER_STOPPED,
+                        ]
+                        .contains(p)
+                    });
+                    if let Some(problem) = stopped {
+                        tracing::error!(problem, "store thread stopped; stopping the gateway");
+                        health.set("log", Some(problem.into()));
                         health.fatal.cancel();
                         return;
                     }
