@@ -3,9 +3,10 @@
 //! Accepting an event: look its keys up (the `(source, id)` key, and the provider's content
 //! key where its signature scheme is ambiguous) among the records still being committed and in
 //! sled's `seen` tree; a new one is appended to the log and the request waits for the group
-//! commit that puts it on disk. Only then is it indexed in sled (by the committer thread,
-//! before a new request could miss it), and only sled's index is ever flushed lazily: what sled
-//! loses in a crash is re-indexed from the log at start, from the last checkpoint.
+//! commit that puts it on disk. Only then is it indexed in sled, by the indexer thread (its
+//! keys stay in the in-flight map until then, so a new request never misses it), and sled's
+//! index is only ever flushed lazily: what sled loses in a crash is re-indexed from the log at
+//! start, from the last checkpoint.
 //!
 //! Two requests with one id at once: the first appends, the second finds the id among the
 //! records being committed and waits for that record's fate — a duplicate once it is on disk,
