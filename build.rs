@@ -23,15 +23,25 @@ fn git_revision() -> Option<String> {
         return None;
     }
     let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    // Rebuild when HEAD moves (a commit or a checkout), so the binary never names a stale one.
-    if let Ok(dir) = Command::new("git")
-        .args(["rev-parse", "--git-dir"])
-        .output()
-    {
-        if let Ok(dir) = String::from_utf8(dir.stdout) {
-            let dir = dir.trim();
-            println!("cargo:rerun-if-changed={dir}/HEAD");
-            println!("cargo:rerun-if-changed={dir}/refs/heads");
+    // Rebuild when HEAD moves (a commit, a checkout): watch HEAD, the branch it names and
+    // packed-refs, where git keeps them (a worktree's HEAD is apart from the refs). Only files
+    // that exist: a missing one would rerun this script on every build.
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
     }
     Some(rev)

@@ -226,7 +226,7 @@ impl Outcome {
                     outcome = self.label(),
                     latency_ms,
                     client_ip = %r.client_ip,
-                    reason,
+                    reason = (!reason.is_empty()).then_some(reason),
                     "{message}"
                 )
             };
