@@ -2,6 +2,7 @@
 //! live reload, `check --diff`, `outbox` against a running gateway, `--version`, and config
 //! type errors that name their key.
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -387,8 +388,29 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
     assert!(stdout.contains("+ source gh2"), "{stdout}");
     assert!(!stdout.contains("(needs a restart)"), "{stdout}");
     assert!(!stdout.contains(new), "{stdout}");
+    // A request in flight across the reload: its head and half its body are in before the
+    // SIGHUP, the rest after; it finishes with the config it started with (the old secret).
+    let inflight = github::delivery(old, "push", "r-inflight", br#"{"half":"one","and":"two"}"#);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", public)).unwrap();
+    let mut head = format!(
+        "POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        inflight.body.len()
+    );
+    for (k, v) in &inflight.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (first, rest) = inflight.body.split_at(inflight.body.len() / 2);
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(first).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     gw.signal(libc::SIGHUP);
     gw.wait_metric(ok, 1).await;
+    conn.write_all(rest).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
     assert_eq!(
         gw.send("gh", &github::delivery(old, "push", "r-2", b"{}"))
             .await,
