@@ -152,7 +152,7 @@ pub fn main() -> ExitCode {
 pub const DEFAULT_FILTER: &str = "hookgate=info,warn,actix_http=off";
 
 /// `RUST_LOG` as a filter. A bare level (`debug`, `trace`) applies to hookgate only, with the
-/// dependencies kept at WARN as by default, so turning on hookgate's debug lines does not
+/// dependencies kept at WARN as by default (or quieter, for `error` and `off`), so turning on hookgate's debug lines does not
 /// bury them under sled, h2 or rustls internals; a dependency's own lines are asked for by
 /// name (`RUST_LOG=debug,h2=debug`). Anything else is an `EnvFilter` directive list as is.
 pub fn filter_directives(rust_log: Option<&str>) -> String {
@@ -164,10 +164,9 @@ pub fn filter_directives(rust_log: Option<&str>) -> String {
             .iter()
             .any(|l| l.eq_ignore_ascii_case(d))
     };
-    let mut parts = v.split(',').map(str::trim).filter(|d| !d.is_empty());
     let mut out = Vec::new();
     let mut level = None;
-    for d in parts.by_ref() {
+    for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         if bare(d) {
             level = Some(d);
         } else {
@@ -176,7 +175,16 @@ pub fn filter_directives(rust_log: Option<&str>) -> String {
     }
     match level {
         Some(level) => {
-            let mut all = vec![format!("hookgate={level}"), "warn".into()];
+            // Quieter than WARN (`error`, `off`) quiets the dependencies too.
+            let dependencies = if ["off", "error"]
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(level))
+            {
+                level
+            } else {
+                "warn"
+            };
+            let mut all = vec![format!("hookgate={level}"), dependencies.into()];
             if !out.iter().any(|d| d.starts_with("actix_http")) {
                 all.push("actix_http=off".into());
             }
@@ -627,6 +635,10 @@ mod tests {
         assert_eq!(
             filter_directives(Some("debug,h2=debug")),
             "hookgate=debug,warn,actix_http=off,h2=debug"
+        );
+        assert_eq!(
+            filter_directives(Some("error")),
+            "hookgate=error,error,actix_http=off"
         );
         assert_eq!(
             filter_directives(Some("hookgate=trace,sled=info")),
