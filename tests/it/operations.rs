@@ -231,9 +231,21 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
     );
     assert_eq!(gw.send("gh", &forged).await, 401);
     assert_eq!(gw.send("nope", &forged).await, 404);
-    // Verified, over the source's burst of 2.
-    let third = github::delivery(&secret, "push", "ops-json-3", body.as_bytes());
-    assert_eq!(gw.send("gh", &third).await, 429);
+    // Verified, over the source's burst of 2 (a slow machine may earn a token back meanwhile:
+    // a few more tries).
+    let mut limited_id = None;
+    for i in 3..10 {
+        let id = format!("ops-json-{i}");
+        let r = github::delivery(&secret, "push", &id, body.as_bytes());
+        match gw.send("gh", &r).await {
+            429 => {
+                limited_id = Some(id);
+                break;
+            }
+            status => assert_eq!(status, 202),
+        }
+    }
+    let limited_id = limited_id.expect("a 429 within 7 requests over a burst of 2");
     let metrics = gw
         .http
         .get(gw.admin_url("/metrics"))
@@ -295,11 +307,8 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
     assert_eq!(unknown["source"], "nope");
     let limited = find("rate_limited");
     assert_eq!(limited["status"], 429);
-    assert_eq!(limited["id"], "ops-json-3");
-    assert_eq!(
-        lines.iter().filter(|l| l["outcome"] == "accepted").count(),
-        2
-    );
+    assert_eq!(limited["id"], limited_id.as_str());
+    assert!(lines.iter().filter(|l| l["outcome"] == "accepted").count() >= 2);
 
     // The start-up line names listeners, sources and store.
     let start = log
@@ -340,12 +349,15 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
     let broker = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
     let exchange = unique("it-ops-reload");
     let (old, new) = ("reload-old-secret", "reload-new-secret");
+    // JSON lines from `[server] log_format` this time (no flag).
     let text = |p: u16, a: u16, secret: &str, extra: &str| {
-        server_toml(p, a, &store.path().join("s"), &broker, &exchange)
-            + &github_source("gh", secret, "")
+        server_toml(p, a, &store.path().join("s"), &broker, &exchange).replace(
+            "request_timeout_secs = 3",
+            "request_timeout_secs = 3\nlog_format = \"json\"",
+        ) + &github_source("gh", secret, "")
             + extra
     };
-    let mut gw = Served::start(|p, a| text(p, a, old, ""), &["--log-format", "json"]).await;
+    let mut gw = Served::start(|p, a| text(p, a, old, ""), &[]).await;
     let (public, admin) = (gw.public, gw.admin);
     let pid = gw.child.id();
     assert_eq!(
@@ -403,7 +415,7 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
     let (first, rest) = inflight.body.split_at(inflight.body.len() / 2);
     conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(first).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     gw.signal(libc::SIGHUP);
     gw.wait_metric(ok, 1).await;
     conn.write_all(rest).unwrap();
