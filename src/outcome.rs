@@ -423,6 +423,37 @@ pub fn render(reply: Reply) -> HttpResponse {
 mod tests {
     use super::*;
 
+    /// Issue 15: a refusal's line carries the id the request claims, only when shaped like one.
+    #[test]
+    fn claimed_ids_come_from_the_providers_id_header_and_are_bounded() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        use providers::ProviderKind;
+        let headers = |name: &'static str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+            h
+        };
+        let gh = headers("x-github-delivery", "72d3162e-cc78-11e3");
+        assert_eq!(
+            claimed_id(ProviderKind::Github, &gh).as_deref(),
+            Some("72d3162e-cc78-11e3")
+        );
+        assert_eq!(
+            claimed_id(ProviderKind::Alipay, &gh),
+            None,
+            "not Alipay's header"
+        );
+        let std = headers("webhook-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+        assert!(claimed_id(ProviderKind::Standard, &std).is_some());
+        for bad in ["a b", &"x".repeat(201), ""] {
+            let h = headers("x-github-delivery", bad);
+            assert_eq!(claimed_id(ProviderKind::Github, &h), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn class7_refusals_are_logged_once_per_interval_and_summarised() {
         let log = RefusalLog::new(Duration::from_secs(60));
