@@ -234,7 +234,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
     }));
-    if gateway.client_limiter.is_some() {
+    // Always running: a reload may turn `server.client_rate_limit` on.
+    {
         let gw = gateway.clone();
         tasks.push(supervise("limiter", health.clone(), cancel.clone(), {
             let cancel = cancel.clone();
@@ -244,7 +245,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     let mut tick = tokio::time::interval(Duration::from_secs(60));
                     loop {
                         tokio::select! { _ = tick.tick() => {}, _ = c.cancelled() => return }
-                        if let Some(l) = &gw.client_limiter {
+                        if let Some(l) = &gw.runtime.load().client_limiter {
                             l.shrink();
                         }
                     }
@@ -259,7 +260,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
     let (public_handle, admin_handle) = (public.handle(), admin.handle());
     let servers = vec![actix_web::rt::spawn(public), actix_web::rt::spawn(admin)];
-    tracing::info!(%public_addr, %admin_addr, sources = gateway.sources.len(), tls = tls.is_some(), store = %config.store.path.display(), "hookgate listening");
+    let mut names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    tracing::info!(
+        version = crate::cli::VERSION,
+        public = %public_addr,
+        admin = %admin_addr,
+        tls = tls.is_some(),
+        sources = %names.join(","),
+        store = %config.store.path.display(),
+        exchange = %config.amqp.exchange,
+        "hookgate listening"
+    );
     Ok(Running {
         public_addr,
         admin_addr,
@@ -276,6 +288,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
+    /// Re-reads the config file (SIGHUP) and swaps in its sources, guards and limits, and
+    /// re-reads the TLS files; see [`crate::runtime`]. On error nothing changes.
+    pub fn reload(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::runtime::Changes, crate::runtime::ReloadError> {
+        let config = Config::load(path).map_err(|e| crate::runtime::ReloadError(e.to_string()))?;
+        crate::runtime::apply(&self.gateway, &config, || {
+            self.reload_tls().map(|_| ()).map_err(|e| e.to_string())
+        })
+    }
+
     /// Re-reads `[server.tls]` cert and key (SIGHUP); the next handshake serves them. On error
     /// the certificate in use stays. `Ok(false)` when TLS is not configured.
     pub fn reload_tls(&self) -> Result<bool, ConfigError> {

@@ -13,6 +13,7 @@
 //! - [`topology`]: warns when a source's routing keys match no declared queue binding.
 //! - [`relay`]: drains the outbox to RabbitMQ with publisher confirms.
 //! - [`rejections`]: the most recent refused requests per source, without bodies or values.
+//! - [`runtime`]: the reloadable snapshot (sources, guards, limits) swapped on SIGHUP.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API (events, replay, forget, rejections) and its token.
 //! - [`console`]: the web console at `GET /` of the admin listener, and `GET /summary`.
@@ -35,6 +36,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod rejections;
 pub mod relay;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod topology;

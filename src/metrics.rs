@@ -33,8 +33,21 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub revision: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub config_reloads: Family<ResultLabel, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<SourceLabel, Histogram>,
     pub rate_limited: Family<LimiterLabels, Counter>,
@@ -159,8 +172,33 @@ impl Metrics {
             "Background tasks restarted after ending unexpectedly",
             task_restarts.clone(),
         );
+        let config_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP) by result: ok, or error (the running config stayed)",
+            config_reloads.clone(),
+        );
+        // Both series exist from the start, so a rate over them is defined before a reload.
+        for result in ["ok", "error"] {
+            config_reloads
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: env!("HOOKGATE_REVISION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels name the running build",
+            build_info,
+        );
         Metrics {
             registry,
+            config_reloads,
             requests,
             request_seconds,
             rate_limited,

@@ -10,5 +10,6 @@ mod guards;
 mod hardening;
 mod harness;
 mod inspect;
+mod operations;
 mod outage;
 mod providers_e2e;
