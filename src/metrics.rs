@@ -295,6 +295,13 @@ impl Metrics {
             };
             let _ = self.published.get_or_create(&label);
             let _ = self.dead_letters.get_or_create(&label);
+            let _ = self.refusals_unlogged.get_or_create(&label);
+            for limiter in ["client", "source"] {
+                let _ = self.rate_limited.get_or_create(&LimiterLabels {
+                    source: source.to_string(),
+                    limiter,
+                });
+            }
         }
     }
 
