@@ -120,6 +120,40 @@ fn documented() -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// Metrics of branches merged separately (issues 13 and 15), already on the dashboard, in
+/// the rules and in docs/metrics.md: `(name as queried, type, branch)`. Once a branch is merged
+/// its metrics are exported and the test below fails until they are taken off this list, so
+/// it ends empty and nothing stays unchecked.
+const NOT_YET_MERGED: &[(&str, &str, &str)] = &[
+    ("hookgate_build_info", "gauge", "ops-runtime"),
+    ("hookgate_config_reloads_total", "counter", "ops-runtime"),
+    ("hookgate_dedup_shared_claims_total", "counter", "dedup"),
+    ("hookgate_dedup_shared_errors_total", "counter", "dedup"),
+    ("hookgate_dedup_shared_fallbacks_total", "counter", "dedup"),
+    ("hookgate_dedup_shared_repaid_total", "counter", "dedup"),
+    ("hookgate_dedup_shared_up", "gauge", "dedup"),
+    (
+        "hookgate_dedup_shared_duration_seconds",
+        "histogram",
+        "dedup",
+    ),
+    ("hookgate_amqp_node_index", "gauge", "cluster"),
+    ("hookgate_amqp_failovers_total", "counter", "cluster"),
+];
+
+/// The metric a queried name belongs to: a histogram's `_bucket`, `_sum`, `_count` series
+/// belong to the histogram.
+fn family_of<'a>(name: &'a str, families: &BTreeSet<(String, String)>) -> &'a str {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if families.iter().any(|(f, k)| f == base && k == "histogram") {
+                return base;
+            }
+        }
+    }
+    name
+}
+
 /// The dashboard and the rules name only metrics a running gateway exports, every exported
 /// metric is documented in docs/metrics.md with its type, and the dashboard and the rules
 /// together use every one of them.
@@ -166,31 +200,48 @@ async fn dashboard_and_rules_name_exactly_the_exported_metrics() {
     assert!(text.contains("hookgate_store_healthy 1"), "{text}");
 
     let exported = sample_names(&text);
-    let missing: Vec<_> = referenced.difference(&exported).collect();
+    let families = families(&text);
+    let merged: Vec<_> = NOT_YET_MERGED
+        .iter()
+        .filter(|(name, _, _)| families.iter().any(|(f, _)| f == name))
+        .collect();
+    assert!(
+        merged.is_empty(),
+        "exported now: take them off NOT_YET_MERGED: {merged:?}"
+    );
+    let pending: BTreeSet<(String, String)> = NOT_YET_MERGED
+        .iter()
+        .map(|(name, kind, _)| (name.to_string(), kind.to_string()))
+        .collect();
+    let known: BTreeSet<(String, String)> = families.union(&pending).cloned().collect();
+
+    let missing: Vec<_> = referenced
+        .iter()
+        .filter(|r| !exported.contains(*r))
+        .filter(|r| {
+            let family = family_of(r, &pending);
+            !pending.iter().any(|(p, _)| p == family)
+        })
+        .collect();
     assert!(
         missing.is_empty(),
         "named by deploy/ but not exported: {missing:?}\n{text}"
     );
 
-    let families = families(&text);
-    let documented = documented();
     assert_eq!(
-        families, documented,
-        "docs/metrics.md (left: exported, right: documented)"
+        known,
+        documented(),
+        "docs/metrics.md (left: exported and NOT_YET_MERGED, right: documented)"
     );
-    let unused: Vec<_> = families
+    let used: BTreeSet<&str> = referenced.iter().map(|r| family_of(r, &known)).collect();
+    let unused: Vec<_> = known
         .iter()
         .map(|(name, _)| name)
-        .filter(|name| {
-            let base = name.trim_end_matches("_total");
-            !referenced.iter().any(|r| {
-                r == *name || [base, "_bucket"].concat() == *r || [base, "_sum"].concat() == *r
-            })
-        })
+        .filter(|name| !used.contains(name.as_str()))
         .collect();
     assert!(
         unused.is_empty(),
-        "exported, documented, but neither on the dashboard nor in a rule: {unused:?}"
+        "documented, but neither on the dashboard nor in a rule: {unused:?}"
     );
 }
 
