@@ -22,7 +22,8 @@ if [ -z "$engine" ]; then
   exit 0
 fi
 tag=hookgate:test
-"$engine" build -f deploy/container/Containerfile -t "$tag" .
+revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+"$engine" build -f deploy/container/Containerfile --build-arg "HOOKGATE_REVISION=$revision" -t "$tag" .
 user=$("$engine" image inspect -f '{{.Config.User}}' "$tag")
 case "$user" in
   ""|0|0:*|root|root:*) echo "container-build: image runs as root ($user)" >&2; exit 1 ;;
