@@ -168,6 +168,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::warn!(error = %e, "kept refusals could not be read");
     }
     let cancel = CancellationToken::new();
+    let m = crate::metrics::get();
+    m.init_sources(config.sources.iter().map(|s| s.name.as_str()));
+    m.outbox_capacity
+        .set(config.store.max_outbox_entries.min(i64::MAX as u64) as i64);
 
     // Sweep, checkpoint (a sled flush) and retention: cheap, and a short checkpoint interval
     // keeps the re-index at start small.

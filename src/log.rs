@@ -542,6 +542,7 @@ impl<T> Committer<T> {
             let ok = match written {
                 Ok(()) => true,
                 Err(e) => {
+                    m.store_error("log_write");
                     tracing::error!(error = %e, records = tags.len(), "event log write failed; requests get 503");
                     self.rewind();
                     false

@@ -152,6 +152,14 @@ impl Outcome {
                 outcome: self.label(),
             })
             .inc();
+        if let (Some(source), Some((reason, _))) = (source, crate::rejections::Reason::of(&self)) {
+            m.refusals
+                .get_or_create(&metrics::RefusalLabels {
+                    source: source.to_string(),
+                    reason: reason.as_str(),
+                })
+                .inc();
+        }
         if source.is_some() {
             m.request_seconds
                 .get_or_create(&metrics::SourceLabel {

@@ -236,6 +236,11 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
 async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
     let m = metrics::get();
     m.outbox_pending.set(gw.store.pending() as i64);
+    // Sampled here, not kept up to date: a scrape sees what /readyz would answer now.
+    m.store_healthy.set(gw.store.problem().is_none() as i64);
+    m.dead_letters_kept.set(gw.store.dead_count() as i64);
+    let ready = readyz(gw.clone()).await.status().is_success();
+    m.ready.set(ready as i64);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(m.render())

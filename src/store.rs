@@ -624,7 +624,14 @@ impl Store {
             let done = tokio::task::spawn_blocking(move || {
                 let swept = store.sweep(crate::now_secs());
                 let checkpoint = match checkpoint_due {
-                    true => store.checkpoint(),
+                    true => {
+                        let started = std::time::Instant::now();
+                        let done = store.checkpoint();
+                        crate::metrics::get()
+                            .checkpoint_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                        done
+                    }
                     false => Ok(()),
                 };
                 let retained = store.retain(SystemTime::now());
@@ -633,6 +640,16 @@ impl Store {
             .await;
             match done {
                 Ok((swept, checkpoint, retained)) => {
+                    let m = crate::metrics::get();
+                    if swept.is_err() {
+                        m.store_error("sweep");
+                    }
+                    if checkpoint.is_err() {
+                        m.store_error("checkpoint");
+                    }
+                    if retained.is_err() {
+                        m.store_error("retention");
+                    }
                     match swept {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(forgotten = n, "dedup sweep"),

@@ -5,6 +5,7 @@ mod admin;
 mod chaos;
 mod console;
 mod deadletter;
+mod deploy;
 mod github;
 mod guards;
 mod hardening;
