@@ -230,8 +230,11 @@ where
             .fmt_fields(EscapedFields)
             .with_writer(writer)
             .boxed(),
+        // Flat objects: `{"timestamp","level","message","source",…}`, the shape log
+        // shippers (Vector, Loki, jq) read without a path into a `fields` sub-object.
         LogFormat::Json => fmt::layer()
             .json()
+            .flatten_event(true)
             .with_target(false)
             .with_writer(writer)
             .boxed(),

@@ -183,8 +183,8 @@ fn request_lines(log: &str) -> Vec<Value> {
         let v: Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{log}"));
         assert!(v.is_object(), "{line}");
-        if v["fields"]["outcome"].is_string() {
-            out.push(v["fields"].clone());
+        if v["outcome"].is_string() {
+            out.push(v.clone());
         }
     }
     out
@@ -316,15 +316,12 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
         .find(|l| l.contains("hookgate listening"))
         .expect("a start-up line");
     let start: Value = serde_json::from_str(start).unwrap();
-    assert_eq!(start["fields"]["sources"], "gh", "{start}");
+    assert_eq!(start["sources"], "gh", "{start}");
     assert_eq!(
-        start["fields"]["public"],
+        start["public"],
         format!("127.0.0.1:{}", gw_port(&start, "public"))
     );
-    assert!(
-        start["fields"]["store"].as_str().unwrap().ends_with("/s"),
-        "{start}"
-    );
+    assert!(start["store"].as_str().unwrap().ends_with("/s"), "{start}");
 
     assert!(!log.contains(&secret), "secret in the log: {log}");
     assert!(!log.contains(&body_marker), "body in the log: {log}");
@@ -335,7 +332,7 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
 }
 
 fn gw_port(start: &Value, field: &str) -> u16 {
-    start["fields"][field]
+    start[field]
         .as_str()
         .and_then(|a| a.rsplit(':').next())
         .and_then(|p| p.parse().ok())
@@ -509,19 +506,16 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     let with = |message: &str| -> Vec<&Value> {
-        lines
-            .iter()
-            .filter(|l| l["fields"]["message"] == message)
-            .collect()
+        lines.iter().filter(|l| l["message"] == message).collect()
     };
     let reloaded = with("config reloaded");
     assert_eq!(reloaded.len(), 2, "{log}");
-    assert_eq!(reloaded[0]["fields"]["added"], "gh2");
-    assert_eq!(reloaded[0]["fields"]["changed"], "gh");
+    assert_eq!(reloaded[0]["added"], "gh2");
+    assert_eq!(reloaded[0]["changed"], "gh");
     let refused = with("config reload refused; the running config stays");
     assert_eq!(refused.len(), 1, "{log}");
     assert!(
-        refused[0]["fields"]["reason"]
+        refused[0]["reason"]
             .as_str()
             .unwrap()
             .contains("server.max_body_bytes: invalid type: string, expected usize"),
@@ -530,7 +524,7 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
     let restart = with("config change needs a restart; not applied");
     assert_eq!(restart.len(), 1, "{log}");
     assert!(
-        restart[0]["fields"]["change"]
+        restart[0]["change"]
             .as_str()
             .unwrap()
             .starts_with("server.listen:"),
