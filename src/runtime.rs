@@ -289,6 +289,8 @@ pub fn apply(
     next.summary.restart = current.summary.restart.clone();
     reload_tls().map_err(ReloadError)?;
     gw.runtime.store(Arc::new(next));
+    // An added source's zero-valued series, as at start.
+    crate::metrics::get().init_sources(config.sources.iter().map(|s| s.name.as_str()));
     Ok(changes)
 }
 
