@@ -66,6 +66,28 @@ pub struct ServerConfig {
     /// <token>`; `file:PATH` reads it from a file.
     #[serde(default)]
     pub admin_token: Option<providers::Secret>,
+    /// `text` or `json`; `hookgate serve --log-format` wins over it.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The log line format (`server.log_format`, `hookgate serve --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, field values escaped.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Which forwarding header `server.trusted_proxies` write (CONTRACT.md, "Client IP").
@@ -219,6 +241,11 @@ pub struct SourceConfig {
     /// Template over `{source}`, `{type}`, `{provider}`.
     pub routing_key: String,
     pub provider: ProviderConfig,
+    /// `sha256:` + hex SHA-256 of the source's resolved table (secrets read from their files,
+    /// variables interpolated) and its effective body limit: any change, a rotated secret
+    /// included, changes it. Shown by `GET /config` and compared by `check --diff`; never the
+    /// values themselves.
+    pub fingerprint: String,
 }
 
 /// The keys every source has, whatever its provider.
@@ -540,14 +567,29 @@ fn section<T: DeserializeOwned>(
     let value = root
         .remove(name)
         .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    let keys = value.as_table().cloned().unwrap_or_default();
-    match T::deserialize(value) {
+    match typed(name, value) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(serde_error(name, e.message(), &keys));
+            errors.push(e);
             None
         }
     }
+}
+
+/// Deserializes the table `label`; an error names the key path inside it (`rate_limit.burst`,
+/// `queues[1].kind`) and never quotes a value. Where serde cannot follow the path (inside an
+/// internally tagged enum such as a provider's keys) the key is found by [`serde_error`].
+fn typed<T: DeserializeOwned>(label: &str, value: toml::Value) -> Result<T, String> {
+    let keys = value.as_table().cloned().unwrap_or_default();
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().message().to_string();
+        if path.is_empty() || path == "." {
+            serde_error(label, &message, &keys)
+        } else {
+            format!("{label}.{path}: {}", redact_values(&message))
+        }
+    })
 }
 
 fn parse_source(
@@ -567,6 +609,7 @@ fn parse_source(
     };
     let before = errors.len();
     resolve_files(&mut table, base, &label, errors);
+    let resolved = toml::Value::Table(table.clone()).to_string();
 
     let mut common = toml::Table::new();
     for key in COMMON_KEYS {
@@ -574,11 +617,10 @@ fn parse_source(
             common.insert(key.to_string(), v);
         }
     }
-    let common_keys = common.clone();
-    let common = match CommonKeys::deserialize(toml::Value::Table(common)) {
+    let common = match typed::<CommonKeys>(&label, toml::Value::Table(common)) {
         Ok(c) => Some(c),
         Err(e) => {
-            errors.push(serde_error(&label, e.message(), &common_keys));
+            errors.push(e);
             None
         }
     };
@@ -632,17 +674,27 @@ fn parse_source(
     if errors.len() > before {
         return None;
     }
+    let max_body_bytes = common.max_body_bytes.unwrap_or(match provider.kind() {
+        // GitHub caps payloads at 25 MB (PROVIDERS.md §1.5); a smaller default refuses real pushes.
+        ProviderKind::Github => default_body.max(26_214_400),
+        _ => default_body,
+    });
+    let fingerprint = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"hookgate source v1\0");
+        h.update(resolved.as_bytes());
+        h.update(max_body_bytes.to_le_bytes());
+        format!("sha256:{}", hex::encode(h.finalize()))
+    };
     Some(SourceConfig {
         name: common.name,
         allow_ips: common.allow_ips,
         rate_limit: common.rate_limit,
-        max_body_bytes: common.max_body_bytes.unwrap_or(match provider.kind() {
-            // GitHub caps payloads at 25 MB (PROVIDERS.md §1.5); a smaller default refuses real pushes.
-            ProviderKind::Github => default_body.max(26_214_400),
-            _ => default_body,
-        }),
+        max_body_bytes,
         routing_key,
         provider,
+        fingerprint,
     })
 }
 
@@ -895,6 +947,44 @@ provider = "github"
 secrets = ["${GH_SECRET}"]
 "#;
 
+    /// Issue 15: a value of the wrong type is reported with its key path, wherever it sits,
+    /// and without the value (any string may be a secret).
+    #[test]
+    fn type_errors_name_the_key_path() {
+        let text = r#"
+[server]
+client_rate_limit = { per_second = "ten", burst = 1 }
+[store]
+max_outbox_entries = 1.5
+[[amqp.queues]]
+name = "q"
+kind = 5
+[[sources]]
+name = "gh"
+provider = "github"
+secrets = ["s3cr3t-value"]
+max_body_bytes = "1MB"
+[[sources]]
+name = "gh2"
+provider = "github"
+secrets = ["s3cr3t-value"]
+rate_limit = { per_second = 1, burst = "lots" }
+"#;
+        let all = parse(text, &[]).unwrap_err().0.join("\n");
+        for expected in [
+            "server.client_rate_limit.per_second: invalid type: string",
+            "store.max_outbox_entries: invalid type: floating point `1.5`, expected u64",
+            "amqp.queues[0].kind: invalid type",
+            "sources[0] (gh).max_body_bytes: invalid type: string, expected usize",
+            "sources[1] (gh2).rate_limit.burst: invalid type: string",
+        ] {
+            assert!(all.contains(expected), "{expected}\n{all}");
+        }
+        for value in ["ten", "1MB", "lots", "s3cr3t"] {
+            assert!(!all.contains(value), "{value} echoed: {all}");
+        }
+    }
+
     #[test]
     fn the_example_config_parses() {
         let text = include_str!("../config.example.toml");
@@ -959,7 +1049,7 @@ secrets = []
 "#;
         let err = parse(text, &[]).unwrap_err();
         let all = err.0.join("\n");
-        assert!(all.contains("server: unknown field `lisen`"), "{all}");
+        assert!(all.contains("server.lisen: unknown field `lisen`"), "{all}");
         assert!(
             all.contains("sources[0] (Bad Name): unknown field `secrte`"),
             "{all}"

@@ -15,6 +15,7 @@
 //! - [`nodes`]: which broker node of `amqp.url` the relay tries next (failover, back-off).
 //! - [`amqp_tls`]: rustls for `amqps://` nodes (`[amqp.tls]`).
 //! - [`rejections`]: the most recent refused requests per source, without bodies or values.
+//! - [`runtime`]: the reloadable snapshot (sources, guards, limits) swapped on SIGHUP.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API (events, replay, forget, rejections) and its token.
 //! - [`console`]: the web console at `GET /` of the admin listener, and `GET /summary`.
@@ -39,6 +40,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod rejections;
 pub mod relay;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod topology;

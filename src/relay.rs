@@ -184,6 +184,11 @@ pub async fn run(
             r = connect(&config, nodes.url(i)) => r,
             _ = cancel.cancelled() => break,
         };
+        let result = if attempt.is_ok() { "ok" } else { "error" };
+        metrics::get()
+            .broker_connect_attempts
+            .get_or_create(&metrics::ResultLabel { result })
+            .inc();
         match attempt {
             Ok((conn, channel)) => {
                 nodes.connected(i);

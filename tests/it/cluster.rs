@@ -179,7 +179,12 @@ async fn failover_moves_to_the_next_node_and_back_and_loses_nothing() {
             && metrics.contains("hookgate_amqp_failovers_total "),
         "node metrics exported"
     );
-    assert_eq!(gw.readyz().await["outbox_pending"], 0);
+    // Everything confirmed leaves the outbox (the confirms may trail the deliveries a little).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.readyz().await["outbox_pending"] != 0 {
+        assert!(Instant::now() < deadline, "{}", gw.readyz().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     gw.stop().await;
 }
 
@@ -685,4 +690,115 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
         .unwrap();
     assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
     assert!(pdb["spec"]["maxUnavailable"] == 1 || pdb["spec"]["minAvailable"].is_u64());
+}
+
+/// deploy/nginx/hookgate-upstream.conf for real: nginx over TLS in front of two replicas and a
+/// third upstream that is down; deliveries are spread over the live replicas, and when one
+/// replica stops, every delivery still gets its 202 from the other and arrives once.
+#[actix_web::test]
+async fn nginx_upstream_spreads_deliveries_and_skips_a_stopped_replica() {
+    let exchange = unique("it-nginx-up");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let server = "trusted_proxies = [\"127.0.0.1/32\"]\nforwarded_header = \"x-forwarded-for\"\n";
+    let replica = || {
+        config_text(
+            &crate::github::sources(),
+            &exchange,
+            &amqp_url(),
+            None,
+            server,
+        )
+    };
+    let r0 = Gateway::start(parse(&replica())).await;
+    let r1 = Gateway::start(parse(&replica())).await;
+    let port = free_port();
+    let server_line = |n: u8, addr: String| {
+        (
+            match n {
+                1 => "server 10.0.1.11:8080",
+                2 => "server 10.0.1.12:8080",
+                _ => "server 10.0.1.13:8080",
+            },
+            format!("server {addr}"),
+        )
+    };
+    let nginx = crate::deploy::Nginx::start_file(
+        "deploy/nginx/hookgate-upstream.conf",
+        &[
+            server_line(1, r0.running.public_addr.to_string()),
+            server_line(2, r1.running.public_addr.to_string()),
+            server_line(3, format!("127.0.0.1:{}", free_port())),
+            (
+                "listen 443 ssl http2;",
+                format!("listen 127.0.0.1:{port} ssl http2;"),
+            ),
+            ("listen [::]:443 ssl http2;", String::new()),
+        ],
+    );
+    let cert = std::fs::read(nginx.dir.path().join("cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/hooks/gh-main");
+    let post = |id: String| {
+        let r = github::delivery(SECRET, "push", &id, br#"{"zen":"z"}"#);
+        let mut req = client.post(&url).body(r.body.clone());
+        for (k, v) in &r.headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    // nginx needs a moment to bind.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post("ng-probe".into()).await.is_err() {
+        assert!(Instant::now() < deadline, "{}", nginx.error_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = vec!["ng-probe".to_string()];
+    for i in 0..10 {
+        let id = format!("ng-{i}");
+        assert_eq!(
+            post(id.clone()).await.unwrap().status(),
+            202,
+            "{}",
+            nginx.error_log()
+        );
+        ids.push(id);
+    }
+    let held = |gw: &Gateway| {
+        let url = gw.admin("/events?source=gh-main&limit=100");
+        let client = gw.client.clone();
+        async move {
+            let v: serde_json::Value = client.get(url).send().await.unwrap().json().await.unwrap();
+            v["events"].as_array().map_or(0, Vec::len)
+        }
+    };
+    let (n0, n1) = (held(&r0).await, held(&r1).await);
+    assert!(
+        n0 > 0 && n1 > 0 && n0 + n1 == ids.len(),
+        "spread: {n0} + {n1}"
+    );
+
+    r0.stop().await;
+    for i in 10..20 {
+        let id = format!("ng-{i}");
+        assert_eq!(
+            post(id.clone()).await.unwrap().status(),
+            202,
+            "{}",
+            nginx.error_log()
+        );
+        ids.push(id);
+    }
+    let msgs = consumer.take(ids.len(), Duration::from_secs(10)).await;
+    let got: BTreeSet<String> = msgs
+        .iter()
+        .map(|m| m.body["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ids.iter().cloned().collect(), "each once");
+    consumer.assert_empty(Duration::from_millis(300)).await;
+    drop(nginx);
+    r1.stop().await;
 }
