@@ -3,13 +3,16 @@
 
 mod admin;
 mod chaos;
+mod cluster;
 mod console;
 mod deadletter;
+mod deploy;
 mod github;
 mod guards;
 mod hardening;
 mod harness;
 mod inspect;
+mod operations;
 mod outage;
 mod providers_e2e;
 mod replicas;
