@@ -121,6 +121,12 @@ pub const STORE_OPERATIONS: [&str; 4] = ["log_write", "checkpoint", "sweep", "re
 /// `hookgate_publish_failures_total{reason}`'s fixed list (see `relay`).
 pub const PUBLISH_FAILURES: [&str; 5] = ["nack", "returned", "channel", "connection", "store"];
 
+/// `hookgate_dedup_shared_claims_total{result}` and `..._errors_total{step}`'s fixed lists, and
+/// the steps timed by `hookgate_dedup_shared_duration_seconds{step}` (see `dedup`).
+pub const DEDUP_RESULTS: [&str; 3] = ["claimed", "duplicate", "conflict"];
+pub const DEDUP_ERROR_STEPS: [&str; 4] = ["claim", "confirm", "release", "backlog_full"];
+pub const DEDUP_CALL_STEPS: [&str; 3] = ["claim", "confirm", "release"];
+
 /// Background tasks under supervision (`app::supervise`).
 pub const TASKS: [&str; 4] = ["maintenance", "relay", "rejections", "limiter"];
 
@@ -370,6 +376,9 @@ impl Metrics {
         for task in TASKS {
             let _ = task_restarts.get_or_create(&TaskLabel { task });
         }
+        for step in DEDUP_CALL_STEPS {
+            let _ = dedup_shared_seconds.get_or_create(&DedupStepLabel { step });
+        }
         Metrics {
             registry,
             config_reloads,
@@ -420,6 +429,19 @@ impl Metrics {
                 let _ = self.rate_limited.get_or_create(&LimiterLabels {
                     source: source.to_string(),
                     limiter,
+                });
+            }
+            let _ = self.dedup_shared_fallbacks.get_or_create(&label);
+            for result in DEDUP_RESULTS {
+                let _ = self.dedup_shared_claims.get_or_create(&DedupClaimLabels {
+                    source: source.to_string(),
+                    result,
+                });
+            }
+            for step in DEDUP_ERROR_STEPS {
+                let _ = self.dedup_shared_errors.get_or_create(&DedupErrorLabels {
+                    source: source.to_string(),
+                    step,
                 });
             }
         }
