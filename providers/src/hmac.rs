@@ -505,7 +505,7 @@ fn optional<T>(
 }
 
 /// A header name (RFC 9110 token), lowercased and interned.
-fn header_name(key: &'static str, name: &str) -> Result<&'static str, ConfigError> {
+pub(crate) fn header_name(key: &'static str, name: &str) -> Result<&'static str, ConfigError> {
     let name = name.trim();
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || !name.bytes().all(token) {
@@ -540,7 +540,7 @@ fn param_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
 }
 
 /// An RFC 6901 JSON pointer to a member (so not the empty whole-document pointer).
-fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
+pub(crate) fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
     if !p.starts_with('/') {
         return Err(ConfigError::new(
             key,
@@ -621,7 +621,7 @@ fn mac(algorithm: Algorithm, key: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// A non-empty string, or a number as written (numeric ids such as Shopify's).
-fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -630,7 +630,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// Sets `value` at `pointer`, creating objects on the way (for sample bodies).
-fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+pub(crate) fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     let tokens: Vec<String> = pointer
         .split('/')
         .skip(1)
