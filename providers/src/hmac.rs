@@ -6,6 +6,9 @@
 //! Stripe-style senders put the timestamp and one or more signatures in one header
 //! (`Stripe-Signature: t=…,v1=…,v1=…`): `signature_param` names the signature key of that
 //! comma-separated `k=v` list, `timestamp_param` the timestamp key.
+//!
+//! `preset = "stripe"` (and the others of [`crate::hmac_presets`]) fills in the keys of a
+//! known sender; keys set by hand override it.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
@@ -34,9 +37,12 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 /// Every key is optional at the serde level so that `Hmac::new` can report all problems at
 /// once; `secrets` and `signature_header` are required there.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// A sender's known scheme (`stripe`, `slack`, …, see [`crate::hmac_presets`]) filling in
+    /// every key below that is not set by hand.
+    pub preset: Option<String>,
     /// Shared secrets, used as key bytes exactly as written (UTF-8); every one is tried.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -77,6 +83,13 @@ impl Config {
     /// Human warnings for `hookgate check`: values this config takes from outside the
     /// signature.
     pub fn warnings(&self) -> Vec<String> {
+        // An unknown preset is an error of `build`, reported there.
+        crate::hmac_presets::resolve(self)
+            .map(|c| c.warnings_resolved())
+            .unwrap_or_default()
+    }
+
+    fn warnings_resolved(&self) -> Vec<String> {
         let template = self.signed_payload.as_deref().unwrap_or("{body}");
         let mut w = Vec::new();
         if let Some(h) = &self.id_header {
@@ -146,6 +159,8 @@ pub struct Hmac {
 
 impl Hmac {
     pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
+        let resolved = crate::hmac_presets::resolve(c).map_err(|e| vec![e])?;
+        let c = &resolved;
         let mut errors = Vec::new();
         if let Err(e) = require_secrets("secrets", &c.secrets) {
             errors.push(e);
@@ -355,7 +370,8 @@ impl Hmac {
         };
         let mut signatures = Vec::new();
         let mut timestamp = None;
-        for item in header.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // Stripe separates with ',', Paddle with ';'; neither occurs in a signature.
+        for item in header.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
             let (k, v) = item.split_once('=').ok_or(Rejection::BadSignature)?;
             let (k, v) = (k.trim(), v.trim());
             if k == param {
