@@ -12,3 +12,4 @@ mod harness;
 mod inspect;
 mod outage;
 mod providers_e2e;
+mod senders;
