@@ -101,9 +101,7 @@ async fn hook_get(
     gw: web::Data<Gateway>,
 ) -> HttpResponse {
     match gw.sources.get(name.as_str()) {
-        Some(source) if source.provider.verifies_with_get() => {
-            hook(req, name, payload, gw).await
-        }
+        Some(source) if source.provider.verifies_with_get() => hook(req, name, payload, gw).await,
         _ => method_not_allowed(payload).await,
     }
 }

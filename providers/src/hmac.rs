@@ -371,7 +371,11 @@ impl Hmac {
         let mut signatures = Vec::new();
         let mut timestamp = None;
         // Stripe separates with ',', Paddle with ';'; neither occurs in a signature.
-        for item in header.split([',', ';']).map(str::trim).filter(|s| !s.is_empty()) {
+        for item in header
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (k, v) = item.split_once('=').ok_or(Rejection::BadSignature)?;
             let (k, v) = (k.trim(), v.trim());
             if k == param {

@@ -220,11 +220,17 @@ mod tests {
         let ts = "1531420618";
         let sig = format!(
             "v0={}",
-            hex::encode(hmac256("s", &[b"v0:1531420618:".as_slice(), challenge].concat()))
+            hex::encode(hmac256(
+                "s",
+                &[b"v0:1531420618:".as_slice(), challenge].concat()
+            ))
         );
         let r = admit(
             p2.as_ref(),
-            &h(&[("X-Slack-Signature", &sig), ("X-Slack-Request-Timestamp", ts)]),
+            &h(&[
+                ("X-Slack-Signature", &sig),
+                ("X-Slack-Request-Timestamp", ts),
+            ]),
             challenge,
             at(1_531_420_618),
         );
@@ -285,7 +291,10 @@ mod tests {
         let (e, _) = event(admit(p.as_ref(), &headers, paddle_body, at(1_671_552_777)));
         assert_eq!(
             (e.id.as_str(), e.kind.as_str()),
-            ("evt_01h8bzakzx3hm2fmen703n5q45", "hmac.transaction.completed")
+            (
+                "evt_01h8bzakzx3hm2fmen703n5q45",
+                "hmac.transaction.completed"
+            )
         );
         assert_eq!(
             admit(p.as_ref(), &headers, paddle_body, at(1_671_552_777 + 6)).unwrap_err(),
@@ -295,10 +304,17 @@ mod tests {
         // Keys set by hand override the preset.
         let relaxed = build(json!({"provider": "hmac", "preset": "paddle",
             "secrets": ["pdl_ntfset_hookgate_test"], "tolerance_secs": 60}));
-        assert!(admit(relaxed.as_ref(), &headers, paddle_body, at(1_671_552_777 + 6)).is_ok());
+        assert!(admit(
+            relaxed.as_ref(),
+            &headers,
+            paddle_body,
+            at(1_671_552_777 + 6)
+        )
+        .is_ok());
 
         let linear_body = br#"{"action":"create","type":"Issue","data":{"id":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9"},"webhookTimestamp":1676056940508}"#;
-        let p = build(json!({"provider": "hmac", "preset": "linear", "secrets": ["lin_wh_hookgate"]}));
+        let p =
+            build(json!({"provider": "hmac", "preset": "linear", "secrets": ["lin_wh_hookgate"]}));
         let headers = h(&[
             (
                 "Linear-Signature",
@@ -321,7 +337,12 @@ mod tests {
             ("X-Gitea-Delivery", "d2f1e2a4-0000-4000-8000-000000000001"),
             ("X-Gitea-Event", "push"),
         ]);
-        let (e, _) = event(admit(p.as_ref(), &headers, br#"{"ref":"refs/heads/main"}"#, at(0)));
+        let (e, _) = event(admit(
+            p.as_ref(),
+            &headers,
+            br#"{"ref":"refs/heads/main"}"#,
+            at(0),
+        ));
         assert_eq!(e.kind, "hmac.push");
     }
 

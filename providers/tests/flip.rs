@@ -447,7 +447,8 @@ fn wecom_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
         Part::Header(_) => Expect::NotAuthenticated,
         Part::Query => {
             let q = s.query.as_bytes();
-            if value_range(q, "msg_signature").is_some_and(|r| r.contains(&i)) && hex_case(q[i], new)
+            if value_range(q, "msg_signature").is_some_and(|r| r.contains(&i))
+                && hex_case(q[i], new)
             {
                 return Expect::Accepted;
             }

@@ -135,7 +135,11 @@ impl Fixture {
         let exchange = unique("it-senders");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("hookgate.toml");
-        std::fs::write(&config_path, config_text(&exchange, &dir.path().join("store"))).unwrap();
+        std::fs::write(
+            &config_path,
+            config_text(&exchange, &dir.path().join("store")),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("stream.token"), format!("{STREAM_TOKEN}\n")).unwrap();
         let consumer = Consumer::bind(&exchange, "#").await;
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
@@ -217,7 +221,10 @@ impl Fixture {
             .unwrap();
         let text = m.body.to_string();
         for s in SECRETS {
-            assert!(!text.contains(s), "a secret leaked into the message: {text}");
+            assert!(
+                !text.contains(s),
+                "a secret leaked into the message: {text}"
+            );
         }
         m
     }
@@ -251,7 +258,11 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn set_header(r: &mut Signed, name: &str, value: &str) {
-    match r.headers.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+    match r
+        .headers
+        .iter_mut()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+    {
         Some(h) => h.1 = value.to_owned(),
         None => r.headers.push((name.to_owned(), value.to_owned())),
     }
@@ -279,7 +290,10 @@ async fn token_sources_from_hookgate_sign() {
 
     // HTTP Basic (Alertmanager's basic_auth), id and type from the body.
     let r = f.sign("alerts", &["--id", "grp-1", "--event", "firing"]);
-    assert!(r.headers.iter().any(|(k, v)| k == "Authorization" && v.starts_with("Basic ")));
+    assert!(r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "Authorization" && v.starts_with("Basic ")));
     f.send(&r).await.assert_accepted_id("grp-1");
     let m = f.take_one().await;
     check_envelope(&m, "alerts", "token", "token.firing", "grp-1");
@@ -293,9 +307,16 @@ async fn token_sources_from_hookgate_sign() {
     set_header(&mut wrong, "Authorization", "Basic aG9va2dhdGU6d3Jvbmc="); // hookgate:wrong
     assert_eq!(f.send(&wrong).await.status, 401);
     let mut bearer = r.clone();
-    set_header(&mut bearer, "Authorization", &format!("Bearer {ALERT_TOKEN}"));
+    set_header(
+        &mut bearer,
+        "Authorization",
+        &format!("Bearer {ALERT_TOKEN}"),
+    );
     assert_eq!(f.send(&bearer).await.status, 401);
-    assert_eq!(f.send(&without_header(&r, "Authorization")).await.status, 401);
+    assert_eq!(
+        f.send(&without_header(&r, "Authorization")).await.status,
+        401
+    );
     f.assert_nothing_published().await;
 
     // Query token (read from a `file:` secret); no id configured: sha256 of the body.
@@ -328,15 +349,28 @@ async fn token_sources_from_hookgate_sign() {
 #[actix_web::test]
 async fn gitlab_from_hookgate_sign() {
     let f = Fixture::start().await;
-    let r = f.sign("gitlab", &["--id", "idem-e2e-1", "--event", "merge_request"]);
+    let r = f.sign(
+        "gitlab",
+        &["--id", "idem-e2e-1", "--event", "merge_request"],
+    );
     f.send(&r).await.assert_accepted_id("idem-e2e-1");
     let m = f.take_one().await;
-    check_envelope(&m, "gitlab", "gitlab", "gitlab.merge_request.open", "idem-e2e-1");
+    check_envelope(
+        &m,
+        "gitlab",
+        "gitlab",
+        "gitlab.merge_request.open",
+        "idem-e2e-1",
+    );
     assert_eq!(m.body["subject"], "mike/diaspora");
     assert_eq!(m.body["data"]["object_kind"], "merge_request");
     // GitLab's retry: the same Idempotency-Key, a new event UUID: a duplicate.
     let mut retry = r.clone();
-    set_header(&mut retry, "X-Gitlab-Event-UUID", "0b8c8f2e-0000-4000-8000-000000000001");
+    set_header(
+        &mut retry,
+        "X-Gitlab-Event-UUID",
+        "0b8c8f2e-0000-4000-8000-000000000001",
+    );
     f.send(&retry).await.assert_accepted_id("idem-e2e-1");
     f.assert_nothing_published().await;
     // An old token still works (rotation); a wrong or missing one is 401 and publishes nothing.
@@ -348,7 +382,10 @@ async fn gitlab_from_hookgate_sign() {
     let refused = f.send(&wrong).await;
     assert_eq!(refused.status, 401);
     assert!(!refused.text().contains(GL_TOKEN));
-    assert_eq!(f.send(&without_header(&r, "X-Gitlab-Token")).await.status, 401);
+    assert_eq!(
+        f.send(&without_header(&r, "X-Gitlab-Token")).await.status,
+        401
+    );
     f.assert_nothing_published().await;
     // Before GitLab 17.4 there is no Idempotency-Key: X-Gitlab-Event-UUID is the id.
     let r = f.sign("gitlab", &[]);
@@ -404,12 +441,22 @@ async fn gitee_from_hookgate_sign() {
     set_header(&mut password, "X-Gitee-Token", GITEE_SECRET);
     f.send(&password).await.assert_accepted_id(&id);
     // Stale (two hours old), wrong secret, missing token: 401, nothing published.
-    let stale = f.sample("gitee", &SampleOptions::new(SystemTime::now() - Duration::from_secs(7200)));
+    let stale = f.sample(
+        "gitee",
+        &SampleOptions::new(SystemTime::now() - Duration::from_secs(7200)),
+    );
     assert_eq!(f.send(&stale).await.status, 401);
     let mut wrong = r.clone();
-    set_header(&mut wrong, "X-Gitee-Token", &providers::gitee::sign("other", &ts));
+    set_header(
+        &mut wrong,
+        "X-Gitee-Token",
+        &providers::gitee::sign("other", &ts),
+    );
     assert_eq!(f.send(&wrong).await.status, 401);
-    assert_eq!(f.send(&without_header(&r, "X-Gitee-Token")).await.status, 401);
+    assert_eq!(
+        f.send(&without_header(&r, "X-Gitee-Token")).await.status,
+        401
+    );
     f.assert_nothing_published().await;
 }
 
@@ -432,9 +479,36 @@ async fn wecom_url_verification_and_messages() {
     let q = providers::wecom::verification_query(&wc, SystemTime::now(), "e2e-echo-42").unwrap();
     let echo = f.get(&format!("{}?{q}", f.gw.url("wecom"))).await;
     assert_eq!((echo.status, echo.text().as_str()), (200, "e2e-echo-42"));
+    // The same from `hookgate sign --event url_verification`.
+    let out = hookgate(&[
+        "sign",
+        "-c",
+        f.config_path.to_str().unwrap(),
+        "--source",
+        "wecom",
+        "--format",
+        "json",
+        "--url",
+        &f.base(),
+        "--event",
+        "url_verification",
+        "--id",
+        "sign-echo-7",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["method"].as_str(), v["expect"].as_str()),
+        (Some("GET"), Some("sign-echo-7"))
+    );
+    let echo = f.get(v["url"].as_str().unwrap()).await;
+    assert_eq!((echo.status, echo.text().as_str()), (200, "sign-echo-7"));
     // A bad signature is 401; nothing of the verification is published.
     let bad = official.replace("5c45ff5e", "5c45ff5f");
-    assert_eq!(f.get(&format!("{}?{bad}", f.gw.url("wecom"))).await.status, 401);
+    assert_eq!(
+        f.get(&format!("{}?{bad}", f.gw.url("wecom"))).await.status,
+        401
+    );
     f.assert_nothing_published().await;
 
     // A message from `hookgate sign`: empty 200, published once.
@@ -479,7 +553,11 @@ async fn wecom_url_verification_and_messages() {
     assert_eq!(f.send(&foreign).await.status, 401);
     let i = r.body.find("<Encrypt><![CDATA[").unwrap() + 20;
     let mut tampered = r.clone();
-    let c = if &tampered.body[i..i + 1] == "A" { "B" } else { "A" };
+    let c = if &tampered.body[i..i + 1] == "A" {
+        "B"
+    } else {
+        "A"
+    };
     tampered.body.replace_range(i..i + 1, c);
     assert_eq!(f.send(&tampered).await.status, 401);
     let other_token = providers::wecom::Config {
@@ -503,7 +581,10 @@ async fn wecom_url_verification_and_messages() {
 #[actix_web::test]
 async fn hmac_preset_from_hookgate_sign() {
     let f = Fixture::start().await;
-    let r = f.sign("stripe", &["--id", "evt_e2e_preset", "--event", "invoice.paid"]);
+    let r = f.sign(
+        "stripe",
+        &["--id", "evt_e2e_preset", "--event", "invoice.paid"],
+    );
     assert!(r
         .headers
         .iter()
@@ -532,7 +613,10 @@ fn check_warns_about_token_sources() {
         all.contains("warning: source `stream`: no id_header or id_pointer"),
         "{all}"
     );
-    assert!(!all.contains("warning: source `alerts`: no id_header"), "{all}");
+    assert!(
+        !all.contains("warning: source `alerts`: no id_header"),
+        "{all}"
+    );
     assert!(all.contains("warning: source `gitlab`"), "{all}");
     for s in SECRETS {
         assert!(!all.contains(s), "check printed a secret: {all}");

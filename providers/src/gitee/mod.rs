@@ -69,7 +69,9 @@ pub struct Gitee {
 impl Gitee {
     pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let tokens = Tokens::new("tokens", &c.tokens).map_err(|e| errors.push(e)).ok();
+        let tokens = Tokens::new("tokens", &c.tokens)
+            .map_err(|e| errors.push(e))
+            .ok();
         if c.tolerance_secs == Some(0) {
             errors.push(ConfigError::new("tolerance_secs", "must be at least 1"));
         }
@@ -210,14 +212,18 @@ impl crate::Provider for Gitee {
             kind.push_str(&segment(action));
         }
         let provider_event = match req.header(EVENT).map(str::trim).filter(|e| !e.is_empty()) {
-            Some(e) => crate::bounded(e, crate::shape::text, "X-Gitee-Event is too long")?
-                .to_owned(),
+            Some(e) => {
+                crate::bounded(e, crate::shape::text, "X-Gitee-Event is too long")?.to_owned()
+            }
             None => hook_name.clone(),
         };
         let subject = body
             .get("repository")
             .and_then(|r| r.get("full_name"))
-            .or_else(|| body.get("project").and_then(|p| p.get("path_with_namespace")))
+            .or_else(|| {
+                body.get("project")
+                    .and_then(|p| p.get("path_with_namespace"))
+            })
             .and_then(Value::as_str)
             .map(str::to_owned);
         let value = Value::Object(body);

@@ -80,7 +80,10 @@ fn signature_mode() {
         "sha256 of the canonical body without the three fields"
     );
     // URL-encoded as Gitee's help describes: decoded first.
-    let encoded = SIG.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let encoded = SIG
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
     let enc = h(&[("X-Gitee-Token", &encoded), ("X-Gitee-Timestamp", TS)]);
     assert!(admit(&p, &enc, &body, at_ms(NOW)).is_ok());
 }
@@ -101,13 +104,28 @@ fn signature_mode_refusals() {
     // Fresh within an hour either way, inclusive.
     assert!(run(SIG, TS, ts + 3_600_000).is_ok());
     assert!(run(SIG, TS, ts - 3_600_000).is_ok());
-    assert_eq!(run(SIG, TS, ts + 3_600_001).unwrap_err(), Rejection::StaleTimestamp);
-    assert_eq!(run(SIG, TS, ts - 3_600_001).unwrap_err(), Rejection::StaleTimestamp);
+    assert_eq!(
+        run(SIG, TS, ts + 3_600_001).unwrap_err(),
+        Rejection::StaleTimestamp
+    );
+    assert_eq!(
+        run(SIG, TS, ts - 3_600_001).unwrap_err(),
+        Rejection::StaleTimestamp
+    );
     // The timestamp is signed; a signature from another secret; garbage.
-    assert_eq!(run(SIG, "1576754827989", NOW).unwrap_err(), Rejection::BadToken);
-    assert_eq!(run(&sign("other", TS), TS, NOW).unwrap_err(), Rejection::BadToken);
+    assert_eq!(
+        run(SIG, "1576754827989", NOW).unwrap_err(),
+        Rejection::BadToken
+    );
+    assert_eq!(
+        run(&sign("other", TS), TS, NOW).unwrap_err(),
+        Rejection::BadToken
+    );
     assert_eq!(run("!!", TS, NOW).unwrap_err(), Rejection::BadToken);
-    assert_eq!(run(SIG, "15767548279x8", NOW).unwrap_err(), Rejection::BadToken);
+    assert_eq!(
+        run(SIG, "15767548279x8", NOW).unwrap_err(),
+        Rejection::BadToken
+    );
     assert_eq!(run(SIG, "", NOW).unwrap_err(), Rejection::BadToken);
     // No timestamp: only a password can match.
     assert_eq!(
@@ -146,7 +164,10 @@ fn password_mode() {
     assert_eq!(e.provider_event, "Merge Request Hook");
     assert_eq!(e.subject.as_deref(), Some("liwen/gitos"));
     let text = serde_json::to_string(&e.data).unwrap();
-    assert!(!text.contains("pwd"), "the password never reaches data: {text}");
+    assert!(
+        !text.contains("pwd"),
+        "the password never reaches data: {text}"
+    );
     // Password mode checks no window: Gitee's timestamp is not signed there.
     assert!(admit(&p, &headers, MR_BODY, at_ms(NOW * 2)).is_ok());
     for wrong in ["pw", "pwd0", "PWD", ""] {
@@ -158,7 +179,10 @@ fn password_mode() {
     }
     // Verified, but not what Gitee sends: 400.
     let ok = h(&[("X-Gitee-Token", "pwd")]);
-    assert_eq!(admit(&p, &ok, b"[1]", at_ms(NOW)).unwrap_err().status(), 400);
+    assert_eq!(
+        admit(&p, &ok, b"[1]", at_ms(NOW)).unwrap_err().status(),
+        400
+    );
     assert_eq!(admit(&p, &ok, b"{}", at_ms(NOW)).unwrap_err().status(), 400);
     // Without hook_name, X-Gitee-Event names the hook.
     let ev = h(&[("X-Gitee-Token", "pwd"), ("X-Gitee-Event", "Note Hook")]);
@@ -184,7 +208,10 @@ fn samples_and_config() {
     let mut o = SampleOptions::new(at_ms(NOW));
     for (ev, kind) in [
         (None, "gitee.push_hooks"),
-        (Some("merge_request_hooks"), "gitee.merge_request_hooks.open"),
+        (
+            Some("merge_request_hooks"),
+            "gitee.merge_request_hooks.open",
+        ),
     ] {
         o.event = ev.map(str::to_owned);
         let s = sample(&c, &o).unwrap();

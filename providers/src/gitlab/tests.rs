@@ -35,12 +35,21 @@ fn documented_push_event() {
     let headers = h(&[
         ("X-Gitlab-Event", "Push Hook"),
         ("X-Gitlab-Token", TOKEN),
-        ("X-Gitlab-Webhook-UUID", "7fb0ef45-b2e2-4d2a-a3d4-6e0e5c6b1d1a"),
-        ("X-Gitlab-Event-UUID", "13792a34-cac6-4fda-95a8-c58e00a3954e"),
+        (
+            "X-Gitlab-Webhook-UUID",
+            "7fb0ef45-b2e2-4d2a-a3d4-6e0e5c6b1d1a",
+        ),
+        (
+            "X-Gitlab-Event-UUID",
+            "13792a34-cac6-4fda-95a8-c58e00a3954e",
+        ),
         ("Idempotency-Key", "f5e5f430-f57b-4e6e-9fac-d9128cd7232f"),
     ]);
     let (e, ack) = event(admit(&p, &headers, PUSH.as_bytes(), now()));
-    assert_eq!(e.id, "f5e5f430-f57b-4e6e-9fac-d9128cd7232f", "Idempotency-Key first");
+    assert_eq!(
+        e.id, "f5e5f430-f57b-4e6e-9fac-d9128cd7232f",
+        "Idempotency-Key first"
+    );
     assert_eq!(e.kind, "gitlab.push");
     assert_eq!(e.provider_event, "push");
     assert_eq!(e.subject.as_deref(), Some("mike/diaspora"));
@@ -93,7 +102,11 @@ fn refusals() {
         admit(&p, &[], PUSH.as_bytes(), now()).unwrap_err(),
         Rejection::MissingHeader("x-gitlab-token")
     );
-    for wrong in ["glwht-hookgate-tes", "glwht-hookgate-test2", "GLWHT-HOOKGATE-TEST"] {
+    for wrong in [
+        "glwht-hookgate-tes",
+        "glwht-hookgate-test2",
+        "GLWHT-HOOKGATE-TEST",
+    ] {
         let r = admit(&p, &with(wrong), PUSH.as_bytes(), now()).unwrap_err();
         assert_eq!(r, Rejection::BadToken, "{wrong}");
         assert_eq!(r.status(), 401);
@@ -106,13 +119,17 @@ fn refusals() {
     let mut long = with(TOKEN);
     long.push(("Idempotency-Key".into(), "k".repeat(201)));
     assert_eq!(
-        admit(&p, &long, PUSH.as_bytes(), now()).unwrap_err().status(),
+        admit(&p, &long, PUSH.as_bytes(), now())
+            .unwrap_err()
+            .status(),
         400
     );
     let mut odd = with(TOKEN);
     odd.push(("X-Gitlab-Event-UUID".into(), "not a uuid!".into()));
     assert_eq!(
-        admit(&p, &odd, PUSH.as_bytes(), now()).unwrap_err().status(),
+        admit(&p, &odd, PUSH.as_bytes(), now())
+            .unwrap_err()
+            .status(),
         400
     );
     // A dotted object_kind stays one segment.

@@ -132,7 +132,9 @@ impl Token {
         let mut errors = Vec::new();
         let tokens = keep(&mut errors, Tokens::new("tokens", &c.tokens));
         let place = match (&c.header, &c.query, c.basic) {
-            (Some(h), None, false) => keep(&mut errors, header_name("header", h).map(Place::Header)),
+            (Some(h), None, false) => {
+                keep(&mut errors, header_name("header", h).map(Place::Header))
+            }
             (None, Some(q), false) => {
                 let q = q.trim();
                 if q.is_empty() || q.contains(['&', '=', '#', ' ']) {

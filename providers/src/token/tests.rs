@@ -36,17 +36,25 @@ const ALERTMANAGER: &[u8] = br#"{"version":"4","groupKey":"{}:{alertname=\"HighL
 
 #[test]
 fn header_token_with_rotation() {
-    let p = build(serde_json::json!({"tokens": ["new-token", "old-token"], "header": "X-Webhook-Token"}));
+    let p = build(
+        serde_json::json!({"tokens": ["new-token", "old-token"], "header": "X-Webhook-Token"}),
+    );
     for t in ["new-token", "old-token"] {
         let (e, ack) = event(admit_q(&p, &h(&[("x-webhook-token", t)]), "", ALERTMANAGER));
         assert_eq!(e.id, crate::sha256_key(ALERTMANAGER));
-        assert_eq!((e.kind.as_str(), e.provider_event.as_str()), ("token.event", "event"));
+        assert_eq!(
+            (e.kind.as_str(), e.provider_event.as_str()),
+            ("token.event", "event")
+        );
         assert_eq!(ack.status, 202);
         assert_eq!(
             ack.body,
             serde_json::to_vec(&serde_json::json!({"id": e.id})).unwrap()
         );
-        assert_eq!(serde_json::to_string(&e.data).unwrap().as_bytes(), ALERTMANAGER);
+        assert_eq!(
+            serde_json::to_string(&e.data).unwrap().as_bytes(),
+            ALERTMANAGER
+        );
     }
     for wrong in ["new-toke", "new-token0", "NEW-TOKEN", "old-tokenx", "x"] {
         assert_eq!(
@@ -70,8 +78,20 @@ fn header_token_with_rotation() {
 #[test]
 fn bearer_and_basic() {
     let bearer = build(serde_json::json!({"tokens": ["s3cr3t"], "header": "Authorization"}));
-    assert!(admit_q(&bearer, &h(&[("Authorization", "Bearer s3cr3t")]), "", b"{}").is_ok());
-    assert!(admit_q(&bearer, &h(&[("Authorization", "bearer  s3cr3t")]), "", b"{}").is_ok());
+    assert!(admit_q(
+        &bearer,
+        &h(&[("Authorization", "Bearer s3cr3t")]),
+        "",
+        b"{}"
+    )
+    .is_ok());
+    assert!(admit_q(
+        &bearer,
+        &h(&[("Authorization", "bearer  s3cr3t")]),
+        "",
+        b"{}"
+    )
+    .is_ok());
     assert!(admit_q(&bearer, &h(&[("Authorization", "s3cr3t")]), "", b"{}").is_ok());
     assert_eq!(
         admit_q(&bearer, &h(&[("Authorization", "Bearer s3cr3")]), "", b"{}").unwrap_err(),
@@ -83,11 +103,11 @@ fn bearer_and_basic() {
     let ok = "Basic YWRtaW46czNjcjN0"; // base64("admin:s3cr3t")
     assert!(admit_q(&basic, &h(&[("Authorization", ok)]), "", b"{}").is_ok());
     for bad in [
-        "Basic YWRtaW46czNjcjN1",  // admin:s3cr3u
-        "Basic czNjcjN0",          // no colon
-        "Bearer s3cr3t",           // other scheme
-        "Basic !!!",               // not base64
-        "Basic YWRtaW46",          // empty password
+        "Basic YWRtaW46czNjcjN1", // admin:s3cr3u
+        "Basic czNjcjN0",         // no colon
+        "Bearer s3cr3t",          // other scheme
+        "Basic !!!",              // not base64
+        "Basic YWRtaW46",         // empty password
     ] {
         assert_eq!(
             admit_q(&basic, &h(&[("Authorization", bad)]), "", b"{}").unwrap_err(),
@@ -118,7 +138,10 @@ fn query_token_and_form_bodies() {
         admit_q(&p, &form, "token=a+b", body).unwrap_err(),
         Rejection::BadToken
     );
-    assert_eq!(admit_q(&p, &form, "", body).unwrap_err(), Rejection::BadToken);
+    assert_eq!(
+        admit_q(&p, &form, "", body).unwrap_err(),
+        Rejection::BadToken
+    );
     assert_eq!(
         admit_q(&p, &form, "token=", body).unwrap_err(),
         Rejection::BadToken
@@ -140,16 +163,29 @@ fn id_and_type_locations() {
         "id_header": "X-Request-Id", "type_header": "X-Event"}));
     let (e, _) = event(admit_q(
         &p,
-        &h(&[("X-Token", "t"), ("X-Request-Id", "r-1"), ("X-Event", "Stream.Started")]),
+        &h(&[
+            ("X-Token", "t"),
+            ("X-Request-Id", "r-1"),
+            ("X-Event", "Stream.Started"),
+        ]),
         "",
         b"{}",
     ));
-    assert_eq!((e.id.as_str(), e.kind.as_str()), ("r-1", "token.stream.started"));
+    assert_eq!(
+        (e.id.as_str(), e.kind.as_str()),
+        ("r-1", "token.stream.started")
+    );
     assert_eq!(e.provider_event, "Stream.Started");
     // Verified, but the id is missing or out of shape: 400.
     let r = admit_q(&p, &h(&[("X-Token", "t")]), "", b"{}").unwrap_err();
     assert_eq!(r.status(), 400);
-    let r = admit_q(&p, &h(&[("X-Token", "t"), ("X-Request-Id", "a b")]), "", b"{}").unwrap_err();
+    let r = admit_q(
+        &p,
+        &h(&[("X-Token", "t"), ("X-Request-Id", "a b")]),
+        "",
+        b"{}",
+    )
+    .unwrap_err();
     assert_eq!(r.status(), 400);
 }
 
@@ -165,20 +201,35 @@ fn config_errors_and_warnings() {
             .collect::<Vec<_>>()
     };
     assert_eq!(err(serde_json::json!({"header": "X-T"})), ["tokens"]);
-    assert_eq!(err(serde_json::json!({"tokens": [""], "header": "X-T"})), ["tokens"]);
+    assert_eq!(
+        err(serde_json::json!({"tokens": [""], "header": "X-T"})),
+        ["tokens"]
+    );
     assert_eq!(err(serde_json::json!({"tokens": ["t"]})), ["header"]);
     assert_eq!(
         err(serde_json::json!({"tokens": ["t"], "header": "X-T", "basic": true})),
         ["header"]
     );
-    assert_eq!(err(serde_json::json!({"tokens": ["t"], "header": "bad header"})), ["header"]);
-    assert_eq!(err(serde_json::json!({"tokens": ["t"], "query": "a=b"})), ["query"]);
     assert_eq!(
-        err(serde_json::json!({"tokens": ["t"], "basic": true, "id_header": "X-I", "id_pointer": "/id"})),
+        err(serde_json::json!({"tokens": ["t"], "header": "bad header"})),
+        ["header"]
+    );
+    assert_eq!(
+        err(serde_json::json!({"tokens": ["t"], "query": "a=b"})),
+        ["query"]
+    );
+    assert_eq!(
+        err(
+            serde_json::json!({"tokens": ["t"], "basic": true, "id_header": "X-I", "id_pointer": "/id"})
+        ),
         ["id_pointer"]
     );
-    assert!(serde_json::from_value::<Config>(serde_json::json!({"tokens": ["t"], "prefix": "x"})).is_err());
-    let c: Config = serde_json::from_value(serde_json::json!({"tokens": ["t"], "basic": true})).unwrap();
+    assert!(
+        serde_json::from_value::<Config>(serde_json::json!({"tokens": ["t"], "prefix": "x"}))
+            .is_err()
+    );
+    let c: Config =
+        serde_json::from_value(serde_json::json!({"tokens": ["t"], "basic": true})).unwrap();
     let w = c.warnings();
     assert_eq!(w.len(), 2);
     assert!(w[0].contains("not what it contains"));
@@ -205,7 +256,11 @@ fn samples_are_admitted() {
         let s = sample(&c, &o).unwrap();
         let (e, _) = event(admit_q(&p, &s.headers, &s.query, &s.body));
         if v.get("basic").is_none() {
-            assert_eq!((e.id.as_str(), e.kind.as_str()), ("evt-9", "token.resolved"), "{v}");
+            assert_eq!(
+                (e.id.as_str(), e.kind.as_str()),
+                ("evt-9", "token.resolved"),
+                "{v}"
+            );
         }
         assert_eq!(p.kind(), ProviderKind::Token);
     }

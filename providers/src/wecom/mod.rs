@@ -159,9 +159,8 @@ impl crate::Provider for Wecom {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
         };
-        let msg_type = text("MsgType").ok_or(Rejection::Malformed(
-            "decrypted message has no MsgType",
-        ))?;
+        let msg_type =
+            text("MsgType").ok_or(Rejection::Malformed("decrypted message has no MsgType"))?;
         let segment = |s: &str| crate::type_name_or_unknown(&s.replace('.', "_"));
         let mut kind = format!("wecom.{}", segment(msg_type));
         let mut provider_event = msg_type.to_owned();
@@ -288,10 +287,9 @@ fn sample_plaintext(corp_id: &str, o: &SampleOptions) -> String {
         None | Some("text") => {
             x.push_str(&cdata("MsgType", "text"));
             x.push_str(&cdata("Content", "hello from hookgate sign"));
-            let id = o
-                .id
-                .clone()
-                .unwrap_or_else(|| (u64::from_be_bytes(random8()) >> 1).to_string());
+            let id =
+                o.id.clone()
+                    .unwrap_or_else(|| (u64::from_be_bytes(random8()) >> 1).to_string());
             x.push_str(&format!("<MsgId>{id}</MsgId>"));
         }
         Some(event) => {

@@ -79,7 +79,11 @@ fn official_url_verification_is_answered_with_the_plaintext() {
     match admit_q(&p, &verify_query(VERIFY_SIG, VERIFY_ECHOSTR), b"").unwrap() {
         Admission::Control(reply) => {
             assert_eq!(reply.status, 200);
-            assert_eq!(reply.body, VERIFY_PLAIN.as_bytes(), "exactly, no quotes or newline");
+            assert_eq!(
+                reply.body,
+                VERIFY_PLAIN.as_bytes(),
+                "exactly, no quotes or newline"
+            );
             assert_eq!(reply.content_type, Some(Reply::TEXT));
         }
         other => panic!("expected the echo, got {other:?}"),
@@ -194,7 +198,10 @@ fn events_use_the_content_digest_and_the_event_name() {
     let c = config(TOKEN, CORP_ID);
     let s1 = sample(&c, &o).unwrap();
     let s2 = sample(&c, &o).unwrap();
-    assert_ne!(s1.body, s2.body, "a retry is re-encrypted with a new random prefix");
+    assert_ne!(
+        s1.body, s2.body,
+        "a retry is re-encrypted with a new random prefix"
+    );
     let (e1, _) = event(admit_q(&p, &s1.query, &s1.body));
     let (e2, _) = event(admit_q(&p, &s2.query, &s2.body));
     assert_eq!(e1.id, crate::sha256_key(plain.as_bytes()));
@@ -212,7 +219,10 @@ fn xml_shapes() {
     assert!(parse_xml(b"<notxml><a>1</a></notxml>").is_err());
     assert!(parse_xml(b"<xml><a>1</a></xml><xml/>").is_err());
     assert!(parse_xml(b"<!DOCTYPE x [<!ENTITY e \"v\">]><xml><a>&e;</a></xml>").is_err());
-    assert!(parse_xml(b"<xml><a>text<b>1</b></a></xml>").is_err(), "mixed content");
+    assert!(
+        parse_xml(b"<xml><a>text<b>1</b></a></xml>").is_err(),
+        "mixed content"
+    );
     let deep = format!("<xml>{}{}</xml>", "<a>".repeat(20), "</a>".repeat(20));
     assert!(parse_xml(deep.as_bytes()).is_err());
     let m = parse_xml(b"<?xml version=\"1.0\"?><xml><a>x &amp; y</a><e/></xml>").unwrap();
@@ -228,7 +238,10 @@ fn samples_round_trip_and_config_errors() {
     o.id = Some("123456789".into());
     let s = sample(&c, &o).unwrap();
     let (e, _) = event(admit_q(&p, &s.query, &s.body));
-    assert_eq!((e.id.as_str(), e.kind.as_str()), ("123456789", "wecom.text"));
+    assert_eq!(
+        (e.id.as_str(), e.kind.as_str()),
+        ("123456789", "wecom.text")
+    );
     o.event = Some("enter_agent".into());
     let s = sample(&c, &o).unwrap();
     let (e, _) = event(admit_q(&p, &s.query, &s.body));
