@@ -12,8 +12,8 @@
 //!
 //! Gitee repeats `password`, `sign` and `timestamp` inside the JSON body. They are removed from
 //! `data` (a secret never reaches the envelope), and the id is `sha256:` of the body without
-//! them, written canonically (see [`canonical`]), so a redelivery (新 timestamp and sign, same
-//! event) maps to the same id.
+//! them, written canonically (see [`canonical`]), so a redelivery (a new timestamp and sign,
+//! the same event) maps to the same id.
 //!
 //! The type is `gitee.<hook_name>[.<action>]` from the body's `hook_name` (`push_hooks`,
 //! `merge_request_hooks`, …) and `action`; `providerevent` is `X-Gitee-Event` (`Push Hook`).
@@ -244,9 +244,9 @@ impl crate::Provider for Gitee {
     }
 }
 
-/// A signature-mode request as Gitee sends it (the first token as the signing secret), with
-/// the body repeating the timestamp and signature as Gitee's does. With
-/// `SampleOptions::event = "password"`-less defaults: `push_hooks`.
+/// A signature-mode request as Gitee sends it (the first token as the signing secret), the
+/// body repeating the timestamp and signature as Gitee's does. `o.event` is the `hook_name`
+/// (default `push_hooks`); `o.payload` replaces the body.
 pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
     let p = Gitee::new(c).map_err(join)?;
     let secret = p.tokens.first();
