@@ -15,3 +15,4 @@ mod inspect;
 mod operations;
 mod outage;
 mod providers_e2e;
+mod senders;
