@@ -129,8 +129,14 @@ async fn hook_get(
     payload: web::Payload,
     gw: web::Data<Gateway>,
 ) -> HttpResponse {
-    match gw.sources.get(name.as_str()) {
-        Some(source) if source.provider.verifies_with_get() => hook(req, name, payload, gw).await,
+    let verifies_with_get = gw
+        .runtime
+        .load()
+        .sources
+        .get(name.as_str())
+        .is_some_and(|s| s.provider.verifies_with_get());
+    match verifies_with_get {
+        true => hook(req, name, payload, gw).await,
         _ => method_not_allowed(payload).await,
     }
 }
