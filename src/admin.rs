@@ -249,7 +249,16 @@ async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
     match web::block(move || store.forget(&source, &id)).await {
         Ok(Ok(was)) => {
             tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = was.is_some(), "forget: id removed from the dedup index");
-            HttpResponse::Ok().json(serde_json::json!({ "forgotten": was.is_some() }))
+            // With replicas, the shared key too (or another replica would still call it a
+            // duplicate).
+            let shared = match &gw.dedup {
+                Some(d) => match d.forget(&f.source, &f.id).await {
+                    Ok(deleted) => deleted,
+                    Err(e) => return internal("forget in the shared dedup store", e),
+                },
+                None => false,
+            };
+            HttpResponse::Ok().json(serde_json::json!({ "forgotten": was.is_some() || shared }))
         }
         Ok(Err(e)) => internal("forget", e),
         Err(e) => internal("forget", e),

@@ -226,6 +226,25 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }),
     ];
+    if let Some(shared) = gateway.dedup.clone() {
+        let (s, st) = (shared.clone(), store.clone());
+        match tokio::task::spawn_blocking(move || s.owe_recent(&st)).await? {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                events = n,
+                "recent events to confirm in the shared dedup store"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "recent events could not be read for the shared dedup store")
+            }
+        }
+        shared.check().await;
+        // Probes the shared dedup store, reconnects, writes what is owed to it.
+        tasks.push(supervise("dedup", health.clone(), cancel.clone(), {
+            let cancel = cancel.clone();
+            move || shared.clone().run(cancel.clone())
+        }));
+    }
     tasks.push(supervise("rejections", health.clone(), cancel.clone(), {
         let (gw, store, cancel) = (gateway.clone(), store.clone(), cancel.clone());
         move || {

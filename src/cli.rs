@@ -422,6 +422,16 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok", path.display())?;
+    if config.dedup.enabled() {
+        writeln!(
+            out,
+            "dedup shared {} (keys {}:{{source}}:{{id}}, claim {} s, on_unavailable {})",
+            crate::config::redact_url(&config.dedup.shared),
+            config.dedup.key_prefix,
+            config.dedup.claim_secs,
+            format!("{:?}", config.dedup.on_unavailable).to_lowercase()
+        )?;
+    }
     writeln!(
         out,
         "public {}{tls}  admin {}  store {}  exchange {}",

@@ -24,6 +24,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub amqp: AmqpConfig,
     pub sources: Vec<SourceConfig>,
+    /// `[dedup]`: the shared dedup store of replicas (off by default).
+    pub dedup: crate::dedup::DedupConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -392,9 +394,9 @@ impl Config {
         }
 
         for key in root.keys() {
-            if !["server", "store", "amqp", "sources"].contains(&key.as_str()) {
+            if !["server", "store", "amqp", "sources", "dedup"].contains(&key.as_str()) {
                 errors.push(format!(
-                    "unknown key `{key}` (expected server, store, amqp, sources)"
+                    "unknown key `{key}` (expected server, store, amqp, sources, dedup)"
                 ));
             }
         }
@@ -424,6 +426,18 @@ impl Config {
         if let Some(tls) = amqp.as_mut().and_then(|a| a.tls.as_mut()) {
             tls.resolve(base);
         }
+        // The Redis URL may carry a password too.
+        if let Some(url) = root
+            .get_mut("dedup")
+            .and_then(|a| a.as_table_mut())
+            .and_then(|a| a.get_mut("shared"))
+        {
+            resolve_value(url, base, "dedup.shared", &mut errors);
+        }
+        let mut dedup: Option<crate::dedup::DedupConfig> = section(&mut root, "dedup", &mut errors);
+        if let Some(d) = dedup.as_mut() {
+            d.resolve_paths(base);
+        }
 
         let mut sources = Vec::new();
         let default_body = server
@@ -441,13 +455,14 @@ impl Config {
             Some(_) => errors.push("sources: expected an array of tables ([[sources]])".into()),
         }
 
-        match (server, store, amqp) {
-            (Some(server), Some(store), Some(amqp)) if errors.is_empty() => {
+        match (server, store, amqp, dedup) {
+            (Some(server), Some(store), Some(amqp), Some(dedup)) if errors.is_empty() => {
                 let config = Config {
                     server,
                     store,
                     amqp,
                     sources,
+                    dedup,
                 };
                 config.validate()?;
                 Ok(config)
@@ -537,6 +552,10 @@ impl Config {
                 ));
             }
         }
+        errors.extend(self.dedup.problems(
+            self.server.request_timeout_secs,
+            self.store.dedup_window_secs,
+        ));
         let mut names = BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !names.insert(s.name.as_str()) {

@@ -373,7 +373,12 @@ pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
             audit_to_stderr();
             let was = store.forget(&a.source, &a.id)?.is_some();
             tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = was, "forget: id removed from the dedup index");
-            was
+            let shared = match config.dedup.enabled() {
+                true => crate::dedup::forget_blocking(&config.dedup, &a.source, &a.id)
+                    .map_err(|e| anyhow::anyhow!("shared dedup store: {e}"))?,
+                false => false,
+            };
+            was || shared
         }
         remote => {
             #[derive(serde::Deserialize)]

@@ -7,6 +7,7 @@
 //! - [`limit`]: client IP, allowlists and rate limits, checked before the body is read.
 //! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
 //! - [`log`]: the event log, append-only segment files with group commit.
+//! - [`dedup`]: the shared dedup claim across replicas (Redis/Valkey).
 //! - [`store`]: the log plus the dedup index (sled), statuses, retention.
 //! - [`inspect`]: list, show, replay and forget kept events (admin API and command line).
 //! - [`inspect_cli`]: `hookgate events`, `replay`, `forget`, `rejections`.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod console;
+pub mod dedup;
 pub mod inspect;
 pub mod inspect_cli;
 pub mod limit;

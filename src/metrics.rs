@@ -45,6 +45,25 @@ pub struct BuildLabels {
     pub revision: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DedupStepLabel {
+    pub step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DedupClaimLabels {
+    pub source: String,
+    /// `claimed`, `duplicate` or `conflict`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DedupErrorLabels {
+    pub source: String,
+    /// `claim`, `confirm`, `release` or `backlog_full`.
+    pub step: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub config_reloads: Family<ResultLabel, Counter>,
@@ -74,6 +93,12 @@ pub struct Metrics {
     pub store_healthy: Gauge,
     pub checkpoint_seconds: Histogram,
     pub ready: Gauge,
+    pub dedup_shared_claims: Family<DedupClaimLabels, Counter>,
+    pub dedup_shared_errors: Family<DedupErrorLabels, Counter>,
+    pub dedup_shared_fallbacks: Family<SourceLabel, Counter>,
+    pub dedup_shared_repaid: Counter,
+    pub dedup_shared_up: Gauge,
+    pub dedup_shared_seconds: Family<DedupStepLabel, Histogram>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -292,6 +317,45 @@ impl Metrics {
             "1 when /readyz answers 200 (sampled at each scrape)",
             ready.clone(),
         );
+        let dedup_shared_claims = Family::<DedupClaimLabels, Counter>::default();
+        registry.register(
+            "dedup_shared_claims",
+            "Shared dedup claims by result: claimed (this replica writes the event), duplicate (accepted by a replica), conflict (claimed by another request: 503)",
+            dedup_shared_claims.clone(),
+        );
+        let dedup_shared_errors = Family::<DedupErrorLabels, Counter>::default();
+        registry.register(
+            "dedup_shared_errors",
+            "Shared dedup calls that failed, timed out or were skipped while the store was down, by step (claim, confirm, release, backlog_full)",
+            dedup_shared_errors.clone(),
+        );
+        let dedup_shared_fallbacks = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "dedup_shared_fallbacks",
+            "Events decided with this replica's dedup only (shared store unavailable, on_unavailable = accept)",
+            dedup_shared_fallbacks.clone(),
+        );
+        let dedup_shared_repaid = Counter::default();
+        registry.register(
+            "dedup_shared_repaid",
+            "Events written as accepted in the shared store after it came back (fallbacks, failed confirmations)",
+            dedup_shared_repaid.clone(),
+        );
+        let dedup_shared_up = Gauge::default();
+        registry.register(
+            "dedup_shared_up",
+            "1 while the shared dedup store answers",
+            dedup_shared_up.clone(),
+        );
+        let dedup_shared_seconds =
+            Family::<DedupStepLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 12))
+            });
+        registry.register(
+            "dedup_shared_duration_seconds",
+            "Duration of one shared dedup call on the request path, by step",
+            dedup_shared_seconds.clone(),
+        );
         // Series of fixed label sets exist from the start at 0, so that `increase()` sees
         // their first event and a dashboard shows 0 rather than "no data".
         for reason in PUBLISH_FAILURES {
@@ -334,6 +398,12 @@ impl Metrics {
             store_healthy,
             checkpoint_seconds,
             ready,
+            dedup_shared_claims,
+            dedup_shared_errors,
+            dedup_shared_fallbacks,
+            dedup_shared_repaid,
+            dedup_shared_up,
+            dedup_shared_seconds,
         }
     }
 

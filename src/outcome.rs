@@ -41,6 +41,13 @@ pub enum Outcome {
         retry_after_secs: u64,
         reply: Reply,
     },
+    /// 503 with `Retry-After`: another replica holds an unconfirmed claim on this id (it is
+    /// writing the event, or died doing so and the claim expires).
+    Claimed {
+        retry_after_secs: u64,
+        id: String,
+        reply: Reply,
+    },
     /// 503 with `Retry-After`: the outbox is full or the store fails; the provider retries.
     Unavailable {
         reason: String,
@@ -123,6 +130,7 @@ impl Outcome {
             Outcome::Probe(_) => "probe",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Unavailable { .. } => "unavailable",
+            Outcome::Claimed { .. } => "claimed",
             Outcome::UnknownSource => "unknown_source",
         }
     }
@@ -136,7 +144,8 @@ impl Outcome {
             | Outcome::Rejected { reply, .. }
             | Outcome::Probe(reply)
             | Outcome::RateLimited { reply, .. }
-            | Outcome::Unavailable { reply, .. } => reply.status,
+            | Outcome::Unavailable { reply, .. }
+            | Outcome::Claimed { reply, .. } => reply.status,
             Outcome::UnknownSource => 404,
         }
     }
@@ -184,6 +193,8 @@ impl Outcome {
             Outcome::Probe(_) | Outcome::UnknownSource => (Level::INFO, true),
             Outcome::Rejected { .. } | Outcome::RateLimited { .. } => (Level::WARN, true),
             Outcome::Unavailable { .. } => (Level::ERROR, true),
+            // Another replica is accepting this id now: normal with replicas, retried.
+            Outcome::Claimed { .. } => (Level::INFO, true),
         };
         if !sampled || refusal_log().should_log(label, self.label(), level) {
             self.log(request, level, elapsed);
@@ -217,6 +228,12 @@ impl Outcome {
                 "rate limited",
             ),
             Outcome::Unavailable { reason, .. } => (None, "-", reason.as_str(), "refused with 503"),
+            Outcome::Claimed { id, .. } => (
+                Some(id.as_str()),
+                "-",
+                "",
+                "claimed by another replica, 503",
+            ),
             Outcome::UnknownSource => (None, "-", "", "unknown source"),
         };
         let id = id.or(r.claimed_id.as_deref()).unwrap_or("-");
@@ -256,6 +273,11 @@ impl Outcome {
             | Outcome::Probe(reply)
             | Outcome::Rejected { reply, .. } => render(reply),
             Outcome::RateLimited {
+                retry_after_secs,
+                reply,
+                ..
+            }
+            | Outcome::Claimed {
                 retry_after_secs,
                 reply,
                 ..

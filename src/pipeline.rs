@@ -15,11 +15,12 @@ use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
 
 use crate::app::Health;
 use crate::config::{contains, render_routing_key, Config, RateLimit, SourceConfig};
+use crate::dedup::Decision;
 use crate::limit::{client_ip, retry_after_secs, SourceLimiter};
 use crate::outcome::{Limiter, Outcome};
 use crate::relay::BrokerStatus;
 use crate::runtime::Runtime;
-use crate::store::{Accepted, Entry, SharedStore};
+use crate::store::{Entry, SharedStore};
 
 /// One configured endpoint, built once at start.
 pub struct Source {
@@ -65,6 +66,8 @@ pub struct Gateway {
     pub health: Arc<Health>,
     /// Recent refusals per source, for `GET /rejections`.
     pub rejections: crate::rejections::Rejections,
+    /// The dedup store shared with other replicas (`[dedup] shared`), when configured.
+    pub dedup: Option<Arc<crate::dedup::Shared>>,
 }
 
 impl Gateway {
@@ -81,6 +84,7 @@ impl Gateway {
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
             health,
             rejections: Default::default(),
+            dedup: crate::dedup::Shared::new(&config.dedup, config.store.dedup_window_secs)?,
         })
     }
 }
@@ -223,20 +227,34 @@ pub async fn process(
         replay: false,
         body: envelope.to_json(),
     };
-    match gw
-        .store
-        .accept(&entry, entry.timestamp, gw.request_timeout)
-        .await
+    match crate::dedup::accept(
+        &gw.store,
+        gw.dedup.as_ref(),
+        &entry,
+        entry.timestamp,
+        gw.request_timeout,
+    )
+    .await
     {
-        Ok(Accepted::New) => Outcome::Accepted {
+        Ok(Decision::New) => Outcome::Accepted {
             reply: ack,
             id: envelope.id,
             kind: envelope.kind,
         },
-        Ok(Accepted::Duplicate) => Outcome::Duplicate {
+        Ok(Decision::Duplicate) => Outcome::Duplicate {
             reply: ack,
             id: envelope.id,
             kind: envelope.kind,
+        },
+        // Another replica is writing this id now (or died doing so): the provider retries.
+        Ok(Decision::Claimed { retry_after_secs }) => Outcome::Claimed {
+            retry_after_secs,
+            id: envelope.id,
+            reply: fail(503, "temporarily unavailable"),
+        },
+        Ok(Decision::Unavailable) => Outcome::Unavailable {
+            reason: "shared dedup store unavailable (dedup.on_unavailable = reject)".into(),
+            reply: fail(503, "temporarily unavailable"),
         },
         // Backlog full, store failing or too slow: the provider retries, nothing is acknowledged.
         Err(e) => Outcome::Unavailable {

@@ -92,7 +92,9 @@ impl Reason {
             }
             Outcome::Probe(reply) => (Reason::Probe, reply.status),
             Outcome::RateLimited { reply, .. } => (Reason::RateLimited, reply.status),
-            Outcome::Unavailable { reply, .. } => (Reason::Unavailable, reply.status),
+            Outcome::Unavailable { reply, .. } | Outcome::Claimed { reply, .. } => {
+                (Reason::Unavailable, reply.status)
+            }
             Outcome::Accepted { .. }
             | Outcome::Duplicate { .. }
             | Outcome::Control(_)

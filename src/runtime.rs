@@ -125,6 +125,23 @@ impl Summary {
             "server.log_format",
             s.log_format.map_or("default".into(), |f| f.as_str().into()),
         );
+        // The shared dedup client is built at start (the URL may hold a password).
+        let d = &c.dedup;
+        put(
+            "dedup",
+            match d.enabled() {
+                false => "off".into(),
+                true => format!(
+                    "{} prefix {} claim {} s on_unavailable {:?} timeout {} ms tls {:?}",
+                    short_fingerprint(&d.shared),
+                    d.key_prefix,
+                    d.claim_secs,
+                    d.on_unavailable,
+                    d.timeout_ms,
+                    d.tls
+                ),
+            },
+        );
         let st = &c.store;
         put("store.path", st.path.display().to_string());
         put("store.dedup_window_secs", st.dedup_window_secs.to_string());

@@ -231,7 +231,11 @@ async fn healthz() -> HttpResponse {
 async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     let store_problem = gw.store.problem();
     let problems = gw.health.problems();
-    let ready = store_problem.is_none() && problems.is_empty();
+    let shared = gw.dedup.as_ref().map_or("off", |d| d.status());
+    // Under `accept` this replica keeps serving with its own dedup; under `reject` it refuses.
+    let dedup_blocks = shared == "unavailable"
+        && gw.dedup.as_ref().map(|d| d.on_unavailable) == Some(crate::dedup::OnUnavailable::Reject);
+    let ready = store_problem.is_none() && problems.is_empty() && !dedup_blocks;
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "store": store_problem.unwrap_or("ok"),
@@ -241,6 +245,7 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
         "oldest_pending_age_secs": gw.store.oldest_pending_at().map(|at| crate::now_secs().saturating_sub(at)),
         "dead_letters": gw.store.dead_count(),
         "problems": problems,
+        "dedup": { "shared": shared },
         "broker": {
             "connected": gw.broker.connected(),
             "state": gw.broker.state(),

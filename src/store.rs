@@ -39,6 +39,16 @@ pub enum Accepted {
     Duplicate,
 }
 
+/// Where an event stands on this replica ([`Store::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// Accepted within the dedup window.
+    Seen,
+    /// Being committed right now.
+    Writing,
+    Absent,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} events wait for the broker, the configured maximum")]
@@ -422,6 +432,31 @@ impl Store {
             Ok(Err(_)) => Err(StoreError::Write),
             Err(_) => Err(StoreError::Deadline),
         }
+    }
+
+    /// Where `entry` stands here, writing nothing: the shared dedup ([`crate::dedup`]) asks
+    /// before it claims the id across replicas. The committer indexes a record in `seen`
+    /// before it leaves `inflight`, so a record is never missed between the two looks.
+    pub fn lookup(&self, entry: &Entry, now_secs: u64) -> Result<Local, StoreError> {
+        let keys = keys(entry);
+        {
+            let inflight = self
+                .index
+                .inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if keys.iter().any(|k| inflight.contains_key(k)) {
+                return Ok(Local::Writing);
+            }
+        }
+        for k in &keys {
+            if let Some(at) = self.index.seen.get(k)? {
+                if be_u64(&at).saturating_add(self.window_secs) > now_secs {
+                    return Ok(Local::Seen);
+                }
+            }
+        }
+        Ok(Local::Absent)
     }
 
     /// Appends `entry` without dedup (a replay); returns its seq once it is on disk.

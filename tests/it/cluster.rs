@@ -603,19 +603,8 @@ fn kubernetes_example_agrees_with_the_config_it_carries() {
         &format!("{secrets_dir}/"),
         &format!("{}/", files.path().display()),
     );
-    let config = match Config::parse(&text, &vars, Path::new(".")) {
-        Ok(c) => c,
-        // Until the `[dedup]` section (branch `dedup`) is merged, this branch does not know it.
-        Err(e) if e.0.iter().all(|p| p.contains("unknown key `dedup`")) => {
-            let without: Vec<&str> = text
-                .split("\n\n")
-                .filter(|block| !block.trim_start().starts_with("[dedup]"))
-                .collect();
-            Config::parse(&without.join("\n\n"), &vars, Path::new("."))
-                .unwrap_or_else(|e| panic!("{e}"))
-        }
-        Err(e) => panic!("the ConfigMap's config: {e}"),
-    };
+    let config = Config::parse(&text, &vars, Path::new("."))
+        .unwrap_or_else(|e| panic!("the ConfigMap's config: {e}"));
     assert!(
         hookgate::admin::exposure_problem(&config.server).is_none(),
         "a non-loopback admin listener has a token"

@@ -124,18 +124,7 @@ fn documented() -> BTreeSet<(String, String)> {
 /// the rules and in docs/metrics.md: `(name as queried, type, branch)`. Once a branch is merged
 /// its metrics are exported and the test below fails until they are taken off this list, so
 /// it ends empty and nothing stays unchecked.
-const NOT_YET_MERGED: &[(&str, &str, &str)] = &[
-    ("hookgate_dedup_shared_claims_total", "counter", "dedup"),
-    ("hookgate_dedup_shared_errors_total", "counter", "dedup"),
-    ("hookgate_dedup_shared_fallbacks_total", "counter", "dedup"),
-    ("hookgate_dedup_shared_repaid_total", "counter", "dedup"),
-    ("hookgate_dedup_shared_up", "gauge", "dedup"),
-    (
-        "hookgate_dedup_shared_duration_seconds",
-        "histogram",
-        "dedup",
-    ),
-];
+const NOT_YET_MERGED: &[(&str, &str, &str)] = &[];
 
 /// The metric a queried name belongs to: a histogram's `_bucket`, `_sum`, `_count` series
 /// belong to the histogram.

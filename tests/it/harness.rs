@@ -284,6 +284,25 @@ impl Consumer {
         out
     }
 
+    /// Every message waiting now (none: empty).
+    pub async fn drain(&self) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Some(m) = self
+            .channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+            out.push(Message {
+                routing_key: m.delivery.routing_key.to_string(),
+                properties: m.delivery.properties.clone(),
+                body: serde_json::from_slice(&m.delivery.data).expect("envelope is JSON"),
+            });
+        }
+        out
+    }
+
     /// Asserts that nothing more arrives within `wait`.
     pub async fn assert_empty(&self, wait: Duration) {
         tokio::time::sleep(wait).await;

@@ -15,4 +15,5 @@ mod inspect;
 mod operations;
 mod outage;
 mod providers_e2e;
+mod replicas;
 mod senders;
