@@ -19,6 +19,10 @@
 //! to the next one (at-least-once; consumers dedup on `message_id`). `amqps://` nodes connect
 //! with rustls ([`crate::amqp_tls`]).
 //!
+//! The bookkeeping (the window, attempts, one-at-a-time mode, dead records, the cursor) is a
+//! pure state machine in `window`, tested without a broker; `Drain` does the I/O it
+//! decides.
+//!
 //! Nothing a request carries can stop the relay: AMQP short strings are built with
 //! `ShortString::try_new` (an over-long value makes its record dead, never a panic).
 
