@@ -95,7 +95,8 @@ struct SignArgs {
     /// Base URL of the gateway.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// The provider's event name (push, TRADE_SUCCESS, TRANSACTION.SUCCESS, ...).
+    /// The provider's event name (push, TRADE_SUCCESS, TRANSACTION.SUCCESS, ...); for a wecom
+    /// source, `url_verification` prints WeCom's URL verification GET instead.
     #[arg(long)]
     event: Option<String>,
     /// Event id (random when absent).
@@ -542,8 +543,28 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         o.private_key =
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?);
     }
-    let sample = provider.sample(&o).map_err(anyhow::Error::msg)?;
     let url = format!("{}/hooks/{}", a.url.trim_end_matches('/'), name);
+    if let (ProviderConfig::Wecom(c), Some("url_verification")) = (&provider, o.event.as_deref()) {
+        // The GET WeCom sends when the URL is saved: the reply must be `echo`, exactly.
+        let echo = o.id.clone().unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                .to_string()
+        });
+        let query =
+            providers::wecom::verification_query(c, o.now, &echo).map_err(anyhow::Error::msg)?;
+        let get = format!("{url}?{query}");
+        match a.format {
+            SignFormat::Curl => println!("curl -sS -i {}", providers::sign::shell_quote(&get)),
+            SignFormat::Json => println!(
+                "{}",
+                serde_json::json!({"method": "GET", "url": get, "headers": [], "body": "", "expect": echo})
+            ),
+        }
+        return Ok(());
+    }
+    let sample = provider.sample(&o).map_err(anyhow::Error::msg)?;
     match a.format {
         SignFormat::Curl => println!("{}", sample.curl(&url)),
         SignFormat::Json => println!(

@@ -273,8 +273,10 @@ const COMMON_KEYS: [&str; 5] = [
 ];
 
 /// Keys of a source whose values may be `file:PATH` (read at load time).
-const SECRET_KEYS: [&str; 12] = [
+const SECRET_KEYS: [&str; 14] = [
     "secrets",
+    "tokens",
+    "encoding_aes_key",
     "alipay_public_keys",
     "alipay_cert",
     "apiv3_keys",

@@ -1,4 +1,5 @@
-//! The two listeners. Public: `POST /hooks/{source}` only, over plain HTTP or TLS
+//! The two listeners. Public: `POST /hooks/{source}` only (and `GET` for WeCom's URL
+//! verification), over plain HTTP or TLS
 //! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics`, the admin API ([`crate::admin`]) and
 //! the web console ([`crate::console`]);
 //! admin routes are never served on the public listener.
@@ -120,6 +121,26 @@ impl MessageBody for HoldPayload {
     }
 }
 
+/// `GET /hooks/{source}`: served only for a source whose provider verifies its URL with a GET
+/// (WeCom's `echostr`), through the same pipeline as a POST; 405 everywhere else.
+async fn hook_get(
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+    gw: web::Data<Gateway>,
+) -> HttpResponse {
+    let verifies_with_get = gw
+        .runtime
+        .load()
+        .sources
+        .get(name.as_str())
+        .is_some_and(|s| s.provider.verifies_with_get());
+    match verifies_with_get {
+        true => hook(req, name, payload, gw).await,
+        _ => method_not_allowed(payload).await,
+    }
+}
+
 async fn method_not_allowed(payload: web::Payload) -> HttpResponse {
     let r = HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "POST"))
@@ -175,6 +196,7 @@ pub fn public(
             .service(
                 web::resource("/hooks/{source}")
                     .route(web::post().to(hook))
+                    .route(web::get().to(hook_get))
                     .default_service(web::to(method_not_allowed)),
             )
             .default_service(web::to(not_found))

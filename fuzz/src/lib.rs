@@ -127,6 +127,25 @@ impl Target {
                        "id_pointer": "/id", "type_pointer": "/type"}),
                 None,
             ),
+            "token" => (
+                json!({"provider": "token", "tokens": ["fuzz-token"], "header": "X-Token",
+                       "id_pointer": "/id", "type_pointer": "/status"}),
+                None,
+            ),
+            "gitlab" => (
+                json!({"provider": "gitlab", "tokens": ["fuzz-token"]}),
+                None,
+            ),
+            "gitee" => (
+                json!({"provider": "gitee", "tokens": ["fuzz-secret"]}),
+                None,
+            ),
+            "wecom" => (
+                json!({"provider": "wecom", "token": "QDG6eK",
+                       "encoding_aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+                       "corp_id": "wx5823bf96d3bd56c7"}),
+                None,
+            ),
             other => panic!("no fuzz target {other}"),
         };
         let parse = move || -> ProviderConfig {
@@ -144,7 +163,7 @@ impl Target {
             config,
             provider,
             private_key,
-            header_fields: matches!(name, "github" | "standard"),
+            header_fields: matches!(name, "github" | "standard" | "gitlab" | "gitee"),
             signed: match (private_key.is_some(), target.ends_with("_signed")) {
                 (_, true) => |_| true,
                 (true, false) => |_| false,
@@ -486,6 +505,10 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "feishu" => &[("im.message.receive_v1", ""), ("url_verification", "")],
         "standard" => &[("user.created", "")],
         "hmac" => &[("ping", "")],
+        "token" => &[("firing", "")],
+        "gitlab" => &[("push", ""), ("merge_request", "")],
+        "gitee" => &[("push_hooks", ""), ("merge_request_hooks", "")],
+        "wecom" => &[("text", ""), ("change_contact", "")],
         _ => &[],
     };
     let mut out = Vec::new();
@@ -562,6 +585,10 @@ pub const PROVIDER_TARGETS: &[&str] = &[
     "feishu",
     "standard",
     "hmac",
+    "token",
+    "gitlab",
+    "gitee",
+    "wecom",
 ];
 
 #[cfg(test)]

@@ -26,10 +26,10 @@ use std::time::SystemTime;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::crypto;
+use crate::msgcrypt;
 use crate::sign::{SampleOptions, SampleRequest};
 use crate::{
     form, require_secrets, rfc3339_millis, unix_millis, within_window, Admission, ConfigError,
@@ -48,8 +48,6 @@ const ROBOT_SIGN: &str = "sign";
 
 /// "相差1小时以上，则认为是非法的请求" (§4a).
 const ROBOT_TOLERANCE_MS: i64 = 3_600_000;
-/// DingTalk pads to 32 bytes, not to the AES block (`PKCS7Padding` BLOCK_SIZE = 32).
-const PAD_BLOCK: usize = 32;
 const CHECK_URL: &str = "check_url";
 
 /// Which DingTalk callback a source terminates.
@@ -206,24 +204,13 @@ impl DingTalk {
 /// Decodes the console's 43-character `aes_key` (`[A-Za-z0-9]`) to its 32 bytes. The last
 /// character carries non-zero trailing bits, so this needs lenient base64 (PROVIDERS.md §0).
 pub fn aes_key_bytes(aes_key: &str) -> Result<[u8; 32], String> {
-    if aes_key.len() != 43 || !aes_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err("must be exactly 43 characters of [A-Za-z0-9]".into());
-    }
-    crypto::b64_lenient(&format!("{aes_key}="))
-        .and_then(|k| <[u8; 32]>::try_from(k).ok())
-        .ok_or_else(|| "does not decode to 32 bytes".into())
+    msgcrypt::aes_key_bytes(aes_key)
 }
 
 /// `hex(SHA1(concat(sort([token, timestamp, nonce, encrypt]))))`: signs both the push and
 /// the reply.
 pub fn event_signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
-    let mut parts = [token, timestamp, nonce, encrypt];
-    parts.sort_unstable();
-    let mut h = Sha1::new();
-    for p in parts {
-        h.update(p.as_bytes());
-    }
-    hex::encode(h.finalize())
+    msgcrypt::signature(token, timestamp, nonce, encrypt)
 }
 
 /// `b64(AES-256-CBC(key, iv = key[..16], random16 ‖ u32be(len) ‖ msg ‖ owner_key ‖ PKCS#7/32))`.
@@ -231,42 +218,12 @@ pub fn event_signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str)
 /// # Panics
 /// If `msg` is 4 GiB or longer (its length must fit the u32 prefix).
 pub fn encrypt(key: &[u8; 32], random16: &[u8; 16], msg: &[u8], owner_key: &str) -> String {
-    let len = u32::try_from(msg.len()).expect("a DingTalk message is shorter than 4 GiB");
-    let mut plain = Vec::with_capacity(20 + msg.len() + owner_key.len() + PAD_BLOCK);
-    plain.extend_from_slice(random16);
-    plain.extend_from_slice(&len.to_be_bytes());
-    plain.extend_from_slice(msg);
-    plain.extend_from_slice(owner_key.as_bytes());
-    let padded = crypto::pkcs7_pad(&plain, PAD_BLOCK);
-    let ct = crypto::aes_cbc_encrypt(key, &key[..16], &padded)
-        .expect("32-byte key, 16-byte iv and padded input are valid");
-    crypto::b64_encode(&ct)
-}
-
-/// The decrypted payload: the message and the owner trailer. `None` for anything that is not
-/// a well-formed ciphertext (base64, block length, strict PKCS#7/32, length prefix).
-fn open(key: &[u8; 32], encrypt: &str) -> Option<(Vec<u8>, Vec<u8>)> {
-    let ct = crypto::b64(encrypt)?;
-    let plain = crypto::aes_cbc_decrypt(key, &key[..16], &ct)?;
-    let plain = crypto::pkcs7_unpad(&plain, PAD_BLOCK)?;
-    let len_bytes: [u8; 4] = plain.get(16..20)?.try_into().ok()?;
-    let len = u32::from_be_bytes(len_bytes) as usize;
-    let rest = &plain[20..];
-    if len > rest.len() {
-        return None;
-    }
-    let (msg, owner) = rest.split_at(len);
-    Some((msg.to_vec(), owner.to_vec()))
+    msgcrypt::seal(key, random16, msg, owner_key)
 }
 
 /// Decrypts and checks the owner trailer: the message bytes.
 fn decrypt(key: &[u8; 32], owner_key: &str, encrypt: &str) -> Result<Vec<u8>, Rejection> {
-    let (msg, owner) =
-        open(key, encrypt).ok_or(Rejection::Malformed("encrypt does not decrypt"))?;
-    if !crypto::ct_eq(&owner, owner_key.as_bytes()) {
-        return Err(Rejection::WrongRecipient("owner_key"));
-    }
-    Ok(msg)
+    msgcrypt::open_for(key, owner_key, encrypt, "owner_key")
 }
 
 /// The JSON body of the encrypted `success` reply (§4b "Required reply"), fields in the
@@ -636,6 +593,7 @@ pub fn event_push(
 mod tests {
     use super::*;
     use crate::Provider;
+    use sha2::Digest;
     use std::time::{Duration, UNIX_EPOCH};
 
     // PROVIDERS.md §4c (open-dingtalk/DingTalk-Callback-Crypto DingCallbackCrypto3.py).
@@ -741,7 +699,7 @@ mod tests {
         let raw = crypto::aes_cbc_decrypt(&k, &k[..16], &crypto::b64(ENCRYPT).unwrap()).unwrap();
         assert_eq!(*raw.last().unwrap(), 31, "pad value");
         assert_eq!(&raw[16..20], &25u32.to_be_bytes());
-        let (msg, owner) = open(&k, ENCRYPT).unwrap();
+        let (msg, owner) = msgcrypt::open(&k, ENCRYPT).unwrap();
         assert_eq!(msg, br#"{"EventType":"check_url"}"#);
         assert_eq!(owner, OWNER.as_bytes());
         assert_eq!(decrypt(&k, OWNER, ENCRYPT).unwrap(), msg);

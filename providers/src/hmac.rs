@@ -6,6 +6,9 @@
 //! Stripe-style senders put the timestamp and one or more signatures in one header
 //! (`Stripe-Signature: t=…,v1=…,v1=…`): `signature_param` names the signature key of that
 //! comma-separated `k=v` list, `timestamp_param` the timestamp key.
+//!
+//! `preset = "stripe"` (and the others of [`crate::hmac_presets`]) fills in the keys of a
+//! known sender; keys set by hand override it.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
@@ -34,9 +37,12 @@ const DEFAULT_TOLERANCE_SECS: u64 = 300;
 
 /// Every key is optional at the serde level so that `Hmac::new` can report all problems at
 /// once; `secrets` and `signature_header` are required there.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// A sender's known scheme (`stripe`, `slack`, …, see [`crate::hmac_presets`]) filling in
+    /// every key below that is not set by hand.
+    pub preset: Option<String>,
     /// Shared secrets, used as key bytes exactly as written (UTF-8); every one is tried.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -77,6 +83,13 @@ impl Config {
     /// Human warnings for `hookgate check`: values this config takes from outside the
     /// signature.
     pub fn warnings(&self) -> Vec<String> {
+        // An unknown preset is an error of `build`, reported there.
+        crate::hmac_presets::resolve(self)
+            .map(|c| c.warnings_resolved())
+            .unwrap_or_default()
+    }
+
+    fn warnings_resolved(&self) -> Vec<String> {
         let template = self.signed_payload.as_deref().unwrap_or("{body}");
         let mut w = Vec::new();
         if let Some(h) = &self.id_header {
@@ -146,6 +159,8 @@ pub struct Hmac {
 
 impl Hmac {
     pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
+        let resolved = crate::hmac_presets::resolve(c).map_err(|e| vec![e])?;
+        let c = &resolved;
         let mut errors = Vec::new();
         if let Err(e) = require_secrets("secrets", &c.secrets) {
             errors.push(e);
@@ -355,7 +370,12 @@ impl Hmac {
         };
         let mut signatures = Vec::new();
         let mut timestamp = None;
-        for item in header.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // Stripe separates with ',', Paddle with ';'; neither occurs in a signature.
+        for item in header
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (k, v) = item.split_once('=').ok_or(Rejection::BadSignature)?;
             let (k, v) = (k.trim(), v.trim());
             if k == param {
@@ -505,7 +525,7 @@ fn optional<T>(
 }
 
 /// A header name (RFC 9110 token), lowercased and interned.
-fn header_name(key: &'static str, name: &str) -> Result<&'static str, ConfigError> {
+pub(crate) fn header_name(key: &'static str, name: &str) -> Result<&'static str, ConfigError> {
     let name = name.trim();
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || !name.bytes().all(token) {
@@ -540,7 +560,7 @@ fn param_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
 }
 
 /// An RFC 6901 JSON pointer to a member (so not the empty whole-document pointer).
-fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
+pub(crate) fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
     if !p.starts_with('/') {
         return Err(ConfigError::new(
             key,
@@ -621,7 +641,7 @@ fn mac(algorithm: Algorithm, key: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// A non-empty string, or a number as written (numeric ids such as Shopify's).
-fn scalar(v: &Value) -> Option<String> {
+pub(crate) fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -630,7 +650,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// Sets `value` at `pointer`, creating objects on the way (for sample bodies).
-fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+pub(crate) fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
     let tokens: Vec<String> = pointer
         .split('/')
         .skip(1)
@@ -703,7 +723,13 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
     let signature = p.signature(secret.expose(), &payload);
     let signature_value = match (&p.signature_param, &p.timestamp) {
         (Some(param), Some(TimestampSource::Param(t))) => {
-            format!("{t}={timestamp},{param}={signature}")
+            // Paddle separates the list with ';' (`ts=…;h1=…`), Stripe with ','.
+            let paddle = c
+                .preset
+                .as_deref()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("paddle"));
+            let sep = if paddle { ';' } else { ',' };
+            format!("{t}={timestamp}{sep}{param}={signature}")
         }
         (Some(param), _) => format!("{param}={signature}"),
         (None, _) => signature,

@@ -13,7 +13,9 @@
 //! - [`Envelope`]: the CloudEvents 1.0 structured-mode message built from an [`Event`].
 //! - [`crypto`]: shared primitives (constant-time compare, lenient base64, RSA and AES helpers).
 //! - one module a provider: [`github`], [`alipay`], [`wechatpay`], [`dingtalk`], [`feishu`],
-//!   [`standard`], [`hmac`]. Each ends with its known-answer vectors and negative tests.
+//!   [`standard`], [`hmac`] (with [`hmac_presets`]), [`token`], [`gitlab`], [`gitee`],
+//!   [`wecom`]. Each ends with its known-answer vectors and negative tests.
+//! - [`msgcrypt`]: WeCom's message crypto, shared by [`wecom`] and DingTalk's event mode.
 //! - [`sign`]: builds correctly signed sample requests (for `hookgate sign` and the tests).
 
 pub mod alipay;
@@ -21,12 +23,18 @@ pub mod crypto;
 pub mod dingtalk;
 mod envelope;
 pub mod feishu;
+pub mod gitee;
 pub mod github;
+pub mod gitlab;
 pub mod hmac;
+pub mod hmac_presets;
+pub mod msgcrypt;
 pub mod secret;
 pub mod sign;
 pub mod standard;
+pub mod token;
 pub mod wechatpay;
+pub mod wecom;
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -234,6 +242,10 @@ pub enum ProviderKind {
     Feishu,
     Standard,
     Hmac,
+    Token,
+    Gitlab,
+    Gitee,
+    Wecom,
 }
 
 impl ProviderKind {
@@ -246,6 +258,10 @@ impl ProviderKind {
             ProviderKind::Feishu => "feishu",
             ProviderKind::Standard => "standard",
             ProviderKind::Hmac => "hmac",
+            ProviderKind::Token => "token",
+            ProviderKind::Gitlab => "gitlab",
+            ProviderKind::Gitee => "gitee",
+            ProviderKind::Wecom => "wecom",
         }
     }
 }
@@ -261,6 +277,12 @@ pub trait Provider: Send + Sync {
     /// source (401, 400, 403, 413, 429, 503). `message` is generic and safe to show.
     fn failure(&self, status: u16, message: &str) -> Reply {
         Reply::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    /// Whether the provider verifies its callback URL with a `GET` (WeCom's `echostr`): only
+    /// then does the gateway serve `GET /hooks/{source}` (through `admit`, with an empty body).
+    fn verifies_with_get(&self) -> bool {
+        false
     }
 }
 
@@ -293,6 +315,10 @@ pub enum ProviderConfig {
     Feishu(feishu::Config),
     Standard(standard::Config),
     Hmac(Box<hmac::Config>),
+    Token(token::Config),
+    Gitlab(gitlab::Config),
+    Gitee(gitee::Config),
+    Wecom(wecom::Config),
 }
 
 impl ProviderConfig {
@@ -307,6 +333,10 @@ impl ProviderConfig {
             ProviderConfig::Feishu(c) => feishu::Feishu::new(c).map(boxed),
             ProviderConfig::Standard(c) => standard::Standard::new(c).map(boxed),
             ProviderConfig::Hmac(c) => hmac::Hmac::new(c).map(boxed),
+            ProviderConfig::Token(c) => token::Token::new(c).map(boxed),
+            ProviderConfig::Gitlab(c) => gitlab::Gitlab::new(c).map(boxed),
+            ProviderConfig::Gitee(c) => gitee::Gitee::new(c).map(boxed),
+            ProviderConfig::Wecom(c) => wecom::Wecom::new(c).map(boxed),
         }
     }
 
@@ -321,6 +351,10 @@ impl ProviderConfig {
             ProviderConfig::Feishu(c) => feishu::sample(c, o),
             ProviderConfig::Standard(c) => standard::sample(c, o),
             ProviderConfig::Hmac(c) => hmac::sample(c, o),
+            ProviderConfig::Token(c) => token::sample(c, o),
+            ProviderConfig::Gitlab(c) => gitlab::sample(c, o),
+            ProviderConfig::Gitee(c) => gitee::sample(c, o),
+            ProviderConfig::Wecom(c) => wecom::sample(c, o),
         }
     }
 
@@ -332,9 +366,13 @@ impl ProviderConfig {
             ProviderConfig::Dingtalk(c) => c.warnings(),
             ProviderConfig::Feishu(c) => c.warnings(),
             ProviderConfig::Hmac(c) => c.warnings(),
+            ProviderConfig::Token(c) => c.warnings(),
+            ProviderConfig::Gitlab(c) => c.warnings(),
+            ProviderConfig::Gitee(c) => c.warnings(),
             ProviderConfig::Alipay(_)
             | ProviderConfig::Wechatpay(_)
-            | ProviderConfig::Standard(_) => Vec::new(),
+            | ProviderConfig::Standard(_)
+            | ProviderConfig::Wecom(_) => Vec::new(),
         }
     }
 
@@ -347,6 +385,10 @@ impl ProviderConfig {
             ProviderConfig::Feishu(_) => ProviderKind::Feishu,
             ProviderConfig::Standard(_) => ProviderKind::Standard,
             ProviderConfig::Hmac(_) => ProviderKind::Hmac,
+            ProviderConfig::Token(_) => ProviderKind::Token,
+            ProviderConfig::Gitlab(_) => ProviderKind::Gitlab,
+            ProviderConfig::Gitee(_) => ProviderKind::Gitee,
+            ProviderConfig::Wecom(_) => ProviderKind::Wecom,
         }
     }
 }

@@ -16,3 +16,4 @@ mod operations;
 mod outage;
 mod providers_e2e;
 mod replicas;
+mod senders;

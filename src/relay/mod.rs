@@ -19,10 +19,15 @@
 //! to the next one (at-least-once; consumers dedup on `message_id`). `amqps://` nodes connect
 //! with rustls ([`crate::amqp_tls`]).
 //!
+//! The bookkeeping (the window, attempts, one-at-a-time mode, dead records, the cursor) is a
+//! pure state machine in `window`, tested without a broker; `Drain` does the I/O it
+//! decides.
+//!
 //! Nothing a request carries can stop the relay: AMQP short strings are built with
 //! `ShortString::try_new` (an over-long value makes its record dead, never a panic).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+mod window;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,10 +45,11 @@ use lapin::{ErrorKind, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AmqpConfig, QueueKind};
-use crate::log::{Entry, Position};
+use crate::log::Entry;
 use crate::metrics::{self, ReasonLabel, SourceLabel};
 use crate::nodes::Nodes;
 use crate::store::{DeadInfo, SharedStore};
+use window::{Dead, Limits, Read, Refusal, Resume, Save, Window};
 
 /// What `/readyz` reports about the broker: what the relay is really doing.
 #[derive(Default)]
@@ -144,15 +150,6 @@ impl From<crate::store::StoreError> for RelayError {
     }
 }
 
-/// What the relay keeps across reconnects.
-#[derive(Default)]
-struct Memory {
-    /// Refusals per record, until it is published or dead.
-    attempts: HashMap<u64, u32>,
-    /// One publish at a time (after a refusal, until the backlog is empty).
-    single: bool,
-}
-
 /// Runs until `cancel`. Never gives up: the log is durable, so waiting is always safe.
 pub async fn run(
     store: SharedStore,
@@ -165,7 +162,12 @@ pub async fn run(
         Duration::from_secs(config.reconnect_max_secs.max(1)),
     );
     status.nodes.store(nodes.len(), Ordering::Relaxed);
-    let mut memory = Memory::default();
+    // Kept across reconnects: refusal attempts and one-at-a-time mode.
+    let mut window = Window::new(Limits {
+        max_in_flight: config.max_in_flight,
+        max_attempts: config.max_attempts,
+        max_delay: Duration::from_secs(config.reconnect_max_secs.max(1)),
+    });
     // The node of the last connection: connecting to another one is a failover.
     let mut last_used: Option<usize> = None;
     while !cancel.is_cancelled() {
@@ -200,7 +202,7 @@ pub async fn run(
                 status.set_connected(true);
                 status.set_error(None);
                 let since = Instant::now();
-                let result = Drain::new(&store, &config, &status, &mut memory)
+                let result = Drain::new(&store, &config, &status, &mut window)
                     .run(&conn, &channel, &cancel)
                     .await;
                 status.set_connected(false);
@@ -346,29 +348,17 @@ async fn open(
     .await?)
 }
 
-struct InFlight {
-    seq: u64,
-    pos: Position,
-    entry: Entry,
-    confirm: PublisherConfirm,
-}
+/// What the relay carries per record in flight: the entry (for the dead-letter list, the
+/// metrics and the logs) and the broker's pending confirm.
+type Carried = (Entry, PublisherConfirm);
 
-/// One connection's worth of publishing.
+/// One connection's worth of publishing: the I/O around the [`Window`] state machine,
+/// whose decisions it follows.
 struct Drain<'a> {
     store: &'a SharedStore,
     config: &'a AmqpConfig,
     status: &'a BrokerStatus,
-    memory: &'a mut Memory,
-    window: VecDeque<InFlight>,
-    /// Records after a refused one that the broker confirmed meanwhile: skipped on the re-read.
-    done_ahead: BTreeSet<u64>,
-    /// The seq the reader returns next (at least): the cursor when nothing is in flight.
-    read_next: u64,
-    /// Records finished since the cursor was last saved.
-    finished: u64,
-    retry_delay: Duration,
-    /// A refusal was reported in `BrokerStatus`; the next confirm clears it.
-    erred: bool,
+    window: &'a mut Window<Carried>,
 }
 
 impl<'a> Drain<'a> {
@@ -376,19 +366,14 @@ impl<'a> Drain<'a> {
         store: &'a SharedStore,
         config: &'a AmqpConfig,
         status: &'a BrokerStatus,
-        memory: &'a mut Memory,
+        window: &'a mut Window<Carried>,
     ) -> Self {
+        window.connect(store.cursor());
         Drain {
             store,
             config,
             status,
-            memory,
-            window: VecDeque::new(),
-            done_ahead: BTreeSet::new(),
-            read_next: store.cursor(),
-            finished: 0,
-            retry_delay: Duration::from_millis(100),
-            erred: false,
+            window,
         }
     }
 
@@ -399,7 +384,7 @@ impl<'a> Drain<'a> {
         channel: &Channel,
         cancel: &CancellationToken,
     ) -> Result<(), RelayError> {
-        let mut reader = self.store.reader(self.read_next)?;
+        let mut reader = self.store.reader(self.window.read_next())?;
         loop {
             if cancel.is_cancelled() {
                 self.save()?;
@@ -410,13 +395,8 @@ impl<'a> Drain<'a> {
                 self.save()?;
                 return Err(RelayError::Closed);
             }
-            let limit = if self.memory.single {
-                1
-            } else {
-                self.config.max_in_flight
-            };
             let durable = self.store.durable_upto();
-            while self.window.len() < limit {
+            while self.window.room() {
                 let Some((seq, pos, entry)) = reader.next_record()? else {
                     break;
                 };
@@ -425,34 +405,30 @@ impl<'a> Drain<'a> {
                     reader.seek(pos);
                     break;
                 }
-                self.read_next = seq + 1;
-                if self.done_ahead.remove(&seq) {
-                    self.finished += 1;
+                if self.window.read(seq) == Read::Skip {
                     continue;
                 }
                 match publish(channel, &self.config.exchange, &entry).await {
-                    Ok(confirm) => self.window.push_back(InFlight {
-                        seq,
-                        pos,
-                        entry,
-                        confirm,
-                    }),
-                    Err(Unpublishable(why)) => self.dead(seq, &entry, 1, why)?,
+                    Ok(confirm) => {
+                        let at = entry.timestamp;
+                        self.window.sent(seq, pos, at, (entry, confirm));
+                    }
+                    Err(Unpublishable(why)) => {
+                        let dead = self.window.unpublishable(seq);
+                        self.dead(dead, &entry, why)?;
+                    }
                     // The channel failed (not this record's fault): reconnect, read it again.
                     Err(Published(e)) => {
-                        self.memory.single |= !self.window.is_empty();
-                        self.read_next = self.window.front().map_or(seq, |f| f.seq);
-                        self.window.clear();
-                        self.save()?;
+                        let r = self.window.send_failed(seq);
+                        self.apply(r.save)?;
                         return Err(e.into());
                     }
                 }
             }
-            let Some(front) = self.window.pop_front() else {
-                self.save()?;
-                if self.memory.single {
-                    // The backlog is empty: back to a full window.
-                    self.memory.single = false;
+            let Some((front, (entry, confirm))) = self.window.pop() else {
+                let drained = self.window.drained();
+                self.apply(drained.save)?;
+                if !drained.idle {
                     continue;
                 }
                 self.status.set_state("idle");
@@ -464,138 +440,100 @@ impl<'a> Drain<'a> {
                 }
                 continue;
             };
-            self.status.set_state(if self.memory.single {
+            self.status.set_state(if self.window.single() {
                 "retrying"
             } else {
                 "publishing"
             });
-            let alone = self.window.is_empty();
-            let InFlight {
-                seq,
-                pos,
-                entry,
-                confirm,
-            } = front;
-            let refusal = match confirm.await {
-                Ok(Confirmation::Ack(None)) => None,
-                Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) => Some((
-                    "returned",
+            let (how, why) = match confirm.await {
+                Ok(Confirmation::Ack(None)) => {
+                    count_published(&entry);
+                    let c = self.window.confirmed(front);
+                    self.apply(c.save)?;
+                    if c.recovered {
+                        self.status.set_error(None);
+                    }
+                    continue;
+                }
+                Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) => (
+                    Refusal::Returned,
                     format!(
                         "returned by the broker: {} {} (routing key {})",
                         r.reply_code, r.reply_text, entry.routing_key
                     ),
-                )),
-                Ok(Confirmation::Nack(None)) => Some((
-                    "nack",
+                ),
+                Ok(Confirmation::Nack(None)) => (
+                    Refusal::Nack,
                     format!("nacked by the broker (routing key {})", entry.routing_key),
-                )),
-                Ok(Confirmation::NotRequested) => Some(("nack", "no confirm requested".into())),
+                ),
+                Ok(Confirmation::NotRequested) => (Refusal::Nack, "no confirm requested".into()),
                 Err(e) => {
-                    // The broker closed the channel over this message (too large, a policy):
-                    // chargeable only when it was the one message in flight.
+                    // The broker closed the channel over a message (too large, a policy);
+                    // the window charges it only when it was the one message in flight.
                     let refused = matches!(
                         e.kind(),
                         ErrorKind::ProtocolError(_) | ErrorKind::SerialisationError(_)
                     );
-                    let dead =
-                        refused && alone && self.refused(seq, &entry, "channel", e.to_string())?;
-                    self.read_next = match dead {
-                        true => self.window.front().map_or(seq + 1, |f| f.seq),
-                        false => seq,
-                    };
-                    self.window.clear();
-                    self.memory.single = true;
-                    self.save()?;
+                    let r = self.window.closed(front, refused);
+                    if r.charged {
+                        count_failure("channel");
+                    }
+                    if let Some(dead) = r.dead {
+                        self.dead(dead, &entry, e.to_string())?;
+                    }
+                    self.apply(r.save)?;
                     return Err(e.into());
                 }
             };
-            match refusal {
-                None => {
-                    metrics::get()
-                        .published
-                        .get_or_create(&SourceLabel {
-                            source: entry.source.clone(),
-                        })
-                        .inc();
-                    self.memory.attempts.remove(&seq);
-                    self.finish()?;
-                    if std::mem::take(&mut self.erred) {
-                        self.status.set_error(None);
-                        self.retry_delay = Duration::from_millis(100);
+            count_failure(match how {
+                Refusal::Returned => "returned",
+                Refusal::Nack => "nack",
+            });
+            let dead = self.window.refused(front, how);
+            if let Some(dead) = dead {
+                self.dead(dead, &entry, why.clone())?;
+            }
+            // Settle the rest of the window: what the broker took there is skipped on the
+            // re-read, the rest is sent again one at a time.
+            while let Some((ahead, (entry, confirm))) = self.window.pop() {
+                match confirm.await {
+                    Ok(Confirmation::Ack(None)) => {
+                        count_published(&entry);
+                        self.window.confirmed_ahead(ahead);
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match self.window.settled(front, dead) {
+                Resume::Retry {
+                    seq,
+                    pos,
+                    delay,
+                    save,
+                } => {
+                    reader.seek(pos);
+                    tracing::warn!(reason = %why, seq = seq, pending = self.store.pending(), "publish refused; will retry");
+                    self.status.set_error(Some(why));
+                    self.apply(save)?;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => {}
                     }
                 }
-                Some((reason, why)) => {
-                    // A plain nack is back-pressure from a queue (reject-publish at its
-                    // max-length), not this record's fault: retried in order, never dead.
-                    let dead = match reason {
-                        "nack" => {
-                            metrics::get()
-                                .publish_failures
-                                .get_or_create(&ReasonLabel { reason })
-                                .inc();
-                            false
-                        }
-                        _ => self.refused(seq, &entry, reason, why.clone())?,
-                    };
-                    // Settle the rest of the window, then go on one at a time from the
-                    // refused record (or the one after it, if it is dead now).
-                    let resume = match dead {
-                        true => None,
-                        false => Some(pos),
-                    };
-                    self.settle_window().await?;
-                    self.memory.single = true;
-                    if let Some(pos) = resume {
+                Resume::Next { from, save } => {
+                    if let Some(pos) = from {
                         reader.seek(pos);
-                        self.read_next = seq;
-                        tracing::warn!(reason = %why, seq = seq, pending = self.store.pending(), "publish refused; will retry");
-                        self.status.set_error(Some(why));
-                        self.erred = true;
-                        self.save()?;
-                        tokio::select! {
-                            _ = tokio::time::sleep(self.retry_delay) => {}
-                            _ = cancel.cancelled() => {}
-                        }
-                        self.retry_delay = (self.retry_delay * 2)
-                            .min(Duration::from_secs(self.config.reconnect_max_secs.max(1)));
-                    } else {
-                        self.finish()?;
                     }
+                    self.apply(save)?;
                 }
             }
         }
     }
 
-    /// Counts a refusal of `f`; at `max_attempts` it becomes dead. Returns whether it did.
-    fn refused(
-        &mut self,
-        seq: u64,
-        entry: &Entry,
-        reason: &'static str,
-        why: String,
-    ) -> Result<bool, RelayError> {
-        metrics::get()
-            .publish_failures
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-        let n = self.memory.attempts.entry(seq).or_insert(0);
-        *n += 1;
-        let n = *n;
-        if n >= self.config.max_attempts {
-            self.memory.attempts.remove(&seq);
-            self.dead(seq, entry, n, why)?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    fn dead(
-        &mut self,
-        seq: u64,
-        e: &Entry,
-        attempts: u32,
-        reason: String,
-    ) -> Result<(), RelayError> {
+    /// Moves a record to the dead-letter list (before any cursor save past it).
+    fn dead(&self, dead: Dead, e: &Entry, reason: String) -> Result<(), RelayError> {
+        let Dead { seq, attempts } = dead;
         tracing::error!(source = %e.source, id = ?e.message_id, seq, attempts, reason = %reason, "event moved to the dead-letter list; the relay goes on");
         self.store.mark_dead(
             seq,
@@ -612,54 +550,45 @@ impl<'a> Drain<'a> {
                 source: e.source.clone(),
             })
             .inc();
-        self.finished += 1;
         Ok(())
     }
 
-    /// Waits for every confirm still in the window; what the broker took is remembered so
-    /// the re-read skips it.
-    async fn settle_window(&mut self) -> Result<(), RelayError> {
-        while let Some(f) = self.window.pop_front() {
-            match f.confirm.await {
-                Ok(Confirmation::Ack(None)) => {
-                    metrics::get()
-                        .published
-                        .get_or_create(&SourceLabel {
-                            source: f.entry.source.clone(),
-                        })
-                        .inc();
-                    self.done_ahead.insert(f.seq);
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<(), RelayError> {
-        self.finished += 1;
-        if self.finished >= 256 || self.window.is_empty() {
-            self.save()?;
-        }
-        Ok(())
-    }
-
-    /// Saves the cursor: the first record not finished.
     fn save(&mut self) -> Result<(), RelayError> {
-        let (cursor, oldest_at) = match self.window.front() {
-            Some(f) => (f.seq, f.entry.timestamp),
-            None => (self.read_next, 0),
-        };
-        if cursor != self.store.cursor() || self.finished > 0 {
-            self.store.advance(cursor, self.finished, oldest_at)?;
-            self.finished = 0;
+        let save = self.window.save();
+        self.apply(save)
+    }
+
+    /// Saves the cursor when the window says so.
+    fn apply(&self, save: Option<Save>) -> Result<(), RelayError> {
+        if let Some(Save {
+            cursor,
+            finished,
+            oldest_at,
+        }) = save
+        {
+            self.store.advance(cursor, finished, oldest_at)?;
             metrics::get()
                 .outbox_pending
                 .set(self.store.pending() as i64);
         }
         Ok(())
     }
+}
+
+fn count_published(e: &Entry) {
+    metrics::get()
+        .published
+        .get_or_create(&SourceLabel {
+            source: e.source.clone(),
+        })
+        .inc();
+}
+
+fn count_failure(reason: &'static str) {
+    metrics::get()
+        .publish_failures
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
 }
 
 /// Why a record was not sent.
