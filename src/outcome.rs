@@ -28,9 +28,11 @@ pub enum Outcome {
     },
     /// A control probe answered without publishing (url_verification, check_url).
     Control(Reply),
-    /// Refused: 400, 401, 403, 408 or 413 with the provider's failure body.
+    /// Refused: 400, 401, 403, 408 or 413 with the provider's failure body. `detail` is the
+    /// log's explanation; the status, metric label and recorded reason come from `refusal`.
     Rejected {
-        reason: String,
+        refusal: Refusal,
+        detail: String,
         reply: Reply,
     },
     /// A provider's own verification probe, refused as the provider expects; not an alert.
@@ -91,6 +93,93 @@ pub fn claimed_id(
         .map(str::to_string)
 }
 
+/// Why a request was refused: each kind owns its HTTP status, its `outcome` metric label and
+/// the reason recorded in the rejection ring, so none of them is ever recovered from another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The client is not in the source's `allow_ips` (403).
+    Forbidden,
+    /// The body did not arrive within `request_timeout_secs` (408).
+    Timeout,
+    /// Over the source's `max_body_bytes` (413).
+    TooLarge,
+    /// Not what the provider sends (400).
+    Malformed,
+    /// No signature, or one that does not verify (401).
+    Signature,
+    /// A signed timestamp outside the provider's window (401).
+    Timestamp,
+    /// A verification token that does not match (401).
+    Token,
+    /// Verified, but addressed to another recipient: app id, merchant, corp id (401).
+    Recipient,
+}
+
+impl Refusal {
+    /// The adapter's typed refusal, as the gateway reports it (`Probe` is an outcome of its
+    /// own, [`Outcome::Probe`], and maps to `Signature` here only for completeness).
+    pub fn of(rejection: &providers::Rejection) -> Refusal {
+        use providers::Rejection as R;
+        match rejection {
+            R::MissingHeader(_) | R::BadSignature | R::Probe => Refusal::Signature,
+            R::StaleTimestamp => Refusal::Timestamp,
+            R::BadToken => Refusal::Token,
+            R::WrongRecipient(_) => Refusal::Recipient,
+            R::Malformed(_) => Refusal::Malformed,
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::Forbidden => 403,
+            Refusal::Timeout => 408,
+            Refusal::TooLarge => 413,
+            Refusal::Malformed => 400,
+            Refusal::Signature | Refusal::Timestamp | Refusal::Token | Refusal::Recipient => 401,
+        }
+    }
+
+    /// `hookgate_requests_total{outcome}`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Forbidden => "forbidden",
+            Refusal::Timeout => "timeout",
+            Refusal::TooLarge => "too_large",
+            Refusal::Malformed => "malformed",
+            Refusal::Signature | Refusal::Timestamp | Refusal::Token | Refusal::Recipient => {
+                "unauthorized"
+            }
+        }
+    }
+
+    /// The reply's short message, in the provider's failure shape.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Forbidden => "forbidden",
+            Refusal::Timeout => "request timeout",
+            Refusal::TooLarge => "payload too large",
+            Refusal::Malformed => "malformed request",
+            Refusal::Signature | Refusal::Timestamp | Refusal::Token | Refusal::Recipient => {
+                "unauthorized"
+            }
+        }
+    }
+
+    /// The reason kept in the rejection ring and counted in `hookgate_refusals_total`.
+    pub fn reason(self) -> crate::rejections::Reason {
+        use crate::rejections::Reason;
+        match self {
+            Refusal::Forbidden | Refusal::Recipient => Reason::Forbidden,
+            Refusal::Timeout => Reason::Timeout,
+            Refusal::TooLarge => Reason::TooLarge,
+            Refusal::Malformed => Reason::Malformed,
+            Refusal::Signature => Reason::Signature,
+            Refusal::Timestamp => Reason::Timestamp,
+            Refusal::Token => Reason::Token,
+        }
+    }
+}
+
 /// Which bucket refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limiter {
@@ -119,14 +208,7 @@ impl Outcome {
             Outcome::Accepted { .. } => "accepted",
             Outcome::Duplicate { .. } => "duplicate",
             Outcome::Control(_) => "control",
-            Outcome::Rejected { reply, .. } => match reply.status {
-                400 => "malformed",
-                401 => "unauthorized",
-                403 => "forbidden",
-                408 => "timeout",
-                413 => "too_large",
-                _ => "rejected",
-            },
+            Outcome::Rejected { refusal, .. } => refusal.label(),
             Outcome::Probe(_) => "probe",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Unavailable { .. } => "unavailable",
@@ -217,7 +299,7 @@ impl Outcome {
             ),
             Outcome::Control(_) => (None, "-", "", "control probe answered"),
             Outcome::Probe(_) => (None, "-", "", "provider signature probe refused"),
-            Outcome::Rejected { reason, .. } => (None, "-", reason.as_str(), "rejected"),
+            Outcome::Rejected { detail, .. } => (None, "-", detail.as_str(), "rejected"),
             Outcome::RateLimited { limiter, .. } => (
                 None,
                 "-",

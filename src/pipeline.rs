@@ -1,6 +1,7 @@
-//! One request through the stages: guard (allowlist, client rate limit, body cap) → verify and
-//! normalize (the provider adapter) → source rate limit → dedup + event log (on disk before
-//! the reply) → reply.
+//! One request through the stages: [`guard`] (allowlist, client rate limit, declared length)
+//! → body read → [`verify`] (the provider adapter) → source rate limit → [`entry`] → dedup +
+//! event log (on disk before the reply) → reply. Everything after the body read ([`admit`])
+//! works on a framework-free [`Request`]; only [`process`] knows actix.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,13 +12,13 @@ use actix_web::{web, HttpRequest};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
+use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest, Reply};
 
 use crate::app::Health;
 use crate::config::{contains, render_routing_key, Config, RateLimit, SourceConfig};
 use crate::dedup::Decision;
 use crate::limit::{client_ip, retry_after_secs, SourceLimiter};
-use crate::outcome::{Limiter, Outcome};
+use crate::outcome::{Limiter, Outcome, Refusal};
 use crate::relay::BrokerStatus;
 use crate::runtime::Runtime;
 use crate::store::{Entry, SharedStore};
@@ -112,103 +113,94 @@ pub fn request_client_ip(rt: &Runtime, req: &HttpRequest) -> IpAddr {
     )
 }
 
-/// Runs the stages for a request from `client` to `source` (both of the snapshot `rt`) and
-/// decides its one outcome.
-pub async fn process(
-    gw: &Gateway,
+/// A request as the core stages see it: no HTTP framework type, so the stages are plain
+/// functions that unit tests call with a temporary store.
+pub struct Request<'a> {
+    pub client: IpAddr,
+    pub headers: &'a dyn providers::Headers,
+    pub query: &'a str,
+    pub body: &'a [u8],
+    pub received: SystemTime,
+}
+
+/// A refusal with the source provider's failure body.
+fn refuse(source: &Source, refusal: Refusal, detail: String) -> Outcome {
+    Outcome::Rejected {
+        refusal,
+        detail,
+        reply: source.provider.failure(refusal.status(), refusal.message()),
+    }
+}
+
+fn rate_limited(source: &Source, limiter: Limiter, wait: Duration) -> Outcome {
+    Outcome::RateLimited {
+        limiter,
+        retry_after_secs: retry_after_secs(wait),
+        reply: source.provider.failure(429, "rate limited"),
+    }
+}
+
+fn unavailable(source: &Source, reason: String) -> Outcome {
+    Outcome::Unavailable {
+        reason,
+        reply: source.provider.failure(503, "temporarily unavailable"),
+    }
+}
+
+/// Stage 1, before the body is read: allowlist, the per-client budget, the declared length.
+/// Nothing here costs a body read or a signature check.
+pub fn guard(
     rt: &Runtime,
     source: &Source,
     client: IpAddr,
-    req: &HttpRequest,
-    payload: &mut web::Payload,
-) -> Outcome {
-    let fail = |status: u16, message: &str| source.provider.failure(status, message);
-
-    // Guards first: nothing below costs a body read or a signature check.
+    declared: Option<u64>,
+) -> Result<(), Outcome> {
     if !source.allow_ips.is_empty() && !contains(&source.allow_ips, client) {
-        return Outcome::Rejected {
-            reason: format!("client {client} not in allow_ips"),
-            reply: fail(403, "forbidden"),
-        };
+        let detail = format!("client {client} not in allow_ips");
+        return Err(refuse(source, Refusal::Forbidden, detail));
     }
     // Unauthenticated traffic is limited per client before the body is read or a signature
-    // checked; the source's own budget is spent only after verification (below).
+    // checked; the source's own budget is spent only after verification (`admit`).
     if let Some(Err(wait)) = rt.client_limiter.as_ref().map(|l| l.check(client)) {
-        return Outcome::RateLimited {
-            limiter: Limiter::Client,
-            retry_after_secs: retry_after_secs(wait),
-            reply: fail(429, "rate limited"),
-        };
+        return Err(rate_limited(source, Limiter::Client, wait));
     }
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > source.max_body_bytes as u64) {
-        return too_large(source, declared);
+        return Err(too_large(source, declared));
     }
+    Ok(())
+}
 
-    let body = match tokio::time::timeout(
-        gw.request_timeout,
-        read_body(payload, source.max_body_bytes, declared),
-    )
-    .await
-    {
-        Err(_) => {
-            return Outcome::Rejected {
-                reason: "body not received in time".into(),
-                reply: fail(408, "request timeout"),
-            }
-        }
-        Ok(Err(BodyError::TooLarge)) => return too_large(source, declared),
-        Ok(Err(BodyError::Broken(e))) => {
-            return Outcome::Rejected {
-                reason: format!("body read failed: {e}"),
-                reply: fail(400, "malformed request"),
-            }
-        }
-        Ok(Ok(b)) => b.freeze(),
-    };
-    // For the record of a refusal (size and digest, never the bytes themselves).
-    actix_web::HttpMessage::extensions_mut(req).insert(crate::rejections::ReadBody(body.clone()));
-
-    let received = SystemTime::now();
-    let headers = ActixHeaders(req.headers());
+/// Stage 2: the adapter verifies and normalizes; `providers::admit` also bounds and shapes the
+/// id and type (issue 11, class 1). A control probe is answered here.
+pub fn verify(
+    source: &Source,
+    request: &Request<'_>,
+) -> Result<(providers::Event, Reply), Outcome> {
     let raw = RawRequest {
-        headers: &headers,
-        query: req.query_string(),
-        body: &body,
+        headers: request.headers,
+        query: request.query,
+        body: request.body,
     };
-    // `providers::admit` also bounds and shapes the id and type (issue 11, class 1).
-    let (event, ack) = match providers::admit(&*source.provider, &raw, received) {
-        Ok(Admission::Event { event, ack }) => (event, ack),
-        Ok(Admission::Control(reply)) => return Outcome::Control(reply),
-        Err(providers::Rejection::Probe) => return Outcome::Probe(fail(401, "unauthorized")),
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == 401 {
-                "unauthorized"
-            } else {
-                "malformed request"
-            };
-            return Outcome::Rejected {
-                reason: rejection.to_string(),
-                reply: fail(status, message),
-            };
-        }
-    };
-
-    // Only now: a forger who cannot sign cannot use up the budget of the provider's real
-    // deliveries (CONTRACT.md, HTTP table).
-    if let Some(Err(wait)) = source.limiter.as_ref().map(|l| l.check()) {
-        return Outcome::RateLimited {
-            limiter: Limiter::Source,
-            retry_after_secs: retry_after_secs(wait),
-            reply: fail(429, "rate limited"),
-        };
+    match providers::admit(&*source.provider, &raw, request.received) {
+        Ok(Admission::Event { event, ack }) => Ok((event, ack)),
+        Ok(Admission::Control(reply)) => Err(Outcome::Control(reply)),
+        Err(providers::Rejection::Probe) => Err(Outcome::Probe(
+            source.provider.failure(401, Refusal::Signature.message()),
+        )),
+        Err(rejection) => Err(refuse(
+            source,
+            Refusal::of(&rejection),
+            rejection.to_string(),
+        )),
     }
+}
 
+/// Stage 3: the record the store keeps and the relay publishes, with the envelope's id and type.
+pub fn entry(
+    source: &Source,
+    event: providers::Event,
+    received: SystemTime,
+) -> (Entry, String, String) {
     let mut envelope = Envelope::new(&source.name, source.kind, event, received);
     let entry = Entry {
         routing_key: render_routing_key(
@@ -227,51 +219,108 @@ pub async fn process(
         replay: false,
         body: envelope.to_json(),
     };
-    match crate::dedup::accept(
+    (entry, envelope.id, envelope.kind)
+}
+
+/// Stages 2–5 for a request whose body has been read: verify, the source's budget, dedup and
+/// the durable write, the reply.
+pub async fn admit(gw: &Gateway, source: &Source, request: &Request<'_>) -> Outcome {
+    let (event, ack) = match verify(source, request) {
+        Ok(admitted) => admitted,
+        Err(outcome) => return outcome,
+    };
+    // Only now: a forger who cannot sign cannot use up the budget of the provider's real
+    // deliveries (docs/security.md).
+    if let Some(Err(wait)) = source.limiter.as_ref().map(|l| l.check()) {
+        return rate_limited(source, Limiter::Source, wait);
+    }
+    let (entry, id, kind) = entry(source, event, request.received);
+    let decided = crate::dedup::accept(
         &gw.store,
         gw.dedup.as_ref(),
         &entry,
         entry.timestamp,
         gw.request_timeout,
     )
-    .await
-    {
+    .await;
+    match decided {
         Ok(Decision::New) => Outcome::Accepted {
             reply: ack,
-            id: envelope.id,
-            kind: envelope.kind,
+            id,
+            kind,
         },
         Ok(Decision::Duplicate) => Outcome::Duplicate {
             reply: ack,
-            id: envelope.id,
-            kind: envelope.kind,
+            id,
+            kind,
         },
         // Another replica is writing this id now (or died doing so): the provider retries.
         Ok(Decision::Claimed { retry_after_secs }) => Outcome::Claimed {
             retry_after_secs,
-            id: envelope.id,
-            reply: fail(503, "temporarily unavailable"),
+            id,
+            reply: source.provider.failure(503, "temporarily unavailable"),
         },
-        Ok(Decision::Unavailable) => Outcome::Unavailable {
-            reason: "shared dedup store unavailable (dedup.on_unavailable = reject)".into(),
-            reply: fail(503, "temporarily unavailable"),
-        },
+        Ok(Decision::Unavailable) => unavailable(
+            source,
+            "shared dedup store unavailable (dedup.on_unavailable = reject)".into(),
+        ),
         // Backlog full, store failing or too slow: the provider retries, nothing is acknowledged.
-        Err(e) => Outcome::Unavailable {
-            reason: e.to_string(),
-            reply: fail(503, "temporarily unavailable"),
-        },
+        Err(e) => unavailable(source, e.to_string()),
     }
 }
 
-fn too_large(source: &Source, declared: Option<u64>) -> Outcome {
-    Outcome::Rejected {
-        reason: format!(
-            "body over {} bytes (declared {:?})",
-            source.max_body_bytes, declared
-        ),
-        reply: source.provider.failure(413, "payload too large"),
+/// Runs every stage for an actix request from `client` to `source` (both of the snapshot
+/// `rt`): the guards, the body read (bounded in size and time), then [`admit`].
+pub async fn process(
+    gw: &Gateway,
+    rt: &Runtime,
+    source: &Source,
+    client: IpAddr,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Outcome {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Err(outcome) = guard(rt, source, client, declared) {
+        return outcome;
     }
+    let read = tokio::time::timeout(
+        gw.request_timeout,
+        read_body(payload, source.max_body_bytes, declared),
+    );
+    let body = match read.await {
+        Err(_) => {
+            let detail = "body not received in time".into();
+            return refuse(source, Refusal::Timeout, detail);
+        }
+        Ok(Err(BodyError::TooLarge)) => return too_large(source, declared),
+        Ok(Err(BodyError::Broken(e))) => {
+            return refuse(source, Refusal::Malformed, format!("body read failed: {e}"))
+        }
+        Ok(Ok(b)) => b.freeze(),
+    };
+    // For the record of a refusal (size and digest, never the bytes themselves).
+    actix_web::HttpMessage::extensions_mut(req).insert(crate::rejections::ReadBody(body.clone()));
+    let headers = ActixHeaders(req.headers());
+    let request = Request {
+        client,
+        headers: &headers,
+        query: req.query_string(),
+        body: &body,
+        received: SystemTime::now(),
+    };
+    admit(gw, source, &request).await
+}
+
+fn too_large(source: &Source, declared: Option<u64>) -> Outcome {
+    let detail = format!(
+        "body over {} bytes (declared {:?})",
+        source.max_body_bytes, declared
+    );
+    refuse(source, Refusal::TooLarge, detail)
 }
 
 fn header_values<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
@@ -302,3 +351,6 @@ async fn read_body(
     }
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests;

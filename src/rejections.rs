@@ -67,29 +67,8 @@ impl Reason {
 
     /// The reason of a refusing outcome; `None` for the others.
     pub fn of(outcome: &Outcome) -> Option<(Reason, u16)> {
-        use providers::Rejection as R;
         let (reason, status) = match outcome {
-            Outcome::Rejected { reason, reply } => {
-                let r = match reply.status {
-                    403 => Reason::Forbidden,
-                    408 => Reason::Timeout,
-                    413 => Reason::TooLarge,
-                    401 => {
-                        // The pipeline's reason is the `Rejection`'s Display text.
-                        if *reason == R::StaleTimestamp.to_string() {
-                            Reason::Timestamp
-                        } else if *reason == R::BadToken.to_string() {
-                            Reason::Token
-                        } else if reason.ends_with(&R::WrongRecipient("").to_string()) {
-                            Reason::Forbidden
-                        } else {
-                            Reason::Signature
-                        }
-                    }
-                    _ => Reason::Malformed,
-                };
-                (r, reply.status)
-            }
+            Outcome::Rejected { refusal, reply, .. } => (refusal.reason(), reply.status),
             Outcome::Probe(reply) => (Reason::Probe, reply.status),
             Outcome::RateLimited { reply, .. } => (Reason::RateLimited, reply.status),
             Outcome::Unavailable { reply, .. } | Outcome::Claimed { reply, .. } => {
@@ -249,52 +228,47 @@ pub fn record_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Refusal;
     use providers::{Rejection as R, Reply};
 
-    fn rejected(status: u16, reason: String) -> Outcome {
+    fn rejected(refusal: Refusal) -> Outcome {
         Outcome::Rejected {
-            reason,
+            refusal,
+            detail: "why".into(),
             reply: Reply {
-                status,
+                status: refusal.status(),
                 content_type: None,
                 body: Vec::new(),
             },
         }
     }
 
+    /// Every adapter refusal maps to its reason and its status by type, not by its text.
     #[test]
     fn reasons_come_from_the_fixed_list() {
         let cases = [
-            (
-                rejected(401, R::BadSignature.to_string()),
-                Reason::Signature,
-            ),
-            (
-                rejected(401, R::MissingHeader("x-hub-signature-256").to_string()),
-                Reason::Signature,
-            ),
-            (
-                rejected(401, R::StaleTimestamp.to_string()),
-                Reason::Timestamp,
-            ),
-            (rejected(401, R::BadToken.to_string()), Reason::Token),
-            (
-                rejected(401, R::WrongRecipient("app_id").to_string()),
-                Reason::Forbidden,
-            ),
-            (
-                rejected(400, R::Malformed("json").to_string()),
-                Reason::Malformed,
-            ),
-            (
-                rejected(403, "client not in allow_ips".into()),
-                Reason::Forbidden,
-            ),
-            (rejected(408, "slow".into()), Reason::Timeout),
-            (rejected(413, "big".into()), Reason::TooLarge),
+            (R::BadSignature, Reason::Signature),
+            (R::MissingHeader("x-hub-signature-256"), Reason::Signature),
+            (R::StaleTimestamp, Reason::Timestamp),
+            (R::BadToken, Reason::Token),
+            (R::WrongRecipient("app_id"), Reason::Forbidden),
+            (R::Malformed("json"), Reason::Malformed),
         ];
-        for (outcome, want) in cases {
+        for (rejection, want) in cases {
+            let refusal = Refusal::of(&rejection);
+            assert_eq!(refusal.status(), rejection.status(), "{rejection:?}");
+            let outcome = rejected(refusal);
             assert_eq!(Reason::of(&outcome).map(|r| r.0), Some(want), "{outcome:?}");
+        }
+        for (refusal, want) in [
+            (Refusal::Forbidden, Reason::Forbidden),
+            (Refusal::Timeout, Reason::Timeout),
+            (Refusal::TooLarge, Reason::TooLarge),
+        ] {
+            assert_eq!(
+                Reason::of(&rejected(refusal)),
+                Some((want, refusal.status()))
+            );
         }
         assert_eq!(Reason::of(&Outcome::UnknownSource), None);
     }
@@ -317,7 +291,7 @@ mod tests {
         r.record(
             "gh",
             ip,
-            &rejected(401, "bad".into()),
+            &rejected(Refusal::Signature),
             ["x-hub-signature-256"].into_iter(),
             Some(b"body"),
         );
@@ -344,7 +318,7 @@ mod tests {
             rs.record(
                 source,
                 ip,
-                &rejected(401, R::BadSignature.to_string()),
+                &rejected(Refusal::Signature),
                 ["X-Hub-Signature-256", "Content-Type"].into_iter(),
                 Some(body),
             );
@@ -354,7 +328,7 @@ mod tests {
             rs.record(
                 "a",
                 ip,
-                &rejected(413, "big".into()),
+                &rejected(Refusal::TooLarge),
                 std::iter::empty(),
                 None,
             );
