@@ -1,0 +1,131 @@
+//! What types cannot check: names, limits, duplicates, templates, cross-section rules.
+
+use super::*;
+
+impl Config {
+    /// Checks what types cannot: names, limits, duplicates, templates, provider keys.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        if self.server.request_timeout_secs == 0 {
+            errors.push("server.request_timeout_secs: must be at least 1".into());
+        }
+        if self.server.max_body_bytes == 0 {
+            errors.push("server.max_body_bytes: must be at least 1".into());
+        }
+        if self.server.max_connections == 0 {
+            errors.push("server.max_connections: must be at least 1".into());
+        }
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
+            errors.push("server.admin_listen: must differ from server.listen".into());
+        }
+        if self.store.path.as_os_str().is_empty() {
+            // An empty path used to open a temporary store: every acknowledged event would
+            // vanish at the next restart.
+            errors.push("store.path: must not be empty (the directory that keeps acknowledged events across restarts)".into());
+        }
+        if self.store.dedup_window_secs == 0 {
+            errors.push("store.dedup_window_secs: must be at least 1".into());
+        }
+        if self.store.max_outbox_entries == 0 {
+            errors.push("store.max_outbox_entries: must be at least 1".into());
+        }
+        for (i, url) in self.amqp.url.iter().enumerate() {
+            if let Err(e) = url.parse::<lapin::uri::AMQPUri>() {
+                // The parser quotes the whole URL in some errors, password included; a URL
+                // that does not parse has no password we could find to cut out.
+                let e = e.replace(url.as_str(), "…");
+                let key = match self.amqp.url.len() {
+                    1 => "amqp.url".to_string(),
+                    _ => format!("amqp.url[{i}]"),
+                };
+                errors.push(format!("{key}: not an AMQP URI: {e}"));
+            }
+        }
+        errors.extend(crate::amqp_tls::problems(&self.amqp));
+        if self.amqp.exchange.is_empty() {
+            errors.push(
+                "amqp.exchange: must not be empty (the default exchange cannot route by topic)"
+                    .into(),
+            );
+        }
+        if self.store.segment_bytes < 4096 {
+            errors.push("store.segment_bytes: must be at least 4096".into());
+        }
+        if self.amqp.max_attempts == 0 {
+            errors.push("amqp.max_attempts: must be at least 1".into());
+        }
+        if self.amqp.max_in_flight == 0 {
+            errors.push("amqp.max_in_flight: must be at least 1".into());
+        }
+        // AMQP short strings: over 255 bytes the client library would panic at declare time.
+        if self.amqp.exchange.len() > 255 {
+            errors.push("amqp.exchange: longer than AMQP's 255 bytes".into());
+        }
+        let mut queue_names = BTreeSet::new();
+        for (i, q) in self.amqp.queues.iter().enumerate() {
+            if q.name.len() > 255 {
+                errors.push(format!(
+                    "amqp.queues[{i}].name: longer than AMQP's 255 bytes"
+                ));
+            }
+            for (j, b) in q.bindings.iter().enumerate() {
+                if b.len() > 255 {
+                    errors.push(format!(
+                        "amqp.queues[{i}].bindings[{j}]: longer than AMQP's 255 bytes"
+                    ));
+                }
+            }
+            if q.name.is_empty() {
+                errors.push(format!("amqp.queues[{i}].name: must not be empty"));
+            } else if !queue_names.insert(q.name.as_str()) {
+                errors.push(format!(
+                    "amqp.queues[{i}].name: `{}` is declared twice",
+                    q.name
+                ));
+            }
+        }
+        errors.extend(self.dedup.problems(
+            self.server.request_timeout_secs,
+            self.store.dedup_window_secs,
+        ));
+        let mut names = BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !names.insert(s.name.as_str()) {
+                errors.push(format!(
+                    "sources[{i}].name: `{}` is used by another source",
+                    s.name
+                ));
+            }
+            if s.max_body_bytes == 0 {
+                errors.push(format!(
+                    "sources[{i}] ({}).max_body_bytes: must be at least 1",
+                    s.name
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+}
+
+/// Routing-key templates may use `{source}`, `{type}` and `{provider}` only.
+pub(super) fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or("unclosed `{`")? + open;
+        let name = &rest[open + 1..close];
+        if !["source", "type", "provider"].contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` (use {{source}}, {{type}}, {{provider}})"
+            ));
+        }
+        rest = &rest[close + 1..];
+    }
+    if t.len() > 255 {
+        return Err("longer than AMQP's 255 bytes".into());
+    }
+    Ok(())
+}
