@@ -1,0 +1,250 @@
+//! GitHub: HMAC-SHA256 of the raw body in `X-Hub-Signature-256`, delivery id in
+//! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup, and signs
+//! neither the delivery id nor the event name: a replay with a new delivery id is a new event.
+//! Both headers are therefore taken only in the shape GitHub sends (issue 11).
+//! Protocol: PROVIDERS.md §1.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha1::Sha1;
+use sha2::Sha256;
+
+use crate::sign::{SampleOptions, SampleRequest};
+use crate::{
+    form, require_secrets, Admission, ConfigError, Data, Event, ProviderKind, RawRequest,
+    Rejection, Reply, Secret,
+};
+
+const SIGNATURE_256: &str = "x-hub-signature-256";
+const SIGNATURE_SHA1: &str = "x-hub-signature";
+const EVENT: &str = "x-github-event";
+const DELIVERY: &str = "x-github-delivery";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Webhook secrets; every one is tried (rotation).
+    pub secrets: Vec<Secret>,
+    /// Accept the legacy `X-Hub-Signature` (HMAC-SHA1) when no SHA-256 header is sent.
+    #[serde(default)]
+    pub accept_sha1: bool,
+}
+
+impl Config {
+    /// Human warnings for `hookgate check`. The unsigned `X-GitHub-Delivery` is GitHub's
+    /// design, not a choice of this config, so it is documented (docs/security.md), not warned.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.accept_sha1 {
+            vec!["accept_sha1 = true: deliveries without X-Hub-Signature-256 are checked with HMAC-SHA1".to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+pub struct Github {
+    secrets: Vec<Secret>,
+    accept_sha1: bool,
+}
+
+impl Github {
+    pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
+        require_secrets("secrets", &c.secrets).map_err(|e| vec![e])?;
+        Ok(Github {
+            secrets: c.secrets.clone(),
+            accept_sha1: c.accept_sha1,
+        })
+    }
+
+    fn verify(&self, req: &RawRequest<'_>) -> Result<(), Rejection> {
+        // The SHA-256 header wins whenever it is present; no fallback to SHA-1 then.
+        if let Some(sig) = req.header(SIGNATURE_256) {
+            let mac = sig
+                .trim()
+                .strip_prefix("sha256=")
+                .and_then(|h| hex::decode(h).ok())
+                .ok_or(Rejection::BadSignature)?;
+            return self
+                .secrets
+                .iter()
+                .any(|s| mac_ok::<Hmac<Sha256>>(s, req.body, &mac))
+                .then_some(())
+                .ok_or(Rejection::BadSignature);
+        }
+        if self.accept_sha1 {
+            if let Some(sig) = req.header(SIGNATURE_SHA1) {
+                let mac = sig
+                    .trim()
+                    .strip_prefix("sha1=")
+                    .and_then(|h| hex::decode(h).ok())
+                    .ok_or(Rejection::BadSignature)?;
+                return self
+                    .secrets
+                    .iter()
+                    .any(|s| mac_ok::<Hmac<Sha1>>(s, req.body, &mac))
+                    .then_some(())
+                    .ok_or(Rejection::BadSignature);
+            }
+        }
+        Err(Rejection::MissingHeader("X-Hub-Signature-256"))
+    }
+}
+
+fn mac_ok<M: Mac + hmac::digest::KeyInit>(secret: &Secret, body: &[u8], expected: &[u8]) -> bool {
+    let mut mac =
+        <M as Mac>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(expected).is_ok()
+}
+
+/// The fields of a payload that the envelope needs; everything else stays in `data` untouched.
+#[derive(Deserialize)]
+struct Peek {
+    action: Option<String>,
+    repository: Option<Repository>,
+    organization: Option<Organization>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Organization {
+    login: Option<String>,
+}
+
+impl crate::Provider for Github {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Github
+    }
+
+    fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
+        self.verify(req)?;
+        // Neither header is signed: a captured delivery can be replayed with other values, so
+        // they are taken only in the shape GitHub sends (a GUID; a lowercase event name).
+        let event_name = crate::bounded(
+            req.require_header(EVENT)?,
+            crate::shape::lower_name,
+            "X-GitHub-Event is not an event name",
+        )?;
+        let delivery = crate::bounded(
+            req.require_header(DELIVERY)?,
+            crate::shape::guid,
+            "X-GitHub-Delivery is not a delivery GUID",
+        )?;
+        let json = json_payload(req)?;
+        let peek: Peek = serde_json::from_slice(&json)
+            .map_err(|_| Rejection::Malformed("payload is not a JSON object"))?;
+        let mut kind = format!("github.{event_name}");
+        if let Some(action) = peek.action.as_deref().filter(|a| is_action(a)) {
+            kind.push('.');
+            kind.push_str(action);
+        }
+        let subject = peek
+            .repository
+            .and_then(|r| r.full_name)
+            .or_else(|| peek.organization.and_then(|o| o.login));
+        let event = Event {
+            id: delivery.to_owned(),
+            kind,
+            provider_event: event_name.to_owned(),
+            time: None,
+            subject,
+            data: Data::json(&json)?,
+            content_key: None,
+        };
+        Ok(Admission::Event {
+            ack: Reply::accepted_id(delivery),
+            event,
+        })
+    }
+}
+
+/// The JSON text of a delivery: the body itself, or the `payload` field of a form body.
+/// Borrowed in JSON mode: the body is copied once, into the event's data.
+///
+/// `Content-Type` is not signed, so the same signed bytes must not read as two payloads: a
+/// form body is exactly `payload=<encoded JSON>` (all GitHub sends), never a JSON body that
+/// happens to hold `&payload=…` in a string (an issue comment can).
+fn json_payload<'a>(req: &RawRequest<'a>) -> Result<Cow<'a, [u8]>, Rejection> {
+    let form = req.header("content-type").is_some_and(|ct| {
+        ct.trim_start()
+            .starts_with("application/x-www-form-urlencoded")
+    });
+    if !form {
+        return Ok(Cow::Borrowed(req.body));
+    }
+    req.body
+        .strip_prefix(b"payload=")
+        .filter(|rest| !rest.contains(&b'&'))
+        .and_then(|_| form::pairs(req.body).next())
+        .map(|(_, v)| Cow::Owned(v))
+        .ok_or(Rejection::Malformed(
+            "form body is not a single payload field",
+        ))
+}
+
+/// An `action` (signed, in the body) becomes a type segment only as GitHub writes it:
+/// `[a-z0-9_]`, at most 64 bytes; anything else is left out of the type.
+fn is_action(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(crate::shape::lower_name)
+}
+
+/// `sha256=<hex>` of `body` under `secret`: the value GitHub sends.
+pub fn signature_256(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `sha1=<hex>`: the legacy header.
+pub fn signature_sha1(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A delivery as GitHub sends it, signed with the source's first secret.
+pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
+    let secret = c.secrets.first().ok_or("no secret configured")?;
+    let event = o.event.as_deref().unwrap_or("push");
+    let body = o.payload.clone().unwrap_or_else(|| {
+        br#"{"ref":"refs/heads/main","repository":{"full_name":"octo-org/hello-world"},"sender":{"login":"octocat"}}"#.to_vec()
+    });
+    let id = o.id.clone().unwrap_or_else(|| {
+        let b = crate::crypto::random_bytes(16);
+        format!(
+            "{}-{}-{}-{}-{}",
+            hex::encode(&b[0..4]),
+            hex::encode(&b[4..6]),
+            hex::encode(&b[6..8]),
+            hex::encode(&b[8..10]),
+            hex::encode(&b[10..16])
+        )
+    });
+    Ok(delivery(secret.expose(), event, &id, &body))
+}
+
+/// A delivery as GitHub sends it.
+pub fn delivery(secret: &str, event: &str, delivery: &str, body: &[u8]) -> SampleRequest {
+    SampleRequest {
+        query: String::new(),
+        headers: vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("User-Agent".into(), "GitHub-Hookshot/hookgate-sign".into()),
+            ("X-GitHub-Event".into(), event.into()),
+            ("X-GitHub-Delivery".into(), delivery.into()),
+            ("X-Hub-Signature-256".into(), signature_256(secret, body)),
+            ("X-Hub-Signature".into(), signature_sha1(secret, body)),
+        ],
+        body: body.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
