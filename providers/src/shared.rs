@@ -1,0 +1,168 @@
+//! Helpers the adapters share, each in one place: checks on values from outside a signature,
+//! CloudEvents type names, time conversions and config checks.
+
+use std::time::SystemTime;
+
+use crate::contract::{ConfigError, Rejection, MAX_UNSIGNED_BYTES};
+use crate::Secret;
+
+/// A value hookgate cannot trust (unsigned, or signed but used as an id or a type) checked for
+/// the shape the provider sends: non-empty, at most [`MAX_UNSIGNED_BYTES`], no control
+/// character, and every character accepted by `shape`. Otherwise `Rejection::Malformed(why)`
+/// (400).
+pub fn bounded<'a>(
+    value: &'a str,
+    shape: impl Fn(char) -> bool,
+    why: &'static str,
+) -> Result<&'a str, Rejection> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_UNSIGNED_BYTES
+        && value.chars().all(|c| !c.is_control() && shape(c));
+    ok.then_some(value).ok_or(Rejection::Malformed(why))
+}
+
+/// Character classes for [`bounded`].
+pub mod shape {
+    /// Any character that is not a control character (the check `bounded` always makes).
+    pub fn text(_: char) -> bool {
+        true
+    }
+    /// Visible ASCII, no space: what a header token or an opaque id looks like.
+    pub fn visible(c: char) -> bool {
+        c.is_ascii_graphic()
+    }
+    /// `[0-9A-Za-z]`.
+    pub fn alnum(c: char) -> bool {
+        c.is_ascii_alphanumeric()
+    }
+    /// `[0-9A-Za-z-]`: a GUID or a similar token.
+    pub fn guid(c: char) -> bool {
+        c.is_ascii_alphanumeric() || c == '-'
+    }
+    /// `[a-z0-9_]`: a lowercase event or action name.
+    pub fn lower_name(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    }
+    /// `[a-z0-9_.-]`: a CloudEvents type as hookgate builds it.
+    pub fn dotted(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+    }
+}
+
+/// `sha256:` + lowercase hex SHA-256 of `content`: a content-derived id or [`Event::content_key`].
+pub fn sha256_key(content: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(content)))
+}
+
+/// Checks that a list of secrets is non-empty and has no empty entry.
+pub fn require_secrets(key: &'static str, secrets: &[Secret]) -> Result<(), ConfigError> {
+    if secrets.is_empty() {
+        return Err(ConfigError::new(key, "at least one is required"));
+    }
+    if secrets.iter().any(|s| s.expose().trim().is_empty()) {
+        return Err(ConfigError::new(key, "must not contain an empty value"));
+    }
+    Ok(())
+}
+
+/// A provider's event name made safe for a CloudEvents type and an AMQP routing key:
+/// lowercase `[a-z0-9_.]` (every other character becomes `_`), empty dot-segments dropped,
+/// at most 128 characters. `None` when nothing remains.
+pub fn type_name(raw: &str) -> Option<String> {
+    const MAX: usize = 128;
+    let mapped: String = raw
+        .chars()
+        .take(MAX)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
+            _ => '_',
+        })
+        .collect();
+    let joined = mapped
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// [`type_name`], or `unknown` when the provider sent nothing usable.
+pub fn type_name_or_unknown(raw: &str) -> String {
+    type_name(raw).unwrap_or_else(|| "unknown".into())
+}
+
+/// Seconds since the Unix epoch; times before it count as 0.
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch; times before it count as 0.
+pub fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 (UTC, seconds) for a Unix time in milliseconds.
+pub fn rfc3339_millis(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// `true` when `ts` (seconds) lies within `tolerance` of `now`, either way; saturating.
+pub fn within_window(ts: i64, now: i64, tolerance: i64) -> bool {
+    now.saturating_sub(ts).abs() <= tolerance
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_symmetric_and_saturating() {
+        assert!(within_window(1000, 1300, 300));
+        assert!(!within_window(1000, 1301, 300));
+        assert!(!within_window(1301, 1000, 300));
+        assert!(!within_window(i64::MIN, i64::MAX, 300));
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(
+            type_name("TRANSACTION.SUCCESS").unwrap(),
+            "transaction.success"
+        );
+        assert_eq!(
+            type_name("MCHTRANSFER.BILL.FINISHED").unwrap(),
+            "mchtransfer.bill.finished"
+        );
+        assert_eq!(type_name("A..B/C ").unwrap(), "a.b_c_");
+        assert_eq!(type_name("orders/create").unwrap(), "orders_create");
+        assert_eq!(type_name("..."), None);
+        assert_eq!(type_name(""), None);
+        assert_eq!(type_name(&"x".repeat(300)).unwrap().len(), 128);
+    }
+
+    #[test]
+    fn bounded_values() {
+        assert_eq!(bounded("abc", shape::alnum, "x"), Ok("abc"));
+        assert_eq!(
+            bounded("", shape::text, "x"),
+            Err(Rejection::Malformed("x"))
+        );
+        assert!(bounded("a\tb", shape::text, "x").is_err());
+        assert!(bounded("ü", shape::text, "x").is_ok());
+        assert!(bounded("ü", shape::visible, "x").is_err());
+        assert!(bounded(&"é".repeat(100), shape::text, "x").is_ok());
+        assert!(
+            bounded(&"é".repeat(101), shape::text, "x").is_err(),
+            "bytes, not chars"
+        );
+        assert_eq!(
+            sha256_key(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
