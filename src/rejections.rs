@@ -277,7 +277,7 @@ mod tests {
                 Reason::Signature,
             ),
             (
-                rejected(401, R::MissingHeader("x-hub-signature-256").to_string()),
+                rejected(401, R::missing("x-hub-signature-256").to_string()),
                 Reason::Signature,
             ),
             (

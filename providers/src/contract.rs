@@ -47,10 +47,21 @@ impl<'a> RawRequest<'a> {
 
     /// A header that must be present and non-empty.
     pub fn require_header(&self, name: &'static str) -> Result<&'a str, Rejection> {
-        match self.headers.get(name).map(str::trim) {
-            Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(Rejection::MissingHeader(name)),
-        }
+        self.present(name).ok_or(Rejection::missing(name))
+    }
+
+    /// [`require_header`](Self::require_header) for a header named in a source's config:
+    /// the name is copied into the rejection only when it is missing.
+    pub fn require_configured_header(&self, name: &str) -> Result<&'a str, Rejection> {
+        self.present(name)
+            .ok_or_else(|| Rejection::MissingHeader(Cow::Owned(name.to_owned())))
+    }
+
+    fn present(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .get(name)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
     }
 
     /// The first value of a query parameter, percent-decoded.
@@ -168,8 +179,9 @@ pub enum Admission {
 /// says anything about a secret beyond "did not match".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
+    /// The header (or, for DingTalk events, the query parameter) a provider always sends.
     #[error("missing or empty header {0}")]
-    MissingHeader(&'static str),
+    MissingHeader(Cow<'static, str>),
     #[error("signature does not verify")]
     BadSignature,
     #[error("timestamp outside the allowed window")]
@@ -189,6 +201,11 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// `MissingHeader` for a header name known at compile time.
+    pub const fn missing(name: &'static str) -> Self {
+        Rejection::MissingHeader(Cow::Borrowed(name))
+    }
+
     /// 401 for authentication failures, 400 for a body that is not what the provider sends.
     pub fn status(&self) -> u16 {
         match self {

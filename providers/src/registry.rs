@@ -57,7 +57,7 @@ impl ProviderConfig {
             ProviderConfig::Dingtalk(c) => dingtalk::DingTalk::new(c).map(boxed),
             ProviderConfig::Feishu(c) => feishu::Feishu::new(c).map(boxed),
             ProviderConfig::Standard(c) => standard::Standard::new(c).map(boxed),
-            ProviderConfig::Hmac(c) => hmac::Hmac::new(c).map(boxed),
+            ProviderConfig::Hmac(c) => hmac::HmacSource::new(c).map(boxed),
         }
     }
 

@@ -3,6 +3,8 @@
 
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use crate::contract::{ConfigError, Rejection, MAX_UNSIGNED_BYTES};
 use crate::Secret;
 
@@ -106,7 +108,7 @@ pub fn unix_millis(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 (UTC, seconds) for a Unix time in milliseconds.
+/// RFC 3339 (UTC, milliseconds) for a Unix time in milliseconds.
 pub fn rfc3339_millis(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -115,6 +117,78 @@ pub fn rfc3339_millis(ms: i64) -> Option<String> {
 /// `true` when `ts` (seconds) lies within `tolerance` of `now`, either way; saturating.
 pub fn within_window(ts: i64, now: i64, tolerance: i64) -> bool {
     now.saturating_sub(ts).abs() <= tolerance
+}
+
+/// A non-negative integer written as ASCII digits only: no sign, no fraction, no blanks
+/// (signed timestamps: Standard Webhooks, WeChat Pay, `hmac` sources).
+pub fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// An integer sent as a JSON number or as a decimal string (Feishu `create_time`, DingTalk
+/// `TimeStamp` and `createAt`).
+pub fn json_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A JSON string that is not empty.
+pub fn non_empty(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The `encrypt` text of an encrypted body, `{"encrypt":"…"}` (DingTalk events, Feishu).
+pub fn encrypt_field(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Encrypted {
+        encrypt: String,
+    }
+    serde_json::from_slice::<Encrypted>(body)
+        .ok()
+        .map(|e| e.encrypt)
+}
+
+/// `{provider}.{raw}` as a CloudEvents type (see [`type_name`]); `None` if nothing remains
+/// of `raw` (Standard Webhooks and `hmac` sources, whose senders name their own types).
+pub fn dotted_type(provider: &str, raw: &str) -> Option<String> {
+    type_name(raw).map(|t| format!("{provider}.{t}"))
+}
+
+/// China Standard Time, UTC+8: Alipay and WeChat Pay v2 write times in it without an offset.
+const BEIJING_SECS: i32 = 8 * 3600;
+
+/// A Beijing wall-clock time in `format` (`%Y-%m-%d %H:%M:%S` for Alipay, `%Y%m%d%H%M%S` for
+/// WeChat Pay v2) as RFC 3339 with its `+08:00` offset.
+pub fn beijing_rfc3339(s: &str, format: &str) -> Option<String> {
+    let naive = chrono::NaiveDateTime::parse_from_str(s, format).ok()?;
+    let t = naive
+        .and_local_timezone(chrono::FixedOffset::east_opt(BEIJING_SECS)?)
+        .single()?;
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+}
+
+/// Unix seconds as Beijing wall-clock time in `format` (what the samples write).
+#[cfg(any(test, feature = "sign"))]
+pub fn beijing(secs: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp(secs.saturating_add(i64::from(BEIJING_SECS)), 0)
+        .map(|t| t.naive_utc().format(format).to_string())
+        .unwrap_or_default()
+}
+
+/// Every problem of a config as one line (samples report a source that does not build).
+#[cfg(any(test, feature = "sign"))]
+pub fn joined(errors: Vec<ConfigError>) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 #[cfg(test)]
 mod tests {
@@ -126,6 +200,28 @@ mod tests {
         assert!(!within_window(1000, 1301, 300));
         assert!(!within_window(1301, 1000, 300));
         assert!(!within_window(i64::MIN, i64::MAX, 300));
+    }
+
+    #[test]
+    fn digits_json_ints_and_beijing_times() {
+        assert_eq!(digits("1700000000"), Some(1_700_000_000));
+        for bad in ["", "+1", "-1", " 1", "1.5", "1e3", "99999999999999999999"] {
+            assert_eq!(digits(bad), None, "{bad:?}");
+        }
+        assert_eq!(json_int(&serde_json::json!(" 12 ")), Some(12));
+        assert_eq!(json_int(&serde_json::json!(12)), Some(12));
+        assert_eq!(json_int(&serde_json::json!(1.5)), None);
+        assert_eq!(non_empty(Some(&serde_json::json!(""))), None);
+        assert_eq!(
+            beijing_rfc3339("20141030133525", "%Y%m%d%H%M%S").as_deref(),
+            Some("2014-10-30T13:35:25+08:00")
+        );
+        assert_eq!(beijing(1_414_647_325, "%Y%m%d%H%M%S"), "20141030133525");
+        assert_eq!(
+            encrypt_field(br#"{"encrypt":"abc","x":1}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(encrypt_field(br#"{"encrypt":1}"#), None);
     }
 
     #[test]

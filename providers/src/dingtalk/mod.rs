@@ -376,11 +376,11 @@ impl DingTalk {
     fn admit_event(&self, k: &EventKeys, req: &RawRequest<'_>) -> Result<Admission, Rejection> {
         let signature = param(req, MSG_SIGNATURE)
             .or_else(|| param(req, SIGNATURE))
-            .ok_or(Rejection::MissingHeader(SIGNATURE))?;
+            .ok_or(Rejection::missing(SIGNATURE))?;
         let timestamp = param(req, TIME_STAMP)
             .or_else(|| param(req, TIMESTAMP))
-            .ok_or(Rejection::MissingHeader(TIMESTAMP))?;
-        let nonce = param(req, NONCE).ok_or(Rejection::MissingHeader(NONCE))?;
+            .ok_or(Rejection::missing(TIMESTAMP))?;
+        let nonce = param(req, NONCE).ok_or(Rejection::missing(NONCE))?;
 
         // The signature covers the `encrypt` text, which only the body can give us.
         #[derive(Deserialize)]

@@ -365,14 +365,14 @@ fn event_refusals() {
         let q = good_query.replace(&drop, "");
         assert_eq!(
             admit_q(&official(), &q, &body).unwrap_err(),
-            Rejection::MissingHeader(name),
+            Rejection::missing(name),
             "{q}"
         );
     }
     let q = good_query.replace(NONCE_V, "");
     assert_eq!(
         admit_q(&official(), &q, &body).unwrap_err(),
-        Rejection::MissingHeader("nonce"),
+        Rejection::missing("nonce"),
         "empty counts as missing"
     );
     // not the encrypted body
@@ -517,13 +517,13 @@ fn robot_refusals() {
     // missing headers
     assert_eq!(
         admit_robot(&p, robot_headers(ts, None), ROBOT_BODY, t).unwrap_err(),
-        Rejection::MissingHeader("sign")
+        Rejection::missing("sign")
     );
     let mut h = good();
     h.retain(|(k, _)| k != "timestamp");
     assert_eq!(
         admit_robot(&p, h, ROBOT_BODY, t).unwrap_err(),
-        Rejection::MissingHeader("timestamp")
+        Rejection::missing("timestamp")
     );
     // a timestamp that is no number
     let h = robot_headers("yesterday", Some(robot_sign("yesterday", "testAppSecret")));

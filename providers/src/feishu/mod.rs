@@ -272,7 +272,7 @@ impl Feishu {
         req: &RawRequest<'_>,
         signature: Option<&str>,
     ) -> Result<(), Rejection> {
-        let signature = signature.ok_or(Rejection::MissingHeader(SIGNATURE))?;
+        let signature = signature.ok_or(Rejection::missing(SIGNATURE))?;
         let ts = req.require_header(TIMESTAMP)?;
         let nonce = req.require_header(NONCE)?;
         let mut h = Sha256::new();

@@ -2,21 +2,28 @@
 //! `X-GitHub-Delivery`. GitHub signs no timestamp, so replays are caught by dedup, and signs
 //! neither the delivery id nor the event name: a replay with a new delivery id is a new event.
 //! Both headers are therefore taken only in the shape GitHub sends (issue 11).
-//! Protocol: PROVIDERS.md §1.
+//! Protocol and vectors: docs/providers/github.md.
+
+#[cfg(any(test, feature = "sign"))]
+mod sample;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha1::Sha1;
-use sha2::Sha256;
 
-use crate::sign::{SampleOptions, SampleRequest};
+use crate::crypto::{self, MacAlg};
+use crate::shared::{bounded, require_secrets, shape};
 use crate::{
-    form, require_secrets, Admission, ConfigError, Data, Event, ProviderKind, RawRequest,
-    Rejection, Reply, Secret,
+    form, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
 };
+
+#[cfg(any(test, feature = "sign"))]
+pub(crate) use sample::sample;
+#[cfg(any(test, feature = "sign"))]
+pub use sample::{delivery, signature_256};
 
 const SIGNATURE_256: &str = "x-hub-signature-256";
 const SIGNATURE_SHA1: &str = "x-hub-signature";
@@ -45,7 +52,7 @@ impl Config {
     }
 }
 
-pub struct Github {
+pub(crate) struct Github {
     secrets: Vec<Secret>,
     accept_sha1: bool,
 }
@@ -70,7 +77,7 @@ impl Github {
             return self
                 .secrets
                 .iter()
-                .any(|s| mac_ok::<Hmac<Sha256>>(s, req.body, &mac))
+                .any(|s| mac_ok(MacAlg::Sha256, s, req.body, &mac))
                 .then_some(())
                 .ok_or(Rejection::BadSignature);
         }
@@ -84,20 +91,20 @@ impl Github {
                 return self
                     .secrets
                     .iter()
-                    .any(|s| mac_ok::<Hmac<Sha1>>(s, req.body, &mac))
+                    .any(|s| mac_ok(MacAlg::Sha1, s, req.body, &mac))
                     .then_some(())
                     .ok_or(Rejection::BadSignature);
             }
         }
-        Err(Rejection::MissingHeader("X-Hub-Signature-256"))
+        Err(Rejection::missing("X-Hub-Signature-256"))
     }
 }
 
-fn mac_ok<M: Mac + hmac::digest::KeyInit>(secret: &Secret, body: &[u8], expected: &[u8]) -> bool {
-    let mut mac =
-        <M as Mac>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.verify_slice(expected).is_ok()
+fn mac_ok(alg: MacAlg, secret: &Secret, body: &[u8], expected: &[u8]) -> bool {
+    crypto::ct_eq(
+        &crypto::hmac(alg, secret.expose().as_bytes(), &[body]),
+        expected,
+    )
 }
 
 /// The fields of a payload that the envelope needs; everything else stays in `data` untouched.
@@ -127,14 +134,14 @@ impl crate::Provider for Github {
         self.verify(req)?;
         // Neither header is signed: a captured delivery can be replayed with other values, so
         // they are taken only in the shape GitHub sends (a GUID; a lowercase event name).
-        let event_name = crate::bounded(
+        let event_name = bounded(
             req.require_header(EVENT)?,
-            crate::shape::lower_name,
+            shape::lower_name,
             "X-GitHub-Event is not an event name",
         )?;
-        let delivery = crate::bounded(
+        let delivery = bounded(
             req.require_header(DELIVERY)?,
-            crate::shape::guid,
+            shape::guid,
             "X-GitHub-Delivery is not a delivery GUID",
         )?;
         let json = json_payload(req)?;
@@ -192,59 +199,5 @@ fn json_payload<'a>(req: &RawRequest<'a>) -> Result<Cow<'a, [u8]>, Rejection> {
 /// An `action` (signed, in the body) becomes a type segment only as GitHub writes it:
 /// `[a-z0-9_]`, at most 64 bytes; anything else is left out of the type.
 fn is_action(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(crate::shape::lower_name)
+    !s.is_empty() && s.len() <= 64 && s.chars().all(shape::lower_name)
 }
-
-/// `sha256=<hex>` of `body` under `secret`: the value GitHub sends.
-pub fn signature_256(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// `sha1=<hex>`: the legacy header.
-pub fn signature_sha1(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    format!("sha1={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// A delivery as GitHub sends it, signed with the source's first secret.
-pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    let secret = c.secrets.first().ok_or("no secret configured")?;
-    let event = o.event.as_deref().unwrap_or("push");
-    let body = o.payload.clone().unwrap_or_else(|| {
-        br#"{"ref":"refs/heads/main","repository":{"full_name":"octo-org/hello-world"},"sender":{"login":"octocat"}}"#.to_vec()
-    });
-    let id = o.id.clone().unwrap_or_else(|| {
-        let b = crate::crypto::random_bytes(16);
-        format!(
-            "{}-{}-{}-{}-{}",
-            hex::encode(&b[0..4]),
-            hex::encode(&b[4..6]),
-            hex::encode(&b[6..8]),
-            hex::encode(&b[8..10]),
-            hex::encode(&b[10..16])
-        )
-    });
-    Ok(delivery(secret.expose(), event, &id, &body))
-}
-
-/// A delivery as GitHub sends it.
-pub fn delivery(secret: &str, event: &str, delivery: &str, body: &[u8]) -> SampleRequest {
-    SampleRequest {
-        query: String::new(),
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("User-Agent".into(), "GitHub-Hookshot/hookgate-sign".into()),
-            ("X-GitHub-Event".into(), event.into()),
-            ("X-GitHub-Delivery".into(), delivery.into()),
-            ("X-Hub-Signature-256".into(), signature_256(secret, body)),
-            ("X-Hub-Signature".into(), signature_sha1(secret, body)),
-        ],
-        body: body.to_vec(),
-    }
-}
-
-#[cfg(test)]
-mod tests;

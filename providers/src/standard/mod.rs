@@ -2,21 +2,28 @@
 //! `webhook-timestamp` and a space-separated `webhook-signature` list of `v1,` (HMAC-SHA256
 //! with a `whsec_` secret) and `v1a,` (Ed25519, `whpk_` public key) entries over
 //! `id.timestamp.body`; ±`tolerance_secs` around `now`. Svix's `svix-*` header names are
-//! accepted as aliases. Protocol: PROVIDERS.md §6.
+//! accepted as aliases. Protocol and vectors: docs/providers/standard.md.
+
+#[cfg(any(test, feature = "sign"))]
+mod sample;
+#[cfg(test)]
+mod tests;
 
 use std::time::SystemTime;
 
-use ::hmac::{Hmac, Mac};
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::Deserialize;
-use sha2::Sha256;
 
-use crate::crypto::{b64, b64_encode, b64_lenient, ct_eq};
-use crate::sign::{SampleOptions, SampleRequest};
+use crate::crypto::{self, b64, b64_lenient, ct_eq, MacAlg};
+use crate::shared::{digits, dotted_type, rfc3339_millis, unix_secs, within_window};
 use crate::{
-    rfc3339_millis, unix_secs, within_window, Admission, ConfigError, Data, Event, ProviderKind,
-    RawRequest, Rejection, Reply, Secret,
+    Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
 };
+
+#[cfg(any(test, feature = "sign"))]
+pub(crate) use sample::sample;
+#[cfg(any(test, feature = "sign"))]
+pub use sample::sign_v1;
 
 const ID: &str = "webhook-id";
 const TIMESTAMP: &str = "webhook-timestamp";
@@ -95,7 +102,7 @@ impl Key {
 }
 
 /// The `standard` adapter: trusted keys and the timestamp window.
-pub struct Standard {
+pub(crate) struct Standard {
     keys: Vec<Key>,
     tolerance_secs: i64,
 }
@@ -139,7 +146,7 @@ impl Standard {
         let signatures = header(req, SIGNATURE, SVIX_SIGNATURE)?;
         // A timestamp that is not an integer cannot come from a conforming sender: treated as
         // a failed authentication (401), as the reference libraries do.
-        let ts = parse_secs(timestamp).ok_or(Rejection::BadSignature)?;
+        let ts = digits(timestamp).ok_or(Rejection::BadSignature)?;
         if !within_window(ts, unix_secs(now), self.tolerance_secs) {
             return Err(Rejection::StaleTimestamp);
         }
@@ -190,15 +197,7 @@ fn header<'r>(
         .into_iter()
         .filter_map(|n| req.header(n).map(str::trim))
         .find(|v| !v.is_empty())
-        .ok_or(Rejection::MissingHeader(name))
-}
-
-/// Integer Unix seconds: ASCII digits only (no sign, no fraction, no spaces).
-fn parse_secs(s: &str) -> Option<i64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+        .ok_or(Rejection::missing(name))
 }
 
 /// Splits `v1,sig v1a,sig …` into `(version, signature)` pairs. Every entry is checked before
@@ -217,7 +216,7 @@ fn parse_signatures(header: &str) -> Result<Vec<(&str, &str)>, Rejection> {
 }
 
 /// `id || "." || timestamp || "." || body`, header strings verbatim.
-pub fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
     let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
     content.extend_from_slice(id.as_bytes());
     content.push(b'.');
@@ -228,54 +227,7 @@ pub fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn hmac_sha256(key: &[u8], content: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(content);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// `v1,<base64 HMAC-SHA256>` of the content under a `whsec_` secret (prefix optional).
-pub fn sign_v1(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Result<String, String> {
-    match Key::parse(&Secret::from(secret))? {
-        Key::Hmac(key) => Ok(format!(
-            "v1,{}",
-            b64_encode(&hmac_sha256(&key, &signed_content(id, timestamp, body)))
-        )),
-        Key::Ed25519(_) => Err("a whpk_ public key cannot sign".into()),
-    }
-}
-
-/// `v1a,<base64 Ed25519 signature>` with a `whsk_` key: base64 of the 32-byte seed, or of the
-/// 64-byte seed ‖ public key (the spec leaves the serialisation open; both are taken).
-pub fn sign_v1a(
-    signing_key: &str,
-    id: &str,
-    timestamp: &str,
-    body: &[u8],
-) -> Result<String, String> {
-    let pair = ed25519_pair(signing_key)?;
-    let sig = pair.sign(&signed_content(id, timestamp, body));
-    Ok(format!("v1a,{}", b64_encode(sig.as_ref())))
-}
-
-fn ed25519_pair(signing_key: &str) -> Result<Ed25519KeyPair, String> {
-    let text = signing_key.trim();
-    let bytes = b64_lenient(text.strip_prefix(SIGNING_KEY_PREFIX).unwrap_or(text))
-        .ok_or("the whsk_ key is not base64")?;
-    match bytes.len() {
-        32 => Ed25519KeyPair::from_seed_unchecked(&bytes),
-        64 => Ed25519KeyPair::from_seed_and_public_key(&bytes[..32], &bytes[32..]),
-        n => return Err(format!("the whsk_ key has {n} bytes, expected 32 or 64")),
-    }
-    .map_err(|e| format!("not an Ed25519 key: {e}"))
-}
-
-/// `whpk_…` for a `whsk_…` signing key: what the receiving side configures.
-pub fn public_key_of(signing_key: &str) -> Result<String, String> {
-    let pair = ed25519_pair(signing_key)?;
-    Ok(format!(
-        "{PUBLIC_KEY_PREFIX}{}",
-        b64_encode(pair.public_key().as_ref())
-    ))
+    crypto::hmac(MacAlg::Sha256, key, &[content])
 }
 
 /// The body fields the envelope needs; `data` stays in the payload untouched. Values are
@@ -299,12 +251,6 @@ impl Peek {
         }
         serde_json::from_slice(body).unwrap_or_default()
     }
-}
-
-/// `{provider}.{raw}` as a CloudEvents type: lowercase, `[a-z0-9_.]` with every other byte
-/// as `_`, empty dot-segments dropped, at most 128 characters. `None` if nothing remains.
-pub(crate) fn dotted_type(provider: &str, raw: &str) -> Option<String> {
-    crate::type_name(raw).map(|t| format!("{provider}.{t}"))
 }
 
 /// RFC 3339 (UTC, milliseconds) for an ISO 8601 / RFC 3339 date-time with an offset.
@@ -352,56 +298,3 @@ impl crate::Provider for Standard {
         })
     }
 }
-
-/// A message as a Standard Webhooks sender delivers it: `v1` with the first `whsec_` secret,
-/// plus `v1a` when `o.private_key` holds a `whsk_` key.
-pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    let id = o.id_or_random("msg_");
-    let timestamp = unix_secs(o.now).to_string();
-    let body = match &o.payload {
-        Some(p) => p.clone(),
-        None => default_body(o)?,
-    };
-    let mut entries = Vec::new();
-    let first_hmac = c
-        .secrets
-        .iter()
-        .find(|s| matches!(Key::parse(s), Ok(Key::Hmac(_))));
-    if let Some(secret) = first_hmac {
-        entries.push(sign_v1(secret.expose(), &id, &timestamp, &body)?);
-    }
-    if let Some(signing_key) = &o.private_key {
-        entries.push(sign_v1a(signing_key, &id, &timestamp, &body)?);
-    }
-    if entries.is_empty() {
-        return Err("no whsec_ secret configured; give a whsk_ private key to sign v1a".into());
-    }
-    Ok(SampleRequest {
-        query: String::new(),
-        headers: vec![
-            ("Content-Type".into(), "application/json".into()),
-            ("webhook-id".into(), id),
-            ("webhook-timestamp".into(), timestamp),
-            ("webhook-signature".into(), entries.join(" ")),
-        ],
-        body,
-    })
-}
-
-fn default_body(o: &SampleOptions) -> Result<Vec<u8>, String> {
-    let event = o.event.as_deref().unwrap_or("user.created");
-    let time = rfc3339_millis(crate::unix_millis(o.now)).ok_or("time out of range")?;
-    let body = serde_json::json!({
-        "type": event,
-        "timestamp": time,
-        "data": {
-            "id": format!("user_{}", crate::crypto::random_alnum(16)),
-            "email": "jane@example.com",
-            "username": "jane",
-        },
-    });
-    Ok(body.to_string().into_bytes())
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,10 @@
+use super::sample::{ed25519_pair, sign_v1a};
 use super::*;
+use crate::crypto::b64_encode;
+use crate::shared::dotted_type;
+use crate::sign::SampleOptions;
 use crate::Headers;
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::time::Duration;
 
 // PROVIDERS.md §6.4, OFFICIAL row 1 (standard-webhooks python/js test_sign).
@@ -356,13 +361,13 @@ fn refusals() {
         h.remove(i);
         assert_eq!(
             admit(&p, &h, BODY_1, now).unwrap_err(),
-            Rejection::MissingHeader(name)
+            Rejection::missing(name)
         );
         let mut h = headers(ID_1, TS_1, SIG_1);
         h[i].1 = "  ".into();
         assert_eq!(
             admit(&p, &h, BODY_1, now).unwrap_err(),
-            Rejection::MissingHeader(name)
+            Rejection::missing(name)
         );
     }
     // Verified but not JSON: 400.
@@ -392,7 +397,7 @@ fn svix_header_aliases() {
     // Missing everywhere: named by the standard header.
     assert_eq!(
         admit(&p, &svix[1..], BODY_1, at(ts1())).unwrap_err(),
-        Rejection::MissingHeader("webhook-id")
+        Rejection::missing("webhook-id")
     );
 }
 
@@ -528,4 +533,13 @@ fn config_errors_fail_closed() {
         "provider": "standard", "secrets": [SECRET_1], "tolerance": 5
     }));
     assert!(bad.is_err(), "unknown keys are refused");
+}
+
+/// `whpk_…` for a `whsk_…` signing key: what the receiving side configures.
+fn public_key_of(signing_key: &str) -> Result<String, String> {
+    let pair = ed25519_pair(signing_key)?;
+    Ok(format!(
+        "{PUBLIC_KEY_PREFIX}{}",
+        b64_encode(pair.public_key().as_ref())
+    ))
 }
