@@ -1,5 +1,11 @@
+use super::event::{aes_key_bytes, decrypt, event_signature, open, success_reply_body};
+use super::robot::robot_sign;
+use super::sample::event_push;
 use super::*;
-use crate::Provider;
+use crate::sign::{SampleOptions, SampleRequest};
+use crate::{crypto, Provider, Reply};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::time::{Duration, UNIX_EPOCH};
 
 // PROVIDERS.md §4c (open-dingtalk/DingTalk-Callback-Crypto DingCallbackCrypto3.py).
