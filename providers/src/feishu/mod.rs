@@ -22,19 +22,31 @@
 //! to the same id, two clicks do not. Feishu defines no timestamp window and retries for
 //! about 7 h, so none is enforced; dedup on the event id catches replays.
 
+//!
+//! `card.rs` takes the legacy card callbacks; `sample.rs` signs (and encrypts) as Feishu does.
+
+mod card;
+#[cfg(any(test, feature = "sign"))]
+mod sample;
+#[cfg(test)]
+mod tests;
+
 use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::crypto;
-use crate::sign::{SampleOptions, SampleRequest};
+use crate::shared::{encrypt_field, json_int, non_empty, rfc3339_millis, type_name_or_unknown};
 use crate::{
-    rfc3339_millis, unix_millis, unix_secs, Admission, ConfigError, Data, Event, ProviderKind,
-    RawRequest, Rejection, Reply, Secret,
+    Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
 };
+
+#[cfg(any(test, feature = "sign"))]
+pub(crate) use sample::sample;
+#[cfg(any(test, feature = "sign"))]
+pub use sample::{decrypt, signature};
 
 const TIMESTAMP: &str = "x-lark-request-timestamp";
 const NONCE: &str = "x-lark-request-nonce";
@@ -76,7 +88,7 @@ impl Config {
     }
 }
 
-pub struct Feishu {
+pub(crate) struct Feishu {
     token: Secret,
     encrypt: Option<EncryptKey>,
     /// Legacy card callbacks are taken (no Encrypt Key, or `legacy_card_callbacks = true`).
@@ -120,42 +132,11 @@ impl Feishu {
 }
 
 /// The AES-256 key: SHA-256 of the Encrypt Key text.
-pub fn aes_key(encrypt_key: &str) -> [u8; 32] {
+fn aes_key(encrypt_key: &str) -> [u8; 32] {
     Sha256::digest(encrypt_key.as_bytes()).into()
 }
 
-/// `hex(SHA-256(timestamp ‖ nonce ‖ encrypt_key ‖ body))`: the `X-Lark-Signature` of events.
-pub fn signature(timestamp: &str, nonce: &str, encrypt_key: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(timestamp.as_bytes());
-    h.update(nonce.as_bytes());
-    h.update(encrypt_key.as_bytes());
-    h.update(body);
-    hex::encode(h.finalize())
-}
-
-/// `hex(SHA-1(timestamp ‖ nonce ‖ verification_token ‖ body))`: legacy message-card callbacks.
-pub fn legacy_card_signature(
-    timestamp: &str,
-    nonce: &str,
-    verification_token: &str,
-    body: &[u8],
-) -> String {
-    let mut h = Sha1::new();
-    h.update(timestamp.as_bytes());
-    h.update(nonce.as_bytes());
-    h.update(verification_token.as_bytes());
-    h.update(body);
-    hex::encode(h.finalize())
-}
-
-/// Decrypts an `encrypt` value (§5.3): `None` for bad base64, a short or ragged buffer, or
-/// padding that is not strict PKCS#7/16.
-pub fn decrypt(encrypt_key: &str, encrypt: &str) -> Option<Vec<u8>> {
-    decrypt_with(&aes_key(encrypt_key), encrypt)
-}
-
-fn decrypt_with(key: &[u8; 32], encrypt: &str) -> Option<Vec<u8>> {
+pub(super) fn decrypt_with(key: &[u8; 32], encrypt: &str) -> Option<Vec<u8>> {
     let buf = crypto::b64(encrypt)?;
     if buf.len() < 32 {
         return None;
@@ -165,29 +146,9 @@ fn decrypt_with(key: &[u8; 32], encrypt: &str) -> Option<Vec<u8>> {
     crypto::pkcs7_unpad(&plain, 16).map(<[u8]>::to_vec)
 }
 
-/// `b64(iv ‖ AES-256-CBC(SHA-256(encrypt_key), iv, PKCS#7/16(plain)))`, as Feishu encrypts.
-pub fn encrypt(encrypt_key: &str, iv: &[u8; 16], plain: &[u8]) -> String {
-    let ct = crypto::aes_cbc_encrypt(&aes_key(encrypt_key), iv, &crypto::pkcs7_pad(plain, 16))
-        .expect("32-byte key, 16-byte iv and padded input are valid");
-    let mut out = iv.to_vec();
-    out.extend_from_slice(&ct);
-    crypto::b64_encode(&out)
-}
-
 /// Compares a received hex digest with the expected bytes in constant time.
 fn hex_matches(received: &str, expected: &[u8]) -> bool {
     hex::decode(received).is_ok_and(|got| crypto::ct_eq(&got, expected))
-}
-
-/// The `encrypt` text of an encrypted body.
-fn encrypted_field(body: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Encrypted {
-        encrypt: String,
-    }
-    serde_json::from_slice::<Encrypted>(body)
-        .ok()
-        .map(|e| e.encrypt)
 }
 
 fn json_object(bytes: &[u8]) -> Option<Map<String, Value>> {
@@ -196,21 +157,6 @@ fn json_object(bytes: &[u8]) -> Option<Map<String, Value>> {
 
 fn is_url_verification(v: &Map<String, Value>) -> bool {
     v.get("type").and_then(Value::as_str) == Some(URL_VERIFICATION)
-}
-
-fn non_empty_str<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-/// Milliseconds since the epoch from a decimal string or a number (schema 2.0 `create_time`).
-fn millis(v: &Value) -> Option<i64> {
-    match v {
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
-    }
 }
 
 /// Milliseconds from seconds that may have a fraction (schema 1.0 `ts`, "1502199207.7171419").
@@ -249,7 +195,7 @@ fn chat_id(event: Option<&Value>) -> Option<String> {
         "/open_chat_id",
     ]
     .iter()
-    .find_map(|p| non_empty_str(event, p))
+    .find_map(|p| non_empty(event.pointer(p)))
     .map(str::to_owned)
 }
 
@@ -294,7 +240,7 @@ impl Feishu {
         signature: Option<&str>,
     ) -> Result<Admission, Rejection> {
         let auth = self.verify_event_signature(key, req, signature);
-        let encrypt = encrypted_field(req.body);
+        let encrypt = encrypt_field(req.body);
         let plain = encrypt.as_deref().and_then(|e| decrypt_with(&key.aes, e));
         match auth {
             Ok(()) => {
@@ -360,23 +306,17 @@ impl Feishu {
                 .ok_or(Rejection::Malformed("schema 2.0 event without header"))?;
             self.token_matches(header.get("token"))?;
             header.remove("token");
-            let field = |name: &str| {
-                header
-                    .get(name)
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-            };
+            let field = |name: &str| non_empty(header.get(name)).map(str::to_owned);
             let id =
                 field("event_id").ok_or(Rejection::Malformed("event without header.event_id"))?;
             let event_type = field("event_type")
                 .ok_or(Rejection::Malformed("event without header.event_type"))?;
-            let time = time_from_millis(header.get("create_time").and_then(millis));
+            let time = time_from_millis(header.get("create_time").and_then(json_int));
             let subject = chat_id(v.get("event"));
             return Ok(Admission::Event {
                 event: Event {
                     id,
-                    kind: format!("feishu.{}", crate::type_name_or_unknown(&event_type)),
+                    kind: format!("feishu.{}", type_name_or_unknown(&event_type)),
                     provider_event: event_type,
                     time,
                     subject,
@@ -391,16 +331,16 @@ impl Feishu {
             self.token_matches(v.get("token"))?;
             v.remove("token");
             let v = Value::Object(v);
-            let id = non_empty_str(&v, "/uuid")
+            let id = non_empty(v.get("uuid"))
                 .ok_or(Rejection::Malformed("schema 1.0 event without uuid"))?
                 .to_owned();
-            let event_type = non_empty_str(&v, "/event/type")
+            let event_type = non_empty(v.pointer("/event/type"))
                 .ok_or(Rejection::Malformed("schema 1.0 event without event.type"))?
                 .to_owned();
             return Ok(Admission::Event {
                 event: Event {
                     id,
-                    kind: format!("feishu.{}", crate::type_name_or_unknown(&event_type)),
+                    kind: format!("feishu.{}", type_name_or_unknown(&event_type)),
                     provider_event: event_type,
                     time: time_from_millis(v.get("ts").and_then(fractional_secs_to_millis)),
                     subject: chat_id(v.get("event")),
@@ -411,72 +351,6 @@ impl Feishu {
             });
         }
         Err(Rejection::Malformed("not a Feishu event"))
-    }
-
-    /// Legacy message-card callback (`card.action.trigger_v1`), signed with the token.
-    fn admit_legacy_card(
-        &self,
-        req: &RawRequest<'_>,
-        signature: &str,
-    ) -> Result<Admission, Rejection> {
-        let ts = req.require_header(TIMESTAMP)?;
-        let nonce = req.require_header(NONCE)?;
-        let mut h = Sha1::new();
-        h.update(ts.as_bytes());
-        h.update(nonce.as_bytes());
-        h.update(self.token.expose().as_bytes());
-        h.update(req.body);
-        if !hex_matches(signature, &h.finalize()) {
-            return Err(Rejection::BadSignature);
-        }
-        // The SDK decrypts card bodies that come as {"encrypt":…} (oapi-sdk-go card/card.go).
-        let plain = match encrypted_field(req.body) {
-            Some(e) => {
-                let key = self.encrypt.as_ref().ok_or(Rejection::Malformed(
-                    "body is encrypted but this source has no encrypt_key",
-                ))?;
-                decrypt_with(&key.aes, &e)
-                    .ok_or(Rejection::Malformed("encrypt does not decrypt"))?
-            }
-            None => req.body.to_vec(),
-        };
-        let mut v = json_object(&plain)
-            .ok_or(Rejection::Malformed("card callback is not a JSON object"))?;
-        if is_url_verification(&v) {
-            return self.challenge(&v);
-        }
-        if !v.get("action").is_some_and(Value::is_object) {
-            return Err(Rejection::Malformed("card callback without action"));
-        }
-        // Here `token` is the card's update token, not the Verification Token; drop it only
-        // if it is the secret after all.
-        if self.token_matches(v.get("token")).is_ok() {
-            v.remove("token");
-        }
-        let mut id = Sha256::new();
-        id.update(ts.as_bytes());
-        id.update(b"\n");
-        id.update(nonce.as_bytes());
-        id.update(b"\n");
-        id.update(req.body);
-        let v = Value::Object(v);
-        let subject = ["/open_chat_id", "/open_message_id"]
-            .iter()
-            .find_map(|p| non_empty_str(&v, p))
-            .map(str::to_owned);
-        let event = Event {
-            id: format!("sha256:{}", hex::encode(id.finalize())),
-            kind: format!("feishu.{LEGACY_CARD}"),
-            provider_event: LEGACY_CARD.to_owned(),
-            time: ts
-                .parse::<i64>()
-                .ok()
-                .and_then(|s| time_from_millis(Some(s.saturating_mul(1000)))),
-            subject,
-            data: Data::Value(v),
-            content_key: None,
-        };
-        Ok(Admission::Event { event, ack: ack() })
     }
 }
 
@@ -501,107 +375,3 @@ impl crate::Provider for Feishu {
         }
     }
 }
-
-/// A request as Feishu sends it to this source, encrypted and signed when the source has an
-/// `encrypt_key`. `o.event` is the schema 2.0 `event_type` (default `im.message.receive_v1`)
-/// or `url_verification` for the challenge request; `o.payload` is the `event` object;
-/// `o.id` the `event_id`.
-pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    Feishu::new(c).map_err(|errs| {
-        errs.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
-    let token = c.verification_token.expose();
-    let now_ms = unix_millis(o.now);
-    let event_type = o.event.as_deref().unwrap_or("im.message.receive_v1");
-    let plain = if event_type == URL_VERIFICATION {
-        serde_json::json!({
-            "challenge": crypto::random_alnum(15),
-            "token": token,
-            "type": URL_VERIFICATION,
-        })
-    } else {
-        let event = match &o.payload {
-            Some(p) => serde_json::from_slice::<Value>(p)
-                .map_err(|e| format!("payload is not JSON: {e}"))?,
-            None => default_event(event_type, now_ms),
-        };
-        serde_json::json!({
-            "schema": "2.0",
-            "header": {
-                "event_id": o.id.clone().unwrap_or_else(|| hex::encode(crypto::random_bytes(16))),
-                "event_type": event_type,
-                "create_time": now_ms.to_string(),
-                "token": token,
-                "app_id": "cli_a1b2c3d4e5f60789",
-                "tenant_key": "2ca1d211f64f6438",
-            },
-            "event": event,
-        })
-    };
-    let plain = plain.to_string().into_bytes();
-    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
-    let body = match &c.encrypt_key {
-        None => plain,
-        Some(key) => {
-            let iv: [u8; 16] = crypto::random_bytes(16)
-                .try_into()
-                .expect("random_bytes(16) returns 16 bytes");
-            let body = serde_json::json!({ "encrypt": encrypt(key.expose(), &iv, &plain) })
-                .to_string()
-                .into_bytes();
-            let ts = unix_secs(o.now).to_string();
-            let nonce = crypto::random_alnum(16);
-            let sig = signature(&ts, &nonce, key.expose(), &body);
-            headers.push(("X-Lark-Request-Timestamp".into(), ts));
-            headers.push(("X-Lark-Request-Nonce".into(), nonce));
-            headers.push(("X-Lark-Signature".into(), sig));
-            body
-        }
-    };
-    Ok(SampleRequest {
-        query: String::new(),
-        headers,
-        body,
-    })
-}
-
-/// A realistic `event` object for the sample's event type.
-fn default_event(event_type: &str, now_ms: i64) -> Value {
-    let sender = serde_json::json!({
-        "sender_id": {
-            "union_id": "on_8ed6aa67826108097d9ee143816345",
-            "user_id": "e33ggbyz",
-            "open_id": "ou_84aad35d084aa403a838cf73ee18467",
-        },
-        "sender_type": "user",
-        "tenant_key": "2ca1d211f64f6438",
-    });
-    match event_type {
-        "card.action.trigger" => serde_json::json!({
-            "operator": sender["sender_id"],
-            "token": "c-295ee57fe7ec4d9a4bd8b5ea7ab1c0ee6ac7e4b2",
-            "action": { "value": { "key": "value" }, "tag": "button" },
-            "context": {
-                "open_message_id": "om_a1b2c3d4e5f60718293a4b5c6d7e8f90",
-                "open_chat_id": "oc_5ad11d72b830411d72b836c20",
-            },
-        }),
-        _ => serde_json::json!({
-            "sender": sender,
-            "message": {
-                "message_id": "om_5ce6d572455d361153b7cb51da133945",
-                "create_time": now_ms.to_string(),
-                "chat_id": "oc_5ad11d72b830411d72b836c20",
-                "chat_type": "group",
-                "message_type": "text",
-                "content": "{\"text\":\"@_user_1 hello hookgate\"}",
-            },
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,4 +1,8 @@
+use super::sample::encrypt;
 use super::*;
+use crate::shared::encrypt_field;
+use crate::sign::SampleOptions;
+use sha1::Sha1;
 use std::time::{Duration, UNIX_EPOCH};
 
 const KEY: &str = "test key";
@@ -344,7 +348,7 @@ fn encrypted_refusals() {
         Rejection::Malformed("encrypt does not decrypt")
     );
     // signed, corrupted ciphertext: last block flipped, padding breaks
-    let mut raw = crypto::b64(&encrypted_field(&body).unwrap()).unwrap();
+    let mut raw = crypto::b64(&encrypt_field(&body).unwrap()).unwrap();
     let n = raw.len();
     raw[n - 1] ^= 0xff;
     let b = format!(r#"{{"encrypt":"{}"}}"#, crypto::b64_encode(&raw)).into_bytes();
@@ -370,7 +374,7 @@ fn encrypted_refusals() {
         );
     }
     // signed, truncated base64 and truncated ciphertext
-    let enc = encrypted_field(&body).unwrap();
+    let enc = encrypt_field(&body).unwrap();
     for bad in [&enc[..enc.len() - 2], &enc[..20], ""] {
         let b = format!(r#"{{"encrypt":"{bad}"}}"#).into_bytes();
         assert_eq!(
@@ -549,4 +553,19 @@ fn class3_encrypt_key_does_not_fall_back_to_legacy_cards() {
     )
     .unwrap();
     assert!(c.legacy_card_callbacks);
+}
+
+/// `hex(SHA-1(timestamp ‖ nonce ‖ verification_token ‖ body))`: legacy message-card callbacks.
+fn legacy_card_signature(
+    timestamp: &str,
+    nonce: &str,
+    verification_token: &str,
+    body: &[u8],
+) -> String {
+    let mut h = Sha1::new();
+    h.update(timestamp.as_bytes());
+    h.update(nonce.as_bytes());
+    h.update(verification_token.as_bytes());
+    h.update(body);
+    hex::encode(h.finalize())
 }
