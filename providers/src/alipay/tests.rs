@@ -1,5 +1,9 @@
+use super::keys::{cert_sn, root_cert_sn};
 use super::*;
-use crate::Provider;
+use crate::crypto::RsaSigner;
+use crate::sign::SampleOptions;
+use crate::{form, Provider};
+use std::collections::BTreeMap;
 
 const KEY_V1_B64: &str = include_str!("../../tests/fixtures/alipay/notify_public_key_v1.b64");
 const KEY_V2_PEM: &str =
@@ -467,11 +471,11 @@ fn event_types() {
 #[test]
 fn beijing_times() {
     assert_eq!(
-        beijing_rfc3339("2019-08-15 15:56:22").as_deref(),
+        beijing_rfc3339("2019-08-15 15:56:22", TIME_FORMAT).as_deref(),
         Some("2019-08-15T15:56:22+08:00")
     );
-    assert_eq!(beijing_rfc3339("2019-08-15T15:56:22"), None);
-    assert_eq!(beijing_rfc3339(""), None);
+    assert_eq!(beijing_rfc3339("2019-08-15T15:56:22", TIME_FORMAT), None);
+    assert_eq!(beijing_rfc3339("", TIME_FORMAT), None);
 }
 
 #[test]
