@@ -1,5 +1,11 @@
+use super::config::platform_key;
+use super::v2::{v2_content, v2_signature, xml};
+use super::v3::{decrypt_resource, v3_message, verify_v3, NONCE, SERIAL, SIGNATURE, TIMESTAMP};
 use super::*;
+use crate::crypto::{self, Certificate, RsaDigest, RsaSigner};
+use crate::sign::SampleOptions;
 use crate::Provider;
+use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// wechatpay-go core/notify/notify_test.go: certificate D7CE59D1F522D701, body, headers.
