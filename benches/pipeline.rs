@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
 use providers::sign::SampleOptions;
-use providers::{crypto, Headers, ProviderConfig, RawRequest};
+use providers::testkit::crypto;
+use providers::{Headers, ProviderConfig, RawRequest};
 
 const ALIPAY_KEY: &str = include_str!("../providers/tests/fixtures/alipay/alipay_private_key.pem");
 const WECHAT_KEY: &str =

@@ -210,9 +210,11 @@ pub fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
     out
 }
 
+#[cfg(any(test, feature = "sign"))]
 /// RSA private key for signing sample requests (`hookgate sign`, tests). PKCS#8 or PKCS#1 PEM.
 pub struct RsaSigner(rsa::RsaPrivateKey);
 
+#[cfg(any(test, feature = "sign"))]
 impl RsaSigner {
     pub fn parse_pem(text: &str) -> Result<Self, String> {
         use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -239,6 +241,7 @@ impl RsaSigner {
     }
 
     /// The matching public key as base64 SPKI DER (Alipay console form).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn public_spki_b64(&self) -> String {
         use rsa::pkcs8::EncodePublicKey;
         let der = self
@@ -332,6 +335,7 @@ pub fn aes_gcm_decrypt(key: &[u8], nonce: &[u8], aad: &[u8], ct_tag: &[u8]) -> O
     }
 }
 
+#[cfg(any(test, feature = "sign"))]
 pub fn aes_gcm_encrypt(key: &[u8], nonce: &[u8], aad: &[u8], pt: &[u8]) -> Option<Vec<u8>> {
     if nonce.len() != 12 {
         return None;
@@ -374,6 +378,7 @@ pub fn random_alnum(n: usize) -> String {
         .collect()
 }
 
+#[cfg(any(test, feature = "sign"))]
 /// `n` random decimal digits (sample trade numbers and notify ids).
 pub fn random_digits(n: usize) -> String {
     random_bytes(n)
@@ -382,6 +387,7 @@ pub fn random_digits(n: usize) -> String {
         .collect()
 }
 
+#[cfg(any(test, feature = "sign"))]
 /// A random UUID-shaped string, `8-4-4-4-12` lowercase hex (sample delivery and request ids).
 pub fn random_uuid() -> String {
     let b = hex::encode(random_bytes(16));

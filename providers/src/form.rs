@@ -22,6 +22,7 @@ pub fn pairs(body: &[u8]) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
         })
 }
 
+#[cfg(any(test, feature = "sign"))]
 /// Encodes one component for a form body (the inverse of `pairs`, used to build samples).
 pub fn encode(value: &[u8]) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -26,11 +26,11 @@
 //!   property test, the fuzz targets and the benches.
 
 mod contract;
-pub mod crypto;
+mod crypto;
 mod envelope;
-pub mod form;
+mod form;
 mod registry;
-pub mod secret;
+mod secret;
 mod shared;
 
 pub mod alipay;
@@ -41,18 +41,18 @@ pub mod hmac;
 pub mod standard;
 pub mod wechatpay;
 
+#[cfg(any(test, feature = "sign"))]
 pub mod sign;
 #[cfg(test)]
 mod testing;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use contract::{
     admit, Admission, ConfigError, Data, Event, Headers, Provider, RawRequest, Rejection, Reply,
     MAX_UNSIGNED_BYTES,
 };
 pub use envelope::Envelope;
-pub use registry::{ProviderConfig, ProviderKind};
+pub use registry::{file_keys, ConfigKeys, ProviderConfig, ProviderKind};
 pub use secret::Secret;
-pub use shared::{
-    bounded, require_secrets, rfc3339_millis, sha256_key, shape, type_name, type_name_or_unknown,
-    unix_millis, unix_secs, within_window,
-};
+pub use shared::unix_secs;

@@ -1,12 +1,19 @@
-//! The registry: every provider id ([`ProviderKind`]), the `provider = "…"` part of a source's
-//! config ([`ProviderConfig`]), and the one `match` that builds an adapter from it.
+//! The registry: every provider ([`ProviderKind`]) with the facts the rest of hookgate needs
+//! about it, the `provider = "…"` part of a source's config ([`ProviderConfig`]), and the one
+//! `match` that builds an adapter from it.
+//!
+//! Every `match` here is exhaustive (no `_` arm), as are the ones of `testkit` and of the flip
+//! test: a new variant does not compile until each fact is given. docs/providers/README.md
+//! lists what else a new provider brings (docs page, example config, fuzz target).
 
 use serde::Deserialize;
 
 use crate::contract::{ConfigError, Provider};
-use crate::{alipay, dingtalk, feishu, github, hmac, sign, standard, wechatpay};
+#[cfg(any(test, feature = "sign"))]
+use crate::sign;
+use crate::{alipay, dingtalk, feishu, github, hmac, standard, wechatpay};
 
-/// The provider ids of CONTRACT.md.
+/// The providers hookgate terminates, by their config id (docs/providers/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProviderKind {
     Github,
@@ -18,7 +25,31 @@ pub enum ProviderKind {
     Hmac,
 }
 
+/// The config keys of one provider that the loader treats specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigKeys {
+    /// Values that are secrets (keys, tokens): never logged, read from `file:PATH` when
+    /// written so.
+    pub secret: &'static [&'static str],
+    /// Other values that may be given as `file:PATH`: public keys, certificates, ids that
+    /// belong to the key material.
+    pub public: &'static [&'static str],
+}
+
 impl ProviderKind {
+    /// Every provider, in the order of the docs. A test checks that each provider folder of
+    /// this crate is listed.
+    pub const ALL: [ProviderKind; 7] = [
+        ProviderKind::Github,
+        ProviderKind::Alipay,
+        ProviderKind::Wechatpay,
+        ProviderKind::Dingtalk,
+        ProviderKind::Feishu,
+        ProviderKind::Standard,
+        ProviderKind::Hmac,
+    ];
+
+    /// The `provider = "…"` id, also the CloudEvents type prefix and the AMQP `provider` header.
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Github => "github",
@@ -30,6 +61,62 @@ impl ProviderKind {
             ProviderKind::Hmac => "hmac",
         }
     }
+
+    /// The kind of a `provider = "…"` id.
+    pub fn from_id(id: &str) -> Option<ProviderKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == id)
+    }
+
+    /// This provider's secret and key-material keys (each module says which are its own).
+    pub fn config_keys(self) -> ConfigKeys {
+        match self {
+            ProviderKind::Github => github::KEYS,
+            ProviderKind::Alipay => alipay::KEYS,
+            ProviderKind::Wechatpay => wechatpay::KEYS,
+            ProviderKind::Dingtalk => dingtalk::KEYS,
+            ProviderKind::Feishu => feishu::KEYS,
+            ProviderKind::Standard => standard::KEYS,
+            ProviderKind::Hmac => hmac::KEYS,
+        }
+    }
+
+    /// The keys whose `file:PATH` values the config loader replaces with the file's
+    /// contents: the secret keys and the public key material.
+    pub fn file_keys(self) -> impl Iterator<Item = &'static str> {
+        let keys = self.config_keys();
+        keys.secret.iter().chain(keys.public).copied()
+    }
+
+    /// The body limit of a source of this provider that sets none: the server's default,
+    /// raised where the provider is known to send more.
+    pub fn default_max_body_bytes(self, server_default: usize) -> usize {
+        match self {
+            ProviderKind::Github => server_default.max(github::MAX_PAYLOAD_BYTES),
+            ProviderKind::Alipay
+            | ProviderKind::Wechatpay
+            | ProviderKind::Dingtalk
+            | ProviderKind::Feishu
+            | ProviderKind::Standard
+            | ProviderKind::Hmac => server_default,
+        }
+    }
+}
+
+/// The keys of a `[[sources]]` table with `provider = provider` whose `file:PATH` values the
+/// config loader reads (see [`ProviderKind::file_keys`]). For a missing or unknown provider,
+/// the keys of every provider: the table is refused anyway, and a `file:` it names is still
+/// checked, as before the registry knew each provider's keys.
+pub fn file_keys(provider: Option<&str>) -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = match provider.and_then(ProviderKind::from_id) {
+        Some(kind) => kind.file_keys().collect(),
+        None => ProviderKind::ALL
+            .into_iter()
+            .flat_map(ProviderKind::file_keys)
+            .collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(*k));
+    keys
 }
 
 /// The provider part of a `[[sources]]` table, selected by its `provider` key.
@@ -63,6 +150,7 @@ impl ProviderConfig {
 
     /// A correctly signed (and, where the provider encrypts, encrypted) sample request that
     /// this source accepts: `hookgate sign`, the load generator and the tests use it.
+    #[cfg(any(test, feature = "sign"))]
     pub fn sample(&self, o: &sign::SampleOptions) -> Result<sign::SampleRequest, String> {
         match self {
             ProviderConfig::Github(c) => github::sample(c, o),
@@ -89,6 +177,7 @@ impl ProviderConfig {
         }
     }
 
+    /// Which provider this is.
     pub fn kind(&self) -> ProviderKind {
         match self {
             ProviderConfig::Github(_) => ProviderKind::Github,
@@ -105,6 +194,7 @@ impl ProviderConfig {
 fn boxed<P: Provider + 'static>(p: P) -> Box<dyn Provider> {
     Box::new(p)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use hookgate::config::Config;
 use providers::sign::SampleOptions;
-use providers::{crypto, dingtalk, feishu, form, github};
+use providers::testkit::{crypto, form};
+use providers::{dingtalk, feishu, github};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -954,7 +955,7 @@ async fn chat_dingtalk_and_feishu_from_hookgate_sign() {
 }
 
 fn rfc3339_millis(ms: i64) -> String {
-    providers::rfc3339_millis(ms).unwrap()
+    providers::testkit::rfc3339_millis(ms).unwrap()
 }
 
 /// The plaintext of a DingTalk push, verified and decrypted with the source's keys. The push

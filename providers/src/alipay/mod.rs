@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use crate::crypto::{self, RsaDigest, RsaPublicKey};
+use crate::registry::ConfigKeys;
 use crate::shared::{beijing_rfc3339, bounded, sha256_key, type_name_or_unknown};
 use crate::{Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply};
 
@@ -27,6 +28,13 @@ use keys::{key_from_spki, public_key, spki_of_certificate};
 use params::{charset, decode_fields, digest_of, param, parse_params, sign_content, Params};
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+/// Alipay's public keys and certificates are not secret, but long: they may come from files.
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &[],
+    public: &["alipay_public_keys", "alipay_cert"],
+};
 
 /// The only body Alipay takes as success; anything else makes it resend (§2.5).
 const SUCCESS: &str = "success";

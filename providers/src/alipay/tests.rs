@@ -589,7 +589,7 @@ fn class2_regrouped_params_are_refused_or_keep_the_content_key() {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
-        crate::sha256_key(&sign_content(&encoded, false))
+        crate::shared::sha256_key(&sign_content(&encoded, false))
     };
     let original = signed_body(
         PRIVATE_KEY,

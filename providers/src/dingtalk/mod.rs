@@ -36,6 +36,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use crate::registry::ConfigKeys;
 use crate::shared::require_secrets;
 use crate::{Admission, ConfigError, ProviderKind, RawRequest, Rejection, Secret};
 
@@ -44,6 +45,13 @@ use event::aes_key_bytes;
 pub use sample::decrypt_reply;
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+/// `owner_key` (appKey, corpId or suiteKey) is no secret; it may come from a file with the rest.
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["token", "aes_key", "app_secrets"],
+    public: &["owner_key"],
+};
 
 /// Which DingTalk callback a source terminates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

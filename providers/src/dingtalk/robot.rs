@@ -19,6 +19,7 @@ const SIGN: &str = "sign";
 /// "相差1小时以上，则认为是非法的请求" (a request more than an hour off is illegal).
 const TOLERANCE_MS: i64 = 3_600_000;
 
+#[cfg(any(test, feature = "sign"))]
 /// `b64(HMAC-SHA256(key = appSecret, msg = timestamp + "\n" + appSecret))`: the robot `sign`.
 pub(super) fn robot_sign(timestamp: &str, app_secret: &str) -> String {
     crypto::b64_encode(&robot_mac(timestamp, app_secret))

@@ -38,6 +38,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::crypto;
+use crate::registry::ConfigKeys;
 use crate::shared::{encrypt_field, json_int, non_empty, rfc3339_millis, type_name_or_unknown};
 use crate::{
     Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
@@ -47,6 +48,12 @@ use crate::{
 pub(crate) use sample::sample;
 #[cfg(any(test, feature = "sign"))]
 pub use sample::{decrypt, signature};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["verification_token", "encrypt_key"],
+    public: &[],
+};
 
 const TIMESTAMP: &str = "x-lark-request-timestamp";
 const NONCE: &str = "x-lark-request-nonce";

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use crate::crypto::{self, MacAlg};
+use crate::registry::ConfigKeys;
 use crate::shared::{bounded, require_secrets, shape};
 use crate::{
     form, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
@@ -24,6 +25,16 @@ use crate::{
 pub(crate) use sample::sample;
 #[cfg(any(test, feature = "sign"))]
 pub use sample::{delivery, signature_256};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["secrets"],
+    public: &[],
+};
+
+/// GitHub caps payloads at 25 MB: a source's default body limit is raised to this, or a
+/// smaller server default would refuse real pushes.
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 26_214_400;
 
 const SIGNATURE_256: &str = "x-hub-signature-256";
 const SIGNATURE_SHA1: &str = "x-hub-signature";

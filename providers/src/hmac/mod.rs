@@ -21,12 +21,19 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::crypto::{self, b64_lenient, ct_eq, MacAlg};
+use crate::registry::ConfigKeys;
 use crate::shared::{bounded, digits, dotted_type, sha256_key, shape, unix_secs, within_window};
 use crate::{Admission, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
 pub use config::Config;
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["secrets"],
+    public: &[],
+};
 
 /// More candidate signatures than this refuse the request before any MAC is compared.
 const MAX_SIGNATURES: usize = 32;

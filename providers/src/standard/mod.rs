@@ -15,6 +15,7 @@ use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::Deserialize;
 
 use crate::crypto::{self, b64, b64_lenient, ct_eq, MacAlg};
+use crate::registry::ConfigKeys;
 use crate::shared::{digits, dotted_type, rfc3339_millis, unix_secs, within_window};
 use crate::{
     Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
@@ -24,6 +25,12 @@ use crate::{
 pub(crate) use sample::sample;
 #[cfg(any(test, feature = "sign"))]
 pub use sample::sign_v1;
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["secrets"],
+    public: &[],
+};
 
 const ID: &str = "webhook-id";
 const TIMESTAMP: &str = "webhook-timestamp";

@@ -84,6 +84,7 @@ impl SignType {
         }
     }
 
+    #[cfg(any(test, feature = "sign"))]
     pub(super) fn as_str(self) -> &'static str {
         match self {
             SignType::Md5 => "MD5",

@@ -20,11 +20,19 @@ mod v3;
 use std::time::SystemTime;
 
 use crate::crypto::RsaPublicKey;
+use crate::registry::ConfigKeys;
 use crate::{Admission, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
 pub use config::{Config, PlatformKeys, SignType};
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+/// Platform certificates and public keys are not secret, but long: they may come from files.
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["apiv3_keys", "api_keys"],
+    public: &["platform_keys"],
+};
 
 /// WeChat Pay takes a failure `message` of 1 to 64 characters.
 const MAX_MESSAGE_CHARS: usize = 64;

@@ -818,7 +818,7 @@ fn class2_regrouped_elements_keep_the_content_key() {
     let content_key = e.content_key.clone().expect("v2 sets a content key");
     assert_eq!(
         content_key,
-        crate::sha256_key(v2_content(&original).as_bytes())
+        crate::shared::sha256_key(v2_content(&original).as_bytes())
     );
 
     let mut swallowed = original.clone();
