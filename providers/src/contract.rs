@@ -247,7 +247,7 @@ impl ConfigError {
 }
 
 /// The most bytes hookgate takes from a value outside a signature (an id, an event name, a
-/// routing-key part), and from any event id or type (CONTRACT.md "Unsigned input decides
+/// routing-key part), and from any event id or type (docs/providers/README.md, "Unsigned input decides
 /// nothing dangerous"): well inside AMQP's 255-byte short strings (`message_id`, `type`,
 /// and the routing key `{source}.{type}`).
 pub const MAX_UNSIGNED_BYTES: usize = 200;

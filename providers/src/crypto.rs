@@ -51,7 +51,7 @@ pub fn b64_encode(bytes: &[u8]) -> String {
 }
 
 /// Base64 that accepts missing padding and non-zero trailing bits: DingTalk's 43-character
-/// AES key and unpadded Standard Webhooks secrets need it (PROVIDERS.md §0).
+/// AES key and unpadded Standard Webhooks secrets need it (docs/providers/dingtalk.md, standard.md).
 pub fn b64_lenient(s: &str) -> Option<Vec<u8>> {
     const LENIENT: general_purpose::GeneralPurpose = general_purpose::GeneralPurpose::new(
         &base64::alphabet::STANDARD,

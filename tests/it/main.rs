@@ -5,6 +5,7 @@ mod admin;
 mod chaos;
 mod console;
 mod deadletter;
+mod example_configs;
 mod github;
 mod guards;
 mod hardening;

@@ -2,7 +2,8 @@
 //! sorted and joined, carry an RSA signature by Alipay's key in `sign` (RSA2 = SHA256withRSA,
 //! legacy `RSA` = SHA1withRSA). The signature covers decoded parameters, not the body, so it
 //! is checked over the decoded bytes in the sender's charset (UTF-8 or GBK), before anything is
-//! transcoded. Acknowledged with the literal body `success`. Protocol and vectors: docs/providers/alipay.md.
+//! transcoded. Acknowledged with the literal body `success`.
+//! Protocol and vectors: docs/providers/alipay.md.
 
 //!
 //! `params.rs` decodes the form and builds the signed string; `keys.rs` reads the configured
@@ -36,7 +37,7 @@ pub(crate) const KEYS: ConfigKeys = ConfigKeys {
     public: &["alipay_public_keys", "alipay_cert"],
 };
 
-/// The only body Alipay takes as success; anything else makes it resend (§2.5).
+/// The only body Alipay takes as success; anything else makes it resend.
 const SUCCESS: &str = "success";
 const FAIL: &str = "fail";
 
@@ -203,7 +204,7 @@ fn is_notify_id_char(c: char) -> bool {
 }
 
 /// `(type, providerevent)`: trade notifications by `trade_status`, gateway messages by their
-/// method, anything else by `notify_type` (§2.4).
+/// method, anything else by `notify_type`.
 fn event_type<'f>(get: &impl Fn(&str) -> Option<&'f str>) -> Result<(String, String), Rejection> {
     if get("notify_type") == Some("trade_status_sync") {
         if let Some(status) = get("trade_status") {

@@ -99,7 +99,7 @@ fn pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-// PROVIDERS.md §2.7: the trade_status_sync notification, V1 content.
+// docs/providers/alipay.md, vectors: the trade_status_sync notification, V1 content.
 #[test]
 fn official_trade_notify_verifies_v1() {
     let params = parse_params(TRADE_NOTIFY).unwrap();
@@ -141,7 +141,7 @@ fn official_trade_notify_verifies_v1() {
     assert_eq!(ack.body, b"success");
 }
 
-// §2.7: servicemarket_order_notify, V2 content (sign_type included).
+// Vectors: servicemarket_order_notify, V2 content (sign_type included).
 #[test]
 fn official_servicemarket_verifies_v2_only() {
     let params = parse_params(SERVICEMARKET).unwrap();
@@ -164,7 +164,7 @@ fn official_servicemarket_verifies_v2_only() {
     assert_eq!(data["charset"], "UTF-8");
 }
 
-// §2.7 NEGATIVE: "verify fail" fails with both rules; and each official notification
+// Vectors, negative: "verify fail" fails with both rules; and each official notification
 // under the other official key fails.
 #[test]
 fn official_negative_vectors() {
@@ -183,7 +183,7 @@ fn official_negative_vectors() {
     );
 }
 
-// §2.7 certificate SNs (informational: not used by notify verification).
+// Vectors: certificate SNs (informational: not used by notify verification).
 #[test]
 fn official_cert_sns_and_cert_key() {
     assert_eq!(

@@ -1,6 +1,6 @@
 //! DingTalk (钉钉): two kinds of callback under one provider id, chosen by `mode`.
 //!
-//! - `mode = "event"` (default): event subscription HTTP push, docs/providers/dingtalk.md. The query
+//! - `mode = "event"` (default): event subscription HTTP push. The query
 //!   carries `msg_signature` (or `signature`), `timeStamp` (or `timestamp`) and `nonce`; the
 //!   body is `{"encrypt":"…"}`. The signature is SHA-1 over the sorted strings (token,
 //!   timestamp, nonce, encrypt); the payload is AES-256-CBC with a 32-byte PKCS#7 block and
@@ -8,7 +8,7 @@
 //!   `success` back within 1.5 s; `check_url` gets the same answer and is not published.
 //!   DingTalk sends no event id, so the id is `sha256:` + hex SHA-256 of the decrypted
 //!   message: a retry is re-encrypted with a new random prefix but maps to the same id.
-//!   No timestamp window is enforced (the official SDK enforces none, §4b "Freshness").
+//!   No timestamp window is enforced (the official SDK enforces none).
 //! - `mode = "robot"`: robot message callback, the robot section. Headers `timestamp` (ms) and `sign` =
 //!   b64(HMAC-SHA256(appSecret, timestamp + "\n" + appSecret)), accepted within ±1 h. The
 //!   body is not signed, so a captured request replays within the hour: dedup on `msgId`

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, UNIX_EPOCH};
 
-// PROVIDERS.md §4c (open-dingtalk/DingTalk-Callback-Crypto DingCallbackCrypto3.py).
+// docs/providers/dingtalk.md, vectors (open-dingtalk/DingTalk-Callback-Crypto DingCallbackCrypto3.py).
 const TOKEN: &str = "mryue";
 const AES_KEY: &str = "Yue0EfdN5900c1ce5cf6A152c63DDe1808a60c5ecd7";
 const OWNER: &str = "ding6ccabc44d2c8d38b";

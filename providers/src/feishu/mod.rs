@@ -1,13 +1,13 @@
-//! Feishu / Lark event subscription and callbacks, PROVIDERS.md §5.
+//! Feishu / Lark event subscription and callbacks (docs/providers/feishu.md).
 //!
 //! With an `encrypt_key` the body is `{"encrypt":"…"}` and `X-Lark-Signature` =
 //! hex(SHA-256(timestamp ‖ nonce ‖ encrypt_key ‖ raw body)) is required; the payload is
-//! AES-256-CBC under SHA-256(encrypt_key) with the IV in front (§5.3). Without one the body is
-//! plain JSON and the Verification Token inside it is the only check (§5.2). The token is
+//! AES-256-CBC under SHA-256(encrypt_key) with the IV in front. Without one the body is
+//! plain JSON and the Verification Token inside it is the only check. The token is
 //! checked after decryption in both cases and removed from the published data: it is a secret.
 //!
 //! `url_verification` is answered with `{"challenge":…}` and not published. The signature is
-//! not applied to it (§5.2; larksuite/oapi-sdk-go's dispatcher skips `VerifySign` for it), so
+//! not applied to it (larksuite/oapi-sdk-go's dispatcher skips `VerifySign` for it), so
 //! an unsigned or badly signed url_verification is accepted when its token matches: the token
 //! is its authentication. Every other request without a valid signature is refused with the
 //! signature's rejection, whatever its ciphertext holds, so an unsigned request cannot probe
@@ -17,7 +17,7 @@
 //!
 //! Schema 2.0 events (and `card.action.trigger` callbacks) use `header.event_id`; schema 1.0
 //! events use `uuid`. Legacy message-card callbacks are signed with
-//! hex(SHA-1(timestamp ‖ nonce ‖ verification_token ‖ raw body)), 40 hex digits (§5.6); they
+//! hex(SHA-1(timestamp ‖ nonce ‖ verification_token ‖ raw body)), 40 hex digits; they
 //! carry no id, so theirs is `sha256:` of the signed timestamp, nonce and body: a replay maps
 //! to the same id, two clicks do not. Feishu defines no timestamp window and retries for
 //! about 7 h, so none is enforced; dedup on the event id catches replays.

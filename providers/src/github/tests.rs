@@ -29,7 +29,7 @@ fn headers(sig: Option<(&str, String)>) -> Vec<(String, String)> {
     h
 }
 
-// PROVIDERS.md §1.6, every OFFICIAL row.
+// docs/providers/github.md, every vector.
 #[test]
 fn official_vectors() {
     let cases: [(&str, &[u8], &str); 6] = [

@@ -144,7 +144,7 @@ fn hmac256(key: &str, msg: &[u8]) -> Vec<u8> {
 #[test]
 fn github_style_official_vector() {
     let p = build(&source(GITHUB_TOML, "mysecret"));
-    // PROVIDERS.md §1.6 OFFICIAL: mysecret over {"foo":"bar"}.
+    // docs/providers/github.md vectors (octokit): mysecret over {"foo":"bar"}.
     let sig = "sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3";
     let body = br#"{"foo":"bar"}"#;
     let headers = h(&[
@@ -199,7 +199,7 @@ fn github_style_official_vector() {
     let r = admit(&p, &[headers[0].clone(), headers[2].clone()], body, at(0)).unwrap_err();
     assert_eq!(r, Rejection::Malformed("the event id header is missing"));
     assert_eq!(r.status(), 400);
-    // Verified, but not JSON (PROVIDERS.md §1.6 "Hello, World!" vector): 400.
+    // Verified, but not JSON (GitHub's "Hello, World!" vector, docs/providers/github.md): 400.
     let p = build(&source(GITHUB_TOML, "It's a Secret to Everybody"));
     let mut hh = headers.clone();
     hh[0].1 = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".into();

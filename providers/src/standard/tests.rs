@@ -7,7 +7,7 @@ use crate::Headers;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use std::time::Duration;
 
-// PROVIDERS.md §6.4, OFFICIAL row 1 (standard-webhooks python/js test_sign).
+// docs/providers/standard.md, vector row 1 (standard-webhooks python/js test_sign).
 const SECRET_1: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ID_1: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
 const TS_1: &str = "1614265330";

@@ -144,7 +144,7 @@ fn signed(pem: &str, serial: &str, ts: u64, body: &[u8]) -> (Vec<(String, String
 
 const TRANSACTION: &str = r#"{"mchid":"1230000109","out_trade_no":"order-7","transaction_id":"4200000001","trade_state":"SUCCESS","amount":{"total":100}}"#;
 
-// PROVIDERS.md §3.6: wechatpay-go notify_test, signature, negative variants, decryption.
+// docs/providers/wechatpay.md, vectors: wechatpay-go notify_test, signature, negative variants, decryption.
 #[test]
 fn official_wxgo_notification() {
     let cert = Certificate::parse_pem(WXGO_NOTIFY_CERT).unwrap();
@@ -220,7 +220,7 @@ fn official_wxgo_notification() {
     assert_eq!(pt, WXGO_PLAINTEXT.as_bytes());
 }
 
-// §3.6: wechatpay-go verifier test, as a certificate and as a public key (PUB_KEY_ID mode).
+// Vectors: wechatpay-go verifier test, as a certificate and as a public key (PUB_KEY_ID mode).
 #[test]
 fn official_wxgo_verifier() {
     let cert = Certificate::parse_pem(WXGO_VERIFIER_CERT).unwrap();
@@ -240,7 +240,7 @@ fn official_wxgo_verifier() {
     );
 }
 
-// §3.6: wechatpay-java AEAD vector and encrypted certificate.
+// Vectors: wechatpay-java AEAD vector and encrypted certificate.
 #[test]
 fn official_wxjava_aead() {
     let key = WXJAVA_KEY.as_bytes();
@@ -290,7 +290,7 @@ fn official_wxjava_aead() {
         .contains("5DEA10EF55877E3CF6C33255C2E7DEFFF7E427EC"));
 }
 
-// §3.6: the v2 signature example of the API docs.
+// Vectors: the v2 signature example of the API docs.
 #[test]
 fn official_v2_signatures() {
     let params: Vec<(String, String)> = [
