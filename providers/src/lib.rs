@@ -1,14 +1,14 @@
 //! Provider adapters for hookgate: pure functions from a raw HTTP request to a verified event.
 //!
 //! # Layout
-//! - [`contract`](Provider) — the types the gateway and the adapters agree on: the
+//! - `contract` — the types the gateway and the adapters agree on: the
 //!   [`Provider`] trait (`admit` gets the headers, the raw query string, the exact body bytes
 //!   and `now`; it returns an [`Admission`] — an [`Event`] to publish with the provider's
 //!   success [`Reply`], or a control probe answered without publishing — or a typed
 //!   [`Rejection`]), and [`admit`], the gateway's entry point, `Provider::admit` plus a
 //!   backstop on every event's id and type ([`MAX_UNSIGNED_BYTES`], shape). Adapters never read
 //!   the clock, the network or disk.
-//! - [`registry`](ProviderKind) — [`ProviderKind`] with the facts each provider owns (its id,
+//! - `registry` — [`ProviderKind`] with the facts each provider owns (its id,
 //!   its secret and `file:` keys, its default body limit), and [`ProviderConfig`], the
 //!   `provider = "…"` part of a `[[sources]]` table, whose `build` is the one `match` that
 //!   registers the adapters. `match`es on the kind are exhaustive, so a new provider does not
@@ -20,9 +20,9 @@
 //!   types (and, with `sign`, a few sender-side helpers) are public.
 //! - private: `crypto` (constant-time compare, HMAC, base64, RSA, AES, randomness), `shared`
 //!   (bounded values, type names, time), `form` (form decoding that keeps bytes).
-//! - [`sign`] (feature `sign`, on by default): correctly signed sample requests, for
+//! - `sign` (feature `sign`, on by default): correctly signed sample requests, for
 //!   `hookgate sign`, the load generator and the tests.
-//! - [`testkit`] (feature `testkit`): one test source per provider mode, shared by the flip
+//! - `testkit` (feature `testkit`): one test source per provider mode, shared by the flip
 //!   property test, the fuzz targets and the benches.
 
 mod contract;
@@ -55,4 +55,5 @@ pub use contract::{
 pub use envelope::Envelope;
 pub use registry::{file_keys, ConfigKeys, ProviderConfig, ProviderKind};
 pub use secret::Secret;
-pub use shared::unix_secs;
+// `bounded`: the gateway shapes the unverified id it logs for a refusal the same way.
+pub use shared::{bounded, unix_secs};

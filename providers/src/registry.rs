@@ -87,6 +87,21 @@ impl ProviderKind {
         keys.secret.iter().chain(keys.public).copied()
     }
 
+    /// The headers in which every sender of this provider puts its event id, whether or not
+    /// they are signed: what the gateway may quote (bounded) in the log line of a refusal.
+    /// Empty where the id is inside the (possibly encrypted) body, or configured per source.
+    pub fn id_headers(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Github => &["x-github-delivery"],
+            ProviderKind::Standard => &["webhook-id", "svix-id"],
+            ProviderKind::Alipay
+            | ProviderKind::Wechatpay
+            | ProviderKind::Dingtalk
+            | ProviderKind::Feishu
+            | ProviderKind::Hmac => &[],
+        }
+    }
+
     /// The body limit of a source of this provider that sets none: the server's default,
     /// raised where the provider is known to send more.
     pub fn default_max_body_bytes(self, server_default: usize) -> usize {

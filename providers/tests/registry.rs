@@ -150,3 +150,21 @@ fn default_body_limits() {
         assert_eq!(kind.default_max_body_bytes(50_000_000), 50_000_000);
     }
 }
+
+#[test]
+fn id_headers_carry_the_event_id() {
+    let now = std::time::SystemTime::now();
+    for s in testkit::sources() {
+        let names = s.kind.id_headers();
+        if names.is_empty() {
+            continue;
+        }
+        let r = s.sample(now, "evtregistry1");
+        let sent = r
+            .headers
+            .iter()
+            .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+            .map(|(_, v)| v.as_str());
+        assert_eq!(sent, Some("evtregistry1"), "{}", s.name);
+    }
+}
