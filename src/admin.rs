@@ -39,7 +39,60 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/events/{source}/{id}", web::get().to(event))
         .route("/replay", web::post().to(replay))
         .route("/forget", web::post().to(forget))
-        .route("/rejections", web::get().to(rejections));
+        .route("/rejections", web::get().to(rejections))
+        .route("/outbox", web::get().to(outbox));
+}
+
+/// `hookgate outbox` and `GET /outbox`: what waits for the broker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OutboxSummary {
+    pub pending: u64,
+    pub oldest: Option<OldestPending>,
+    pub dead: usize,
+}
+
+/// The oldest event not yet confirmed by the broker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OldestPending {
+    pub seq: u64,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub routing_key: String,
+    /// RFC 3339.
+    pub accepted: String,
+}
+
+/// Reads the outbox's head from `store` (a file read: call it off the async workers).
+pub fn outbox_summary(store: &crate::store::Store) -> std::io::Result<OutboxSummary> {
+    let oldest = store
+        .reader(store.cursor())?
+        .next_record()?
+        .map(|(seq, _, e)| OldestPending {
+            seq,
+            accepted: chrono::DateTime::from_timestamp(e.timestamp as i64, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            id: e.message_id,
+            kind: e.kind,
+            source: e.source,
+            routing_key: e.routing_key,
+        });
+    Ok(OutboxSummary {
+        pending: store.pending(),
+        oldest,
+        dead: store.dead_count(),
+    })
+}
+
+async fn outbox(gw: web::Data<Gateway>) -> HttpResponse {
+    let store = gw.store.clone();
+    match web::block(move || outbox_summary(&store)).await {
+        Ok(Ok(summary)) => HttpResponse::Ok().json(summary),
+        Ok(Err(e)) => internal("reading the outbox", e),
+        Err(e) => internal("reading the outbox", e),
+    }
 }
 
 /// Middleware: 401 without the right bearer token, when one is configured.

@@ -158,6 +158,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     for w in crate::topology::warnings(&config) {
         tracing::warn!("{w}");
     }
+    for w in crate::nodes::warnings(&config) {
+        tracing::warn!("{w}");
+    }
     let broker = Arc::new(BrokerStatus::default());
     let health = Arc::new(Health::default());
     let gateway = Arc::new(
@@ -168,6 +171,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::warn!(error = %e, "kept refusals could not be read");
     }
     let cancel = CancellationToken::new();
+    let m = crate::metrics::get();
+    m.init_sources(config.sources.iter().map(|s| s.name.as_str()));
+    m.outbox_capacity
+        .set(config.store.max_outbox_entries.min(i64::MAX as u64) as i64);
 
     // Sweep, checkpoint (a sled flush) and retention: cheap, and a short checkpoint interval
     // keeps the re-index at start small.
@@ -202,9 +209,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         .oldest_pending_at()
                         .map_or(0, |at| crate::now_secs().saturating_sub(at));
                     m.oldest_pending_age.set(age as i64);
-                    if store.problem() == Some(crate::store::COMMITTER_STOPPED) {
-                        tracing::error!("event log committer stopped; stopping the gateway");
-                        health.set("log", Some(crate::store::COMMITTER_STOPPED.into()));
+                    let stopped = store.problem().filter(|p| {
+                        [
+                            crate::store::COMMITTER_STOPPED,
+                            crate::store::INDEXER_STOPPED,
+                        ]
+                        .contains(p)
+                    });
+                    if let Some(problem) = stopped {
+                        tracing::error!(problem, "store thread stopped; stopping the gateway");
+                        health.set("log", Some(problem.into()));
                         health.fatal.cancel();
                         return;
                     }
@@ -227,7 +241,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
     }));
-    if gateway.client_limiter.is_some() {
+    // Always running: a reload may turn `server.client_rate_limit` on.
+    {
         let gw = gateway.clone();
         tasks.push(supervise("limiter", health.clone(), cancel.clone(), {
             let cancel = cancel.clone();
@@ -237,7 +252,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     let mut tick = tokio::time::interval(Duration::from_secs(60));
                     loop {
                         tokio::select! { _ = tick.tick() => {}, _ = c.cancelled() => return }
-                        if let Some(l) = &gw.client_limiter {
+                        if let Some(l) = &gw.runtime.load().client_limiter {
                             l.shrink();
                         }
                     }
@@ -252,7 +267,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
     let (public_handle, admin_handle) = (public.handle(), admin.handle());
     let servers = vec![actix_web::rt::spawn(public), actix_web::rt::spawn(admin)];
-    tracing::info!(%public_addr, %admin_addr, sources = gateway.sources.len(), tls = tls.is_some(), store = %config.store.path.display(), "hookgate listening");
+    let mut names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    tracing::info!(
+        version = crate::cli::VERSION,
+        public = %public_addr,
+        admin = %admin_addr,
+        tls = tls.is_some(),
+        sources = %names.join(","),
+        store = %config.store.path.display(),
+        exchange = %config.amqp.exchange,
+        "hookgate listening"
+    );
     Ok(Running {
         public_addr,
         admin_addr,
@@ -269,6 +295,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
+    /// Re-reads the config file (SIGHUP) and swaps in its sources, guards and limits, and
+    /// re-reads the TLS files; see [`crate::runtime`]. On error nothing changes.
+    pub fn reload(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<crate::runtime::Changes, crate::runtime::ReloadError> {
+        let config = Config::load(path).map_err(|e| crate::runtime::ReloadError(e.to_string()))?;
+        crate::runtime::apply(&self.gateway, &config, || {
+            self.reload_tls().map(|_| ()).map_err(|e| e.to_string())
+        })
+    }
+
     /// Re-reads `[server.tls]` cert and key (SIGHUP); the next handshake serves them. On error
     /// the certificate in use stays. `Ok(false)` when TLS is not configured.
     pub fn reload_tls(&self) -> Result<bool, ConfigError> {

@@ -2,7 +2,7 @@
 //! `forget` and `rejections` live in [`crate::inspect_cli`].
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -12,12 +12,21 @@ use clap::{Parser, Subcommand, ValueEnum};
 use providers::sign::SampleOptions;
 use providers::ProviderConfig;
 
-use crate::config::{serde_error, Config};
+pub use crate::config::LogFormat;
+use crate::config::{redact_url, serde_error, Config};
+
+/// `hookgate --version`: the crate version and the git revision it was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HOOKGATE_REVISION"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "hookgate",
-    version,
+    version = VERSION,
     about = "Inbound webhook gateway: verify, decrypt, dedup, outbox, RabbitMQ"
 )]
 struct Cli {
@@ -31,14 +40,18 @@ enum Command {
     Serve {
         #[arg(short, long, env = "HOOKGATE_CONFIG")]
         config: PathBuf,
-        /// Log format.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "HOOKGATE_LOG_FORMAT")]
-        log_format: LogFormat,
+        /// Log format [default: server.log_format, else text].
+        #[arg(long, value_enum, env = "HOOKGATE_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config file and list its sources; exits non-zero on any error.
     Check {
         #[arg(short, long, env = "HOOKGATE_CONFIG")]
         config: PathBuf,
+        /// Also show what a reload (SIGHUP) of this file would change in the running gateway,
+        /// asked through its admin listener.
+        #[arg(long)]
+        diff: bool,
     },
     /// Print a correctly signed sample request for a source (a curl line by default).
     Sign(Box<SignArgs>),
@@ -57,15 +70,6 @@ enum Command {
     Rejections(crate::inspect_cli::RejectionsArgs),
     /// Follow newly accepted events of the running gateway live.
     Tail(crate::inspect_cli::TailArgs),
-}
-
-/// `--log-format`.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    /// One line of text per event, field values escaped.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[derive(clap::Args)]
@@ -91,7 +95,8 @@ struct SignArgs {
     /// Base URL of the gateway.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// The provider's event name (push, TRADE_SUCCESS, TRANSACTION.SUCCESS, ...).
+    /// The provider's event name (push, TRADE_SUCCESS, TRANSACTION.SUCCESS, ...); for a wecom
+    /// source, `url_verification` prints WeCom's URL verification GET instead.
     #[arg(long)]
     event: Option<String>,
     /// Event id (random when absent).
@@ -123,7 +128,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
-        Command::Check { config } => check(&config),
+        Command::Check { config, diff } => check(&config, diff),
         Command::Sign(args) => sign(*args),
         Command::Outbox { config } => outbox(&config),
         Command::Events(args) => crate::inspect_cli::events(*args),
@@ -141,13 +146,62 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The filter when `RUST_LOG` is unset: hookgate at INFO, every dependency at WARN.
+/// actix_http logs every malformed request, slow-header timeout and reset connection at ERROR
+/// ("stream error: ..."): the client already got its 400/408, and a line per bad request would
+/// let anyone fill the log. Off by default; naming it in RUST_LOG brings it back.
+pub const DEFAULT_FILTER: &str = "hookgate=info,warn,actix_http=off";
+
+/// `RUST_LOG` as a filter. A bare level (`debug`, `trace`) applies to hookgate only, with the
+/// dependencies kept at WARN as by default (or quieter, for `error` and `off`), so turning on hookgate's debug lines does not
+/// bury them under sled, h2 or rustls internals; a dependency's own lines are asked for by
+/// name (`RUST_LOG=debug,h2=debug`). Anything else is an `EnvFilter` directive list as is.
+pub fn filter_directives(rust_log: Option<&str>) -> String {
+    let Some(v) = rust_log.map(str::trim).filter(|v| !v.is_empty()) else {
+        return DEFAULT_FILTER.into();
+    };
+    let bare = |d: &str| {
+        ["off", "error", "warn", "info", "debug", "trace"]
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(d))
+    };
+    let mut out = Vec::new();
+    let mut level = None;
+    for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if bare(d) {
+            level = Some(d);
+        } else {
+            out.push(d);
+        }
+    }
+    match level {
+        Some(level) => {
+            // Quieter than WARN (`error`, `off`) quiets the dependencies too.
+            let dependencies = if ["off", "error"]
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(level))
+            {
+                level
+            } else {
+                "warn"
+            };
+            let mut all = vec![format!("hookgate={level}"), dependencies.into()];
+            if !out.iter().any(|d| d.starts_with("actix_http")) {
+                all.push("actix_http=off".into());
+            }
+            all.extend(out.into_iter().map(String::from));
+            all.join(",")
+        }
+        None => v.to_string(),
+    }
+}
+
 pub(crate) fn init_tracing(format: LogFormat) {
     use tracing_subscriber::util::SubscriberInitExt;
-    // actix_http logs every malformed request, slow-header timeout and reset connection at
-    // ERROR ("stream error: ..."): the client already got its 400/408, and a line per bad
-    // request would let anyone fill the log. Off by default; RUST_LOG brings it back.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,lapin=warn,actix_server=warn,actix_http=off")
+    let directives = filter_directives(std::env::var("RUST_LOG").ok().as_deref());
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("hookgate: RUST_LOG {directives:?} ignored: {e}");
+        tracing_subscriber::EnvFilter::new(DEFAULT_FILTER)
     });
     // Colours only on a terminal: escape sequences in a log file are noise a reader's terminal
     // would act on.
@@ -177,8 +231,11 @@ where
             .fmt_fields(EscapedFields)
             .with_writer(writer)
             .boxed(),
+        // Flat objects: `{"timestamp","level","message","source",…}`, the shape log
+        // shippers (Vector, Loki, jq) read without a path into a `fields` sub-object.
         LogFormat::Json => fmt::layer()
             .json()
+            .flatten_event(true)
             .with_target(false)
             .with_writer(writer)
             .boxed(),
@@ -283,9 +340,13 @@ impl<W: std::fmt::Write> std::fmt::Write for Escape<'_, W> {
     }
 }
 
-fn serve(path: &Path, log_format: LogFormat) -> anyhow::Result<()> {
+fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    init_tracing(log_format);
+    init_tracing(
+        log_format
+            .or(config.server.log_format)
+            .unwrap_or(LogFormat::Text),
+    );
     if let Some(problem) = crate::admin::exposure_problem(&config.server) {
         tracing::warn!("{problem}");
     }
@@ -295,7 +356,7 @@ fn serve(path: &Path, log_format: LogFormat) -> anyhow::Result<()> {
         let running = crate::app::start(config).await?;
         let fatal = running.health.fatal.clone();
         tokio::select! {
-            _ = signals.wait_for_shutdown(&running) => {}
+            _ = signals.wait_for_shutdown(&running, path) => {}
             _ = fatal.cancelled() => {}
         }
         tracing::info!("shutting down: draining requests, then closing the store");
@@ -328,31 +389,29 @@ impl Signals {
         })
     }
 
-    /// Until SIGTERM or SIGINT; SIGHUP in the meantime reloads the TLS certificate (a bad new
-    /// one is logged and the current one kept).
-    async fn wait_for_shutdown(mut self, running: &crate::app::Running) {
+    /// Until SIGTERM or SIGINT; SIGHUP in the meantime reloads the config file `path`
+    /// ([`crate::runtime`]): a file that fails `check` is logged and counted, and the running
+    /// config stays.
+    async fn wait_for_shutdown(mut self, running: &crate::app::Running, path: &Path) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => match running.reload_tls() {
-                    Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                    Ok(false) => tracing::info!("SIGHUP: no [server.tls] configured, nothing to reload"),
-                    Err(e) => tracing::error!("SIGHUP: keeping the current TLS certificate: {e}"),
-                },
+                _ = self.hup.recv() => {
+                    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+                    crate::runtime::report(&running.reload(path));
+                }
             }
         }
     }
 }
 
-fn check(path: &Path) -> anyhow::Result<()> {
+fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    if let Some(problem) = crate::admin::exposure_problem(&config.server) {
-        bail!("{}: {problem}", path.display());
-    }
+    crate::runtime::check_beyond_load(&config)
+        .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
     let tls = match &config.server.tls {
         Some(tls) => {
-            crate::server::tls::TlsCerts::load(tls)?;
             format!(
                 "  tls cert {} key {}",
                 tls.cert.display(),
@@ -371,6 +430,19 @@ fn check(path: &Path) -> anyhow::Result<()> {
         config.store.path.display(),
         config.amqp.exchange
     )?;
+    let broker_tls = match &config.amqp.tls {
+        Some(t) => format!(
+            "  tls ca {}{}",
+            t.ca.as_ref()
+                .map_or("(system roots)".into(), |p| p.display().to_string()),
+            t.cert
+                .as_ref()
+                .map_or(String::new(), |p| format!(" client cert {}", p.display()))
+        ),
+        None => String::new(),
+    };
+    let nodes: Vec<String> = config.amqp.url.iter().map(|u| redact_url(u)).collect();
+    writeln!(out, "broker {}{broker_tls}", nodes.join(", "))?;
     writeln!(
         out,
         "{:<20} {:<10} {:<28} {:<28} {:>10}  guards",
@@ -402,6 +474,28 @@ fn check(path: &Path) -> anyhow::Result<()> {
     }
     for w in crate::topology::warnings(&config) {
         writeln!(out, "warning: {w}")?;
+    }
+    for w in crate::nodes::warnings(&config) {
+        writeln!(out, "warning: {w}")?;
+    }
+    if diff {
+        let (status, body) = crate::inspect_cli::admin_get(&config, "/config")
+            .context("--diff: asking the running gateway's admin listener")?;
+        if status != 200 {
+            bail!("--diff: GET /config on the admin listener answered {status}: {body}");
+        }
+        let running: crate::runtime::Summary =
+            serde_json::from_str(&body).context("--diff: GET /config answered unexpected JSON")?;
+        let changes = crate::runtime::diff(&running, &crate::runtime::Summary::of(&config));
+        let lines = changes.lines();
+        if lines.is_empty() {
+            writeln!(out, "diff: a reload would change nothing")?;
+        } else {
+            writeln!(out, "diff against the running gateway (+ added, - removed, ~ changed, ! needs a restart):")?;
+            for l in lines {
+                writeln!(out, "  {l}")?;
+            }
+        }
     }
     Ok(())
 }
@@ -439,8 +533,28 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         o.private_key =
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?);
     }
-    let sample = provider.sample(&o).map_err(anyhow::Error::msg)?;
     let url = format!("{}/hooks/{}", a.url.trim_end_matches('/'), name);
+    if let (ProviderConfig::Wecom(c), Some("url_verification")) = (&provider, o.event.as_deref()) {
+        // The GET WeCom sends when the URL is saved: the reply must be `echo`, exactly.
+        let echo = o.id.clone().unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                .to_string()
+        });
+        let query =
+            providers::wecom::verification_query(c, o.now, &echo).map_err(anyhow::Error::msg)?;
+        let get = format!("{url}?{query}");
+        match a.format {
+            SignFormat::Curl => println!("curl -sS -i {}", providers::sign::shell_quote(&get)),
+            SignFormat::Json => println!(
+                "{}",
+                serde_json::json!({"method": "GET", "url": get, "headers": [], "body": "", "expect": echo})
+            ),
+        }
+        return Ok(());
+    }
+    let sample = provider.sample(&o).map_err(anyhow::Error::msg)?;
     match a.format {
         SignFormat::Curl => println!("{}", sample.curl(&url)),
         SignFormat::Json => println!(
@@ -487,61 +601,38 @@ fn explicit_provider(provider: &str, with: &[String]) -> anyhow::Result<Provider
 
 fn outbox(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    match crate::store::Store::open_waiting(&config.store, Duration::from_millis(500)) {
-        Ok(store) => {
-            println!("pending: {}", store.pending());
-            let mut reader = store.reader(store.cursor())?;
-            if let Some((seq, _, e)) = reader.next_record()? {
-                let at = chrono::DateTime::from_timestamp(e.timestamp as i64, 0)
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default();
-                println!(
-                    "oldest:  seq {seq}  id {}  type {}  source {}  routing key {}  accepted {at}",
-                    e.message_id, e.kind, e.source, e.routing_key
-                );
+    let (summary, from) =
+        match crate::store::Store::open_waiting(&config.store, Duration::from_millis(500)) {
+            Ok(store) => {
+                let summary = crate::admin::outbox_summary(&store);
+                store.close();
+                (summary?, "")
             }
-            println!("dead:    {}", store.dead_count());
-            store.close();
-            Ok(())
-        }
-        Err(open_err) => {
-            // The running gateway holds the store's lock: ask its admin listener instead.
-            let body = http_get(config.server.admin_listen, "/readyz").with_context(|| {
-                format!("store is locked ({open_err}) and the admin listener did not answer")
-            })?;
-            let v: serde_json::Value =
-                serde_json::from_str(&body).context("readyz answered with non-JSON")?;
-            println!(
-                "pending: {} (from the running gateway's /readyz)",
-                v["outbox_pending"]
-            );
-            if let Some(age) = v["oldest_pending_age_secs"].as_u64() {
-                println!("oldest:  {age} s old");
+            Err(open_err) => {
+                // The running gateway holds the store's lock: ask its admin listener instead.
+                let (status, body) = crate::inspect_cli::admin_get(&config, "/outbox")
+                    .with_context(|| {
+                        format!(
+                            "store is locked ({open_err}) and the admin listener did not answer"
+                        )
+                    })?;
+                if status != 200 {
+                    bail!("GET /outbox on the admin listener answered {status}: {body}");
+                }
+                let summary: crate::admin::OutboxSummary =
+                    serde_json::from_str(&body).context("GET /outbox answered unexpected JSON")?;
+                (summary, " (from the running gateway)")
             }
-            println!("dead:    {}", v["dead_letters"]);
-            println!("broker:  {}", v["broker"]);
-            Ok(())
-        }
+        };
+    println!("pending: {}{from}", summary.pending);
+    if let Some(o) = summary.oldest {
+        println!(
+            "oldest:  seq {}  id {}  type {}  source {}  routing key {}  accepted {}",
+            o.seq, o.id, o.kind, o.source, o.routing_key, o.accepted
+        );
     }
-}
-
-/// A minimal HTTP/1.0 GET on the (loopback) admin listener.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
-    let addr = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .context("malformed HTTP response")?;
-    Ok(body)
+    println!("dead:    {}", summary.dead);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -569,6 +660,51 @@ mod tests {
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
+        }
+    }
+
+    /// Issue 15: a bare level raises hookgate only; dependencies stay at WARN unless named.
+    #[test]
+    fn rust_log_levels_apply_to_hookgate_and_dependencies_stay_at_warn() {
+        assert_eq!(filter_directives(None), DEFAULT_FILTER);
+        assert_eq!(filter_directives(Some(" ")), DEFAULT_FILTER);
+        assert_eq!(
+            filter_directives(Some("debug")),
+            "hookgate=debug,warn,actix_http=off"
+        );
+        assert_eq!(
+            filter_directives(Some("debug,h2=debug")),
+            "hookgate=debug,warn,actix_http=off,h2=debug"
+        );
+        assert_eq!(
+            filter_directives(Some("error")),
+            "hookgate=error,error,actix_http=off"
+        );
+        assert_eq!(
+            filter_directives(Some("hookgate=trace,sled=info")),
+            "hookgate=trace,sled=info"
+        );
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let filter = tracing_subscriber::EnvFilter::new(filter_directives(Some("debug")));
+            let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+            let sink = buf.clone();
+            let writer = move || SharedBuf(sink.clone());
+            tracing::subscriber::with_default(
+                log_subscriber(format, filter, false, writer),
+                || {
+                    tracing::debug!(target: "hookgate::relay", "ours-debug");
+                    tracing::debug!(target: "h2::codec", "dependency-debug");
+                    tracing::info!(target: "rustls::server", "dependency-info");
+                    tracing::warn!(target: "h2::proto", "dependency-warn");
+                },
+            );
+            let out = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+            assert!(out.contains("ours-debug"), "{out}");
+            assert!(out.contains("dependency-warn"), "{out}");
+            assert!(
+                !out.contains("dependency-debug") && !out.contains("dependency-info"),
+                "{out}"
+            );
         }
     }
 

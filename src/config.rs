@@ -66,6 +66,28 @@ pub struct ServerConfig {
     /// <token>`; `file:PATH` reads it from a file.
     #[serde(default)]
     pub admin_token: Option<providers::Secret>,
+    /// `text` or `json`; `hookgate serve --log-format` wins over it.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The log line format (`server.log_format`, `hookgate serve --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, field values escaped.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 /// Which forwarding header `server.trusted_proxies` write (CONTRACT.md, "Client IP").
@@ -129,9 +151,14 @@ pub struct StoreConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpConfig {
-    /// May hold the broker's password; `file:PATH` reads it from a file. Debug redacts it.
-    #[serde(default = "default_amqp_url")]
-    pub url: String,
+    /// One URL, or a list: the nodes of a RabbitMQ cluster, tried in order (see
+    /// [`crate::nodes`]). Each may hold the broker's password and may be `file:PATH`.
+    /// Debug redacts it.
+    #[serde(default = "default_amqp_url", deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// TLS for `amqps://` nodes; relative paths are relative to the config file.
+    #[serde(default)]
+    pub tls: Option<crate::amqp_tls::AmqpTlsConfig>,
     /// Topic exchange, durable, declared at start.
     #[serde(default = "default_exchange")]
     pub exchange: String,
@@ -141,7 +168,7 @@ pub struct AmqpConfig {
     /// Most unconfirmed publishes in flight at once.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
-    /// Cap of the reconnect backoff.
+    /// Cap of the reconnect backoff of each node.
     #[serde(default = "default_reconnect_max_secs")]
     pub reconnect_max_secs: u64,
     /// Refusals (unroutable, nack, too large) after which an event becomes a dead letter.
@@ -152,7 +179,11 @@ pub struct AmqpConfig {
 impl std::fmt::Debug for AmqpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpConfig")
-            .field("url", &redact_url(&self.url))
+            .field(
+                "url",
+                &self.url.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
+            .field("tls", &self.tls)
             .field("exchange", &self.exchange)
             .field("queues", &self.queues)
             .field("max_in_flight", &self.max_in_flight)
@@ -210,6 +241,11 @@ pub struct SourceConfig {
     /// Template over `{source}`, `{type}`, `{provider}`.
     pub routing_key: String,
     pub provider: ProviderConfig,
+    /// `sha256:` + hex SHA-256 of the source's resolved table (secrets read from their files,
+    /// variables interpolated) and its effective body limit: any change, a rotated secret
+    /// included, changes it. Shown by `GET /config` and compared by `check --diff`; never the
+    /// values themselves.
+    pub fingerprint: String,
 }
 
 /// The keys every source has, whatever its provider.
@@ -273,8 +309,27 @@ fn default_segment_bytes() -> u64 {
 fn default_max_attempts() -> u32 {
     5
 }
-fn default_amqp_url() -> String {
-    "amqp://guest:guest@127.0.0.1:5672/%2f".into()
+fn default_amqp_url() -> Vec<String> {
+    vec!["amqp://guest:guest@127.0.0.1:5672/%2f".into()]
+}
+
+/// `amqp.url` as a string or a list of strings (not empty).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("url: expected a URL or a list of URLs (the cluster's nodes)")
+    })? {
+        OneOrMany::One(u) => Ok(vec![u]),
+        OneOrMany::Many(v) if v.is_empty() => Err(serde::de::Error::custom(
+            "url: the list of broker URLs is empty",
+        )),
+        OneOrMany::Many(v) => Ok(v),
+    }
 }
 fn default_exchange() -> String {
     "hookgate".into()
@@ -283,7 +338,8 @@ fn default_max_in_flight() -> usize {
     512
 }
 fn default_reconnect_max_secs() -> u64 {
-    30
+    // Per broker node (crate::nodes): a node back after a restart is used within seconds.
+    5
 }
 
 impl Config {
@@ -346,7 +402,10 @@ impl Config {
         {
             resolve_value(url, base, "amqp.url", &mut errors);
         }
-        let amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
+        let mut amqp: Option<AmqpConfig> = section(&mut root, "amqp", &mut errors);
+        if let Some(tls) = amqp.as_mut().and_then(|a| a.tls.as_mut()) {
+            tls.resolve(base);
+        }
 
         let mut sources = Vec::new();
         let default_body = server
@@ -405,12 +464,19 @@ impl Config {
         if self.store.max_outbox_entries == 0 {
             errors.push("store.max_outbox_entries: must be at least 1".into());
         }
-        if let Err(e) = self.amqp.url.parse::<lapin::uri::AMQPUri>() {
-            // The parser quotes the whole URL in some errors, password included; a URL that
-            // does not parse has no password we could find to cut out.
-            let e = e.replace(&self.amqp.url, "…");
-            errors.push(format!("amqp.url: not an AMQP URI: {e}"));
+        for (i, url) in self.amqp.url.iter().enumerate() {
+            if let Err(e) = url.parse::<lapin::uri::AMQPUri>() {
+                // The parser quotes the whole URL in some errors, password included; a URL
+                // that does not parse has no password we could find to cut out.
+                let e = e.replace(url.as_str(), "…");
+                let key = match self.amqp.url.len() {
+                    1 => "amqp.url".to_string(),
+                    _ => format!("amqp.url[{i}]"),
+                };
+                errors.push(format!("{key}: not an AMQP URI: {e}"));
+            }
         }
+        errors.extend(crate::amqp_tls::problems(&self.amqp));
         if self.amqp.exchange.is_empty() {
             errors.push(
                 "amqp.exchange: must not be empty (the default exchange cannot route by topic)"
@@ -485,14 +551,29 @@ fn section<T: DeserializeOwned>(
     let value = root
         .remove(name)
         .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    let keys = value.as_table().cloned().unwrap_or_default();
-    match T::deserialize(value) {
+    match typed(name, value) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(serde_error(name, e.message(), &keys));
+            errors.push(e);
             None
         }
     }
+}
+
+/// Deserializes the table `label`; an error names the key path inside it (`rate_limit.burst`,
+/// `queues[1].kind`) and never quotes a value. Where serde cannot follow the path (inside an
+/// internally tagged enum such as a provider's keys) the key is found by [`serde_error`].
+fn typed<T: DeserializeOwned>(label: &str, value: toml::Value) -> Result<T, String> {
+    let keys = value.as_table().cloned().unwrap_or_default();
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().message().to_string();
+        if path.is_empty() || path == "." {
+            serde_error(label, &message, &keys)
+        } else {
+            format!("{label}.{path}: {}", redact_values(&message))
+        }
+    })
 }
 
 fn parse_source(
@@ -512,6 +593,7 @@ fn parse_source(
     };
     let before = errors.len();
     resolve_files(&mut table, base, &label, errors);
+    let resolved = toml::Value::Table(table.clone()).to_string();
 
     let mut common = toml::Table::new();
     for key in COMMON_KEYS {
@@ -519,16 +601,22 @@ fn parse_source(
             common.insert(key.to_string(), v);
         }
     }
-    let common_keys = common.clone();
-    let common = match CommonKeys::deserialize(toml::Value::Table(common)) {
+    let common = match typed::<CommonKeys>(&label, toml::Value::Table(common)) {
         Ok(c) => Some(c),
         Err(e) => {
-            errors.push(serde_error(&label, e.message(), &common_keys));
+            errors.push(e);
             None
         }
     };
     let provider = if !table.contains_key("provider") {
-        errors.push(format!("{label}.provider: missing (one of github, alipay, wechatpay, dingtalk, feishu, standard, hmac)"));
+        let ids: Vec<&str> = providers::ProviderKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        errors.push(format!(
+            "{label}.provider: missing (one of {})",
+            ids.join(", ")
+        ));
         None
     } else {
         let keys = table.clone();
@@ -577,17 +665,27 @@ fn parse_source(
     if errors.len() > before {
         return None;
     }
+    let max_body_bytes = common.max_body_bytes.unwrap_or(match provider.kind() {
+        // GitHub caps payloads at 25 MB (PROVIDERS.md §1.5); a smaller default refuses real pushes.
+        ProviderKind::Github => default_body.max(26_214_400),
+        _ => default_body,
+    });
+    let fingerprint = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"hookgate source v1\0");
+        h.update(resolved.as_bytes());
+        h.update(max_body_bytes.to_le_bytes());
+        format!("sha256:{}", hex::encode(h.finalize()))
+    };
     Some(SourceConfig {
         name: common.name,
         allow_ips: common.allow_ips,
         rate_limit: common.rate_limit,
-        max_body_bytes: common.max_body_bytes.unwrap_or(match provider.kind() {
-            // GitHub caps payloads at 25 MB (PROVIDERS.md §1.5); a smaller default refuses real pushes.
-            ProviderKind::Github => default_body.max(26_214_400),
-            _ => default_body,
-        }),
+        max_body_bytes,
         routing_key,
         provider,
+        fingerprint,
     })
 }
 
@@ -841,6 +939,44 @@ provider = "github"
 secrets = ["${GH_SECRET}"]
 "#;
 
+    /// Issue 15: a value of the wrong type is reported with its key path, wherever it sits,
+    /// and without the value (any string may be a secret).
+    #[test]
+    fn type_errors_name_the_key_path() {
+        let text = r#"
+[server]
+client_rate_limit = { per_second = "ten", burst = 1 }
+[store]
+max_outbox_entries = 1.5
+[[amqp.queues]]
+name = "q"
+kind = 5
+[[sources]]
+name = "gh"
+provider = "github"
+secrets = ["s3cr3t-value"]
+max_body_bytes = "1MB"
+[[sources]]
+name = "gh2"
+provider = "github"
+secrets = ["s3cr3t-value"]
+rate_limit = { per_second = 1, burst = "lots" }
+"#;
+        let all = parse(text, &[]).unwrap_err().0.join("\n");
+        for expected in [
+            "server.client_rate_limit.per_second: invalid type: string",
+            "store.max_outbox_entries: invalid type: floating point `1.5`, expected u64",
+            "amqp.queues[0].kind: invalid type",
+            "sources[0] (gh).max_body_bytes: invalid type: string, expected usize",
+            "sources[1] (gh2).rate_limit.burst: invalid type: string",
+        ] {
+            assert!(all.contains(expected), "{expected}\n{all}");
+        }
+        for value in ["ten", "1MB", "lots", "s3cr3t"] {
+            assert!(!all.contains(value), "{value} echoed: {all}");
+        }
+    }
+
     #[test]
     fn the_example_config_parses() {
         let text = include_str!("../config.example.toml");
@@ -854,7 +990,7 @@ secrets = ["${GH_SECRET}"]
         let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();
         assert_eq!(c.server.listen, default_listen());
         assert_eq!(c.store.dedup_window_secs, 604_800);
-        assert_eq!(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(c.amqp.url, ["amqp://guest:guest@127.0.0.1:5672/%2f"]);
         assert_eq!(c.sources[0].routing_key, "{source}.{type}");
         assert_eq!(
             c.sources[0].max_body_bytes, 26_214_400,
@@ -905,7 +1041,7 @@ secrets = []
 "#;
         let err = parse(text, &[]).unwrap_err();
         let all = err.0.join("\n");
-        assert!(all.contains("server: unknown field `lisen`"), "{all}");
+        assert!(all.contains("server.lisen: unknown field `lisen`"), "{all}");
         assert!(
             all.contains("sources[0] (Bad Name): unknown field `secrte`"),
             "{all}"
@@ -1086,7 +1222,7 @@ routing_key = "{nope}"
         .unwrap();
         let text = format!("{MINIMAL}\n[amqp]\nurl = \"file:amqp.url\"\n");
         let c = Config::parse(&text, &vars(&[("GH_SECRET", "s")]), dir.path()).unwrap();
-        assert_eq!(c.amqp.url, "amqp://hookgate:from-file-pw@broker:5672/%2f");
+        assert_eq!(c.amqp.url, ["amqp://hookgate:from-file-pw@broker:5672/%2f"]);
         let debug = format!("{c:?}");
         assert!(!debug.contains("from-file-pw"), "{debug}");
         assert!(

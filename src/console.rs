@@ -118,7 +118,8 @@ fn source_count(
 /// `GET /summary`: per configured source, counters since start; plus the outbox and broker.
 async fn summary(gw: web::Data<Gateway>) -> HttpResponse {
     let m = metrics::get();
-    let mut names: Vec<&String> = gw.sources.keys().collect();
+    let runtime = gw.runtime.load();
+    let mut names: Vec<&String> = runtime.sources.keys().collect();
     names.sort();
     let recent = gw
         .rejections

@@ -523,6 +523,28 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// `GET path` on the admin listener of the gateway `config` describes, with the token from
+/// `HOOKGATE_ADMIN_TOKEN` or `server.admin_token`: `(status, body)`.
+pub fn admin_get(config: &Config, path: &str) -> anyhow::Result<(u16, String)> {
+    let token = std::env::var("HOOKGATE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            config
+                .server
+                .admin_token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+        });
+    request(
+        config.server.admin_listen,
+        "GET",
+        path,
+        token.as_deref(),
+        None,
+    )
+}
+
 /// A minimal HTTP/1.0 request on the admin listener: `(status, body)`.
 fn request(
     addr: SocketAddr,

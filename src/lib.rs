@@ -12,7 +12,10 @@
 //! - [`inspect_cli`]: `hookgate events`, `replay`, `forget`, `rejections`.
 //! - [`topology`]: warns when a source's routing keys match no declared queue binding.
 //! - [`relay`]: drains the outbox to RabbitMQ with publisher confirms.
+//! - [`nodes`]: which broker node of `amqp.url` the relay tries next (failover, back-off).
+//! - [`amqp_tls`]: rustls for `amqps://` nodes (`[amqp.tls]`).
 //! - [`rejections`]: the most recent refused requests per source, without bodies or values.
+//! - [`runtime`]: the reloadable snapshot (sources, guards, limits) swapped on SIGHUP.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin API (events, replay, forget, rejections) and its token.
 //! - [`console`]: the web console at `GET /` of the admin listener, and `GET /summary`.
@@ -22,6 +25,7 @@
 //! Provider adapters live in the `providers` crate: pure functions, no I/O.
 
 pub mod admin;
+pub mod amqp_tls;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -31,10 +35,12 @@ pub mod inspect_cli;
 pub mod limit;
 pub mod log;
 pub mod metrics;
+pub mod nodes;
 pub mod outcome;
 pub mod pipeline;
 pub mod rejections;
 pub mod relay;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod topology;

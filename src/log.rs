@@ -208,13 +208,13 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl<T: Send + 'static> Log<T> {
     /// Opens (or creates) the log in `dir`, cuts a torn tail, and starts the committer thread.
-    /// `on_commit` runs on that thread after every batch, before waiters are released.
+    /// `on_commit` gets every batch on that thread, after its waiters are released.
     /// `min_next_seq`: sequence numbers never go below this (an emptied log keeps counting).
     pub fn open(
         dir: &Path,
         segment_bytes: u64,
         min_next_seq: u64,
-        on_commit: impl FnMut(&[Committed<T>]) + Send + 'static,
+        on_commit: impl FnMut(Vec<Committed<T>>) + Send + 'static,
     ) -> io::Result<(Log<T>, Recovered)> {
         fs::create_dir_all(dir)?;
         let mut segments = list_segments(dir)?;
@@ -497,7 +497,7 @@ fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>)> {
 }
 
 /// What runs on the committer thread after each batch.
-type OnCommit<T> = Box<dyn FnMut(&[Committed<T>]) + Send>;
+type OnCommit<T> = Box<dyn FnMut(Vec<Committed<T>>) + Send>;
 
 struct Committer<T> {
     dir: PathBuf,
@@ -513,7 +513,6 @@ impl<T> Committer<T> {
     fn run(mut self) {
         let mut buf = Vec::new();
         let mut tags = Vec::new();
-        let mut done = Vec::new();
         loop {
             {
                 let mut q = self
@@ -543,20 +542,23 @@ impl<T> Committer<T> {
             let ok = match written {
                 Ok(()) => true,
                 Err(e) => {
+                    m.store_error("log_write");
                     tracing::error!(error = %e, records = tags.len(), "event log write failed; requests get 503");
                     self.rewind();
                     false
                 }
             };
             self.shared.failed.store(!ok, Ordering::Relaxed);
-            done.extend(tags.drain(..).map(|(seq, tag)| Committed { seq, ok, tag }));
+            let done: Vec<_> = tags
+                .drain(..)
+                .map(|(seq, tag)| Committed { seq, ok, tag })
+                .collect();
             // Release waiters first: the index update does not make anything more durable.
             self.shared.durable.send_modify(|d| match ok {
                 true => d.upto = upto,
                 false => d.failed_upto = upto,
             });
-            (self.on_commit)(&done);
-            done.clear();
+            (self.on_commit)(done);
             buf.clear();
             if !ok {
                 // Do not spin on a failing disk.
@@ -760,7 +762,7 @@ mod tests {
     type TestLog = Log<()>;
 
     fn open(dir: &Path, segment_bytes: u64) -> (TestLog, Recovered) {
-        Log::open(dir, segment_bytes, 1, |_: &[Committed<()>]| {}).unwrap()
+        Log::open(dir, segment_bytes, 1, |_: Vec<Committed<()>>| {}).unwrap()
     }
 
     async fn append(log: &TestLog, e: &Entry) -> u64 {
@@ -921,7 +923,7 @@ mod tests {
     #[tokio::test]
     async fn min_next_seq_keeps_numbers_growing_after_an_emptied_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(dir.path(), 1 << 20, 42, |_: &[Committed<()>]| {}).unwrap();
+        let (log, _) = Log::open(dir.path(), 1 << 20, 42, |_: Vec<Committed<()>>| {}).unwrap();
         assert_eq!(append(&log, &entry("a", 1)).await, 42);
     }
 }

@@ -33,8 +33,21 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub revision: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub config_reloads: Family<ResultLabel, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<SourceLabel, Histogram>,
     pub rate_limited: Family<LimiterLabels, Counter>,
@@ -47,10 +60,44 @@ pub struct Metrics {
     pub log_bytes: Gauge,
     pub log_segments: Gauge,
     pub broker_connected: Gauge,
+    /// Index in `amqp.url` of the node the relay is connected to; -1 when none.
+    pub amqp_node_index: Gauge,
+    pub amqp_failovers: Counter,
     pub task_restarts: Family<TaskLabel, Counter>,
     pub commit_seconds: Histogram,
     pub commit_records: Histogram,
+    pub refusals: Family<RefusalLabels, Counter>,
+    pub outbox_capacity: Gauge,
+    pub dead_letters_kept: Gauge,
+    pub broker_connect_attempts: Family<ResultLabel, Counter>,
+    pub store_errors: Family<OperationLabel, Counter>,
+    pub store_healthy: Gauge,
+    pub checkpoint_seconds: Histogram,
+    pub ready: Gauge,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub source: String,
+    /// One of `rejections::Reason`'s fixed list, never free text.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    /// One of [`STORE_OPERATIONS`].
+    pub operation: &'static str,
+}
+
+/// What `hookgate_store_errors_total{operation}` counts: the log's group commit
+/// (write + fdatasync), and the maintenance steps (index checkpoint, dedup sweep, retention).
+pub const STORE_OPERATIONS: [&str; 4] = ["log_write", "checkpoint", "sweep", "retention"];
+
+/// `hookgate_publish_failures_total{reason}`'s fixed list (see `relay`).
+pub const PUBLISH_FAILURES: [&str; 5] = ["nack", "returned", "channel", "connection", "store"];
+
+/// Background tasks under supervision (`app::supervise`).
+pub const TASKS: [&str; 4] = ["maintenance", "relay", "rejections", "limiter"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabel {
@@ -117,6 +164,19 @@ impl Metrics {
             "1 while the relay holds a broker connection",
             broker_connected.clone(),
         );
+        let amqp_node_index = Gauge::default();
+        amqp_node_index.set(-1);
+        registry.register(
+            "amqp_node_index",
+            "Index in amqp.url of the broker node the relay is connected to (-1 when none)",
+            amqp_node_index.clone(),
+        );
+        let amqp_failovers = Counter::default();
+        registry.register(
+            "amqp_failovers",
+            "Broker connections made to another node of amqp.url than the previous connection's",
+            amqp_failovers.clone(),
+        );
         let dead_letters = Family::<SourceLabel, Counter>::default();
         registry.register(
             "dead_letters",
@@ -159,8 +219,96 @@ impl Metrics {
             "Background tasks restarted after ending unexpectedly",
             task_restarts.clone(),
         );
+        let config_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP) by result: ok, or error (the running config stayed)",
+            config_reloads.clone(),
+        );
+        // Both series exist from the start, so a rate over them is defined before a reload.
+        for result in ["ok", "error"] {
+            config_reloads
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: env!("HOOKGATE_REVISION"),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the labels name the running build",
+            build_info,
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Refused requests by source and reason (signature, timestamp, token, malformed, \
+             too_large, forbidden, rate_limited, timeout, unavailable, probe)",
+            refusals.clone(),
+        );
+        let outbox_capacity = Gauge::default();
+        registry.register(
+            "outbox_capacity",
+            "store.max_outbox_entries: beyond this many pending events requests get 503",
+            outbox_capacity.clone(),
+        );
+        let dead_letters_kept = Gauge::default();
+        registry.register(
+            "dead_letters_kept",
+            "Events in the dead-letter list now (replay or forget them to clear it)",
+            dead_letters_kept.clone(),
+        );
+        let broker_connect_attempts = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "broker_connect_attempts",
+            "Connection attempts of the relay to the broker, by result (ok, error)",
+            broker_connect_attempts.clone(),
+        );
+        let store_errors = Family::<OperationLabel, Counter>::default();
+        registry.register(
+            "store_errors",
+            "Store operations that failed (log_write, checkpoint, sweep, retention)",
+            store_errors.clone(),
+        );
+        let store_healthy = Gauge::default();
+        registry.register(
+            "store_healthy",
+            "1 while the store takes events (log committer alive, writes and index succeed)",
+            store_healthy.clone(),
+        );
+        let checkpoint_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        registry.register(
+            "store_checkpoint_duration_seconds",
+            "Duration of one checkpoint (dedup index flush to disk)",
+            checkpoint_seconds.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when /readyz answers 200 (sampled at each scrape)",
+            ready.clone(),
+        );
+        // Series of fixed label sets exist from the start at 0, so that `increase()` sees
+        // their first event and a dashboard shows 0 rather than "no data".
+        for reason in PUBLISH_FAILURES {
+            let _ = publish_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for result in ["ok", "error"] {
+            let _ = broker_connect_attempts.get_or_create(&ResultLabel { result });
+        }
+        for operation in STORE_OPERATIONS {
+            let _ = store_errors.get_or_create(&OperationLabel { operation });
+        }
+        for task in TASKS {
+            let _ = task_restarts.get_or_create(&TaskLabel { task });
+        }
         Metrics {
             registry,
+            config_reloads,
             requests,
             request_seconds,
             rate_limited,
@@ -173,10 +321,45 @@ impl Metrics {
             log_bytes,
             log_segments,
             broker_connected,
+            amqp_node_index,
+            amqp_failovers,
             task_restarts,
             commit_seconds,
             commit_records,
+            refusals,
+            outbox_capacity,
+            dead_letters_kept,
+            broker_connect_attempts,
+            store_errors,
+            store_healthy,
+            checkpoint_seconds,
+            ready,
         }
+    }
+
+    /// Creates the per-source series of the configured sources at 0 (see `new`).
+    pub fn init_sources<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        for source in sources {
+            let label = SourceLabel {
+                source: source.to_string(),
+            };
+            let _ = self.published.get_or_create(&label);
+            let _ = self.dead_letters.get_or_create(&label);
+            let _ = self.refusals_unlogged.get_or_create(&label);
+            for limiter in ["client", "source"] {
+                let _ = self.rate_limited.get_or_create(&LimiterLabels {
+                    source: source.to_string(),
+                    limiter,
+                });
+            }
+        }
+    }
+
+    /// Counts a failed store operation (one of [`STORE_OPERATIONS`]).
+    pub fn store_error(&self, operation: &'static str) {
+        self.store_errors
+            .get_or_create(&OperationLabel { operation })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -24,6 +24,7 @@ pub enum Outcome {
     Duplicate {
         reply: Reply,
         id: String,
+        kind: String,
     },
     /// A control probe answered without publishing (url_verification, check_url).
     Control(Reply),
@@ -46,6 +47,40 @@ pub enum Outcome {
         reply: Reply,
     },
     UnknownSource,
+}
+
+/// What a request's log line says besides its outcome.
+pub struct RequestInfo<'a> {
+    /// The configured source, `None` when the path names none.
+    pub source: Option<&'a str>,
+    /// The path's source segment as requested, logged for a 404 (escaped by the log
+    /// formatter, at most [`MAX_REQUESTED`] bytes).
+    pub requested: &'a str,
+    pub provider: Option<&'static str>,
+    pub client_ip: std::net::IpAddr,
+    /// The event id a refused request carries in a header (unverified: it is what the sender
+    /// claims, shaped like an id or left out).
+    pub claimed_id: Option<String>,
+}
+
+/// The longest requested source name a 404 line repeats.
+pub const MAX_REQUESTED: usize = 64;
+
+/// The id header of providers that send one, read for the log line of a refusal; only a
+/// value shaped like an id (bounded, visible ASCII) is kept.
+pub fn claimed_id(
+    kind: providers::ProviderKind,
+    headers: &actix_web::http::header::HeaderMap,
+) -> Option<String> {
+    let value = kind
+        .id_headers()
+        .iter()
+        .find_map(|n| headers.get(*n))?
+        .to_str()
+        .ok()?;
+    providers::bounded(value, |c| c.is_ascii_graphic(), "id")
+        .ok()
+        .map(str::to_string)
 }
 
 /// Which bucket refused a request.
@@ -91,8 +126,23 @@ impl Outcome {
         }
     }
 
+    /// The HTTP status this outcome answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Accepted { reply, .. }
+            | Outcome::Duplicate { reply, .. }
+            | Outcome::Control(reply)
+            | Outcome::Rejected { reply, .. }
+            | Outcome::Probe(reply)
+            | Outcome::RateLimited { reply, .. }
+            | Outcome::Unavailable { reply, .. } => reply.status,
+            Outcome::UnknownSource => 404,
+        }
+    }
+
     /// Logs and counts the outcome, then renders it.
-    pub fn finish(self, source: Option<&str>, elapsed: std::time::Duration) -> HttpResponse {
+    pub fn finish(self, request: &RequestInfo<'_>, elapsed: std::time::Duration) -> HttpResponse {
+        let source = request.source;
         let label = source.unwrap_or("-");
         let m = metrics::get();
         m.requests
@@ -101,6 +151,14 @@ impl Outcome {
                 outcome: self.label(),
             })
             .inc();
+        if let (Some(source), Some((reason, _))) = (source, crate::rejections::Reason::of(&self)) {
+            m.refusals
+                .get_or_create(&metrics::RefusalLabels {
+                    source: source.to_string(),
+                    reason: reason.as_str(),
+                })
+                .inc();
+        }
         if source.is_some() {
             m.request_seconds
                 .get_or_create(&metrics::SourceLabel {
@@ -108,40 +166,85 @@ impl Outcome {
                 })
                 .observe(elapsed.as_secs_f64());
         }
-        match &self {
-            Outcome::Accepted { id, kind, .. } => {
-                tracing::info!(source = label, id = %id, r#type = %kind, "accepted")
+        if let Outcome::RateLimited { limiter, .. } = &self {
+            m.rate_limited
+                .get_or_create(&metrics::LimiterLabels {
+                    source: label.to_string(),
+                    limiter: limiter.as_str(),
+                })
+                .inc();
+        }
+        // One line per request. Refusals are what a flood produces: the first of each kind
+        // per source and interval is logged, the rest counted and summarised (`RefusalLog`).
+        let (level, sampled) = match &self {
+            Outcome::Accepted { .. } | Outcome::Duplicate { .. } | Outcome::Control(_) => {
+                (Level::INFO, false)
             }
-            Outcome::Duplicate { id, .. } => tracing::debug!(source = label, id = %id, "duplicate"),
-            Outcome::Control(_) => tracing::info!(source = label, "control probe answered"),
-            // Refusals are what a flood produces: the first of each kind per interval is
-            // logged, the rest counted and summarised (see `RefusalLog`).
-            Outcome::Rejected { reason, reply } => {
-                if refusal_log().should_log(label, self.label(), Level::WARN) {
-                    tracing::warn!(source = label, status = reply.status, reason = %reason, "rejected")
-                }
-            }
-            Outcome::Probe(_) => {
-                if refusal_log().should_log(label, self.label(), Level::INFO) {
-                    tracing::info!(source = label, "provider signature probe refused")
-                }
-            }
-            Outcome::RateLimited { limiter, .. } => {
-                m.rate_limited
-                    .get_or_create(&metrics::LimiterLabels {
-                        source: label.to_string(),
-                        limiter: limiter.as_str(),
-                    })
-                    .inc();
-            }
-            Outcome::Unavailable { reason, .. } => {
-                if refusal_log().should_log(label, self.label(), Level::ERROR) {
-                    tracing::error!(source = label, reason = %reason, "refused with 503")
-                }
-            }
-            Outcome::UnknownSource => tracing::debug!("unknown source"),
+            Outcome::Probe(_) | Outcome::UnknownSource => (Level::INFO, true),
+            Outcome::Rejected { .. } | Outcome::RateLimited { .. } => (Level::WARN, true),
+            Outcome::Unavailable { .. } => (Level::ERROR, true),
+        };
+        if !sampled || refusal_log().should_log(label, self.label(), level) {
+            self.log(request, level, elapsed);
         }
         self.into_response()
+    }
+
+    /// The request's line: what happened, to which event, from whom, how fast. Never a
+    /// header value but an event id, never a signature or a body.
+    fn log(&self, r: &RequestInfo<'_>, level: Level, elapsed: Duration) {
+        let (id, kind, reason, message) = match self {
+            Outcome::Accepted { id, kind, .. } => {
+                (Some(id.as_str()), kind.as_str(), "", "accepted")
+            }
+            Outcome::Duplicate { id, kind, .. } => (
+                Some(id.as_str()),
+                kind.as_str(),
+                "",
+                "duplicate, acknowledged again",
+            ),
+            Outcome::Control(_) => (None, "-", "", "control probe answered"),
+            Outcome::Probe(_) => (None, "-", "", "provider signature probe refused"),
+            Outcome::Rejected { reason, .. } => (None, "-", reason.as_str(), "rejected"),
+            Outcome::RateLimited { limiter, .. } => (
+                None,
+                "-",
+                match limiter {
+                    Limiter::Client => "client_rate_limit",
+                    Limiter::Source => "source rate_limit",
+                },
+                "rate limited",
+            ),
+            Outcome::Unavailable { reason, .. } => (None, "-", reason.as_str(), "refused with 503"),
+            Outcome::UnknownSource => (None, "-", "", "unknown source"),
+        };
+        let id = id.or(r.claimed_id.as_deref()).unwrap_or("-");
+        let source = r.source.unwrap_or(r.requested);
+        let latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    source,
+                    provider = r.provider.unwrap_or("-"),
+                    id,
+                    r#type = kind,
+                    status = self.status(),
+                    outcome = self.label(),
+                    latency_ms,
+                    client_ip = %r.client_ip,
+                    reason = (!reason.is_empty()).then_some(reason),
+                    "{message}"
+                )
+            };
+        }
+        if level == Level::ERROR {
+            line!(Level::ERROR)
+        } else if level == Level::WARN {
+            line!(Level::WARN)
+        } else {
+            line!(Level::INFO)
+        }
     }
 
     fn into_response(self) -> HttpResponse {
@@ -326,6 +429,37 @@ pub fn render(reply: Reply) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 15: a refusal's line carries the id the request claims, only when shaped like one.
+    #[test]
+    fn claimed_ids_come_from_the_providers_id_header_and_are_bounded() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        use providers::ProviderKind;
+        let headers = |name: &'static str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+            h
+        };
+        let gh = headers("x-github-delivery", "72d3162e-cc78-11e3");
+        assert_eq!(
+            claimed_id(ProviderKind::Github, &gh).as_deref(),
+            Some("72d3162e-cc78-11e3")
+        );
+        assert_eq!(
+            claimed_id(ProviderKind::Alipay, &gh),
+            None,
+            "not Alipay's header"
+        );
+        let std = headers("webhook-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+        assert!(claimed_id(ProviderKind::Standard, &std).is_some());
+        for bad in ["a b", &"x".repeat(201), ""] {
+            let h = headers("x-github-delivery", bad);
+            assert_eq!(claimed_id(ProviderKind::Github, &h), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn class7_refusals_are_logged_once_per_interval_and_summarised() {

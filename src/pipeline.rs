@@ -2,7 +2,6 @@
 //! normalize (the provider adapter) → source rate limit → dedup + event log (on disk before
 //! the reply) → reply.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -15,10 +14,11 @@ use ipnet::IpNet;
 use providers::{Admission, Envelope, Provider, ProviderKind, RawRequest};
 
 use crate::app::Health;
-use crate::config::{contains, render_routing_key, Config, ForwardedHeader, SourceConfig};
-use crate::limit::{client_ip, retry_after_secs, ClientLimiter, SourceLimiter};
+use crate::config::{contains, render_routing_key, Config, RateLimit, SourceConfig};
+use crate::limit::{client_ip, retry_after_secs, SourceLimiter};
 use crate::outcome::{Limiter, Outcome};
 use crate::relay::BrokerStatus;
+use crate::runtime::Runtime;
 use crate::store::{Accepted, Entry, SharedStore};
 
 /// One configured endpoint, built once at start.
@@ -27,7 +27,10 @@ pub struct Source {
     pub kind: ProviderKind,
     pub provider: Box<dyn Provider>,
     pub allow_ips: Vec<IpNet>,
-    pub limiter: Option<SourceLimiter>,
+    /// Shared with the next [`Runtime`] when a reload leaves `rate_limit` unchanged, so a
+    /// SIGHUP does not refill every bucket.
+    pub limiter: Option<Arc<SourceLimiter>>,
+    pub rate_limit: Option<RateLimit>,
     pub max_body_bytes: usize,
     pub routing_key: String,
 }
@@ -40,7 +43,11 @@ impl Source {
             kind: c.provider.kind(),
             provider,
             allow_ips: c.allow_ips.clone(),
-            limiter: c.rate_limit.as_ref().map(SourceLimiter::new),
+            limiter: c
+                .rate_limit
+                .as_ref()
+                .map(|r| Arc::new(SourceLimiter::new(r))),
+            rate_limit: c.rate_limit,
             max_body_bytes: c.max_body_bytes,
             routing_key: c.routing_key.clone(),
         })
@@ -49,12 +56,11 @@ impl Source {
 
 /// Everything a request needs, shared by all workers.
 pub struct Gateway {
-    pub sources: HashMap<String, Source>,
+    /// Sources, guards and limits: what a SIGHUP reload swaps. A request loads it once, at its
+    /// start, and finishes with that snapshot ([`crate::runtime`]).
+    pub runtime: arc_swap::ArcSwap<Runtime>,
     pub store: SharedStore,
     pub broker: Arc<BrokerStatus>,
-    pub trusted_proxies: Vec<IpNet>,
-    pub forwarded_header: ForwardedHeader,
-    pub client_limiter: Option<ClientLimiter>,
     pub request_timeout: Duration,
     pub health: Arc<Health>,
     /// Recent refusals per source, for `GET /rejections`.
@@ -68,21 +74,10 @@ impl Gateway {
         broker: Arc<BrokerStatus>,
         health: Arc<Health>,
     ) -> Result<Gateway, String> {
-        let mut sources = HashMap::new();
-        for s in &config.sources {
-            sources.insert(s.name.clone(), Source::build(s)?);
-        }
         Ok(Gateway {
-            sources,
+            runtime: arc_swap::ArcSwap::from_pointee(Runtime::build(config, None)?),
             store,
             broker,
-            trusted_proxies: config.server.trusted_proxies.clone(),
-            forwarded_header: config.server.forwarded_header,
-            client_limiter: config
-                .server
-                .client_rate_limit
-                .as_ref()
-                .map(ClientLimiter::new),
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),
             health,
             rejections: Default::default(),
@@ -99,26 +94,33 @@ impl providers::Headers for ActixHeaders<'_> {
     }
 }
 
-/// Runs the stages for a request to `source` and decides its one outcome.
+/// The client's address: the peer, or what a trusted proxy says (CONTRACT.md, "Client IP").
+pub fn request_client_ip(rt: &Runtime, req: &HttpRequest) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    client_ip(
+        peer,
+        &header_values(req, rt.forwarded_header.name()),
+        rt.forwarded_header,
+        &rt.trusted_proxies,
+    )
+}
+
+/// Runs the stages for a request from `client` to `source` (both of the snapshot `rt`) and
+/// decides its one outcome.
 pub async fn process(
     gw: &Gateway,
+    rt: &Runtime,
     source: &Source,
+    client: IpAddr,
     req: &HttpRequest,
     payload: &mut web::Payload,
 ) -> Outcome {
     let fail = |status: u16, message: &str| source.provider.failure(status, message);
 
     // Guards first: nothing below costs a body read or a signature check.
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let client = client_ip(
-        peer,
-        &header_values(req, gw.forwarded_header.name()),
-        gw.forwarded_header,
-        &gw.trusted_proxies,
-    );
     if !source.allow_ips.is_empty() && !contains(&source.allow_ips, client) {
         return Outcome::Rejected {
             reason: format!("client {client} not in allow_ips"),
@@ -127,7 +129,7 @@ pub async fn process(
     }
     // Unauthenticated traffic is limited per client before the body is read or a signature
     // checked; the source's own budget is spent only after verification (below).
-    if let Some(Err(wait)) = gw.client_limiter.as_ref().map(|l| l.check(client)) {
+    if let Some(Err(wait)) = rt.client_limiter.as_ref().map(|l| l.check(client)) {
         return Outcome::RateLimited {
             limiter: Limiter::Client,
             retry_after_secs: retry_after_secs(wait),
@@ -195,7 +197,7 @@ pub async fn process(
 
     // Only now: a forger who cannot sign cannot use up the budget of the provider's real
     // deliveries (CONTRACT.md, HTTP table).
-    if let Some(Err(wait)) = source.limiter.as_ref().map(SourceLimiter::check) {
+    if let Some(Err(wait)) = source.limiter.as_ref().map(|l| l.check()) {
         return Outcome::RateLimited {
             limiter: Limiter::Source,
             retry_after_secs: retry_after_secs(wait),
@@ -234,6 +236,7 @@ pub async fn process(
         Ok(Accepted::Duplicate) => Outcome::Duplicate {
             reply: ack,
             id: envelope.id,
+            kind: envelope.kind,
         },
         // Backlog full, store failing or too slow: the provider retries, nothing is acknowledged.
         Err(e) => Outcome::Unavailable {

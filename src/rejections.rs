@@ -226,6 +226,7 @@ impl Rejections {
 pub fn record_request(
     gw: &crate::pipeline::Gateway,
     source: &str,
+    client: IpAddr,
     req: &actix_web::HttpRequest,
     outcome: &Outcome,
 ) {
@@ -233,16 +234,6 @@ pub fn record_request(
     if Reason::of(outcome).is_none() {
         return;
     }
-    let peer = req
-        .peer_addr()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all(gw.forwarded_header.name())
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let client =
-        crate::limit::client_ip(peer, &forwarded, gw.forwarded_header, &gw.trusted_proxies);
     let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
     gw.rejections.record(
         source,

@@ -13,7 +13,11 @@
 //! switches to one publish at a time from the refused record on, until the backlog is empty:
 //! retries keep their order, and a refusal can be charged to the one record that caused it.
 //! A lost connection drops the channel and reconnects with capped exponential backoff; the
-//! attempts and the one-at-a-time mode survive the reconnect.
+//! attempts and the one-at-a-time mode survive the reconnect. With several nodes in `amqp.url`
+//! the reconnect goes to the next node that is not backing off ([`crate::nodes`]): the log is
+//! read again from the saved cursor, so what the failed node had not confirmed is published
+//! to the next one (at-least-once; consumers dedup on `message_id`). `amqps://` nodes connect
+//! with rustls ([`crate::amqp_tls`]).
 //!
 //! Nothing a request carries can stop the relay: AMQP short strings are built with
 //! `ShortString::try_new` (an over-long value makes its record dead, never a panic).
@@ -21,13 +25,15 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::tcp::{AMQPUriTcpExt, TLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use lapin::{ErrorKind, ExchangeKind};
@@ -36,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AmqpConfig, QueueKind};
 use crate::log::{Entry, Position};
 use crate::metrics::{self, ReasonLabel, SourceLabel};
+use crate::nodes::Nodes;
 use crate::store::{DeadInfo, SharedStore};
 
 /// What `/readyz` reports about the broker: what the relay is really doing.
@@ -44,6 +51,9 @@ pub struct BrokerStatus {
     connected: AtomicBool,
     last_error: Mutex<Option<String>>,
     state: Mutex<&'static str>,
+    /// The node in use, or the one last tried: its index in `amqp.url` and its redacted URL.
+    node: Mutex<Option<(usize, String)>>,
+    nodes: std::sync::atomic::AtomicUsize,
 }
 
 impl BrokerStatus {
@@ -61,6 +71,23 @@ impl BrokerStatus {
         self.state.lock().map(|s| *s).unwrap_or("unknown")
     }
 
+    /// The node of the current connection, or (not connected) the node last tried, whose
+    /// error `last_error` is: its index in `amqp.url` and its URL without the password.
+    pub fn node(&self) -> Option<(usize, String)> {
+        self.node.lock().map(|n| n.clone()).unwrap_or(None)
+    }
+
+    /// How many nodes `amqp.url` lists.
+    pub fn nodes(&self) -> usize {
+        self.nodes.load(Ordering::Relaxed)
+    }
+
+    fn set_node(&self, i: usize, label: String) {
+        if let Ok(mut slot) = self.node.lock() {
+            *slot = Some((i, label));
+        }
+    }
+
     fn set_state(&self, s: &'static str) {
         if let Ok(mut slot) = self.state.lock() {
             *slot = s;
@@ -70,6 +97,11 @@ impl BrokerStatus {
     fn set_connected(&self, up: bool) {
         self.connected.store(up, Ordering::Relaxed);
         metrics::get().broker_connected.set(up as i64);
+        let node = match (up, self.node()) {
+            (true, Some((i, _))) => i as i64,
+            _ => -1,
+        };
+        metrics::get().amqp_node_index.set(node);
     }
 
     fn set_error(&self, e: Option<String>) {
@@ -85,10 +117,13 @@ enum RelayError {
     Amqp(#[from] lapin::Error),
     #[error("store: {0}")]
     Store(String),
-    #[error("connect timed out")]
+    #[error("connecting and declaring timed out")]
     Timeout,
     #[error("connection to the broker closed")]
     Closed,
+    /// The URL or the TLS files (read at every connect).
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl From<std::io::Error> for RelayError {
@@ -125,28 +160,53 @@ pub async fn run(
     status: Arc<BrokerStatus>,
     cancel: CancellationToken,
 ) {
-    let max_backoff = Duration::from_secs(config.reconnect_max_secs.max(1));
-    let mut backoff = Duration::from_millis(100);
+    let mut nodes = Nodes::new(
+        &config.url,
+        Duration::from_secs(config.reconnect_max_secs.max(1)),
+    );
+    status.nodes.store(nodes.len(), Ordering::Relaxed);
     let mut memory = Memory::default();
+    // The node of the last connection: connecting to another one is a failover.
+    let mut last_used: Option<usize> = None;
     while !cancel.is_cancelled() {
+        let (i, wait) = nodes.next(Instant::now());
+        if !wait.is_zero() {
+            status.set_state("backoff");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => break,
+            }
+        }
+        let node = nodes.label(i);
+        status.set_node(i, node.clone());
         status.set_state("connecting");
         let attempt = tokio::select! {
-            r = connect(&config) => r,
+            r = connect(&config, nodes.url(i)) => r,
             _ = cancel.cancelled() => break,
         };
+        let result = if attempt.is_ok() { "ok" } else { "error" };
+        metrics::get()
+            .broker_connect_attempts
+            .get_or_create(&metrics::ResultLabel { result })
+            .inc();
         match attempt {
             Ok((conn, channel)) => {
-                tracing::info!(exchange = %config.exchange, "broker connected");
+                nodes.connected(i);
+                if last_used.is_some_and(|p| p != i) {
+                    metrics::get().amqp_failovers.inc();
+                }
+                last_used = Some(i);
+                tracing::info!(exchange = %config.exchange, node = %node, node_index = i, nodes = nodes.len(), "broker connected");
                 status.set_connected(true);
                 status.set_error(None);
-                backoff = Duration::from_millis(100);
+                let since = Instant::now();
                 let result = Drain::new(&store, &config, &status, &mut memory)
                     .run(&conn, &channel, &cancel)
                     .await;
                 status.set_connected(false);
                 match result {
                     Ok(()) => {
-                        let _ = conn.close(200, "hookgate shutting down".into()).await;
+                        close(&conn, 200, "hookgate shutting down").await;
                         break;
                     }
                     Err(e) => {
@@ -159,36 +219,52 @@ pub async fn run(
                             .publish_failures
                             .get_or_create(&ReasonLabel { reason })
                             .inc();
-                        tracing::warn!(error = %e, pending = store.pending(), "{what}; events stay in the log");
-                        status.set_error(Some(e.to_string()));
-                        let _ = conn.close(320, "relay reconnecting".into()).await;
+                        let backoff = nodes.failed(i, Instant::now(), Some(since.elapsed()));
+                        tracing::warn!(error = %e, node = %node, node_index = i, node_backoff_ms = backoff.as_millis() as u64, pending = store.pending(), "{what}; events stay in the log");
+                        status.set_error(Some(format!("{node}: {e}")));
+                        close(&conn, 320, "relay reconnecting").await;
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, pending = store.pending(), "broker unreachable");
-                status.set_error(Some(e.to_string()));
+                let backoff = nodes.failed(i, Instant::now(), None);
+                tracing::warn!(error = %e, node = %node, node_index = i, node_backoff_ms = backoff.as_millis() as u64, pending = store.pending(), "broker unreachable");
+                status.set_error(Some(format!("{node}: {e}")));
             }
         }
-        status.set_state("backoff");
-        tokio::select! {
-            _ = tokio::time::sleep(jitter(backoff)) => {}
-            _ = cancel.cancelled() => break,
-        }
-        backoff = (backoff * 2).min(max_backoff);
     }
     status.set_state("stopped");
 }
 
+/// Closes `conn` politely, but never waits long: on a connection whose socket was reset the
+/// broker's close-ok never comes, and the relay must move on to the next node (found by the
+/// failover test: the relay sat in `close` after a node reset its connection).
+async fn close(conn: &Connection, code: u16, why: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(code, why.into())).await;
+}
+
 /// Connects, enables confirms and declares the exchange and the configured queues.
-async fn connect(config: &AmqpConfig) -> Result<(Connection, Channel), RelayError> {
+///
+/// All of it within the URL's `connection_timeout` (milliseconds; default 10 s): a node that
+/// does not answer, or hangs in a declare (a quorum queue without its majority), is left for
+/// the next one.
+async fn connect(config: &AmqpConfig, url: &str) -> Result<(Connection, Channel), RelayError> {
+    // The URL was checked at load time; its error text may quote it, password included.
+    let uri: AMQPUri = url
+        .parse()
+        .map_err(|_| RelayError::Setup("amqp.url: not an AMQP URI".into()))?;
+    let limit = uri
+        .query
+        .connection_timeout
+        .map_or(Duration::from_secs(10), Duration::from_millis);
+    tokio::time::timeout(limit, setup(config, uri))
+        .await
+        .map_err(|_| RelayError::Timeout)?
+}
+
+async fn setup(config: &AmqpConfig, uri: AMQPUri) -> Result<(Connection, Channel), RelayError> {
     let props = ConnectionProperties::default().with_connection_name("hookgate".into());
-    let conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        Connection::connect(&config.url, props),
-    )
-    .await
-    .map_err(|_| RelayError::Timeout)??;
+    let conn = open(config, uri, props).await?;
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
@@ -235,6 +311,39 @@ async fn connect(config: &AmqpConfig) -> Result<(Connection, Channel), RelayErro
         }
     }
     Ok((conn, channel))
+}
+
+/// Opens the AMQP connection to `url`; an `amqps://` node with rustls configured from
+/// `[amqp.tls]` (read again at every connect, so rotated files are picked up).
+async fn open(
+    config: &AmqpConfig,
+    uri: AMQPUri,
+    props: ConnectionProperties,
+) -> Result<Connection, RelayError> {
+    let runtime = lapin::runtime::default_runtime()?;
+    if uri.scheme == AMQPScheme::AMQP {
+        return Ok(Connection::connect_uri_with_runtime(uri, props, runtime).await?);
+    }
+    let tls = crate::amqp_tls::client_config(config.tls.as_ref()).map_err(RelayError::Setup)?;
+    let connector = rustls_connector::RustlsConnector::from(tls);
+    Ok(Connection::connector(
+        uri,
+        runtime,
+        async move |uri: AMQPUri, runtime| {
+            // TCP first (lapin's own resolver and socket), then our rustls on top: the
+            // connector lapin would build cannot pin a CA without also trusting every root.
+            let host = uri.authority.host.clone();
+            let mut plain = uri;
+            plain.scheme = AMQPScheme::AMQP;
+            let tcp = plain
+                .connect_with_config_async(TLSConfig::default(), &runtime)
+                .await
+                .map_err(lapin::Error::from)?;
+            Ok(tcp.into_rustls(&connector, &host).await?)
+        },
+        props,
+    )
+    .await?)
 }
 
 struct InFlight {
@@ -615,10 +724,4 @@ fn properties(e: &Entry, message_id: ShortString, kind: ShortString) -> BasicPro
         .with_timestamp(e.timestamp)
         .with_app_id(ShortString::from("hookgate"))
         .with_headers(headers)
-}
-
-/// ±20 % so that many gateways do not reconnect in lockstep.
-fn jitter(d: Duration) -> Duration {
-    let factor = 0.8 + rand::random::<f64>() * 0.4;
-    d.mul_f64(factor)
 }

@@ -1,4 +1,5 @@
-//! The two listeners. Public: `POST /hooks/{source}` only, over plain HTTP or TLS
+//! The two listeners. Public: `POST /hooks/{source}` only (and `GET` for WeCom's URL
+//! verification), over plain HTTP or TLS
 //! ([`tls`]). Admin: `/healthz`, `/readyz`, `/metrics`, the admin API ([`crate::admin`]) and
 //! the web console ([`crate::console`]);
 //! admin routes are never served on the public listener.
@@ -25,11 +26,10 @@ use actix_web::dev::{Server, Service};
 use actix_web::http::{header, ConnectionType};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
-use ipnet::IpNet;
 
 use crate::config::{contains, ServerConfig};
 use crate::metrics;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, RequestInfo, MAX_REQUESTED};
 use crate::pipeline::{self, Gateway};
 use tls::TlsCerts;
 
@@ -44,12 +44,42 @@ async fn hook(
     gw: web::Data<Gateway>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let response = match gw.sources.get(name.as_str()) {
-        None => Outcome::UnknownSource.finish(None, started.elapsed()),
+    // One snapshot for the whole request: a reload meanwhile does not change its config.
+    let rt = gw.runtime.load_full();
+    let client = pipeline::request_client_ip(&rt, &req);
+    let requested = name.as_str();
+    let response = match rt.sources.get(requested) {
+        None => {
+            let mut cut = requested.len().min(MAX_REQUESTED);
+            while !requested.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let info = RequestInfo {
+                source: None,
+                requested: &requested[..cut],
+                provider: None,
+                client_ip: client,
+                claimed_id: None,
+            };
+            Outcome::UnknownSource.finish(&info, started.elapsed())
+        }
         Some(source) => {
-            let outcome = pipeline::process(&gw, source, &req, &mut payload).await;
-            crate::rejections::record_request(&gw, &source.name, &req, &outcome);
-            outcome.finish(Some(&source.name), started.elapsed())
+            let outcome = pipeline::process(&gw, &rt, source, client, &req, &mut payload).await;
+            crate::rejections::record_request(&gw, &source.name, client, &req, &outcome);
+            let refused = !matches!(
+                outcome,
+                Outcome::Accepted { .. } | Outcome::Duplicate { .. }
+            );
+            let info = RequestInfo {
+                source: Some(&source.name),
+                requested,
+                provider: Some(source.kind.as_str()),
+                client_ip: client,
+                claimed_id: refused
+                    .then(|| crate::outcome::claimed_id(source.kind, req.headers()))
+                    .flatten(),
+            };
+            outcome.finish(&info, started.elapsed())
         }
     };
     close_if_unread(response, payload)
@@ -91,6 +121,26 @@ impl MessageBody for HoldPayload {
     }
 }
 
+/// `GET /hooks/{source}`: served only for a source whose provider verifies its URL with a GET
+/// (WeCom's `echostr`), through the same pipeline as a POST; 405 everywhere else.
+async fn hook_get(
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+    gw: web::Data<Gateway>,
+) -> HttpResponse {
+    let verifies_with_get = gw
+        .runtime
+        .load()
+        .sources
+        .get(name.as_str())
+        .is_some_and(|s| s.provider.verifies_with_get());
+    match verifies_with_get {
+        true => hook(req, name, payload, gw).await,
+        _ => method_not_allowed(payload).await,
+    }
+}
+
 async fn method_not_allowed(payload: web::Payload) -> HttpResponse {
     let r = HttpResponse::MethodNotAllowed()
         .insert_header((header::ALLOW, "POST"))
@@ -106,9 +156,10 @@ async fn not_found(payload: web::Payload) -> HttpResponse {
     close_if_unread(r, payload)
 }
 
-/// Whether the peer may keep its connection open: only trusted proxies (see the module doc).
-fn keep_alive_for(peer: Option<SocketAddr>, trusted: &[IpNet]) -> bool {
-    peer.is_some_and(|p| contains(trusted, p.ip()))
+/// Whether the peer may keep its connection open: only trusted proxies (see the module doc),
+/// as the current config ([`crate::runtime`]) names them.
+fn keep_alive_for(peer: Option<SocketAddr>, gw: &Gateway) -> bool {
+    peer.is_some_and(|p| contains(&gw.runtime.load().trusted_proxies, p.ip()))
 }
 
 /// Binds the public listener, with TLS when `tls` is given; the server is returned unstarted
@@ -118,7 +169,6 @@ pub fn public(
     gw: Arc<Gateway>,
     tls: Option<&Arc<TlsCerts>>,
 ) -> std::io::Result<(Server, SocketAddr)> {
-    let trusted: Arc<[IpNet]> = gw.trusted_proxies.clone().into();
     let data = web::Data::from(gw);
     let workers = if config.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -127,11 +177,11 @@ pub fn public(
     };
     let timeout = Duration::from_secs(config.request_timeout_secs);
     let server = HttpServer::new(move || {
-        let trusted = trusted.clone();
+        let gw = data.clone();
         App::new()
             .app_data(data.clone())
             .wrap_fn(move |req, srv| {
-                let keep = keep_alive_for(req.peer_addr(), &trusted);
+                let keep = keep_alive_for(req.peer_addr(), &gw);
                 let fut = srv.call(req);
                 async move {
                     let mut res = fut.await?;
@@ -146,6 +196,7 @@ pub fn public(
             .service(
                 web::resource("/hooks/{source}")
                     .route(web::post().to(hook))
+                    .route(web::get().to(hook_get))
                     .default_service(web::to(method_not_allowed)),
             )
             .default_service(web::to(not_found))
@@ -185,7 +236,7 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
         "status": if ready { "ready" } else { "not ready" },
         "store": store_problem.unwrap_or("ok"),
         "config": "loaded",
-        "sources": gw.sources.len(),
+        "sources": gw.runtime.load().sources.len(),
         "outbox_pending": gw.store.pending(),
         "oldest_pending_age_secs": gw.store.oldest_pending_at().map(|at| crate::now_secs().saturating_sub(at)),
         "dead_letters": gw.store.dead_count(),
@@ -194,6 +245,9 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
             "connected": gw.broker.connected(),
             "state": gw.broker.state(),
             "last_error": gw.broker.last_error(),
+            "node": gw.broker.node().map(|(_, url)| url),
+            "node_index": gw.broker.node().map(|(i, _)| i),
+            "nodes": gw.broker.nodes(),
         },
     });
     let mut r = if ready {
@@ -207,6 +261,11 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
 async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
     let m = metrics::get();
     m.outbox_pending.set(gw.store.pending() as i64);
+    // Sampled here, not kept up to date: a scrape sees what /readyz would answer now.
+    m.store_healthy.set(gw.store.problem().is_none() as i64);
+    m.dead_letters_kept.set(gw.store.dead_count() as i64);
+    let ready = readyz(gw.clone()).await.status().is_success();
+    m.ready.set(ready as i64);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(m.render())
@@ -224,6 +283,7 @@ pub fn admin(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_text))
             .configure(crate::admin::routes)
+            .configure(crate::runtime::routes)
             .configure(crate::console::routes)
             .default_service(web::to(not_found))
             // Outermost: on every admin response, the 401s included.

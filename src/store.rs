@@ -3,9 +3,10 @@
 //! Accepting an event: look its keys up (the `(source, id)` key, and the provider's content
 //! key where its signature scheme is ambiguous) among the records still being committed and in
 //! sled's `seen` tree; a new one is appended to the log and the request waits for the group
-//! commit that puts it on disk. Only then is it indexed in sled (by the committer thread,
-//! before a new request could miss it), and only sled's index is ever flushed lazily: what sled
-//! loses in a crash is re-indexed from the log at start, from the last checkpoint.
+//! commit that puts it on disk. Only then is it indexed in sled, by the indexer thread (its
+//! keys stay in the in-flight map until then, so a new request never misses it), and sled's
+//! index is only ever flushed lazily: what sled loses in a crash is re-indexed from the log at
+//! start, from the last checkpoint.
 //!
 //! Two requests with one id at once: the first appends, the second finds the id among the
 //! records being committed and waits for that record's fate — a duplicate once it is on disk,
@@ -54,6 +55,8 @@ pub enum StoreError {
 
 /// [`Store::problem`] when the log's committer thread is gone (not restartable).
 pub const COMMITTER_STOPPED: &str = "event log committer stopped";
+/// [`Store::problem`] when the dedup indexer thread is gone (not restartable).
+pub const INDEXER_STOPPED: &str = "dedup indexer stopped";
 
 /// How often the dedup index is flushed and the checkpoint moved (a crash re-indexes at most
 /// this much of the log).
@@ -101,8 +104,8 @@ impl Index {
         Ok(())
     }
 
-    /// Runs on the committer thread after every batch: one sled batch per tree for the whole
-    /// group commit. An expiry entry left behind by an id accepted again after its window is
+    /// Runs on the indexer thread after every commit (or several queued ones): one sled batch
+    /// per tree. An expiry entry left behind by an id accepted again after its window is
     /// harmless: the sweeper's compare-and-swap keeps the newer acceptance.
     fn committed(&self, batch: &[Committed<Tag>], pending: &AtomicU64) {
         let mut failed = 0;
@@ -172,6 +175,8 @@ pub struct Store {
     oldest_pending_at: AtomicU64,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
+    /// The thread that indexes committed records in sled; ends after the log's committer.
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Shared handle.
@@ -205,11 +210,30 @@ impl Store {
 
         let pending = Arc::new(AtomicU64::new(0));
         let committed = Arc::new(Notify::new());
+        // sled's writes can stall for tens of ms while it flushes; on their own thread they
+        // never hold up the next group commit. Until a record is indexed its keys stay in the
+        // in-flight map, so dedup sees it throughout.
+        let (to_indexer, batches) = std::sync::mpsc::channel::<Vec<Committed<Tag>>>();
+        let indexer = {
+            let (index, pending) = (index.clone(), pending.clone());
+            std::thread::Builder::new()
+                .name("hookgate-index".into())
+                .spawn(move || {
+                    while let Ok(mut batch) = batches.recv() {
+                        // Whatever queued up meanwhile goes into the same sled batch.
+                        while let Ok(more) = batches.try_recv() {
+                            batch.extend(more);
+                        }
+                        index.committed(&batch, &pending);
+                    }
+                })?
+        };
         let on_commit = {
-            let (index, pending, committed) = (index.clone(), pending.clone(), committed.clone());
-            move |batch: &[Committed<Tag>]| {
-                index.committed(batch, &pending);
+            let committed = committed.clone();
+            move |batch: Vec<Committed<Tag>>| {
                 committed.notify_one();
+                // The indexer only stops after the committer (the sender's owner) has.
+                let _ = to_indexer.send(batch);
             }
         };
         let (log, recovered) = Log::open(
@@ -240,6 +264,7 @@ impl Store {
             cursor: AtomicU64::new(cursor),
             oldest_pending_at: AtomicU64::new(0),
             committed,
+            indexer: Mutex::new(Some(indexer)),
         };
         let reindexed = store.reindex(checkpoint)?;
         let moved = store.upgrade_outbox()?;
@@ -599,7 +624,14 @@ impl Store {
             let done = tokio::task::spawn_blocking(move || {
                 let swept = store.sweep(crate::now_secs());
                 let checkpoint = match checkpoint_due {
-                    true => store.checkpoint(),
+                    true => {
+                        let started = std::time::Instant::now();
+                        let done = store.checkpoint();
+                        crate::metrics::get()
+                            .checkpoint_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                        done
+                    }
                     false => Ok(()),
                 };
                 let retained = store.retain(SystemTime::now());
@@ -608,6 +640,16 @@ impl Store {
             .await;
             match done {
                 Ok((swept, checkpoint, retained)) => {
+                    let m = crate::metrics::get();
+                    if swept.is_err() {
+                        m.store_error("sweep");
+                    }
+                    if checkpoint.is_err() {
+                        m.store_error("checkpoint");
+                    }
+                    if retained.is_err() {
+                        m.store_error("retention");
+                    }
                     match swept {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(forgotten = n, "dedup sweep"),
@@ -660,6 +702,7 @@ impl Store {
     pub fn healthy(&self) -> bool {
         !self.log.failing()
             && self.log.committer_alive()
+            && self.indexer_alive()
             && self.index.seen.get(b"\0readiness").is_ok()
     }
 
@@ -667,6 +710,8 @@ impl Store {
     pub fn problem(&self) -> Option<&'static str> {
         if !self.log.committer_alive() {
             Some(COMMITTER_STOPPED)
+        } else if !self.indexer_alive() {
+            Some(INDEXER_STOPPED)
         } else if self.log.failing() {
             Some("event log writes fail")
         } else if self.index.failing.load(Ordering::Relaxed) {
@@ -676,9 +721,25 @@ impl Store {
         }
     }
 
+    fn indexer_alive(&self) -> bool {
+        self.indexer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+
     /// Writes what is queued, stops the committer, checkpoints. Called once at shutdown.
     pub fn close(&self) {
         self.log.close();
+        let indexer = self
+            .indexer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = indexer {
+            let _ = h.join();
+        }
         if let Err(e) = self.checkpoint().and_then(|()| self.db.flush().map(|_| ())) {
             tracing::error!(error = %e, "final store flush failed");
         }

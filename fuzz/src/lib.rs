@@ -436,6 +436,11 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
         "feishu" => &[("im.message.receive_v1", ""), ("url_verification", "")],
         "standard" => &[("user.created", "")],
         "hmac" | "hmac_base64" => &[("ping", "")],
+        "hmac_paddle" => &[("transaction.completed", "")],
+        "token" | "token_query" | "token_basic" => &[("firing", "")],
+        "gitlab" => &[("push", ""), ("merge_request", "")],
+        "gitee" => &[("push_hooks", ""), ("merge_request_hooks", "")],
+        "wecom" => &[("text", ""), ("change_contact", "")],
         _ => &[],
     };
     let mut out = Vec::new();

@@ -227,6 +227,12 @@ pub trait Provider: Send + Sync {
     fn failure(&self, status: u16, message: &str) -> Reply {
         Reply::json(status, &serde_json::json!({ "error": message }))
     }
+
+    /// Whether the provider verifies its callback URL with a `GET` (WeCom's `echostr`): only
+    /// then does the gateway serve `GET /hooks/{source}` (through `admit`, with an empty body).
+    fn verifies_with_get(&self) -> bool {
+        false
+    }
 }
 
 /// A configuration problem, reported with the key it concerns.

@@ -15,11 +15,14 @@
 //!   compile until every fact is given (docs/providers/README.md has the checklist).
 //! - [`Envelope`]: the CloudEvents 1.0 structured-mode message built from an [`Event`].
 //! - one folder a provider: [`github`], [`alipay`], [`wechatpay`], [`dingtalk`], [`feishu`],
-//!   [`standard`], [`hmac`]. Each holds its config, its verification per mode, its sample
+//!   [`standard`], [`hmac`] (with its sender presets), [`token`], [`gitlab`], [`gitee`],
+//!   [`wecom`]. Each holds its config, its verification per mode, its sample
 //!   signer and, in `tests.rs`, its known-answer vectors and negative tests. Only the config
 //!   types (and, with `sign`, a few sender-side helpers) are public.
 //! - private: `crypto` (constant-time compare, HMAC, base64, RSA, AES, randomness), `shared`
-//!   (bounded values, type names, time), `form` (form decoding that keeps bytes).
+//!   (bounded values, type names, time, header names and JSON pointers), `form` (form
+//!   decoding that keeps bytes), `msgcrypt` (WeCom's message crypto, shared by [`wecom`] and
+//!   DingTalk's event mode).
 //! - `sign` (feature `sign`, on by default): correctly signed sample requests, for
 //!   `hookgate sign`, the load generator and the tests.
 //! - `testkit` (feature `testkit`): one test source per provider mode, shared by the flip
@@ -29,6 +32,7 @@ mod contract;
 mod crypto;
 mod envelope;
 mod form;
+mod msgcrypt;
 mod registry;
 mod secret;
 mod shared;
@@ -36,10 +40,14 @@ mod shared;
 pub mod alipay;
 pub mod dingtalk;
 pub mod feishu;
+pub mod gitee;
 pub mod github;
+pub mod gitlab;
 pub mod hmac;
 pub mod standard;
+pub mod token;
 pub mod wechatpay;
+pub mod wecom;
 
 #[cfg(any(test, feature = "sign"))]
 pub mod sign;

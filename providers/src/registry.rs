@@ -11,7 +11,9 @@ use serde::Deserialize;
 use crate::contract::{ConfigError, Provider};
 #[cfg(any(test, feature = "sign"))]
 use crate::sign;
-use crate::{alipay, dingtalk, feishu, github, hmac, standard, wechatpay};
+use crate::{
+    alipay, dingtalk, feishu, gitee, github, gitlab, hmac, standard, token, wechatpay, wecom,
+};
 
 /// The providers hookgate terminates, by their config id (docs/providers/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +25,10 @@ pub enum ProviderKind {
     Feishu,
     Standard,
     Hmac,
+    Token,
+    Gitlab,
+    Gitee,
+    Wecom,
 }
 
 /// The config keys of one provider that the loader treats specially.
@@ -39,7 +45,7 @@ pub struct ConfigKeys {
 impl ProviderKind {
     /// Every provider, in the order of the docs. A test checks that each provider folder of
     /// this crate is listed.
-    pub const ALL: [ProviderKind; 7] = [
+    pub const ALL: [ProviderKind; 11] = [
         ProviderKind::Github,
         ProviderKind::Alipay,
         ProviderKind::Wechatpay,
@@ -47,6 +53,10 @@ impl ProviderKind {
         ProviderKind::Feishu,
         ProviderKind::Standard,
         ProviderKind::Hmac,
+        ProviderKind::Token,
+        ProviderKind::Gitlab,
+        ProviderKind::Gitee,
+        ProviderKind::Wecom,
     ];
 
     /// The `provider = "…"` id, also the CloudEvents type prefix and the AMQP `provider` header.
@@ -59,6 +69,10 @@ impl ProviderKind {
             ProviderKind::Feishu => "feishu",
             ProviderKind::Standard => "standard",
             ProviderKind::Hmac => "hmac",
+            ProviderKind::Token => "token",
+            ProviderKind::Gitlab => "gitlab",
+            ProviderKind::Gitee => "gitee",
+            ProviderKind::Wecom => "wecom",
         }
     }
 
@@ -77,6 +91,10 @@ impl ProviderKind {
             ProviderKind::Feishu => feishu::KEYS,
             ProviderKind::Standard => standard::KEYS,
             ProviderKind::Hmac => hmac::KEYS,
+            ProviderKind::Token => token::KEYS,
+            ProviderKind::Gitlab => gitlab::KEYS,
+            ProviderKind::Gitee => gitee::KEYS,
+            ProviderKind::Wecom => wecom::KEYS,
         }
     }
 
@@ -94,11 +112,15 @@ impl ProviderKind {
         match self {
             ProviderKind::Github => &["x-github-delivery"],
             ProviderKind::Standard => &["webhook-id", "svix-id"],
+            ProviderKind::Gitlab => &["idempotency-key", "x-gitlab-event-uuid"],
             ProviderKind::Alipay
             | ProviderKind::Wechatpay
             | ProviderKind::Dingtalk
             | ProviderKind::Feishu
-            | ProviderKind::Hmac => &[],
+            | ProviderKind::Hmac
+            | ProviderKind::Token
+            | ProviderKind::Gitee
+            | ProviderKind::Wecom => &[],
         }
     }
 
@@ -112,7 +134,11 @@ impl ProviderKind {
             | ProviderKind::Dingtalk
             | ProviderKind::Feishu
             | ProviderKind::Standard
-            | ProviderKind::Hmac => server_default,
+            | ProviderKind::Hmac
+            | ProviderKind::Token
+            | ProviderKind::Gitlab
+            | ProviderKind::Gitee
+            | ProviderKind::Wecom => server_default,
         }
     }
 }
@@ -146,6 +172,10 @@ pub enum ProviderConfig {
     Feishu(feishu::Config),
     Standard(standard::Config),
     Hmac(Box<hmac::Config>),
+    Token(token::Config),
+    Gitlab(gitlab::Config),
+    Gitee(gitee::Config),
+    Wecom(wecom::Config),
 }
 
 impl ProviderConfig {
@@ -160,6 +190,10 @@ impl ProviderConfig {
             ProviderConfig::Feishu(c) => feishu::Feishu::new(c).map(boxed),
             ProviderConfig::Standard(c) => standard::Standard::new(c).map(boxed),
             ProviderConfig::Hmac(c) => hmac::HmacSource::new(c).map(boxed),
+            ProviderConfig::Token(c) => token::Token::new(c).map(boxed),
+            ProviderConfig::Gitlab(c) => gitlab::Gitlab::new(c).map(boxed),
+            ProviderConfig::Gitee(c) => gitee::Gitee::new(c).map(boxed),
+            ProviderConfig::Wecom(c) => wecom::Wecom::new(c).map(boxed),
         }
     }
 
@@ -175,6 +209,10 @@ impl ProviderConfig {
             ProviderConfig::Feishu(c) => feishu::sample(c, o),
             ProviderConfig::Standard(c) => standard::sample(c, o),
             ProviderConfig::Hmac(c) => hmac::sample(c, o),
+            ProviderConfig::Token(c) => token::sample(c, o),
+            ProviderConfig::Gitlab(c) => gitlab::sample(c, o),
+            ProviderConfig::Gitee(c) => gitee::sample(c, o),
+            ProviderConfig::Wecom(c) => wecom::sample(c, o),
         }
     }
 
@@ -186,9 +224,13 @@ impl ProviderConfig {
             ProviderConfig::Dingtalk(c) => c.warnings(),
             ProviderConfig::Feishu(c) => c.warnings(),
             ProviderConfig::Hmac(c) => c.warnings(),
+            ProviderConfig::Token(c) => c.warnings(),
+            ProviderConfig::Gitlab(c) => c.warnings(),
+            ProviderConfig::Gitee(c) => c.warnings(),
             ProviderConfig::Alipay(_)
             | ProviderConfig::Wechatpay(_)
-            | ProviderConfig::Standard(_) => Vec::new(),
+            | ProviderConfig::Standard(_)
+            | ProviderConfig::Wecom(_) => Vec::new(),
         }
     }
 
@@ -202,6 +244,10 @@ impl ProviderConfig {
             ProviderConfig::Feishu(_) => ProviderKind::Feishu,
             ProviderConfig::Standard(_) => ProviderKind::Standard,
             ProviderConfig::Hmac(_) => ProviderKind::Hmac,
+            ProviderConfig::Token(_) => ProviderKind::Token,
+            ProviderConfig::Gitlab(_) => ProviderKind::Gitlab,
+            ProviderConfig::Gitee(_) => ProviderKind::Gitee,
+            ProviderConfig::Wecom(_) => ProviderKind::Wecom,
         }
     }
 }

@@ -186,6 +186,68 @@ pub fn joined(errors: Vec<ConfigError>) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+// Config and body locators shared by `hmac` and `token`.
+
+/// A header name (RFC 9110 token), lowercased.
+pub fn header_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
+    let name = name.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(ConfigError::new(key, "must be an HTTP header name"));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// An RFC 6901 JSON pointer to a member (so not the empty whole-document pointer).
+pub fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
+    if !p.starts_with('/') {
+        return Err(ConfigError::new(
+            key,
+            "must be a JSON pointer starting with '/', e.g. \"/id\"",
+        ));
+    }
+    Ok(p.to_owned())
+}
+
+/// A non-empty string, or a number as written (numeric ids such as Shopify's).
+pub fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Sets `value` at `pointer`, creating objects on the way (for sample bodies).
+#[cfg(any(test, feature = "sign"))]
+pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = tokens.split_last() else {
+        return;
+    };
+    let mut cur = root;
+    for token in path {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        cur = cur
+            .as_object_mut()
+            .expect("made an object just above")
+            .entry(token.clone())
+            .or_insert(Value::Null);
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Default::default());
+    }
+    cur.as_object_mut()
+        .expect("made an object just above")
+        .insert(last.clone(), value);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

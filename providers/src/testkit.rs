@@ -185,7 +185,56 @@ pub fn sources_of(kind: ProviderKind) -> Vec<TestSource> {
                            "id_header": "X-Shopify-Webhook-Id", "type_header": "X-Shopify-Topic"}),
                 )
             },
+            // A preset: Paddle's `ts=…;h1=…` list, `{ts}:{body}` signed, ids in the body.
+            TestSource::new(
+                "hmac_paddle",
+                kind,
+                json!({"provider": "hmac", "preset": "paddle", "secrets": ["fuzz-secret"]}),
+            ),
         ],
+        K::Token => vec![
+            TestSource::new(
+                "token",
+                kind,
+                json!({"provider": "token", "tokens": ["fuzz-token"], "header": "X-Token",
+                       "id_pointer": "/id", "type_pointer": "/status"}),
+            ),
+            TestSource::new(
+                "token_query",
+                kind,
+                json!({"provider": "token", "tokens": ["fuzz-token"], "query": "token"}),
+            ),
+            TestSource::new(
+                "token_basic",
+                kind,
+                json!({"provider": "token", "tokens": ["fuzz-token"], "basic": true}),
+            ),
+        ],
+        K::Gitlab => vec![TestSource {
+            fields_in_headers: true,
+            ..TestSource::new(
+                "gitlab",
+                kind,
+                json!({"provider": "gitlab", "tokens": ["fuzz-token"]}),
+            )
+        }],
+        // One source: password and signature mode are two ways of sending one config (the
+        // sample signs; the adapter's tests cover the password).
+        K::Gitee => vec![TestSource {
+            fields_in_headers: true,
+            ..TestSource::new(
+                "gitee",
+                kind,
+                json!({"provider": "gitee", "tokens": ["fuzz-secret"]}),
+            )
+        }],
+        K::Wecom => vec![TestSource::new(
+            "wecom",
+            kind,
+            json!({"provider": "wecom", "token": "QDG6eK",
+                   "encoding_aes_key": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
+                   "corp_id": "wx5823bf96d3bd56c7"}),
+        )],
     }
 }
 
@@ -219,7 +268,8 @@ pub mod form {
     pub use crate::form::{encode, pairs};
 }
 
-pub use crate::shared::rfc3339_millis;
+/// Ids and times as the adapters compute them, for the integration tests' expectations.
+pub use crate::shared::{rfc3339_millis, sha256_key, unix_millis};
 
 #[cfg(test)]
 mod tests {

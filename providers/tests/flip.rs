@@ -391,6 +391,95 @@ fn hmac_base64_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect 
     Expect::Refused
 }
 
+/// Issue 16: a token (`token`, `gitlab`) authenticates the sender, not the body or any other
+/// header: only a flip in the token itself (or the query carrying it) is refused.
+fn token_rule(s: &SampleRequest, part: Part, _i: usize, _new: u8) -> Expect {
+    match (part, header(s, part).as_ref().map(|(n, _)| n.as_str())) {
+        (Part::Query, _) | (_, Some("x-token" | "x-gitlab-token")) => Expect::Refused,
+        _ => Expect::NotAuthenticated,
+    }
+}
+
+/// HTTP Basic (`token_basic`): only the password is compared; the scheme is
+/// case-insensitive and the user name is ignored, so a flip that still decodes to the same
+/// password is admitted, any other refused.
+fn token_basic_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let password = |v: &str| -> Option<String> {
+        let (scheme, rest) = v.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let creds = String::from_utf8(testkit::crypto::b64(rest.trim())?).ok()?;
+        creds.split_once(':').map(|(_, p)| p.to_owned())
+    };
+    match header(s, part) {
+        Some((name, value)) if name == "authorization" => {
+            let mut v = value.as_bytes().to_vec();
+            v[i] = new;
+            let flipped = delivered(&v).and_then(|t| password(&t));
+            if flipped.is_some() && flipped == password(value) {
+                Expect::Accepted
+            } else {
+                Expect::Refused
+            }
+        }
+        _ => Expect::NotAuthenticated,
+    }
+}
+
+/// Gitee signature mode: the base64 signature (lenient: the unused low bits of its last
+/// character and the padding do not count) and the signed timestamp; nothing else is signed.
+fn gitee_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    match header(s, part) {
+        Some((name, value)) if name == "x-gitee-token" => {
+            let v = value.as_bytes();
+            let last_data = v.iter().rposition(|&b| b != b'=').expect("data");
+            let unused_bits = [0, 2, 4][v.len() - 1 - last_data];
+            let same = b64_index(v[i])
+                .zip(b64_index(new))
+                .is_some_and(|(a, b)| a >> unused_bits == b >> unused_bits);
+            if (i == last_data && same)
+                || (i == v.len() - 1 && v[i] == b'=' && matches!(new, b' ' | b'\t'))
+            {
+                Expect::Accepted
+            } else {
+                Expect::Refused
+            }
+        }
+        Some((name, _)) if name == "x-gitee-timestamp" => Expect::Refused,
+        _ => Expect::NotAuthenticated,
+    }
+}
+
+/// WeCom: the query (signature, timestamp, nonce) and the `Encrypt` text are signed; the
+/// outer XML around `Encrypt` (ToUserName, AgentID) is not. Hex is compared by value.
+fn wecom_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    match part {
+        Part::Header(_) => Expect::NotAuthenticated,
+        Part::Query => {
+            let q = s.query.as_bytes();
+            if value_range(q, "msg_signature").is_some_and(|r| r.contains(&i))
+                && hex_case(q[i], new)
+            {
+                return Expect::Accepted;
+            }
+            Expect::Refused
+        }
+        Part::Body => {
+            // The whole `<Encrypt>…</Encrypt>` element: its tags decide what the text is.
+            let b = &s.body;
+            let find = |pat: &[u8]| b.windows(pat.len()).position(|w| w == pat);
+            let start = find(b"<Encrypt>").expect("Encrypt");
+            let end = find(b"</Encrypt>").expect("end") + "</Encrypt>".len();
+            if (start..end).contains(&i) {
+                Expect::Refused
+            } else {
+                Expect::NotAuthenticated
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------- cases
 
 /// The flip rule of a test source. The `match` on the kind has no `_` arm: a new provider
@@ -406,13 +495,35 @@ fn rule(s: &TestSource) -> fn(&SampleRequest, Part, usize, u8) -> Expect {
         (ProviderKind::Feishu, _) => feishu_rule,
         (ProviderKind::Standard, _) => standard_rule,
         (ProviderKind::Hmac, "hmac_base64") => hmac_base64_rule,
+        (ProviderKind::Hmac, "hmac_paddle") => paddle_rule,
         (ProviderKind::Hmac, _) => hmac_hex_rule,
+        (ProviderKind::Token, "token_basic") => token_basic_rule,
+        (ProviderKind::Token | ProviderKind::Gitlab, _) => token_rule,
+        (ProviderKind::Gitee, _) => gitee_rule,
+        (ProviderKind::Wecom, _) => wecom_rule,
     }
 }
 
 /// One case per test source of `providers::testkit` (every provider mode).
 fn cases() -> Vec<Case> {
     testkit::sources().into_iter().map(case).collect()
+}
+
+/// `Paddle-Signature: ts=…;h1=…` (hex, by value); the `ts` and `h1` keys are what is read.
+fn paddle_rule(s: &SampleRequest, part: Part, i: usize, new: u8) -> Expect {
+    let orig = orig_at(s, part, i);
+    match header(s, part).as_ref().map(|(n, v)| (n.as_str(), *v)) {
+        None => Expect::Refused,
+        Some(("paddle-signature", v)) => {
+            let h1 = v.find("h1=").expect("h1") + 3;
+            if i >= h1 && hex_case(orig, new) {
+                Expect::Accepted
+            } else {
+                Expect::Refused
+            }
+        }
+        Some(_) => Expect::NotAuthenticated,
+    }
 }
 
 /// Bytes of one part, chosen so every part of a request gets flips, not just the body.
@@ -434,7 +545,7 @@ fn samples_are_admitted_unchanged() {
 }
 
 proptest! {
-    // 11 sources × 2000 flips: a few seconds in a debug build.
+    // 18 testkit sources × 2000 flips: a few seconds in a debug build.
     #![proptest_config(ProptestConfig {
         cases: 2000,
         failure_persistence: None,
@@ -465,8 +576,15 @@ fn unsigned_id_header(case: &str) -> Option<&'static str> {
     match case {
         "github" => Some("x-github-delivery"),
         "hmac_base64" => Some("x-shopify-webhook-id"),
+        // GitLab signs nothing: Idempotency-Key, else X-Gitlab-Event-UUID (issue 16).
+        "gitlab" => Some("idempotency-key"),
         _ => None,
     }
+}
+
+/// Issue 16: the header a provider falls back to for its id when `unsigned_id_header` is gone.
+fn fallback_id_header(case: &str) -> Option<&'static str> {
+    (case == "gitlab").then_some("x-gitlab-event-uuid")
 }
 
 /// Header names some provider reads: each source gets them as extra (unsigned) headers too.
@@ -484,6 +602,12 @@ const READ_HEADERS: &[&str] = &[
     "svix-timestamp",
     "svix-signature",
     "x-lark-signature",
+    "x-gitlab-token",
+    "idempotency-key",
+    "x-gitlab-event-uuid",
+    "x-gitee-token",
+    "x-gitee-timestamp",
+    "x-gitee-event",
 ];
 
 /// What is done to a request's headers.
@@ -589,12 +713,19 @@ proptest! {
                 }
                 (None, None) => prop_assert_eq!(&event.id, id0, "{}", c.name),
                 (None, Some(h)) => {
-                    let sent = headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(h))
-                        .map(|(_, v)| v.trim());
+                    let sent = |h: &str| {
+                        headers
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(h))
+                            .map(|(_, v)| v.trim())
+                    };
+                    let fallback = fallback_id_header(c.name).and_then(sent);
                     prop_assert!(
-                        &event.id == id0 || sent == Some(event.id.as_str()),
+                        &event.id == id0
+                            || sent(h) == Some(event.id.as_str())
+                            || fallback == Some(event.id.as_str())
+                            || (fallback_id_header(c.name).is_some()
+                                && event.id.starts_with("sha256:")),
                         "{}: {}",
                         c.name,
                         event.id

@@ -41,6 +41,14 @@ fn vars() -> HashMap<String, String> {
         ("STRIPE_WEBHOOK_SECRET", "whsec_example".to_owned()),
         ("SHOPIFY_CLIENT_SECRET", "shpss_example".to_owned()),
         ("SLACK_SIGNING_SECRET", "example-signing-secret".to_owned()),
+        ("ALERTMANAGER_TOKEN", "example-alert-token".to_owned()),
+        ("GITLAB_WEBHOOK_TOKEN", "example-gitlab-token".to_owned()),
+        ("GITEE_WEBHOOK_SECRET", "example-gitee-secret".to_owned()),
+        ("WECOM_TOKEN", "QDG6eK".to_owned()),
+        (
+            "WECOM_AES_KEY",
+            "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C".to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

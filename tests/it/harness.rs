@@ -392,6 +392,21 @@ impl RabbitNode {
     }
 
     pub fn stop(self) {}
+
+    /// `rabbitmqctl -n <this node> args…`; its stdout. Panics when it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-n", &self.name])
+            .args(args)
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
 }
 
 impl Drop for RabbitNode {

@@ -3,13 +3,17 @@
 
 mod admin;
 mod chaos;
+mod cluster;
 mod console;
 mod deadletter;
+mod deploy;
 mod example_configs;
 mod github;
 mod guards;
 mod hardening;
 mod harness;
 mod inspect;
+mod operations;
 mod outage;
 mod providers_e2e;
+mod senders;

@@ -3,13 +3,12 @@
 //! `success` reply.
 
 use serde_json::{Map, Value};
-use sha1::{Digest, Sha1};
 
 use super::{DingTalk, EventKeys};
-use crate::crypto;
 use crate::shared::{
     encrypt_field, json_int, non_empty, rfc3339_millis, sha256_key, type_name_or_unknown,
 };
+use crate::{crypto, msgcrypt};
 use crate::{Admission, Data, Event, RawRequest, Rejection, Reply};
 
 // Query parameters. The official SDK reads the first name, then the second.
@@ -19,31 +18,18 @@ const TIME_STAMP: &str = "timeStamp";
 const TIMESTAMP: &str = "timestamp";
 const NONCE: &str = "nonce";
 
-/// DingTalk pads to 32 bytes, not to the AES block (`PKCS7Padding` BLOCK_SIZE = 32).
-const PAD_BLOCK: usize = 32;
 const CHECK_URL: &str = "check_url";
 
 /// Decodes the console's 43-character `aes_key` (`[A-Za-z0-9]`) to its 32 bytes. The last
 /// character carries non-zero trailing bits, so this needs lenient base64 (docs/providers/dingtalk.md).
 pub(super) fn aes_key_bytes(aes_key: &str) -> Result<[u8; 32], String> {
-    if aes_key.len() != 43 || !aes_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err("must be exactly 43 characters of [A-Za-z0-9]".into());
-    }
-    crypto::b64_lenient(&format!("{aes_key}="))
-        .and_then(|k| <[u8; 32]>::try_from(k).ok())
-        .ok_or_else(|| "does not decode to 32 bytes".into())
+    msgcrypt::aes_key_bytes(aes_key)
 }
 
 /// `hex(SHA1(concat(sort([token, timestamp, nonce, encrypt]))))`: signs both the push and
 /// the reply.
 pub(super) fn event_signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
-    let mut parts = [token, timestamp, nonce, encrypt];
-    parts.sort_unstable();
-    let mut h = Sha1::new();
-    for p in parts {
-        h.update(p.as_bytes());
-    }
-    hex::encode(h.finalize())
+    msgcrypt::signature(token, timestamp, nonce, encrypt)
 }
 
 /// `b64(AES-256-CBC(key, iv = key[..16], random16 ‖ u32be(len) ‖ msg ‖ owner_key ‖ PKCS#7/32))`.
@@ -51,32 +37,7 @@ pub(super) fn event_signature(token: &str, timestamp: &str, nonce: &str, encrypt
 /// # Panics
 /// If `msg` is 4 GiB or longer (its length must fit the u32 prefix).
 pub(super) fn encrypt(key: &[u8; 32], random16: &[u8; 16], msg: &[u8], owner_key: &str) -> String {
-    let len = u32::try_from(msg.len()).expect("a DingTalk message is shorter than 4 GiB");
-    let mut plain = Vec::with_capacity(20 + msg.len() + owner_key.len() + PAD_BLOCK);
-    plain.extend_from_slice(random16);
-    plain.extend_from_slice(&len.to_be_bytes());
-    plain.extend_from_slice(msg);
-    plain.extend_from_slice(owner_key.as_bytes());
-    let padded = crypto::pkcs7_pad(&plain, PAD_BLOCK);
-    let ct = crypto::aes_cbc_encrypt(key, &key[..16], &padded)
-        .expect("32-byte key, 16-byte iv and padded input are valid");
-    crypto::b64_encode(&ct)
-}
-
-/// The decrypted payload: the message and the owner trailer. `None` for anything that is not
-/// a well-formed ciphertext (base64, block length, strict PKCS#7/32, length prefix).
-pub(super) fn open(key: &[u8; 32], encrypt: &str) -> Option<(Vec<u8>, Vec<u8>)> {
-    let ct = crypto::b64(encrypt)?;
-    let plain = crypto::aes_cbc_decrypt(key, &key[..16], &ct)?;
-    let plain = crypto::pkcs7_unpad(&plain, PAD_BLOCK)?;
-    let len_bytes: [u8; 4] = plain.get(16..20)?.try_into().ok()?;
-    let len = u32::from_be_bytes(len_bytes) as usize;
-    let rest = &plain[20..];
-    if len > rest.len() {
-        return None;
-    }
-    let (msg, owner) = rest.split_at(len);
-    Some((msg.to_vec(), owner.to_vec()))
+    msgcrypt::seal(key, random16, msg, owner_key)
 }
 
 /// Decrypts and checks the owner trailer: the message bytes.
@@ -85,12 +46,7 @@ pub(super) fn decrypt(
     owner_key: &str,
     encrypt: &str,
 ) -> Result<Vec<u8>, Rejection> {
-    let (msg, owner) =
-        open(key, encrypt).ok_or(Rejection::Malformed("encrypt does not decrypt"))?;
-    if !crypto::ct_eq(&owner, owner_key.as_bytes()) {
-        return Err(Rejection::WrongRecipient("owner_key"));
-    }
-    Ok(msg)
+    msgcrypt::open_for(key, owner_key, encrypt, "owner_key")
 }
 
 /// The JSON body of the encrypted `success` reply (DingTalk's required reply), fields in the

@@ -1,4 +1,4 @@
-use super::event::{aes_key_bytes, decrypt, event_signature, open, success_reply_body};
+use super::event::{aes_key_bytes, decrypt, event_signature, success_reply_body};
 use super::robot::robot_sign;
 use super::sample::event_push;
 use super::*;
@@ -107,7 +107,7 @@ fn official_decrypt_vector() {
     let raw = crypto::aes_cbc_decrypt(&k, &k[..16], &crypto::b64(ENCRYPT).unwrap()).unwrap();
     assert_eq!(*raw.last().unwrap(), 31, "pad value");
     assert_eq!(&raw[16..20], &25u32.to_be_bytes());
-    let (msg, owner) = open(&k, ENCRYPT).unwrap();
+    let (msg, owner) = crate::msgcrypt::open(&k, ENCRYPT).unwrap();
     assert_eq!(msg, br#"{"EventType":"check_url"}"#);
     assert_eq!(owner, OWNER.as_bytes());
     assert_eq!(decrypt(&k, OWNER, ENCRYPT).unwrap(), msg);

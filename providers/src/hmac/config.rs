@@ -4,14 +4,17 @@ use serde::Deserialize;
 
 use super::{Encoding, HmacSource, Locator, Part, TimestampSource, DEFAULT_TOLERANCE_SECS};
 use crate::crypto::MacAlg;
-use crate::shared::require_secrets;
+use crate::shared::{header_name, pointer, require_secrets};
 use crate::{ConfigError, Secret};
 
 /// Every key is optional at the serde level so that `HmacSource::new` can report all problems at
 /// once; `secrets` and `signature_header` are required there.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// A sender's known scheme (`stripe`, `slack`, …, see [`super::presets`]) filling in
+    /// every key below that is not set by hand.
+    pub preset: Option<String>,
     /// Shared secrets, used as key bytes exactly as written (UTF-8); every one is tried.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -52,6 +55,13 @@ impl Config {
     /// Human warnings for `hookgate check`: values this config takes from outside the
     /// signature.
     pub fn warnings(&self) -> Vec<String> {
+        // An unknown preset is an error of `new`, reported there.
+        super::presets::resolve(self)
+            .map(|c| c.warnings_resolved())
+            .unwrap_or_default()
+    }
+
+    fn warnings_resolved(&self) -> Vec<String> {
         let template = self.signed_payload.as_deref().unwrap_or("{body}");
         let mut w = Vec::new();
         if let Some(h) = &self.id_header {
@@ -72,6 +82,8 @@ impl Config {
 
 impl HmacSource {
     pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
+        let resolved = super::presets::resolve(c).map_err(|e| vec![e])?;
+        let c = &resolved;
         let mut errors = Vec::new();
         if let Err(e) = require_secrets("secrets", &c.secrets) {
             errors.push(e);
@@ -244,16 +256,6 @@ fn optional<T>(
     value.as_deref().map(check).transpose()
 }
 
-/// A header name (RFC 9110 token), lowercased.
-pub(super) fn header_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
-    let name = name.trim();
-    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(token) {
-        return Err(ConfigError::new(key, "must be an HTTP header name"));
-    }
-    Ok(name.to_ascii_lowercase())
-}
-
 /// A key of the signature header's `k=v` list.
 fn param_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
     let name = name.trim();
@@ -264,17 +266,6 @@ fn param_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(name.to_owned())
-}
-
-/// An RFC 6901 JSON pointer to a member (so not the empty whole-document pointer).
-fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
-    if !p.starts_with('/') {
-        return Err(ConfigError::new(
-            key,
-            "must be a JSON pointer starting with '/', e.g. \"/id\"",
-        ));
-    }
-    Ok(p.to_owned())
 }
 
 /// A value read from a header or from a JSON pointer into the body: at most one of the two.

@@ -7,10 +7,15 @@
 //! (`Stripe-Signature: t=…,v1=…,v1=…`): `signature_param` names the signature key of that
 //! comma-separated `k=v` list, `timestamp_param` the timestamp key.
 //!
+//! `preset = "stripe"` (and the others of [`presets`]) fills in the keys of a known sender;
+//! keys set by hand override it.
+//!
 //! `config.rs` checks a source's keys and builds the adapter; this file verifies and
-//! normalizes; `sample.rs` signs as the configured sender would.
+//! normalizes; `sample.rs` signs as the configured sender would; `presets.rs` knows the
+//! schemes of named senders.
 
 mod config;
+pub mod presets;
 #[cfg(any(test, feature = "sign"))]
 mod sample;
 #[cfg(test)]
@@ -22,7 +27,9 @@ use serde_json::Value;
 
 use crate::crypto::{self, b64_lenient, ct_eq, MacAlg};
 use crate::registry::ConfigKeys;
-use crate::shared::{bounded, digits, dotted_type, sha256_key, shape, unix_secs, within_window};
+use crate::shared::{
+    bounded, digits, dotted_type, scalar, sha256_key, shape, unix_secs, within_window,
+};
 use crate::{Admission, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
 pub use config::Config;
@@ -138,7 +145,12 @@ impl HmacSource {
         };
         let mut signatures = Vec::new();
         let mut timestamp = None;
-        for item in header.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // Stripe separates with ',', Paddle with ';'; neither occurs in a signature.
+        for item in header
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (k, v) = item.split_once('=').ok_or(Rejection::BadSignature)?;
             let (k, v) = (k.trim(), v.trim());
             if k == param {
@@ -269,13 +281,4 @@ impl crate::Provider for HmacSource {
 fn parse_timestamp(s: &str) -> Option<i64> {
     let n = digits(s)?;
     Some(if n > MILLIS_THRESHOLD { n / 1000 } else { n })
-}
-
-/// A non-empty string, or a number as written (numeric ids such as Shopify's).
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::{Config, Encoding, HmacSource, Locator, TimestampSource};
 use crate::crypto::{self, b64_encode};
-use crate::shared::{joined, unix_secs};
+use crate::shared::{joined, set_pointer, unix_secs};
 use crate::sign::{SampleOptions, SampleRequest};
 
 impl HmacSource {
@@ -17,35 +17,6 @@ impl HmacSource {
         };
         format!("{}{encoded}", self.prefix)
     }
-}
-
-/// Sets `value` at `pointer`, creating objects on the way (for sample bodies).
-pub(super) fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
-    let tokens: Vec<String> = pointer
-        .split('/')
-        .skip(1)
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect();
-    let Some((last, path)) = tokens.split_last() else {
-        return;
-    };
-    let mut cur = root;
-    for token in path {
-        if !cur.is_object() {
-            *cur = Value::Object(Default::default());
-        }
-        cur = cur
-            .as_object_mut()
-            .expect("made an object just above")
-            .entry(token.clone())
-            .or_insert(Value::Null);
-    }
-    if !cur.is_object() {
-        *cur = Value::Object(Default::default());
-    }
-    cur.as_object_mut()
-        .expect("made an object just above")
-        .insert(last.clone(), value);
 }
 
 /// A request signed as the configured sender would sign it, with the first secret:
@@ -87,7 +58,13 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
     let signature = p.signature(secret.expose(), &payload);
     let signature_value = match (&p.signature_param, &p.timestamp) {
         (Some(param), Some(TimestampSource::Param(t))) => {
-            format!("{t}={timestamp},{param}={signature}")
+            // Paddle separates the list with ';' (`ts=…;h1=…`), Stripe with ','.
+            let paddle = c
+                .preset
+                .as_deref()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("paddle"));
+            let sep = if paddle { ';' } else { ',' };
+            format!("{t}={timestamp}{sep}{param}={signature}")
         }
         (Some(param), _) => format!("{param}={signature}"),
         (None, _) => signature,

@@ -1,7 +1,6 @@
-use super::config::header_name;
-use super::sample::set_pointer;
 use super::*;
 use crate::crypto::b64_encode;
+use crate::shared::{header_name, set_pointer};
 use crate::sign::SampleOptions;
 use crate::{Headers, ProviderConfig};
 use ::hmac::Mac;

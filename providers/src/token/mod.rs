@@ -1,0 +1,414 @@
+//! Token: senders that authenticate with a shared token instead of a signature (Alertmanager
+//! and Grafana with HTTP Basic or a bearer header, streaming-media servers with a query
+//! token, any sender with a static secret header). docs/providers/token.md.
+//!
+//! A token proves only **who** sent a request, not **what** it contains: anyone who sees one
+//! request (a proxy log, a misdirected delivery) can send any body with it. Nothing in the body
+//! is authenticated, so the id and type are as trustworthy as the sender's TLS path; where no
+//! id is configured the id is `sha256:` of the body (a resend of the same bytes deduplicates,
+//! an altered body is a new event), and `hookgate check` says so.
+//!
+//! Tokens are compared as SHA-256 digests in constant time, so neither the content nor the
+//! length of a configured token leaks through timing; every configured token is tried
+//! (rotation).
+
+#[cfg(test)]
+mod tests;
+
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{b64, ct_eq};
+use crate::registry::ConfigKeys;
+use crate::shared::{
+    bounded, dotted_type, header_name, pointer, require_secrets, scalar, sha256_key, shape,
+};
+#[cfg(any(test, feature = "sign"))]
+use crate::shared::{joined, set_pointer};
+#[cfg(any(test, feature = "sign"))]
+use crate::sign::{SampleOptions, SampleRequest};
+use crate::{
+    form, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
+};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["tokens"],
+    public: &[],
+};
+
+const AUTHORIZATION: &str = "authorization";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Accepted tokens, compared byte for byte; every one is tried (rotation).
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    /// The header carrying the token (`X-Gitlab-Token`, `Authorization`: a `Bearer ` scheme
+    /// is stripped there).
+    pub header: Option<String>,
+    /// The query parameter carrying the token (`?token=…`).
+    pub query: Option<String>,
+    /// The token is the password of HTTP Basic authentication (the user name is ignored).
+    #[serde(default)]
+    pub basic: bool,
+    /// The header carrying the event id.
+    pub id_header: Option<String>,
+    /// JSON pointer to the event id in the body.
+    pub id_pointer: Option<String>,
+    /// The header carrying the event name.
+    pub type_header: Option<String>,
+    /// JSON pointer to the event name in the body (Alertmanager: `/status`).
+    pub type_pointer: Option<String>,
+}
+
+impl Config {
+    /// Human warnings for `hookgate check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = vec![
+            "a token proves who sent a request, not what it contains: the body, id and type are not authenticated (prefer a signing provider where the sender offers one)".to_owned(),
+        ];
+        if self.id_header.is_none() && self.id_pointer.is_none() {
+            w.push("no id_header or id_pointer: the event id is sha256 of the body, so a retry deduplicates only if its bytes are identical".to_owned());
+        }
+        w
+    }
+}
+
+/// Where the token is read from.
+#[derive(Debug, Clone)]
+enum Place {
+    Header(String),
+    Query(String),
+    Basic,
+}
+
+/// Where an id or a type is read from.
+#[derive(Debug, Clone)]
+pub(crate) enum Locator {
+    Header(String),
+    Pointer(String),
+}
+
+/// The accepted tokens as SHA-256 digests: compared in constant time whatever their length.
+#[derive(Clone)]
+pub(crate) struct Tokens {
+    digests: Vec<[u8; 32]>,
+    /// Kept for `sample` (the first one signs sample requests).
+    #[cfg(any(test, feature = "sign"))]
+    first: Secret,
+}
+
+impl Tokens {
+    /// Checks `tokens` under the config key `key`.
+    pub(crate) fn new(key: &'static str, tokens: &[Secret]) -> Result<Self, ConfigError> {
+        require_secrets(key, tokens)?;
+        Ok(Tokens {
+            digests: tokens.iter().map(|t| digest(t.expose())).collect(),
+            #[cfg(any(test, feature = "sign"))]
+            first: tokens[0].clone(),
+        })
+    }
+
+    /// Whether `given` is one of the tokens; every token is compared.
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        let d = digest(given);
+        self.digests
+            .iter()
+            .fold(false, |found, t| found | ct_eq(t, &d))
+    }
+
+    #[cfg(any(test, feature = "sign"))]
+    pub(crate) fn first(&self) -> &str {
+        self.first.expose()
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// The `token` adapter.
+pub struct Token {
+    tokens: Tokens,
+    place: Place,
+    id: Option<Locator>,
+    kind: Option<Locator>,
+}
+
+impl Token {
+    pub fn new(c: &Config) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let tokens = keep(&mut errors, Tokens::new("tokens", &c.tokens));
+        let place = match (&c.header, &c.query, c.basic) {
+            (Some(h), None, false) => {
+                keep(&mut errors, header_name("header", h).map(Place::Header))
+            }
+            (None, Some(q), false) => {
+                let q = q.trim();
+                if q.is_empty() || q.contains(['&', '=', '#', ' ']) {
+                    errors.push(ConfigError::new(
+                        "query",
+                        "must be a query parameter name (no '&', '=', '#' or spaces)",
+                    ));
+                    None
+                } else {
+                    Some(Place::Query(q.to_owned()))
+                }
+            }
+            (None, None, true) => Some(Place::Basic),
+            (None, None, false) => {
+                errors.push(ConfigError::new(
+                    "header",
+                    "set one of header, query or basic = true: where the sender puts the token",
+                ));
+                None
+            }
+            _ => {
+                errors.push(ConfigError::new(
+                    "header",
+                    "set only one of header, query or basic = true",
+                ));
+                None
+            }
+        };
+        let id = keep(
+            &mut errors,
+            locator(("id_header", &c.id_header), ("id_pointer", &c.id_pointer)),
+        )
+        .flatten();
+        let kind = keep(
+            &mut errors,
+            locator(
+                ("type_header", &c.type_header),
+                ("type_pointer", &c.type_pointer),
+            ),
+        )
+        .flatten();
+        match (tokens, place, errors.is_empty()) {
+            (Some(tokens), Some(place), true) => Ok(Token {
+                tokens,
+                place,
+                id,
+                kind,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The token as sent, or the refusal for a request without one.
+    fn presented(&self, req: &RawRequest<'_>) -> Result<String, Rejection> {
+        match &self.place {
+            Place::Header(h) => {
+                let v = req.require_configured_header(h)?;
+                Ok(match h.as_str() {
+                    AUTHORIZATION => strip_scheme(v, "bearer").unwrap_or(v),
+                    _ => v,
+                }
+                .to_owned())
+            }
+            Place::Query(q) => req
+                .query_param(q)
+                .filter(|v| !v.is_empty())
+                .ok_or(Rejection::BadToken),
+            Place::Basic => {
+                let v = req.require_header(AUTHORIZATION)?;
+                let creds = strip_scheme(v, "basic")
+                    .and_then(b64)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or(Rejection::BadToken)?;
+                let (_user, password) = creds.split_once(':').ok_or(Rejection::BadToken)?;
+                Ok(password.to_owned())
+            }
+        }
+    }
+}
+
+/// `value` without the auth scheme `scheme` (case-insensitive) and the blanks after it.
+fn strip_scheme<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
+    let (s, rest) = value.split_once(' ')?;
+    s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// A value read from a header or from a JSON pointer into the body: at most one of the two.
+pub(crate) fn locator(
+    (header_key, header): (&'static str, &Option<String>),
+    (pointer_key, ptr): (&'static str, &Option<String>),
+) -> Result<Option<Locator>, ConfigError> {
+    match (header, ptr) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            pointer_key,
+            format!("set {header_key} or {pointer_key}, not both"),
+        )),
+        (Some(h), None) => header_name(header_key, h).map(|h| Some(Locator::Header(h))),
+        (None, Some(p)) => pointer(pointer_key, p).map(|p| Some(Locator::Pointer(p))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The body as `data`: JSON as received, a form body as an object of strings (first value of
+/// a repeated name), an empty body as `null`. Anything else is not what these senders send.
+pub(crate) fn body_data(req: &RawRequest<'_>) -> Result<(Data, Value), Rejection> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((Data::Value(Value::Null), Value::Null));
+    }
+    let form = req
+        .header("content-type")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("x-www-form-urlencoded"));
+    if form {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in form::pairs(req.body) {
+            let k = String::from_utf8(k).map_err(|_| Rejection::Malformed("form is not UTF-8"))?;
+            let v = String::from_utf8(v).map_err(|_| Rejection::Malformed("form is not UTF-8"))?;
+            obj.entry(k).or_insert(Value::String(v));
+        }
+        let v = Value::Object(obj);
+        return Ok((Data::Value(v.clone()), v));
+    }
+    let data = Data::json(req.body)?;
+    let value = serde_json::from_slice(req.body)
+        .map_err(|_| Rejection::Malformed("body is not valid JSON"))?;
+    Ok((data, value))
+}
+
+/// The event id: from the configured header or pointer, else `sha256:` of the body.
+pub(crate) fn event_id(
+    loc: Option<&Locator>,
+    req: &RawRequest<'_>,
+    value: &Value,
+) -> Result<String, Rejection> {
+    Ok(match loc {
+        None => sha256_key(req.body),
+        Some(Locator::Header(h)) => bounded(
+            req.header(h)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .ok_or(Rejection::Malformed("the event id header is missing"))?,
+            shape::visible,
+            "the event id header is too long or not a visible token",
+        )?
+        .to_owned(),
+        Some(Locator::Pointer(p)) => value
+            .pointer(p)
+            .and_then(scalar)
+            .ok_or(Rejection::Malformed("the event id is not in the body"))?,
+    })
+}
+
+/// The provider's event name, bounded, from the configured header or pointer.
+pub(crate) fn event_name(
+    loc: Option<&Locator>,
+    req: &RawRequest<'_>,
+    value: &Value,
+) -> Result<Option<String>, Rejection> {
+    Ok(match loc {
+        None => None,
+        Some(Locator::Header(h)) => req
+            .header(h)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                bounded(
+                    v,
+                    shape::text,
+                    "the event type header is too long or has control characters",
+                )
+            })
+            .transpose()?
+            .map(str::to_owned),
+        Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
+    })
+}
+
+impl crate::Provider for Token {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Token
+    }
+
+    fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
+        let given = self.presented(req)?;
+        if !self.tokens.matches(&given) {
+            return Err(Rejection::BadToken);
+        }
+        let (data, value) = body_data(req)?;
+        let id = event_id(self.id.as_ref(), req, &value)?;
+        let raw_type = event_name(self.kind.as_ref(), req, &value)?;
+        let kind = raw_type
+            .as_deref()
+            .and_then(|t| dotted_type("token", t))
+            .unwrap_or_else(|| "token.event".to_owned());
+        let event = Event {
+            id: id.clone(),
+            kind,
+            provider_event: raw_type.unwrap_or_else(|| "event".to_owned()),
+            time: None,
+            subject: None,
+            data,
+            content_key: None,
+        };
+        Ok(Admission::Event {
+            ack: Reply::accepted_id(&id),
+            event,
+        })
+    }
+}
+
+/// A request carrying the first token where the config expects it, with the id and type
+/// where the config reads them.
+#[cfg(any(test, feature = "sign"))]
+pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
+    let p = Token::new(c).map_err(joined)?;
+    let id = o.id_or_random("evt_");
+    let event = o.event.as_deref().unwrap_or("alert");
+    let body = match &o.payload {
+        Some(b) => b.clone(),
+        None => {
+            let mut v = serde_json::json!({
+                "id": id,
+                "status": event,
+                "receiver": "hookgate",
+                "alerts": [{"labels": {"alertname": "HookgateSample"}, "status": "firing"}],
+            });
+            if let Some(Locator::Pointer(ptr)) = &p.id {
+                set_pointer(&mut v, ptr, Value::String(id.clone()));
+            }
+            if let Some(Locator::Pointer(ptr)) = &p.kind {
+                set_pointer(&mut v, ptr, Value::String(event.to_owned()));
+            }
+            v.to_string().into_bytes()
+        }
+    };
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    if let Some(Locator::Header(h)) = &p.id {
+        headers.push((h.to_string(), id.clone()));
+    }
+    if let Some(Locator::Header(h)) = &p.kind {
+        headers.push((h.to_string(), event.to_owned()));
+    }
+    let token = p.tokens.first();
+    let mut query = String::new();
+    match &p.place {
+        Place::Header(h) => headers.push((h.to_string(), token.to_owned())),
+        Place::Query(q) => query = format!("{q}={}", form::encode(token.as_bytes())),
+        Place::Basic => headers.push((
+            "Authorization".to_owned(),
+            format!(
+                "Basic {}",
+                crate::crypto::b64_encode(format!("hookgate:{token}").as_bytes())
+            ),
+        )),
+    }
+    Ok(SampleRequest {
+        query,
+        headers,
+        body,
+    })
+}
