@@ -388,15 +388,16 @@ pub fn random_digits(n: usize) -> String {
 }
 
 #[cfg(any(test, feature = "sign"))]
-/// A random UUID-shaped string, `8-4-4-4-12` lowercase hex (sample delivery and request ids).
+/// A random version-4-shaped UUID, `8-4-4-4-12` lowercase hex (sample delivery and request
+/// ids).
 pub fn random_uuid() -> String {
     let b = hex::encode(random_bytes(16));
     format!(
-        "{}-{}-{}-{}-{}",
+        "{}-{}-4{}-a{}-{}",
         &b[0..8],
         &b[8..12],
-        &b[12..16],
-        &b[16..20],
+        &b[13..16],
+        &b[17..20],
         &b[20..32]
     )
 }

@@ -188,6 +188,36 @@ pub fn joined(errors: Vec<ConfigError>) -> String {
 }
 // Config and body locators shared by `hmac` and `token`.
 
+/// Records a config error and keeps going, so that every problem is reported at once.
+pub fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// Where a source reads a value (an event id, a type) from.
+#[derive(Debug, Clone)]
+pub enum Locator {
+    /// A lowercase header name.
+    Header(String),
+    /// A JSON pointer into the body.
+    Pointer(String),
+}
+
+/// A value read from a header or from a JSON pointer into the body: at most one of the two.
+pub fn locator(
+    (header_key, header): (&'static str, Option<&str>),
+    (pointer_key, ptr): (&'static str, Option<&str>),
+) -> Result<Option<Locator>, ConfigError> {
+    match (header, ptr) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            pointer_key,
+            format!("set {header_key} or {pointer_key}, not both"),
+        )),
+        (Some(h), None) => header_name(header_key, h).map(|h| Some(Locator::Header(h))),
+        (None, Some(p)) => pointer(pointer_key, p).map(|p| Some(Locator::Pointer(p))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// A header name (RFC 9110 token), lowercased.
 pub fn header_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
     let name = name.trim();

@@ -169,7 +169,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
         "merge_request" => "Merge Request Hook".to_owned(),
         other => format!("{} Hook", other.replace('_', " ")),
     };
-    let uuid = uuid_like();
+    let uuid = crate::crypto::random_uuid();
     Ok(SampleRequest {
         query: String::new(),
         headers: vec![
@@ -181,18 +181,4 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
         ],
         body,
     })
-}
-
-/// A random version-4-shaped UUID for sample headers.
-#[cfg(any(test, feature = "sign"))]
-pub(crate) fn uuid_like() -> String {
-    let h = hex::encode(crate::crypto::random_bytes(16));
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
 }

@@ -2,9 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{Encoding, HmacSource, Locator, Part, TimestampSource, DEFAULT_TOLERANCE_SECS};
+use super::{Encoding, HmacSource, Part, TimestampSource, DEFAULT_TOLERANCE_SECS};
 use crate::crypto::MacAlg;
-use crate::shared::{header_name, pointer, require_secrets};
+use crate::shared::{header_name, keep, locator, pointer, require_secrets};
 use crate::{ConfigError, Secret};
 
 /// Every key is optional at the serde level so that `HmacSource::new` can report all problems at
@@ -244,11 +244,6 @@ impl HmacSource {
     }
 }
 
-/// Records a config error and keeps going, so that every problem is reported at once.
-fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
-    r.map_err(|e| errors.push(e)).ok()
-}
-
 fn optional<T>(
     value: &Option<String>,
     check: impl FnOnce(&str) -> Result<T, ConfigError>,
@@ -266,22 +261,6 @@ fn param_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(name.to_owned())
-}
-
-/// A value read from a header or from a JSON pointer into the body: at most one of the two.
-fn locator(
-    (header_key, header): (&'static str, Option<&str>),
-    (pointer_key, ptr): (&'static str, Option<&str>),
-) -> Result<Option<Locator>, ConfigError> {
-    match (header, ptr) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            pointer_key,
-            format!("set {header_key} or {pointer_key}, not both"),
-        )),
-        (Some(h), None) => header_name(header_key, h).map(|h| Some(Locator::Header(h))),
-        (None, Some(p)) => pointer(pointer_key, p).map(|p| Some(Locator::Pointer(p))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// Splits a `signed_payload` template into literals and `{body}` / `{timestamp}` / `{id}`.

@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::crypto::{self, b64_lenient, ct_eq, MacAlg};
 use crate::registry::ConfigKeys;
 use crate::shared::{
-    bounded, digits, dotted_type, scalar, sha256_key, shape, unix_secs, within_window,
+    bounded, digits, dotted_type, scalar, sha256_key, shape, unix_secs, within_window, Locator,
 };
 use crate::{Admission, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
@@ -61,13 +61,6 @@ enum Part {
     Body,
     Timestamp,
     Id,
-}
-
-/// Where a value is read from.
-enum Locator {
-    /// A lowercase header name.
-    Header(String),
-    Pointer(String),
 }
 
 enum TimestampSource {

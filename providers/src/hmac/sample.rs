@@ -2,9 +2,9 @@
 
 use serde_json::Value;
 
-use super::{Config, Encoding, HmacSource, Locator, TimestampSource};
+use super::{Config, Encoding, HmacSource, TimestampSource};
 use crate::crypto::{self, b64_encode};
-use crate::shared::{joined, set_pointer, unix_secs};
+use crate::shared::{joined, set_pointer, unix_secs, Locator};
 use crate::sign::{SampleOptions, SampleRequest};
 
 impl HmacSource {

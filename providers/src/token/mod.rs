@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{b64, ct_eq};
 use crate::registry::ConfigKeys;
 use crate::shared::{
-    bounded, dotted_type, header_name, pointer, require_secrets, scalar, sha256_key, shape,
+    bounded, dotted_type, header_name, keep, locator, require_secrets, scalar, sha256_key, shape,
+    Locator,
 };
 #[cfg(any(test, feature = "sign"))]
 use crate::shared::{joined, set_pointer};
@@ -85,13 +86,6 @@ enum Place {
     Header(String),
     Query(String),
     Basic,
-}
-
-/// Where an id or a type is read from.
-#[derive(Debug, Clone)]
-pub(crate) enum Locator {
-    Header(String),
-    Pointer(String),
 }
 
 /// The accepted tokens as SHA-256 digests: compared in constant time whatever their length.
@@ -178,14 +172,17 @@ impl Token {
         };
         let id = keep(
             &mut errors,
-            locator(("id_header", &c.id_header), ("id_pointer", &c.id_pointer)),
+            locator(
+                ("id_header", c.id_header.as_deref()),
+                ("id_pointer", c.id_pointer.as_deref()),
+            ),
         )
         .flatten();
         let kind = keep(
             &mut errors,
             locator(
-                ("type_header", &c.type_header),
-                ("type_pointer", &c.type_pointer),
+                ("type_header", c.type_header.as_deref()),
+                ("type_pointer", c.type_pointer.as_deref()),
             ),
         )
         .flatten();
@@ -232,26 +229,6 @@ impl Token {
 fn strip_scheme<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
-}
-
-fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
-    r.map_err(|e| errors.push(e)).ok()
-}
-
-/// A value read from a header or from a JSON pointer into the body: at most one of the two.
-pub(crate) fn locator(
-    (header_key, header): (&'static str, &Option<String>),
-    (pointer_key, ptr): (&'static str, &Option<String>),
-) -> Result<Option<Locator>, ConfigError> {
-    match (header, ptr) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            pointer_key,
-            format!("set {header_key} or {pointer_key}, not both"),
-        )),
-        (Some(h), None) => header_name(header_key, h).map(|h| Some(Locator::Header(h))),
-        (None, Some(p)) => pointer(pointer_key, p).map(|p| Some(Locator::Pointer(p))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// The body as `data`: JSON as received, a form body as an object of strings (first value of
