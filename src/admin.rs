@@ -13,7 +13,6 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::inspect::{self, Query, ReplayError, ReplayRequest};
 use crate::pipeline::Gateway;
@@ -126,7 +125,7 @@ pub async fn require_token(
     Ok(req.into_response(r))
 }
 
-/// Constant time, including the length: the digests are compared, not the tokens.
+/// Constant time, including the length (`Secret::matches` compares digests, not the tokens).
 fn bearer_matches(token: &providers::Secret, given: Option<&header::HeaderValue>) -> bool {
     let Some(given) = given
         .and_then(|v| v.to_str().ok())
@@ -134,10 +133,7 @@ fn bearer_matches(token: &providers::Secret, given: Option<&header::HeaderValue>
     else {
         return false;
     };
-    providers::crypto::ct_eq(
-        &Sha256::digest(token.expose().as_bytes()),
-        &Sha256::digest(given.trim().as_bytes()),
-    )
+    token.matches(given.trim())
 }
 
 fn json(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpResponse {

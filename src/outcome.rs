@@ -81,13 +81,12 @@ pub fn claimed_id(
     kind: providers::ProviderKind,
     headers: &actix_web::http::header::HeaderMap,
 ) -> Option<String> {
-    use providers::ProviderKind as K;
-    let names: &[&str] = match kind {
-        K::Github => &["x-github-delivery"],
-        K::Standard => &["webhook-id", "svix-id"],
-        _ => &[],
-    };
-    let value = names.iter().find_map(|n| headers.get(*n))?.to_str().ok()?;
+    let value = kind
+        .id_headers()
+        .iter()
+        .find_map(|n| headers.get(*n))?
+        .to_str()
+        .ok()?;
     providers::bounded(value, |c| c.is_ascii_graphic(), "id")
         .ok()
         .map(str::to_string)

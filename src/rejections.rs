@@ -248,7 +248,7 @@ mod tests {
     fn reasons_come_from_the_fixed_list() {
         let cases = [
             (R::BadSignature, Reason::Signature),
-            (R::MissingHeader("x-hub-signature-256"), Reason::Signature),
+            (R::missing("x-hub-signature-256"), Reason::Signature),
             (R::StaleTimestamp, Reason::Timestamp),
             (R::BadToken, Reason::Token),
             (R::WrongRecipient("app_id"), Reason::Forbidden),

@@ -1,9 +1,11 @@
 //! Shared primitives. Everything here is RustCrypto or ring; comparisons are constant time.
 
 use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, Payload};
 use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurposeConfig};
 use base64::Engine;
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
 use ring::signature::{self, UnparsedPublicKey};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use subtle::ConstantTimeEq;
@@ -11,6 +13,32 @@ use subtle::ConstantTimeEq;
 /// Constant-time equality of two byte strings (lengths are not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// The digests HMAC is used with (GitHub, Standard Webhooks, DingTalk robots, WeChat Pay v2,
+/// `hmac` sources).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacAlg {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// HMAC of the concatenation of `parts` under `key` (any length). Compare the result with
+/// [`ct_eq`].
+pub fn hmac(alg: MacAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+        let mut m = <M as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        for p in parts {
+            m.update(p);
+        }
+        m.finalize().into_bytes().to_vec()
+    }
+    match alg {
+        MacAlg::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
+        MacAlg::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
+        MacAlg::Sha512 => run::<Hmac<sha2::Sha512>>(key, parts),
+    }
 }
 
 /// Strict RFC 4648 base64 with padding.
@@ -23,7 +51,7 @@ pub fn b64_encode(bytes: &[u8]) -> String {
 }
 
 /// Base64 that accepts missing padding and non-zero trailing bits: DingTalk's 43-character
-/// AES key and unpadded Standard Webhooks secrets need it (PROVIDERS.md §0).
+/// AES key and unpadded Standard Webhooks secrets need it (docs/providers/dingtalk.md, standard.md).
 pub fn b64_lenient(s: &str) -> Option<Vec<u8>> {
     const LENIENT: general_purpose::GeneralPurpose = general_purpose::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
@@ -182,9 +210,11 @@ pub fn pem_blocks(text: &str, label: &str) -> Vec<Vec<u8>> {
     out
 }
 
+#[cfg(any(test, feature = "sign"))]
 /// RSA private key for signing sample requests (`hookgate sign`, tests). PKCS#8 or PKCS#1 PEM.
 pub struct RsaSigner(rsa::RsaPrivateKey);
 
+#[cfg(any(test, feature = "sign"))]
 impl RsaSigner {
     pub fn parse_pem(text: &str) -> Result<Self, String> {
         use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -211,6 +241,7 @@ impl RsaSigner {
     }
 
     /// The matching public key as base64 SPKI DER (Alipay console form).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn public_spki_b64(&self) -> String {
         use rsa::pkcs8::EncodePublicKey;
         let der = self
@@ -304,6 +335,7 @@ pub fn aes_gcm_decrypt(key: &[u8], nonce: &[u8], aad: &[u8], ct_tag: &[u8]) -> O
     }
 }
 
+#[cfg(any(test, feature = "sign"))]
 pub fn aes_gcm_encrypt(key: &[u8], nonce: &[u8], aad: &[u8], pt: &[u8]) -> Option<Vec<u8>> {
     if nonce.len() != 12 {
         return None;
@@ -330,6 +362,13 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
+/// `N` random bytes as an array (AES IVs, DingTalk's random prefix).
+pub fn random_array<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).expect("the OS random source is available");
+    buf
+}
+
 /// A random alphanumeric string (nonces, DingTalk's reply prefix).
 pub fn random_alnum(n: usize) -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -337,6 +376,30 @@ pub fn random_alnum(n: usize) -> String {
         .iter()
         .map(|b| CHARS[*b as usize % CHARS.len()] as char)
         .collect()
+}
+
+#[cfg(any(test, feature = "sign"))]
+/// `n` random decimal digits (sample trade numbers and notify ids).
+pub fn random_digits(n: usize) -> String {
+    random_bytes(n)
+        .iter()
+        .map(|b| char::from(b'0' + b % 10))
+        .collect()
+}
+
+#[cfg(any(test, feature = "sign"))]
+/// A random version-4-shaped UUID, `8-4-4-4-12` lowercase hex (sample delivery and request
+/// ids).
+pub fn random_uuid() -> String {
+    let b = hex::encode(random_bytes(16));
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &b[0..8],
+        &b[8..12],
+        &b[13..16],
+        &b[17..20],
+        &b[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -367,6 +430,21 @@ mod tests {
         assert!(ct_eq(b"abc", b"abc"));
         assert!(!ct_eq(b"abc", b"abd"));
         assert!(!ct_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn hmac_joins_parts() {
+        // RFC 4231 test case 2 ("Jefe"), split in two parts.
+        assert_eq!(
+            hex::encode(hmac(
+                MacAlg::Sha256,
+                b"Jefe",
+                &[b"what do ya want ", b"for nothing?"]
+            )),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(random_uuid().len(), 36);
+        assert!(random_digits(30).bytes().all(|b| b.is_ascii_digit()));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::{Data, Event, ProviderKind};
 
-/// One published message body. Field order follows CONTRACT.md; `data` is the verified
+/// One published message body. Field order is the documented one (docs/providers/README.md); `data` is the verified
 /// (and, where the provider encrypts, decrypted) payload.
 #[derive(Debug, Serialize)]
 pub struct Envelope {

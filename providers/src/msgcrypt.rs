@@ -103,13 +103,6 @@ pub fn open_for(
     Ok(msg)
 }
 
-/// 16 fresh random bytes for [`seal`].
-pub fn random16() -> [u8; 16] {
-    crypto::random_bytes(16)
-        .try_into()
-        .expect("random_bytes(16) returns 16 bytes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,16 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is this secret (a bearer token, say), in constant time. The SHA-256
+    /// digests are compared, so not even the length of the secret shows in the timing.
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        crate::crypto::ct_eq(
+            &Sha256::digest(self.0.as_bytes()),
+            &Sha256::digest(given.as_bytes()),
+        )
+    }
 }
 
 impl std::fmt::Debug for Secret {
@@ -37,5 +47,8 @@ mod tests {
         let s = super::Secret::from("hunter2");
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(s.expose(), "hunter2");
+        assert!(s.matches("hunter2"));
+        assert!(!s.matches("hunter"));
+        assert!(!s.matches("hunter22"));
     }
 }

@@ -181,7 +181,14 @@ fn parse_source(
         }
     };
     let provider = if !table.contains_key("provider") {
-        errors.push(format!("{label}.provider: missing (one of github, alipay, wechatpay, dingtalk, feishu, standard, hmac)"));
+        let ids: Vec<&str> = providers::ProviderKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        errors.push(format!(
+            "{label}.provider: missing (one of {})",
+            ids.join(", ")
+        ));
         None
     } else {
         let keys = table.clone();

@@ -2,24 +2,6 @@
 
 use super::*;
 
-/// Keys of a source whose values may be `file:PATH` (read at load time).
-const SECRET_KEYS: [&str; 14] = [
-    "secrets",
-    "tokens",
-    "encoding_aes_key",
-    "alipay_public_keys",
-    "alipay_cert",
-    "apiv3_keys",
-    "platform_keys",
-    "api_keys",
-    "token",
-    "aes_key",
-    "app_secrets",
-    "verification_token",
-    "encrypt_key",
-    "owner_key",
-];
-
 /// Replaces `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`.
 pub(super) fn interpolate(
     v: &mut toml::Value,
@@ -78,14 +60,15 @@ pub fn interpolate_str(
     out
 }
 
-/// Replaces `file:PATH` values of secret keys with the file's contents.
+/// Replaces `file:PATH` values of the provider's secret and key keys (the providers crate
+/// says which) with the file's contents.
 pub(super) fn resolve_files(
     table: &mut toml::Table,
     base: &Path,
     label: &str,
     errors: &mut Vec<String>,
 ) {
-    for key in SECRET_KEYS {
+    for key in providers::file_keys(table.get("provider").and_then(toml::Value::as_str)) {
         if let Some(v) = table.get_mut(key) {
             resolve_value(v, base, &format!("{label}.{key}"), errors);
         }

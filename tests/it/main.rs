@@ -7,6 +7,7 @@ mod cluster;
 mod console;
 mod deadletter;
 mod deploy;
+mod example_configs;
 mod github;
 mod guards;
 mod hardening;

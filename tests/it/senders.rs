@@ -327,7 +327,7 @@ async fn token_sources_from_hookgate_sign() {
         ..r
     };
     let reply = f.send(&r).await;
-    let id = providers::sha256_key(r.body.as_bytes());
+    let id = providers::testkit::sha256_key(r.body.as_bytes());
     reply.assert_accepted_id(&id);
     let m = f.take_one().await;
     check_envelope(&m, "stream", "token", "token.event", &id);
@@ -425,7 +425,7 @@ async fn gitee_from_hookgate_sign() {
     // body, same event: the same id, nothing published again.
     let mut body: Value = serde_json::from_str(&r.body).unwrap();
     let later = SystemTime::now() + Duration::from_secs(60);
-    let ts = providers::unix_millis(later).to_string();
+    let ts = providers::testkit::unix_millis(later).to_string();
     let sig = providers::gitee::sign(GITEE_SECRET, &ts);
     body["timestamp"] = json!(ts);
     body["sign"] = json!(sig);
@@ -533,7 +533,10 @@ async fn wecom_url_verification_and_messages() {
     assert_eq!(f.send(&e1).await.status, 200);
     let m = f.take_one().await;
     assert_eq!(m.body["type"], "wecom.event.change_contact");
-    assert_eq!(m.body["id"], providers::sha256_key(plain.as_bytes()));
+    assert_eq!(
+        m.body["id"],
+        providers::testkit::sha256_key(plain.as_bytes())
+    );
     assert_eq!(m.body["time"], "2014-06-24T11:48:33.000Z");
     assert_eq!(f.send(&e2).await.status, 200);
     // Refusals: a ciphertext for another corp id (401), tampered ciphertext (401: it is

@@ -1,4 +1,4 @@
-//! Gitee (码云) webhooks (CONTRACT.md "More providers", `gitee`).
+//! Gitee (码云) webhooks (docs/providers/gitee.md).
 //!
 //! `X-Gitee-Token` carries, depending on how the hook was set up in Gitee's console, either
 //! - the hook's **password** itself (password mode), or
@@ -23,17 +23,25 @@ mod tests;
 
 use std::time::SystemTime;
 
-use ::hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
-use crate::crypto::{b64_encode, b64_lenient, ct_eq};
+use crate::crypto::{self, b64_encode, b64_lenient, ct_eq, MacAlg};
+use crate::registry::ConfigKeys;
+#[cfg(any(test, feature = "sign"))]
+use crate::shared::joined;
+use crate::shared::unix_millis;
+#[cfg(any(test, feature = "sign"))]
 use crate::sign::{SampleOptions, SampleRequest};
-use crate::token::{join, Tokens};
+use crate::token::Tokens;
 use crate::{
-    unix_millis, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply,
-    Secret,
+    Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
+};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["tokens"],
+    public: &[],
 };
 
 const TOKEN: &str = "x-gitee-token";
@@ -129,12 +137,11 @@ impl Gitee {
 
 /// `HMAC-SHA256(key = secret, "{timestamp}\n{secret}")`.
 fn mac(secret: &str, timestamp: &str) -> Vec<u8> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes any key length");
-    m.update(timestamp.as_bytes());
-    m.update(b"\n");
-    m.update(secret.as_bytes());
-    m.finalize().into_bytes().to_vec()
+    crypto::hmac(
+        MacAlg::Sha256,
+        secret.as_bytes(),
+        &[timestamp.as_bytes(), b"\n", secret.as_bytes()],
+    )
 }
 
 /// Gitee's signature-mode `X-Gitee-Token` for `timestamp` (milliseconds) under `secret`.
@@ -205,7 +212,7 @@ impl crate::Provider for Gitee {
             })
             .filter(|s| !s.is_empty())
             .ok_or(Rejection::Malformed("body has no hook_name"))?;
-        let segment = |s: &str| crate::type_name_or_unknown(&s.replace('.', "_"));
+        let segment = |s: &str| crate::shared::type_name_or_unknown(&s.replace('.', "_"));
         let mut kind = format!("gitee.{}", segment(&hook_name));
         if let Some(action) = str_of(&body, "action") {
             kind.push('.');
@@ -213,7 +220,8 @@ impl crate::Provider for Gitee {
         }
         let provider_event = match req.header(EVENT).map(str::trim).filter(|e| !e.is_empty()) {
             Some(e) => {
-                crate::bounded(e, crate::shape::text, "X-Gitee-Event is too long")?.to_owned()
+                crate::shared::bounded(e, crate::shared::shape::text, "X-Gitee-Event is too long")?
+                    .to_owned()
             }
             None => hook_name.clone(),
         };
@@ -227,7 +235,7 @@ impl crate::Provider for Gitee {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let value = Value::Object(body);
-        let id = crate::sha256_key(canonical(&value).as_bytes());
+        let id = crate::shared::sha256_key(canonical(&value).as_bytes());
         let event = Event {
             id: id.clone(),
             kind,
@@ -247,8 +255,9 @@ impl crate::Provider for Gitee {
 /// A signature-mode request as Gitee sends it (the first token as the signing secret), the
 /// body repeating the timestamp and signature as Gitee's does. `o.event` is the `hook_name`
 /// (default `push_hooks`); `o.payload` replaces the body.
+#[cfg(any(test, feature = "sign"))]
 pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    let p = Gitee::new(c).map_err(join)?;
+    let p = Gitee::new(c).map_err(joined)?;
     let secret = p.tokens.first();
     let ts = unix_millis(o.now).to_string();
     let sig = sign(secret, &ts);

@@ -76,7 +76,7 @@ fn signature_mode() {
     assert_eq!(e2.id, e.id);
     assert_eq!(
         e.id,
-        crate::sha256_key(canonical(&data).as_bytes()),
+        crate::shared::sha256_key(canonical(&data).as_bytes()),
         "sha256 of the canonical body without the three fields"
     );
     // URL-encoded as Gitee's help describes: decoded first.
@@ -134,7 +134,7 @@ fn signature_mode_refusals() {
     );
     assert_eq!(
         admit(&p, &[], &body, at_ms(NOW)).unwrap_err(),
-        Rejection::MissingHeader("x-gitee-token")
+        Rejection::missing("x-gitee-token")
     );
     // A shorter window.
     let short = Gitee::new(&Config {

@@ -1,4 +1,4 @@
-//! GitLab webhooks: project, group and system hooks (CONTRACT.md "More providers", `gitlab`).
+//! GitLab webhooks: project, group and system hooks (docs/providers/gitlab.md).
 //!
 //! GitLab signs nothing: the hook's secret token comes back verbatim in `X-Gitlab-Token`, so
 //! it proves the sender, not the body (see [`crate::token`]). Tokens are compared as SHA-256
@@ -23,10 +23,20 @@ use std::time::SystemTime;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::registry::ConfigKeys;
+#[cfg(any(test, feature = "sign"))]
+use crate::shared::joined;
+#[cfg(any(test, feature = "sign"))]
 use crate::sign::{SampleOptions, SampleRequest};
-use crate::token::{join, Tokens};
+use crate::token::Tokens;
 use crate::{
     Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
+};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["tokens"],
+    public: &[],
 };
 
 const TOKEN: &str = "x-gitlab-token";
@@ -85,19 +95,19 @@ impl crate::Provider for Gitlab {
         let value: Value = serde_json::from_slice(req.body)
             .map_err(|_| Rejection::Malformed("body is not valid JSON"))?;
         let id = match (header(req, IDEMPOTENCY_KEY), header(req, EVENT_UUID)) {
-            (Some(key), _) => crate::bounded(
+            (Some(key), _) => crate::shared::bounded(
                 key,
-                crate::shape::visible,
+                crate::shared::shape::visible,
                 "Idempotency-Key is too long or not a visible token",
             )?
             .to_owned(),
-            (None, Some(uuid)) => crate::bounded(
+            (None, Some(uuid)) => crate::shared::bounded(
                 uuid,
-                crate::shape::guid,
+                crate::shared::shape::guid,
                 "X-Gitlab-Event-UUID is not a UUID",
             )?
             .to_owned(),
-            (None, None) => crate::sha256_key(req.body),
+            (None, None) => crate::shared::sha256_key(req.body),
         };
         let name = str_at(&value, "/object_kind")
             .or_else(|| str_at(&value, "/event_name"))
@@ -105,7 +115,7 @@ impl crate::Provider for Gitlab {
                 "body has neither object_kind nor event_name",
             ))?;
         // Each of the two is one segment of the type: a dot in it must not add a level.
-        let segment = |s: &str| crate::type_name_or_unknown(&s.replace('.', "_"));
+        let segment = |s: &str| crate::shared::type_name_or_unknown(&s.replace('.', "_"));
         let mut kind = format!("gitlab.{}", segment(name));
         if let Some(action) = str_at(&value, "/object_attributes/action") {
             kind.push('.');
@@ -133,8 +143,9 @@ impl crate::Provider for Gitlab {
 
 /// A request as GitLab sends it: `X-Gitlab-Token` with the first token, `X-Gitlab-Event`,
 /// a fresh `X-Gitlab-Event-UUID` and the given id as `Idempotency-Key`.
+#[cfg(any(test, feature = "sign"))]
 pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    let p = Gitlab::new(c).map_err(join)?;
+    let p = Gitlab::new(c).map_err(joined)?;
     let id = o.id_or_random("");
     let body = match &o.payload {
         Some(b) => b.clone(),
@@ -158,7 +169,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
         "merge_request" => "Merge Request Hook".to_owned(),
         other => format!("{} Hook", other.replace('_', " ")),
     };
-    let uuid = uuid_like();
+    let uuid = crate::crypto::random_uuid();
     Ok(SampleRequest {
         query: String::new(),
         headers: vec![
@@ -170,17 +181,4 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
         ],
         body,
     })
-}
-
-/// A random version-4-shaped UUID for sample headers.
-pub(crate) fn uuid_like() -> String {
-    let h = hex::encode(crate::crypto::random_bytes(16));
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
 }

@@ -1,6 +1,6 @@
 //! Token: senders that authenticate with a shared token instead of a signature (Alertmanager
 //! and Grafana with HTTP Basic or a bearer header, streaming-media servers with a query
-//! token, any sender with a static secret header). CONTRACT.md "More providers", `token`.
+//! token, any sender with a static secret header). docs/providers/token.md.
 //!
 //! A token proves only **who** sent a request, not **what** it contains: anyone who sees one
 //! request (a proxy log, a misdirected delivery) can send any body with it. Nothing in the body
@@ -22,12 +22,23 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::crypto::{b64, ct_eq};
-use crate::hmac::{header_name, pointer, scalar, set_pointer};
+use crate::registry::ConfigKeys;
+use crate::shared::{
+    bounded, dotted_type, header_name, keep, locator, require_secrets, scalar, sha256_key, shape,
+    Locator,
+};
+#[cfg(any(test, feature = "sign"))]
+use crate::shared::{joined, set_pointer};
+#[cfg(any(test, feature = "sign"))]
 use crate::sign::{SampleOptions, SampleRequest};
-use crate::standard::dotted_type;
 use crate::{
-    form, require_secrets, Admission, ConfigError, Data, Event, ProviderKind, RawRequest,
-    Rejection, Reply, Secret,
+    form, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
+};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["tokens"],
+    public: &[],
 };
 
 const AUTHORIZATION: &str = "authorization";
@@ -72,16 +83,9 @@ impl Config {
 /// Where the token is read from.
 #[derive(Debug, Clone)]
 enum Place {
-    Header(&'static str),
+    Header(String),
     Query(String),
     Basic,
-}
-
-/// Where an id or a type is read from.
-#[derive(Debug, Clone)]
-pub(crate) enum Locator {
-    Header(&'static str),
-    Pointer(String),
 }
 
 /// The accepted tokens as SHA-256 digests: compared in constant time whatever their length.
@@ -89,6 +93,7 @@ pub(crate) enum Locator {
 pub(crate) struct Tokens {
     digests: Vec<[u8; 32]>,
     /// Kept for `sample` (the first one signs sample requests).
+    #[cfg(any(test, feature = "sign"))]
     first: Secret,
 }
 
@@ -98,6 +103,7 @@ impl Tokens {
         require_secrets(key, tokens)?;
         Ok(Tokens {
             digests: tokens.iter().map(|t| digest(t.expose())).collect(),
+            #[cfg(any(test, feature = "sign"))]
             first: tokens[0].clone(),
         })
     }
@@ -110,6 +116,7 @@ impl Tokens {
             .fold(false, |found, t| found | ct_eq(t, &d))
     }
 
+    #[cfg(any(test, feature = "sign"))]
     pub(crate) fn first(&self) -> &str {
         self.first.expose()
     }
@@ -165,14 +172,17 @@ impl Token {
         };
         let id = keep(
             &mut errors,
-            locator(("id_header", &c.id_header), ("id_pointer", &c.id_pointer)),
+            locator(
+                ("id_header", c.id_header.as_deref()),
+                ("id_pointer", c.id_pointer.as_deref()),
+            ),
         )
         .flatten();
         let kind = keep(
             &mut errors,
             locator(
-                ("type_header", &c.type_header),
-                ("type_pointer", &c.type_pointer),
+                ("type_header", c.type_header.as_deref()),
+                ("type_pointer", c.type_pointer.as_deref()),
             ),
         )
         .flatten();
@@ -191,8 +201,8 @@ impl Token {
     fn presented(&self, req: &RawRequest<'_>) -> Result<String, Rejection> {
         match &self.place {
             Place::Header(h) => {
-                let v = req.require_header(h)?;
-                Ok(match *h {
+                let v = req.require_configured_header(h)?;
+                Ok(match h.as_str() {
                     AUTHORIZATION => strip_scheme(v, "bearer").unwrap_or(v),
                     _ => v,
                 }
@@ -219,26 +229,6 @@ impl Token {
 fn strip_scheme<'v>(value: &'v str, scheme: &str) -> Option<&'v str> {
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
-}
-
-fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
-    r.map_err(|e| errors.push(e)).ok()
-}
-
-/// A value read from a header or from a JSON pointer into the body: at most one of the two.
-pub(crate) fn locator(
-    (header_key, header): (&'static str, &Option<String>),
-    (pointer_key, ptr): (&'static str, &Option<String>),
-) -> Result<Option<Locator>, ConfigError> {
-    match (header, ptr) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            pointer_key,
-            format!("set {header_key} or {pointer_key}, not both"),
-        )),
-        (Some(h), None) => header_name(header_key, h).map(|h| Some(Locator::Header(h))),
-        (None, Some(p)) => pointer(pointer_key, p).map(|p| Some(Locator::Pointer(p))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// The body as `data`: JSON as received, a form body as an object of strings (first value of
@@ -273,13 +263,13 @@ pub(crate) fn event_id(
     value: &Value,
 ) -> Result<String, Rejection> {
     Ok(match loc {
-        None => crate::sha256_key(req.body),
-        Some(Locator::Header(h)) => crate::bounded(
+        None => sha256_key(req.body),
+        Some(Locator::Header(h)) => bounded(
             req.header(h)
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .ok_or(Rejection::Malformed("the event id header is missing"))?,
-            crate::shape::visible,
+            shape::visible,
             "the event id header is too long or not a visible token",
         )?
         .to_owned(),
@@ -303,9 +293,9 @@ pub(crate) fn event_name(
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(|v| {
-                crate::bounded(
+                bounded(
                     v,
-                    crate::shape::text,
+                    shape::text,
                     "the event type header is too long or has control characters",
                 )
             })
@@ -350,8 +340,9 @@ impl crate::Provider for Token {
 
 /// A request carrying the first token where the config expects it, with the id and type
 /// where the config reads them.
+#[cfg(any(test, feature = "sign"))]
 pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    let p = Token::new(c).map_err(join)?;
+    let p = Token::new(c).map_err(joined)?;
     let id = o.id_or_random("evt_");
     let event = o.event.as_deref().unwrap_or("alert");
     let body = match &o.payload {
@@ -397,12 +388,4 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
         headers,
         body,
     })
-}
-
-pub(crate) fn join(errors: Vec<ConfigError>) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

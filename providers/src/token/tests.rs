@@ -41,7 +41,7 @@ fn header_token_with_rotation() {
     );
     for t in ["new-token", "old-token"] {
         let (e, ack) = event(admit_q(&p, &h(&[("x-webhook-token", t)]), "", ALERTMANAGER));
-        assert_eq!(e.id, crate::sha256_key(ALERTMANAGER));
+        assert_eq!(e.id, crate::shared::sha256_key(ALERTMANAGER));
         assert_eq!(
             (e.kind.as_str(), e.provider_event.as_str()),
             ("token.event", "event")
@@ -65,7 +65,7 @@ fn header_token_with_rotation() {
     }
     assert_eq!(
         admit_q(&p, &[], "", ALERTMANAGER).unwrap_err(),
-        Rejection::MissingHeader("x-webhook-token")
+        Rejection::missing("x-webhook-token")
     );
     assert_eq!(
         admit_q(&p, &h(&[("X-Webhook-Token", "new-token")]), "", b"{oops")
@@ -117,7 +117,7 @@ fn bearer_and_basic() {
     }
     assert_eq!(
         admit_q(&basic, &[], "", b"{}").unwrap_err(),
-        Rejection::MissingHeader("authorization")
+        Rejection::missing("authorization")
     );
 }
 

@@ -1,6 +1,5 @@
 //! WeCom (WeChat Work, 企业微信) callbacks: the app / contact / customer-contact callback
-//! protocol of WeCom's developer documentation ("回调配置", "加解密方案说明"), CONTRACT.md
-//! "More providers", `wecom`.
+//! protocol of WeCom's developer documentation ("回调配置", "加解密方案说明"); docs/providers/wecom.md.
 //!
 //! - **URL verification** (`GET`): the query carries `msg_signature`, `timestamp`, `nonce` and
 //!   `echostr`. The signature is SHA-1 over the sorted (token, timestamp, nonce, echostr);
@@ -31,10 +30,19 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::msgcrypt;
+use crate::registry::ConfigKeys;
+#[cfg(any(test, feature = "sign"))]
+use crate::shared::joined;
+#[cfg(any(test, feature = "sign"))]
 use crate::sign::{SampleOptions, SampleRequest};
-use crate::token::join;
 use crate::{
     Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
+};
+
+/// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
+pub(crate) const KEYS: ConfigKeys = ConfigKeys {
+    secret: &["token", "encoding_aes_key"],
+    public: &[],
 };
 
 const MSG_SIGNATURE: &str = "msg_signature";
@@ -99,7 +107,7 @@ impl Wecom {
         let param = |name: &'static str| {
             req.query_param(name)
                 .filter(|v| !v.is_empty())
-                .ok_or(Rejection::MissingHeader(name))
+                .ok_or(Rejection::missing(name))
         };
         let signature = param(MSG_SIGNATURE)?;
         let timestamp = param(TIMESTAMP)?;
@@ -136,7 +144,7 @@ impl crate::Provider for Wecom {
             let echostr = req
                 .query_param(ECHOSTR)
                 .filter(|v| !v.is_empty())
-                .ok_or(Rejection::MissingHeader(ECHOSTR))?;
+                .ok_or(Rejection::missing(ECHOSTR))?;
             self.check(req, &echostr)?;
             let plain = self.open(&echostr)?;
             let text = String::from_utf8(plain)
@@ -161,7 +169,7 @@ impl crate::Provider for Wecom {
         };
         let msg_type =
             text("MsgType").ok_or(Rejection::Malformed("decrypted message has no MsgType"))?;
-        let segment = |s: &str| crate::type_name_or_unknown(&s.replace('.', "_"));
+        let segment = |s: &str| crate::shared::type_name_or_unknown(&s.replace('.', "_"));
         let mut kind = format!("wecom.{}", segment(msg_type));
         let mut provider_event = msg_type.to_owned();
         if let Some(ev) = text("Event") {
@@ -170,13 +178,17 @@ impl crate::Provider for Wecom {
             provider_event = format!("{msg_type}.{ev}");
         }
         let id = match text("MsgId") {
-            Some(id) => crate::bounded(id, crate::shape::visible, "MsgId is not a visible token")?
-                .to_owned(),
-            None => crate::sha256_key(&plain),
+            Some(id) => crate::shared::bounded(
+                id,
+                crate::shared::shape::visible,
+                "MsgId is not a visible token",
+            )?
+            .to_owned(),
+            None => crate::shared::sha256_key(&plain),
         };
         let time = text("CreateTime")
             .and_then(|t| t.parse::<i64>().ok())
-            .and_then(|secs| crate::rfc3339_millis(secs.saturating_mul(1000)));
+            .and_then(|secs| crate::shared::rfc3339_millis(secs.saturating_mul(1000)));
         let event = Event {
             id,
             kind,
@@ -270,6 +282,7 @@ fn insert(map: &mut Map<String, Value>, name: String, value: Value) {
 }
 
 /// An element with its text in CDATA (`]]>` split across two sections).
+#[cfg(any(test, feature = "sign"))]
 fn cdata(name: &str, value: &str) -> String {
     let v = value.replace("]]>", "]]]]><![CDATA[>");
     format!("<{name}><![CDATA[{v}]]></{name}>")
@@ -277,6 +290,7 @@ fn cdata(name: &str, value: &str) -> String {
 
 /// The plaintext of a sample: a text message (`MsgType` `text`, with `MsgId` = the id) or,
 /// when `o.event` names an event (`change_contact`, `enter_agent`, …), that event.
+#[cfg(any(test, feature = "sign"))]
 fn sample_plaintext(corp_id: &str, o: &SampleOptions) -> String {
     let created = crate::unix_secs(o.now);
     let mut x = String::from("<xml>");
@@ -287,9 +301,9 @@ fn sample_plaintext(corp_id: &str, o: &SampleOptions) -> String {
         None | Some("text") => {
             x.push_str(&cdata("MsgType", "text"));
             x.push_str(&cdata("Content", "hello from hookgate sign"));
-            let id =
-                o.id.clone()
-                    .unwrap_or_else(|| (u64::from_be_bytes(random8()) >> 1).to_string());
+            let id = o.id.clone().unwrap_or_else(|| {
+                (u64::from_be_bytes(crate::crypto::random_array()) >> 1).to_string()
+            });
             x.push_str(&format!("<MsgId>{id}</MsgId>"));
         }
         Some(event) => {
@@ -306,21 +320,16 @@ fn sample_plaintext(corp_id: &str, o: &SampleOptions) -> String {
     x
 }
 
-fn random8() -> [u8; 8] {
-    crate::crypto::random_bytes(8)
-        .try_into()
-        .expect("random_bytes(8) returns 8 bytes")
-}
-
 /// A POST as WeCom sends it: the plaintext (`o.payload` as is, or [`sample_plaintext`])
 /// encrypted for the configured corp id, the signature in the query.
+#[cfg(any(test, feature = "sign"))]
 pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
-    let p = Wecom::new(c).map_err(join)?;
+    let p = Wecom::new(c).map_err(joined)?;
     let plain = match &o.payload {
         Some(b) => b.clone(),
         None => sample_plaintext(&p.corp_id, o).into_bytes(),
     };
-    let encrypt = msgcrypt::seal(&p.key, &msgcrypt::random16(), &plain, &p.corp_id);
+    let encrypt = msgcrypt::seal(&p.key, &crate::crypto::random_array(), &plain, &p.corp_id);
     let timestamp = crate::unix_secs(o.now).to_string();
     let nonce = crate::crypto::random_alnum(10);
     let signature = msgcrypt::signature(p.token.expose(), &timestamp, &nonce, &encrypt);
@@ -338,9 +347,15 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
 
 /// The URL verification GET WeCom sends when the callback URL is saved: the query of
 /// `GET /hooks/{source}?…` whose answer must be `echo` exactly.
+#[cfg(any(test, feature = "sign"))]
 pub fn verification_query(c: &Config, now: SystemTime, echo: &str) -> Result<String, String> {
-    let p = Wecom::new(c).map_err(join)?;
-    let echostr = msgcrypt::seal(&p.key, &msgcrypt::random16(), echo.as_bytes(), &p.corp_id);
+    let p = Wecom::new(c).map_err(joined)?;
+    let echostr = msgcrypt::seal(
+        &p.key,
+        &crate::crypto::random_array(),
+        echo.as_bytes(),
+        &p.corp_id,
+    );
     let timestamp = crate::unix_secs(now).to_string();
     let nonce = crate::crypto::random_alnum(10);
     let signature = msgcrypt::signature(p.token.expose(), &timestamp, &nonce, &echostr);

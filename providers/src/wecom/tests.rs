@@ -111,11 +111,11 @@ fn official_url_verification_is_answered_with_the_plaintext() {
     );
     assert_eq!(
         admit_q(&p, "timestamp=1&nonce=2&echostr=x", b"").unwrap_err(),
-        Rejection::MissingHeader("msg_signature")
+        Rejection::missing("msg_signature")
     );
     assert_eq!(
         admit_q(&p, "", b"").unwrap_err(),
-        Rejection::MissingHeader("echostr")
+        Rejection::missing("echostr")
     );
     let other_corp = Wecom::new(&config(TOKEN, "ww0000000000000000")).unwrap();
     let r = admit_q(&other_corp, &verify_query(VERIFY_SIG, VERIFY_ECHOSTR), b"").unwrap_err();
@@ -162,7 +162,7 @@ fn official_message_is_decrypted_and_normalized() {
     );
     assert_eq!(
         admit_q(&p, "", POST_BODY.as_bytes()).unwrap_err(),
-        Rejection::MissingHeader("msg_signature")
+        Rejection::missing("msg_signature")
     );
 }
 
@@ -204,7 +204,7 @@ fn events_use_the_content_digest_and_the_event_name() {
     );
     let (e1, _) = event(admit_q(&p, &s1.query, &s1.body));
     let (e2, _) = event(admit_q(&p, &s2.query, &s2.body));
-    assert_eq!(e1.id, crate::sha256_key(plain.as_bytes()));
+    assert_eq!(e1.id, crate::shared::sha256_key(plain.as_bytes()));
     assert_eq!(e1.id, e2.id, "a retry maps to the same id");
     assert_eq!(e1.kind, "wecom.event.change_contact");
     assert_eq!(e1.provider_event, "event.change_contact");

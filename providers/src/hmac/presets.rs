@@ -18,7 +18,7 @@
 //! needs the public URL as Twilio called it (scheme, host and port in front of any proxy) and a
 //! form canonicalisation, neither of which `hmac` has; a preset would have to fake one.
 
-use crate::hmac::Config;
+use super::Config;
 use crate::ConfigError;
 
 /// Every preset name, in the order of the table above.
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn readme_lists_every_preset() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for name in super::NAMES {
             assert!(
                 readme.contains(&format!("| `{name}` |")),

@@ -1,0 +1,99 @@
+//! The form body: decoded once, in the sender's charset, and the string Alipay signs.
+
+use std::collections::BTreeMap;
+
+use crate::crypto::RsaDigest;
+use crate::{form, Rejection};
+
+/// Decoded parameters in received order, values as bytes in the sender's charset.
+pub(super) type Params = Vec<(Vec<u8>, Vec<u8>)>;
+
+pub(super) fn param<'p>(params: &'p Params, name: &str) -> Option<&'p [u8]> {
+    params
+        .iter()
+        .find(|(k, _)| k.as_slice() == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Decodes the body exactly once. A repeated name is refused: the signed content and the
+/// delivered data could otherwise disagree about which value counts.
+pub(super) fn parse_params(body: &[u8]) -> Result<Params, Rejection> {
+    let params: Params = form::pairs(body).collect();
+    if params.is_empty() {
+        return Err(Rejection::Malformed("empty form body"));
+    }
+    let mut names: Vec<&[u8]> = params.iter().map(|(k, _)| k.as_slice()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Rejection::Malformed("repeated form parameter"));
+    }
+    Ok(params)
+}
+
+/// The signed string : parameters except `sign` (and `sign_type` unless
+/// `keep_sign_type`), without empty names or values, sorted bytewise, `k=v` joined by `&`.
+pub(super) fn sign_content(params: &Params, keep_sign_type: bool) -> Vec<u8> {
+    let mut kept: Vec<&(Vec<u8>, Vec<u8>)> = params
+        .iter()
+        .filter(|(k, v)| {
+            !k.is_empty()
+                && !v.is_empty()
+                && k.as_slice() != b"sign"
+                && (keep_sign_type || k.as_slice() != b"sign_type")
+        })
+        .collect();
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    for (i, (k, v)) in kept.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'&');
+        }
+        out.extend_from_slice(k);
+        out.push(b'=');
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+/// `sign_type` picks the digest; Alipay omits it nowhere in practice, RSA2 is the default.
+pub(super) fn digest_of(sign_type: Option<&[u8]>) -> Option<RsaDigest> {
+    match sign_type {
+        None => Some(RsaDigest::Sha256),
+        Some(t) if t.eq_ignore_ascii_case(b"RSA2") => Some(RsaDigest::Sha256),
+        Some(t) if t.eq_ignore_ascii_case(b"RSA") => Some(RsaDigest::Sha1),
+        Some(_) => None,
+    }
+}
+
+/// The `charset` parameter's encoding: UTF-8 (default) or the GBK family.
+pub(super) fn charset(label: Option<&[u8]>) -> Option<&'static encoding_rs::Encoding> {
+    let Some(label) = label else {
+        return Some(encoding_rs::UTF_8);
+    };
+    let enc = encoding_rs::Encoding::for_label(label)?;
+    [encoding_rs::UTF_8, encoding_rs::GBK, encoding_rs::GB18030]
+        .contains(&enc)
+        .then_some(enc)
+}
+
+/// The verified parameters as UTF-8 text, `sign` left out, and so is every parameter with an
+/// empty name or value: the signed content skips those, so they are not Alipay's.
+pub(super) fn decode_fields(
+    params: &Params,
+    enc: &'static encoding_rs::Encoding,
+) -> Result<BTreeMap<String, String>, Rejection> {
+    let text = |bytes: &[u8]| {
+        enc.decode_without_bom_handling_and_without_replacement(bytes)
+            .map(|s| s.into_owned())
+            .ok_or(Rejection::Malformed(
+                "parameter is not valid in its charset",
+            ))
+    };
+    let mut fields = BTreeMap::new();
+    for (k, v) in params {
+        if k.as_slice() != b"sign" && !k.is_empty() && !v.is_empty() {
+            fields.insert(text(k)?, text(v)?);
+        }
+    }
+    Ok(fields)
+}

@@ -1,0 +1,352 @@
+//! Helpers the adapters share, each in one place: checks on values from outside a signature,
+//! CloudEvents type names, time conversions and config checks.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::contract::{ConfigError, Rejection, MAX_UNSIGNED_BYTES};
+use crate::Secret;
+
+/// A value hookgate cannot trust (unsigned, or signed but used as an id or a type) checked for
+/// the shape the provider sends: non-empty, at most [`MAX_UNSIGNED_BYTES`], no control
+/// character, and every character accepted by `shape`. Otherwise `Rejection::Malformed(why)`
+/// (400).
+pub fn bounded<'a>(
+    value: &'a str,
+    shape: impl Fn(char) -> bool,
+    why: &'static str,
+) -> Result<&'a str, Rejection> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_UNSIGNED_BYTES
+        && value.chars().all(|c| !c.is_control() && shape(c));
+    ok.then_some(value).ok_or(Rejection::Malformed(why))
+}
+
+/// Character classes for [`bounded`].
+pub mod shape {
+    /// Any character that is not a control character (the check `bounded` always makes).
+    pub fn text(_: char) -> bool {
+        true
+    }
+    /// Visible ASCII, no space: what a header token or an opaque id looks like.
+    pub fn visible(c: char) -> bool {
+        c.is_ascii_graphic()
+    }
+    /// `[0-9A-Za-z-]`: a GUID or a similar token.
+    pub fn guid(c: char) -> bool {
+        c.is_ascii_alphanumeric() || c == '-'
+    }
+    /// `[a-z0-9_]`: a lowercase event or action name.
+    pub fn lower_name(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+    }
+    /// `[a-z0-9_.-]`: a CloudEvents type as hookgate builds it.
+    pub fn dotted(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+    }
+}
+
+/// `sha256:` + lowercase hex SHA-256 of `content`: a content-derived id or [`Event::content_key`].
+pub fn sha256_key(content: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(content)))
+}
+
+/// Checks that a list of secrets is non-empty and has no empty entry.
+pub fn require_secrets(key: &'static str, secrets: &[Secret]) -> Result<(), ConfigError> {
+    if secrets.is_empty() {
+        return Err(ConfigError::new(key, "at least one is required"));
+    }
+    if secrets.iter().any(|s| s.expose().trim().is_empty()) {
+        return Err(ConfigError::new(key, "must not contain an empty value"));
+    }
+    Ok(())
+}
+
+/// A provider's event name made safe for a CloudEvents type and an AMQP routing key:
+/// lowercase `[a-z0-9_.]` (every other character becomes `_`), empty dot-segments dropped,
+/// at most 128 characters. `None` when nothing remains.
+pub fn type_name(raw: &str) -> Option<String> {
+    const MAX: usize = 128;
+    let mapped: String = raw
+        .chars()
+        .take(MAX)
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
+            _ => '_',
+        })
+        .collect();
+    let joined = mapped
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// [`type_name`], or `unknown` when the provider sent nothing usable.
+pub fn type_name_or_unknown(raw: &str) -> String {
+    type_name(raw).unwrap_or_else(|| "unknown".into())
+}
+
+/// Seconds since the Unix epoch; times before it count as 0.
+pub fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch; times before it count as 0.
+pub fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 (UTC, milliseconds) for a Unix time in milliseconds.
+pub fn rfc3339_millis(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// `true` when `ts` (seconds) lies within `tolerance` of `now`, either way; saturating.
+pub fn within_window(ts: i64, now: i64, tolerance: i64) -> bool {
+    now.saturating_sub(ts).abs() <= tolerance
+}
+
+/// A non-negative integer written as ASCII digits only: no sign, no fraction, no blanks
+/// (signed timestamps: Standard Webhooks, WeChat Pay, `hmac` sources).
+pub fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// An integer sent as a JSON number or as a decimal string (Feishu `create_time`, DingTalk
+/// `TimeStamp` and `createAt`).
+pub fn json_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A JSON string that is not empty.
+pub fn non_empty(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The `encrypt` text of an encrypted body, `{"encrypt":"…"}` (DingTalk events, Feishu).
+pub fn encrypt_field(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Encrypted {
+        encrypt: String,
+    }
+    serde_json::from_slice::<Encrypted>(body)
+        .ok()
+        .map(|e| e.encrypt)
+}
+
+/// `{provider}.{raw}` as a CloudEvents type (see [`type_name`]); `None` if nothing remains
+/// of `raw` (Standard Webhooks and `hmac` sources, whose senders name their own types).
+pub fn dotted_type(provider: &str, raw: &str) -> Option<String> {
+    type_name(raw).map(|t| format!("{provider}.{t}"))
+}
+
+/// China Standard Time, UTC+8: Alipay and WeChat Pay v2 write times in it without an offset.
+const BEIJING_SECS: i32 = 8 * 3600;
+
+/// A Beijing wall-clock time in `format` (`%Y-%m-%d %H:%M:%S` for Alipay, `%Y%m%d%H%M%S` for
+/// WeChat Pay v2) as RFC 3339 with its `+08:00` offset.
+pub fn beijing_rfc3339(s: &str, format: &str) -> Option<String> {
+    let naive = chrono::NaiveDateTime::parse_from_str(s, format).ok()?;
+    let t = naive
+        .and_local_timezone(chrono::FixedOffset::east_opt(BEIJING_SECS)?)
+        .single()?;
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+}
+
+/// Unix seconds as Beijing wall-clock time in `format` (what the samples write).
+#[cfg(any(test, feature = "sign"))]
+pub fn beijing(secs: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp(secs.saturating_add(i64::from(BEIJING_SECS)), 0)
+        .map(|t| t.naive_utc().format(format).to_string())
+        .unwrap_or_default()
+}
+
+/// Every problem of a config as one line (samples report a source that does not build).
+#[cfg(any(test, feature = "sign"))]
+pub fn joined(errors: Vec<ConfigError>) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+// Config and body locators shared by `hmac` and `token`.
+
+/// Records a config error and keeps going, so that every problem is reported at once.
+pub fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// Where a source reads a value (an event id, a type) from.
+#[derive(Debug, Clone)]
+pub enum Locator {
+    /// A lowercase header name.
+    Header(String),
+    /// A JSON pointer into the body.
+    Pointer(String),
+}
+
+/// A value read from a header or from a JSON pointer into the body: at most one of the two.
+pub fn locator(
+    (header_key, header): (&'static str, Option<&str>),
+    (pointer_key, ptr): (&'static str, Option<&str>),
+) -> Result<Option<Locator>, ConfigError> {
+    match (header, ptr) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            pointer_key,
+            format!("set {header_key} or {pointer_key}, not both"),
+        )),
+        (Some(h), None) => header_name(header_key, h).map(|h| Some(Locator::Header(h))),
+        (None, Some(p)) => pointer(pointer_key, p).map(|p| Some(Locator::Pointer(p))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A header name (RFC 9110 token), lowercased.
+pub fn header_name(key: &'static str, name: &str) -> Result<String, ConfigError> {
+    let name = name.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(ConfigError::new(key, "must be an HTTP header name"));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// An RFC 6901 JSON pointer to a member (so not the empty whole-document pointer).
+pub fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
+    if !p.starts_with('/') {
+        return Err(ConfigError::new(
+            key,
+            "must be a JSON pointer starting with '/', e.g. \"/id\"",
+        ));
+    }
+    Ok(p.to_owned())
+}
+
+/// A non-empty string, or a number as written (numeric ids such as Shopify's).
+pub fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Sets `value` at `pointer`, creating objects on the way (for sample bodies).
+#[cfg(any(test, feature = "sign"))]
+pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = tokens.split_last() else {
+        return;
+    };
+    let mut cur = root;
+    for token in path {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        cur = cur
+            .as_object_mut()
+            .expect("made an object just above")
+            .entry(token.clone())
+            .or_insert(Value::Null);
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Default::default());
+    }
+    cur.as_object_mut()
+        .expect("made an object just above")
+        .insert(last.clone(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_symmetric_and_saturating() {
+        assert!(within_window(1000, 1300, 300));
+        assert!(!within_window(1000, 1301, 300));
+        assert!(!within_window(1301, 1000, 300));
+        assert!(!within_window(i64::MIN, i64::MAX, 300));
+    }
+
+    #[test]
+    fn digits_json_ints_and_beijing_times() {
+        assert_eq!(digits("1700000000"), Some(1_700_000_000));
+        for bad in ["", "+1", "-1", " 1", "1.5", "1e3", "99999999999999999999"] {
+            assert_eq!(digits(bad), None, "{bad:?}");
+        }
+        assert_eq!(json_int(&serde_json::json!(" 12 ")), Some(12));
+        assert_eq!(json_int(&serde_json::json!(12)), Some(12));
+        assert_eq!(json_int(&serde_json::json!(1.5)), None);
+        assert_eq!(non_empty(Some(&serde_json::json!(""))), None);
+        assert_eq!(
+            beijing_rfc3339("20141030133525", "%Y%m%d%H%M%S").as_deref(),
+            Some("2014-10-30T13:35:25+08:00")
+        );
+        assert_eq!(beijing(1_414_647_325, "%Y%m%d%H%M%S"), "20141030133525");
+        assert_eq!(
+            encrypt_field(br#"{"encrypt":"abc","x":1}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(encrypt_field(br#"{"encrypt":1}"#), None);
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(
+            type_name("TRANSACTION.SUCCESS").unwrap(),
+            "transaction.success"
+        );
+        assert_eq!(
+            type_name("MCHTRANSFER.BILL.FINISHED").unwrap(),
+            "mchtransfer.bill.finished"
+        );
+        assert_eq!(type_name("A..B/C ").unwrap(), "a.b_c_");
+        assert_eq!(type_name("orders/create").unwrap(), "orders_create");
+        assert_eq!(type_name("..."), None);
+        assert_eq!(type_name(""), None);
+        assert_eq!(type_name(&"x".repeat(300)).unwrap().len(), 128);
+    }
+
+    #[test]
+    fn bounded_values() {
+        assert_eq!(bounded("abc", shape::guid, "x"), Ok("abc"));
+        assert_eq!(
+            bounded("", shape::text, "x"),
+            Err(Rejection::Malformed("x"))
+        );
+        assert!(bounded("a\tb", shape::text, "x").is_err());
+        assert!(bounded("ü", shape::text, "x").is_ok());
+        assert!(bounded("ü", shape::visible, "x").is_err());
+        assert!(bounded(&"é".repeat(100), shape::text, "x").is_ok());
+        assert!(
+            bounded(&"é".repeat(101), shape::text, "x").is_err(),
+            "bytes, not chars"
+        );
+        assert_eq!(
+            sha256_key(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
