@@ -1,0 +1,157 @@
+//! `disk`: the store's file system fills up, then space returns (needs root for a tmpfs).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::ctx::{cleanup, wait_broker, Ctx};
+use crate::load::{finish_clients, start_clients, wait_delivered, Ledger, Load, Sink};
+use crate::proxy::Proxy;
+use crate::report::{analyse, Row};
+
+/// e. The store's disk fills up (a small tmpfs), then space returns; the broker is cut all
+/// along and the gateway is killed at the end, so every acknowledged event must come from disk.
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let run = ctx.run_id("e");
+    let dir = ctx.work.join(&run);
+    let mnt = dir.join("disk");
+    std::fs::create_dir_all(&mnt)?;
+    let Some(_mount) = Tmpfs::mount(&mnt, "64m") else {
+        let mut r = analyse("e. disk full (SKIPPED)", &Ledger::default(), &[]);
+        r.check("mounting a tmpfs needs root; not run", true);
+        return Ok(vec![r]);
+    };
+    let sources = ctx.sources("e", 4);
+    let proxy = Proxy::start(ctx.broker).await?;
+    proxy.cut();
+    let mut gw = ctx.gateway_in(
+        &dir,
+        &mnt.join("store"),
+        &run,
+        &proxy.url(&ctx.amqp),
+        true,
+        &sources,
+        86_400,
+    )?;
+    gw.start().await?;
+    let ledger = Arc::new(Ledger::default());
+    let load = Load {
+        run: run.clone(),
+        sources,
+        events: None,
+        pace: Some(Duration::from_millis(20)),
+        retry_after: Duration::from_millis(100),
+    };
+    let (stop_new, give_up) = (CancellationToken::new(), CancellationToken::new());
+    let tasks = start_clients(
+        &format!("http://{}", gw.public),
+        &load,
+        &ledger,
+        &stop_new,
+        &give_up,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Fill the disk.
+    let filler = mnt.join("filler");
+    let filled = fill(&filler);
+    let refused_before = ledger.refused("503");
+    let acks_at_full = ledger.acks.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ready_full = gw.readyz().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let refused_full = ledger.refused("503") - refused_before;
+    let acks_full = ledger.acks.load(Ordering::Relaxed) - acks_at_full;
+    std::fs::remove_file(&filler)?;
+    let acks_at_space = ledger.acks.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let acks_after = ledger.acks.load(Ordering::Relaxed) - acks_at_space;
+    let ready_after = gw.readyz().await;
+    finish_clients(tasks, &stop_new, &give_up, Duration::from_secs(20)).await;
+
+    // Only what is on disk survives this.
+    gw.kill9();
+    proxy.restore();
+    gw.start().await?;
+    // The sink queue is declared by the relay's first connection, which is this one.
+    wait_broker(&gw, true).await?;
+    let sink = Sink::start(&ctx.amqp, &format!("{run}-sink")).await?;
+    wait_delivered(
+        &ledger,
+        &sink,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut row = analyse(
+        "e. store disk full, then space back",
+        &ledger,
+        &sink.seen.lock().unwrap(),
+    );
+    row.check(
+        format!("filled the disk with {} MiB", filled >> 20),
+        filled > 0,
+    );
+    row.check(
+        format!(
+            "while full: {refused_full} replies 503, {acks_full} 2xx; readyz store={}",
+            ready_full["store"]
+        ),
+        refused_full > 0,
+    );
+    row.check(
+        format!(
+            "space back: {acks_after} 2xx in 8 s; readyz store={}",
+            ready_after["store"]
+        ),
+        acks_after > 0,
+    );
+    gw.term().await;
+    drop(sink);
+    cleanup(ctx, &run).await;
+    Ok(vec![row])
+}
+
+/// Writes zeros to `path` until the file system is full; returns the bytes written.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let Ok(mut f) = std::fs::File::create(path) else {
+        return 0;
+    };
+    let chunk = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k as u64,
+        }
+    }
+    let _ = f.sync_all();
+    n
+}
+
+/// A tmpfs mounted for the scenario, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
