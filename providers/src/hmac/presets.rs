@@ -369,12 +369,12 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_preset() {
-        let readme = include_str!("../../../README.md");
+    fn docs_list_every_preset() {
+        let page = include_str!("../../../docs/providers/hmac.md");
         for name in super::NAMES {
             assert!(
-                readme.contains(&format!("| `{name}` |")),
-                "README has no preset row for {name}"
+                page.contains(&format!("| `{name}` |")),
+                "docs/providers/hmac.md has no preset row for {name}"
             );
         }
     }
