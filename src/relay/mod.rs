@@ -387,6 +387,7 @@ impl<'a> Drain<'a> {
         let mut reader = self.store.reader(self.window.read_next())?;
         loop {
             if cancel.is_cancelled() {
+                self.settle_for_shutdown().await?;
                 self.save()?;
                 return Ok(());
             }
@@ -553,6 +554,27 @@ impl<'a> Drain<'a> {
         Ok(())
     }
 
+    /// At shutdown: takes the confirms of what is in flight, for at most [`SHUTDOWN_SETTLE`],
+    /// so that a clean stop does not publish them again at the next start. The first one that
+    /// is not a plain ack in time goes back on the window, and the cursor stops there.
+    async fn settle_for_shutdown(&mut self) -> Result<(), RelayError> {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_SETTLE;
+        while let Some((front, (entry, mut confirm))) = self.window.pop() {
+            match tokio::time::timeout_at(deadline, &mut confirm).await {
+                Ok(Ok(Confirmation::Ack(None))) => {
+                    count_published(&entry);
+                    let c = self.window.confirmed(front);
+                    self.apply(c.save)?;
+                }
+                _ => {
+                    self.window.unpop(front, (entry, confirm));
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn save(&mut self) -> Result<(), RelayError> {
         let save = self.window.save();
         self.apply(save)
@@ -599,6 +621,9 @@ enum PublishError {
     Published(lapin::Error),
 }
 use PublishError::{Published, Unpublishable};
+
+/// How long a stopping relay waits for the confirms of what it has in flight.
+const SHUTDOWN_SETTLE: Duration = Duration::from_secs(2);
 
 /// Publishes one record.
 async fn publish(

@@ -283,6 +283,12 @@ impl<T> Window<T> {
         Some((front, payload))
     }
 
+    /// Puts back a record taken by [`Window::pop`] whose confirm will not be awaited (the
+    /// relay is stopping): the cursor stays at it, so it is published again at the next start.
+    pub fn unpop(&mut self, front: Front, payload: T) {
+        self.flights.push_front(Flight { front, payload });
+    }
+
     /// [`Window::pop`] found nothing in flight and nothing more could be read.
     pub fn drained(&mut self) -> Drained {
         let save = self.save();

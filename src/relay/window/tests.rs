@@ -123,6 +123,22 @@ fn the_cursor_is_the_front_of_the_window_with_its_accept_time() {
     assert_eq!(w.read_next(), 5);
 }
 
+/// A stopping relay confirms what it can and puts the first unconfirmed record back: the
+/// cursor stops at it, never past it.
+#[test]
+fn a_record_put_back_at_shutdown_holds_the_cursor() {
+    let mut w = window(8, 5);
+    send(&mut w, 0..4);
+    let f = pop(&mut w, 0);
+    let _ = w.confirmed(f);
+    let f = pop(&mut w, 1);
+    w.unpop(f, 1);
+    assert_eq!(w.save(), save(1, 1, at(1)));
+    // Still first in line, with what is behind it.
+    assert_eq!(pop(&mut w, 1).seq, 1);
+    assert_eq!(pop(&mut w, 2).seq, 2);
+}
+
 #[test]
 fn a_full_window_saves_every_256_finished() {
     let mut w = window(300, 5);
