@@ -200,7 +200,7 @@ async fn raw_publish(args: &Args) -> anyhow::Result<()> {
             let c = in_flight.pop_front().expect("non-empty");
             settle(c.await?);
         }
-        // The properties hookgate's relay sets (CONTRACT.md), so the broker does the same work.
+        // The properties hookgate's relay sets (docs/consuming.md), so the broker does the same work.
         let mut headers = FieldTable::default();
         headers.insert("source".into(), AMQPValue::LongString("gh".into()));
         headers.insert("provider".into(), AMQPValue::LongString("github".into()));

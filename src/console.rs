@@ -2,7 +2,7 @@
 //! (`src/console/index.html`, `console.js`, `console.css`, compiled into the binary: no CDN,
 //! works offline) and `GET /summary`, the per-source counters it shows.
 //!
-//! The page is an empty shell served without the token (CONTRACT.md); it asks for
+//! The page is an empty shell served without the token (docs/inspect.md); it asks for
 //! `server.admin_token` and sends it on every data request, which [`crate::admin`] checks as
 //! for any other admin route. Every admin response carries [`security_headers`]: a strict
 //! Content-Security-Policy (no inline script or style, nothing from elsewhere, no framing),

@@ -1,4 +1,4 @@
-//! Shared deduplication across replicas (CONTRACT.md, "Replicas"): a two-phase claim in Redis
+//! Shared deduplication across replicas (docs/replicas.md): a two-phase claim in Redis
 //! or Valkey around the local durable write of [`crate::store::Store::accept`].
 //!
 //! For a new event: the local sled index first (a local duplicate costs no round trip) →

@@ -99,7 +99,7 @@ impl providers::Headers for ActixHeaders<'_> {
     }
 }
 
-/// The client's address: the peer, or what a trusted proxy says (CONTRACT.md, "Client IP").
+/// The client's address: the peer, or what a trusted proxy says (docs/security.md, "Client IP").
 pub fn request_client_ip(rt: &Runtime, req: &HttpRequest) -> IpAddr {
     let peer = req
         .peer_addr()

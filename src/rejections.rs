@@ -25,7 +25,7 @@ pub const PER_SOURCE: usize = 100;
 const MAX_HEADER_NAMES: usize = 32;
 const MAX_HEADER_NAME_LEN: usize = 64;
 
-/// Why a request was refused: the fixed list of CONTRACT.md.
+/// Why a request was refused: the fixed list of docs/inspect.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {

@@ -72,6 +72,10 @@ pub const INDEXER_STOPPED: &str = "dedup indexer stopped";
 /// this much of the log).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
+/// How long the indexer gathers commits into one sled batch, and the most records in one.
+const INDEX_COALESCE: Duration = Duration::from_millis(20);
+const INDEX_BATCH_MAX: usize = 4096;
+
 /// The sled tree of cursor saves: cursor → when (Unix secs). A record below a saved cursor
 /// was published by then.
 const PUBLISHED: &str = "published_at";
@@ -230,9 +234,15 @@ impl Store {
                 .name("hookgate-index".into())
                 .spawn(move || {
                     while let Ok(mut batch) = batches.recv() {
-                        // Whatever queued up meanwhile goes into the same sled batch.
-                        while let Ok(more) = batches.try_recv() {
-                            batch.extend(more);
+                        // Commits of the next few ms go into the same sled batch: each sled
+                        // write wakes its IO threads, and the in-flight map covers the wait.
+                        let until = std::time::Instant::now() + INDEX_COALESCE;
+                        while batch.len() < INDEX_BATCH_MAX {
+                            let left = until.saturating_duration_since(std::time::Instant::now());
+                            match batches.recv_timeout(left) {
+                                Ok(more) => batch.extend(more),
+                                Err(_) => break,
+                            }
                         }
                         index.committed(&batch, &pending);
                     }
@@ -577,6 +587,7 @@ impl Store {
 
     /// Forgets ids accepted more than the window ago; returns how many.
     pub fn sweep(&self, now_secs: u64) -> Result<usize, sled::Error> {
+        self.settle_index();
         let cutoff = now_secs.saturating_sub(self.window_secs);
         let mut removed = 0;
         let (seen, expiry) = (&self.index.seen, &self.index.expiry);
@@ -596,6 +607,7 @@ impl Store {
     /// Flushes sled and records how far the log is indexed, so a restart re-indexes only
     /// what came after.
     pub fn checkpoint(&self) -> Result<(), sled::Error> {
+        self.settle_index();
         let upto = self.index.indexed_upto.load(Ordering::Acquire);
         self.db.flush()?;
         self.meta.insert(CHECKPOINT, &upto.to_be_bytes())?;
@@ -756,6 +768,20 @@ impl Store {
         }
     }
 
+    /// Waits (briefly: the indexer gathers commits for [`INDEX_COALESCE`]) until every
+    /// record on disk is indexed in sled, for the operations that read or change the index
+    /// directly. Never on the request path, which also looks in the in-flight map.
+    fn settle_index(&self) {
+        let target = self.log.durable_state().upto;
+        let deadline = std::time::Instant::now() + INDEX_COALESCE * 10;
+        while self.index.indexed_upto.load(Ordering::Acquire) < target
+            && std::time::Instant::now() < deadline
+            && self.indexer_alive()
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn indexer_alive(&self) -> bool {
         self.indexer
             .lock()
@@ -811,6 +837,8 @@ impl Store {
     /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
     /// the accept time it was indexed with, if it was.
     pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, sled::Error> {
+        // An id accepted a moment ago may still be on its way into sled.
+        self.settle_index();
         let mut key = Vec::with_capacity(source.len() + 1 + id.len());
         key.extend_from_slice(source.as_bytes());
         key.push(0);

@@ -237,11 +237,10 @@ fn parse_source(
     if errors.len() > before {
         return None;
     }
-    let max_body_bytes = common.max_body_bytes.unwrap_or(match provider.kind() {
-        // GitHub caps payloads at 25 MB (PROVIDERS.md §1.5); a smaller default refuses real pushes.
-        ProviderKind::Github => default_body.max(26_214_400),
-        _ => default_body,
-    });
+    // The provider's own floor where it has one (GitHub sends up to 25 MB).
+    let max_body_bytes = common
+        .max_body_bytes
+        .unwrap_or(provider.kind().default_max_body_bytes(default_body));
     let fingerprint = {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();

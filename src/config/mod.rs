@@ -17,7 +17,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use providers::{ProviderConfig, ProviderKind};
+use providers::ProviderConfig;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -107,7 +107,7 @@ impl LogFormat {
     }
 }
 
-/// Which forwarding header `server.trusted_proxies` write (CONTRACT.md, "Client IP").
+/// Which forwarding header `server.trusted_proxies` write (docs/security.md, "Client IP").
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForwardedHeader {

@@ -656,7 +656,7 @@ async fn publish(
         .map_err(Published)
 }
 
-/// The AMQP properties of CONTRACT.md.
+/// The AMQP properties of docs/consuming.md.
 fn properties(e: &Entry, message_id: ShortString, kind: ShortString) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(

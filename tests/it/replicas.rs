@@ -1,4 +1,4 @@
-//! Replicas sharing dedup through Redis (issue 13, CONTRACT.md "Replicas"): a private
+//! Replicas sharing dedup through Redis (issue 13, docs/replicas.md): a private
 //! `redis-server` per test on a free port (never the shared one), the real RabbitMQ, three
 //! gateways with stores of their own. The long run with nginx and kills is
 //! `scripts/cluster.sh`.
