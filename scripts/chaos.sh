@@ -12,7 +12,7 @@
 # is non-zero on any loss, reordering or failed check. Loopback only; the broker is cut with a
 # TCP proxy in the driver, never stopped, so other users of it are not disturbed.
 #
-#   scripts/chaos.sh                                # everything (about 3 minutes)
+#   scripts/chaos.sh                                # everything (about 4 minutes)
 #   scripts/chaos.sh --scenarios outage --outage-secs 30
 #   scripts/chaos.sh --help                         # every option
 #

@@ -47,8 +47,9 @@ struct Args {
     /// Concurrent clients (one source each).
     #[arg(long, default_value_t = 8)]
     clients: usize,
-    /// Events per client in each crash round.
-    #[arg(long, default_value_t = 400)]
+    /// Events per client in each crash round: enough that the last kill point still lands
+    /// under load (6,400 events in all were done before 1.5 s once the gateway got faster).
+    #[arg(long, default_value_t = 1000)]
     crash_events: usize,
     /// When to `kill -9` in the crash rounds, ms after the load started.
     #[arg(long, default_value = "150,700,2000")]
