@@ -496,7 +496,7 @@ fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>)> {
     Ok((valid, last))
 }
 
-/// What runs on the committer thread after each batch.
+/// What the committer hands each batch to once it is on disk (the store: to its indexer).
 type OnCommit<T> = Box<dyn FnMut(Vec<Committed<T>>) + Send>;
 
 struct Committer<T> {

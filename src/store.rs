@@ -89,7 +89,7 @@ const CURSOR: &[u8] = b"relay_cursor";
 /// Tree of dead letters that were replayed (see [`Store::remove_dead`]).
 const DEAD_REPLAYED: &str = "dead_replayed";
 
-/// What the committer indexes once a record is on disk.
+/// What the indexer puts in sled once a record is on disk.
 struct Tag {
     keys: Vec<Vec<u8>>,
     at: u64,
@@ -412,12 +412,8 @@ impl Store {
                 // Someone is committing this event: its fate is ours.
                 Some(&other) => (other, false),
                 None => {
-                    for k in &keys {
-                        if let Some(at) = self.index.seen.get(k)? {
-                            if be_u64(&at).saturating_add(self.window_secs) > now_secs {
-                                return Ok(Accepted::Duplicate);
-                            }
-                        }
+                    if self.seen_within_window(&keys, now_secs)? {
+                        return Ok(Accepted::Duplicate);
                     }
                     let pending = self.pending();
                     if pending >= self.max_pending {
@@ -445,8 +441,8 @@ impl Store {
     }
 
     /// Where `entry` stands here, writing nothing: the shared dedup ([`crate::dedup`]) asks
-    /// before it claims the id across replicas. The committer indexes a record in `seen`
-    /// before it leaves `inflight`, so a record is never missed between the two looks.
+    /// before it claims the id across replicas. The indexer puts a record in `seen` before it
+    /// leaves `inflight`, so a record is never missed between the two looks.
     pub fn lookup(&self, entry: &Entry, now_secs: u64) -> Result<Local, StoreError> {
         let keys = keys(entry);
         {
@@ -459,14 +455,22 @@ impl Store {
                 return Ok(Local::Writing);
             }
         }
-        for k in &keys {
+        match self.seen_within_window(&keys, now_secs)? {
+            true => Ok(Local::Seen),
+            false => Ok(Local::Absent),
+        }
+    }
+
+    /// Whether any of `keys` was accepted within the dedup window, by sled's index.
+    fn seen_within_window(&self, keys: &[Vec<u8>], now_secs: u64) -> Result<bool, sled::Error> {
+        for k in keys {
             if let Some(at) = self.index.seen.get(k)? {
                 if be_u64(&at).saturating_add(self.window_secs) > now_secs {
-                    return Ok(Local::Seen);
+                    return Ok(true);
                 }
             }
         }
-        Ok(Local::Absent)
+        Ok(false)
     }
 
     /// Appends `entry` without dedup (a replay); returns its seq once it is on disk.
