@@ -160,6 +160,33 @@ pub fn dotted_type(provider: &str, raw: &str) -> Option<String> {
 const BEIJING_SECS: i32 = 8 * 3600;
 
 /// A Beijing wall-clock time in `format` (`%Y-%m-%d %H:%M:%S` for Alipay, `%Y%m%d%H%M%S` for
+/// The event of a generic sender (`hmac`, `token`): type `{provider}.{raw}` (or
+/// `{provider}.event` without one), no time or subject (such senders disagree on where, and
+/// whether, they say when an event happened), acknowledged with `202 {"id":…}`.
+pub fn generic_event(
+    provider: &str,
+    id: String,
+    raw_type: Option<String>,
+    data: crate::Data,
+) -> crate::Admission {
+    let kind = raw_type
+        .as_deref()
+        .and_then(|t| dotted_type(provider, t))
+        .unwrap_or_else(|| format!("{provider}.event"));
+    crate::Admission::Event {
+        ack: crate::Reply::accepted_id(&id),
+        event: crate::Event {
+            id,
+            kind,
+            provider_event: raw_type.unwrap_or_else(|| "event".to_owned()),
+            time: None,
+            subject: None,
+            data,
+            content_key: None,
+        },
+    }
+}
+
 /// WeChat Pay v2) as RFC 3339 with its `+08:00` offset.
 pub fn beijing_rfc3339(s: &str, format: &str) -> Option<String> {
     let naive = chrono::NaiveDateTime::parse_from_str(s, format).ok()?;

@@ -28,9 +28,9 @@ use serde_json::Value;
 use crate::crypto::{self, b64_lenient, ct_eq, MacAlg};
 use crate::registry::ConfigKeys;
 use crate::shared::{
-    bounded, digits, dotted_type, scalar, sha256_key, shape, unix_secs, within_window, Locator,
+    bounded, digits, generic_event, scalar, sha256_key, shape, unix_secs, within_window, Locator,
 };
-use crate::{Admission, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret};
+use crate::{Admission, Data, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
 pub use config::Config;
 #[cfg(any(test, feature = "sign"))]
@@ -248,25 +248,7 @@ impl crate::Provider for HmacSource {
                 .map(str::to_owned),
             Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
         };
-        let kind = raw_type
-            .as_deref()
-            .and_then(|t| dotted_type("hmac", t))
-            .unwrap_or_else(|| "hmac.event".to_owned());
-        let event = Event {
-            id: id.clone(),
-            kind,
-            provider_event: raw_type.unwrap_or_else(|| "event".to_owned()),
-            // Senders disagree on where (and whether) they say when an event happened; the
-            // signed timestamp is the time of this attempt, not of the event.
-            time: None,
-            subject: None,
-            data,
-            content_key: None,
-        };
-        Ok(Admission::Event {
-            ack: Reply::accepted_id(&id),
-            event,
-        })
+        Ok(generic_event("hmac", id, raw_type, data))
     }
 }
 

@@ -24,16 +24,14 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{b64, ct_eq};
 use crate::registry::ConfigKeys;
 use crate::shared::{
-    bounded, dotted_type, header_name, keep, locator, require_secrets, scalar, sha256_key, shape,
+    bounded, generic_event, header_name, keep, locator, require_secrets, scalar, sha256_key, shape,
     Locator,
 };
 #[cfg(any(test, feature = "sign"))]
 use crate::shared::{joined, set_pointer};
 #[cfg(any(test, feature = "sign"))]
 use crate::sign::{SampleOptions, SampleRequest};
-use crate::{
-    form, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
-};
+use crate::{form, Admission, ConfigError, Data, ProviderKind, RawRequest, Rejection, Secret};
 
 /// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
 pub(crate) const KEYS: ConfigKeys = ConfigKeys {
@@ -318,23 +316,7 @@ impl crate::Provider for Token {
         let (data, value) = body_data(req)?;
         let id = event_id(self.id.as_ref(), req, &value)?;
         let raw_type = event_name(self.kind.as_ref(), req, &value)?;
-        let kind = raw_type
-            .as_deref()
-            .and_then(|t| dotted_type("token", t))
-            .unwrap_or_else(|| "token.event".to_owned());
-        let event = Event {
-            id: id.clone(),
-            kind,
-            provider_event: raw_type.unwrap_or_else(|| "event".to_owned()),
-            time: None,
-            subject: None,
-            data,
-            content_key: None,
-        };
-        Ok(Admission::Event {
-            ack: Reply::accepted_id(&id),
-            event,
-        })
+        Ok(generic_event("token", id, raw_type, data))
     }
 }
 
