@@ -32,6 +32,9 @@ use crate::config::StoreConfig;
 pub use crate::log::Entry;
 use crate::log::{self, Committed, Log, Reader};
 
+mod seen;
+use seen::{Opened, Seen};
+
 /// What `accept` did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accepted {
@@ -55,6 +58,9 @@ pub enum StoreError {
     Full(u64),
     #[error("dedup index failed: {0}")]
     Index(#[from] sled::Error),
+    /// Reading or writing the dedup table (`seen.idx`, [`seen`]).
+    #[error("dedup table failed: {0}")]
+    Table(std::io::Error),
     #[error("event log write failed")]
     Write,
     #[error("event not on disk within the deadline")]
@@ -72,7 +78,7 @@ pub const INDEXER_STOPPED: &str = "dedup indexer stopped";
 /// this much of the log).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-/// How long the indexer gathers commits into one sled batch, and the most records in one.
+/// How long the indexer gathers commits into one table write, and the most records in one.
 const INDEX_COALESCE: Duration = Duration::from_millis(20);
 const INDEX_BATCH_MAX: usize = 4096;
 
@@ -89,56 +95,40 @@ const CURSOR: &[u8] = b"relay_cursor";
 /// Tree of dead letters that were replayed (see [`Store::remove_dead`]).
 const DEAD_REPLAYED: &str = "dead_replayed";
 
-/// What the indexer puts in sled once a record is on disk.
+/// What the indexer puts in the dedup table once a record is on disk.
 struct Tag {
     keys: Vec<Vec<u8>>,
+    /// The keys' fingerprints ([`Seen::fingerprint`]), in the same order.
+    fps: Vec<u128>,
     at: u64,
 }
 
 /// The dedup index and the records not indexed yet.
 struct Index {
-    seen: sled::Tree,
-    expiry: sled::Tree,
+    seen: Seen,
     /// Dedup key → seq of a record appended but not yet committed and indexed.
     inflight: Mutex<HashMap<Vec<u8>, u64>>,
-    /// Every record up to this seq is indexed in sled (or failed to be written).
+    /// Every record up to this seq is indexed in the table (or failed to be written).
     indexed_upto: AtomicU64,
     failing: AtomicBool,
 }
 
 impl Index {
-    fn insert(&self, key: &[u8], at: u64) -> Result<(), sled::Error> {
-        if let Some(old) = self.seen.insert(key, &at.to_be_bytes())? {
-            let old = be_u64(&old);
-            if old != at {
-                self.expiry.remove(expiry_key(old, key))?;
-            }
-        }
-        self.expiry.insert(expiry_key(at, key), &[])?;
-        Ok(())
-    }
-
-    /// Runs on the indexer thread after every commit (or several queued ones): one sled batch
-    /// per tree. An expiry entry left behind by an id accepted again after its window is
-    /// harmless: the sweeper's compare-and-swap keeps the newer acceptance.
+    /// Runs on the indexer thread after every commit (or several queued ones): the keys go
+    /// into the table (one `pread` of their bucket and one 32-byte `pwrite` each, no sync),
+    /// and only then leave the in-flight map, so a lookup that misses them there finds them
+    /// in the table.
     fn committed(&self, batch: &[Committed<Tag>], pending: &AtomicU64) {
         let mut failed = 0;
-        let (mut seen, mut expiry) = (sled::Batch::default(), sled::Batch::default());
+        let mut items = Vec::with_capacity(batch.len());
         for c in batch.iter() {
             if !c.ok {
                 failed += 1;
                 continue;
             }
-            for k in &c.tag.keys {
-                seen.insert(k.as_slice(), &c.tag.at.to_be_bytes());
-                expiry.insert(expiry_key(c.tag.at, k), &[]);
-            }
+            items.extend(c.tag.fps.iter().map(|&fp| (fp, c.tag.at, c.seq)));
         }
-        let applied = self
-            .seen
-            .apply_batch(seen)
-            .and_then(|()| self.expiry.apply_batch(expiry));
-        if let Err(e) = applied {
+        if let Err(e) = self.seen.insert(&items) {
             // The records are on disk; the next start re-indexes them from the log.
             if !self.failing.swap(true, Ordering::Relaxed) {
                 tracing::error!(error = %e, "dedup index write failed");
@@ -177,7 +167,6 @@ pub struct Store {
     meta: sled::Tree,
     dead: sled::Tree,
     log: Log<Tag>,
-    window_secs: u64,
     max_pending: u64,
     retain_secs: u64,
     retain_max_bytes: u64,
@@ -197,36 +186,62 @@ pub struct Store {
 pub type SharedStore = Arc<Store>;
 
 impl Store {
-    /// Opens the store at `config.path` (sled files, and the log in `log/`), cuts a torn log
-    /// tail, re-indexes what sled lost since its last checkpoint, and moves a previous
-    /// version's outbox into the log.
+    /// Opens the store at `config.path` (sled files, the dedup table `seen.idx`, and the log
+    /// in `log/`), cuts a torn log tail, re-indexes what the table lost since its last
+    /// checkpoint (everything, when the table is missing or damaged), moves the dedup index
+    /// of a previous version out of sled, and its outbox into the log.
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(&config.path)
-            // The index is never flushed on the request path (see the module doc); checkpoints
-            // (run_maintenance) flush it and bound what a start must re-index, and sled's own
-            // flusher rarely has anything left to do: few fsyncs compete with the log's.
+            // sled holds little now (meta, dead letters, cursor saves, refusals) and nothing
+            // on the request path; checkpoints flush it.
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(Some(CHECKPOINT_EVERY.as_millis() as u64 * 2))
             .cache_capacity(64 << 20)
             .open()?;
+        let (seen, opened) =
+            Seen::open(&config.path, config.dedup_window_secs, seen::INITIAL_PAGES)
+                .map_err(StoreError::Table)?;
+        let meta = db.open_tree("meta")?;
+        let dead = db.open_tree("dead")?;
+        let mut checkpoint = meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v));
+        // A store of the previous version keeps its dedup index in sled (`seen`: key → at).
+        let upgrade = db.tree_names().iter().any(|n| &n[..] == b"seen");
+        match &opened {
+            Opened::Existing => {}
+            Opened::Created if upgrade || checkpoint == 0 => {}
+            Opened::Created | Opened::Replaced(_) => {
+                let why = match &opened {
+                    Opened::Replaced(why) => why.as_str(),
+                    _ => "missing",
+                };
+                tracing::warn!(
+                    problem = why,
+                    checkpoint,
+                    "dedup table lost: a new one is filled from the whole event log (ids of \
+                     segments already dropped by retention are not recovered)"
+                );
+                checkpoint = 0;
+            }
+        }
+        let copied = match upgrade {
+            true => upgrade_sled_index(&db, &seen)?,
+            false => 0,
+        };
         let index = Arc::new(Index {
-            seen: db.open_tree("seen")?,
-            expiry: db.open_tree("expiry")?,
+            seen,
             inflight: Mutex::new(HashMap::new()),
             indexed_upto: AtomicU64::new(0),
             failing: AtomicBool::new(false),
         });
-        let meta = db.open_tree("meta")?;
-        let dead = db.open_tree("dead")?;
-        let checkpoint = meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v));
         let saved_cursor = meta.get(CURSOR)?.map_or(0, |v| be_u64(&v));
+        let last_checkpoint = meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v));
 
         let pending = Arc::new(AtomicU64::new(0));
         let committed = Arc::new(Notify::new());
-        // sled's writes can stall for tens of ms while it flushes; on their own thread they
-        // never hold up the next group commit. Until a record is indexed its keys stay in the
-        // in-flight map, so dedup sees it throughout.
+        // The table's writes (and its rebuilds) run on their own thread: they never hold up
+        // the next group commit. Until a record is indexed its keys stay in the in-flight
+        // map, so dedup sees it throughout.
         let (to_indexer, batches) = std::sync::mpsc::channel::<Vec<Committed<Tag>>>();
         let indexer = {
             let (index, pending) = (index.clone(), pending.clone());
@@ -234,8 +249,8 @@ impl Store {
                 .name("hookgate-index".into())
                 .spawn(move || {
                     while let Ok(mut batch) = batches.recv() {
-                        // Commits of the next few ms go into the same sled batch: each sled
-                        // write wakes its IO threads, and the in-flight map covers the wait.
+                        // Commits of the next few ms are indexed together (one lock of the
+                        // table's writer); the in-flight map covers the wait.
                         let until = std::time::Instant::now() + INDEX_COALESCE;
                         while batch.len() < INDEX_BATCH_MAX {
                             let left = until.saturating_duration_since(std::time::Instant::now());
@@ -259,7 +274,7 @@ impl Store {
         let (log, recovered) = Log::open(
             &log_dir(&config.path),
             config.segment_bytes,
-            saved_cursor.max(checkpoint + 1),
+            saved_cursor.max(last_checkpoint + 1),
             on_commit,
         )?;
         if recovered.cut_bytes > 0 {
@@ -276,7 +291,6 @@ impl Store {
             meta,
             dead,
             log,
-            window_secs: config.dedup_window_secs,
             max_pending: config.max_outbox_entries,
             retain_secs: config.retain_secs,
             retain_max_bytes: config.retain_max_bytes,
@@ -296,8 +310,13 @@ impl Store {
         store
             .pending
             .store(next.saturating_sub(cursor), Ordering::Relaxed);
-        if reindexed > 0 || moved > 0 {
-            tracing::info!(reindexed, moved_from_outbox = moved, "store recovered");
+        if reindexed > 0 || moved > 0 || copied > 0 {
+            tracing::info!(
+                reindexed,
+                moved_from_outbox = moved,
+                copied_from_sled_index = copied,
+                "store recovered"
+            );
         }
         Ok(store)
     }
@@ -321,26 +340,26 @@ impl Store {
         }
     }
 
-    /// Re-inserts the dedup keys of every record after `checkpoint` (sled may have lost them).
+    /// Re-inserts the dedup keys of every record after `checkpoint` (the table may have lost
+    /// them; an insert keeps the later of two acceptances).
     fn reindex(&self, checkpoint: u64) -> Result<usize, StoreError> {
         let mut reader = self.log.reader(checkpoint + 1)?;
         let mut n = 0;
-        while let Some((_, _, e)) = reader.next_record()? {
+        let mut items = Vec::new();
+        while let Some((seq, _, e)) = reader.next_record()? {
             if e.replay {
                 continue;
             }
             for k in keys(&e) {
-                let newer = self
-                    .index
-                    .seen
-                    .get(&k)?
-                    .is_none_or(|v| be_u64(&v) < e.timestamp);
-                if newer {
-                    self.index.insert(&k, e.timestamp)?;
-                }
+                items.push((self.index.seen.fingerprint(&k), e.timestamp, seq));
+            }
+            if items.len() >= INDEX_BATCH_MAX {
+                self.index.seen.insert(&items).map_err(StoreError::Table)?;
+                items.clear();
             }
             n += 1;
         }
+        self.index.seen.insert(&items).map_err(StoreError::Table)?;
         Ok(n)
     }
 
@@ -363,6 +382,7 @@ impl Store {
                                 &e,
                                 Tag {
                                     keys: vec![],
+                                    fps: vec![],
                                     at: 0,
                                 },
                             )
@@ -401,6 +421,10 @@ impl Store {
         deadline: Duration,
     ) -> Result<Accepted, StoreError> {
         let keys = keys(entry);
+        let fps: Vec<u128> = keys
+            .iter()
+            .map(|k| self.index.seen.fingerprint(k))
+            .collect();
         // Decided under the lock, awaited outside it.
         let (seq, new) = {
             let mut inflight = self
@@ -412,7 +436,7 @@ impl Store {
                 // Someone is committing this event: its fate is ours.
                 Some(&other) => (other, false),
                 None => {
-                    if self.seen_within_window(&keys, now_secs)? {
+                    if self.seen_within_window(&fps, now_secs)? {
                         return Ok(Accepted::Duplicate);
                     }
                     let pending = self.pending();
@@ -421,6 +445,7 @@ impl Store {
                     }
                     let tag = Tag {
                         keys: keys.clone(),
+                        fps,
                         at: now_secs,
                     };
                     let seq = self.log.append(entry, tag).map_err(|_| StoreError::Write)?;
@@ -441,8 +466,8 @@ impl Store {
     }
 
     /// Where `entry` stands here, writing nothing: the shared dedup ([`crate::dedup`]) asks
-    /// before it claims the id across replicas. The indexer puts a record in `seen` before it
-    /// leaves `inflight`, so a record is never missed between the two looks.
+    /// before it claims the id across replicas. The indexer puts a record in the table before
+    /// it leaves `inflight`, so a record is never missed between the two looks.
     pub fn lookup(&self, entry: &Entry, now_secs: u64) -> Result<Local, StoreError> {
         let keys = keys(entry);
         {
@@ -455,19 +480,28 @@ impl Store {
                 return Ok(Local::Writing);
             }
         }
-        match self.seen_within_window(&keys, now_secs)? {
+        let fps: Vec<u128> = keys
+            .iter()
+            .map(|k| self.index.seen.fingerprint(k))
+            .collect();
+        match self.seen_within_window(&fps, now_secs)? {
             true => Ok(Local::Seen),
             false => Ok(Local::Absent),
         }
     }
 
-    /// Whether any of `keys` was accepted within the dedup window, by sled's index.
-    fn seen_within_window(&self, keys: &[Vec<u8>], now_secs: u64) -> Result<bool, sled::Error> {
-        for k in keys {
-            if let Some(at) = self.index.seen.get(k)? {
-                if be_u64(&at).saturating_add(self.window_secs) > now_secs {
-                    return Ok(true);
-                }
+    /// Whether any of the keys (by fingerprint) was accepted within the dedup window, by the
+    /// table: one `pread` of a 4 KiB bucket each.
+    fn seen_within_window(&self, fps: &[u128], now_secs: u64) -> Result<bool, StoreError> {
+        for &fp in fps {
+            if self
+                .index
+                .seen
+                .lookup(fp, now_secs)
+                .map_err(StoreError::Table)?
+                .is_some()
+            {
+                return Ok(true);
             }
         }
         Ok(false)
@@ -481,6 +515,7 @@ impl Store {
                 entry,
                 Tag {
                     keys: vec![],
+                    fps: vec![],
                     at: 0,
                 },
             )
@@ -589,32 +624,24 @@ impl Store {
         self.log.segments().len()
     }
 
-    /// Forgets ids accepted more than the window ago; returns how many.
+    /// Drops ids accepted more than the window ago from the dedup table, when worthwhile:
+    /// at most once a minute (of `now_secs`) the table is counted, and rebuilt without its
+    /// dead slots (expired or forgotten) when they are a quarter of it. Lookups never needed
+    /// this (they check the window), nor do inserts (they reuse dead slots). Returns the dead
+    /// slots dropped by every rebuild since the last call, growing ones included.
     pub fn sweep(&self, now_secs: u64) -> Result<usize, sled::Error> {
         self.settle_index();
-        let cutoff = now_secs.saturating_sub(self.window_secs);
-        let mut removed = 0;
-        let (seen, expiry) = (&self.index.seen, &self.index.expiry);
-        for item in expiry.range(..expiry_key(cutoff.saturating_add(1), &[])) {
-            let (k, _) = item?;
-            let at = be_u64(&k[..8]);
-            let dkey = &k[8..];
-            // Only if the id was not accepted again since (compare-and-swap on its timestamp).
-            let _ =
-                seen.compare_and_swap(dkey, Some(&at.to_be_bytes()[..]), None as Option<&[u8]>)?;
-            expiry.remove(&k)?;
-            removed += 1;
-        }
-        Ok(removed)
+        self.index.seen.sweep(now_secs).map_err(sled::Error::Io)
     }
 
-    /// Flushes sled and records how far the log is indexed, so a restart re-indexes only
-    /// what came after.
+    /// Syncs the dedup table, then records how far the log is indexed (in sled's `meta`), so
+    /// a restart re-indexes only what came after.
     pub fn checkpoint(&self) -> Result<(), sled::Error> {
         self.settle_index();
         let upto = self.index.indexed_upto.load(Ordering::Acquire);
-        self.db.flush()?;
+        self.index.seen.sync().map_err(sled::Error::Io)?;
         self.meta.insert(CHECKPOINT, &upto.to_be_bytes())?;
+        self.db.flush()?;
         Ok(())
     }
 
@@ -754,7 +781,7 @@ impl Store {
         !self.log.failing()
             && self.log.committer_alive()
             && self.indexer_alive()
-            && self.index.seen.get(b"\0readiness").is_ok()
+            && self.index.seen.check().is_ok()
     }
 
     /// Why the store is not healthy, for `/readyz`.
@@ -773,7 +800,7 @@ impl Store {
     }
 
     /// Waits (briefly: the indexer gathers commits for [`INDEX_COALESCE`]) until every
-    /// record on disk is indexed in sled, for the operations that read or change the index
+    /// record on disk is indexed in the table, for the operations that read or change the index
     /// directly. Never on the request path, which also looks in the in-flight map.
     fn settle_index(&self) {
         let target = self.log.durable_state().upto;
@@ -841,19 +868,14 @@ impl Store {
     /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
     /// the accept time it was indexed with, if it was.
     pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, sled::Error> {
-        // An id accepted a moment ago may still be on its way into sled.
+        // An id accepted a moment ago may still be on its way into the table.
         self.settle_index();
         let mut key = Vec::with_capacity(source.len() + 1 + id.len());
         key.extend_from_slice(source.as_bytes());
         key.push(0);
         key.extend_from_slice(id.as_bytes());
-        let Some(at) = self.index.seen.remove(&key)? else {
-            return Ok(None);
-        };
-        let at = be_u64(&at);
-        self.index.expiry.remove(expiry_key(at, &key))?;
-        self.db.flush()?;
-        Ok(Some(at))
+        let fp = self.index.seen.fingerprint(&key);
+        self.index.seen.forget(fp).map_err(sled::Error::Io)
     }
 }
 
@@ -878,11 +900,32 @@ fn keys(e: &Entry) -> Vec<Vec<u8>> {
     out
 }
 
-fn expiry_key(at: u64, dkey: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + dkey.len());
-    k.extend_from_slice(&at.to_be_bytes());
-    k.extend_from_slice(dkey);
-    k
+/// A store of the previous version kept the dedup index in sled: `seen` (key → accept time,
+/// u64 BE) and `expiry`. Copies `seen` into the table (up to sled's checkpoint, which stays
+/// valid; the record's seq is not known there: 0), syncs it, then drops both trees.
+fn upgrade_sled_index(db: &sled::Db, seen: &Seen) -> Result<usize, StoreError> {
+    let tree = db.open_tree("seen")?;
+    let mut items = Vec::new();
+    let mut n = 0;
+    for item in tree.iter() {
+        let (k, v) = item?;
+        items.push((seen.fingerprint(&k), be_u64(&v), 0));
+        if items.len() >= INDEX_BATCH_MAX {
+            seen.insert(&items).map_err(StoreError::Table)?;
+            items.clear();
+        }
+        n += 1;
+    }
+    seen.insert(&items).map_err(StoreError::Table)?;
+    // The table first: a crash before the trees are gone copies them again (an insert keeps
+    // the later acceptance), one after finds them gone.
+    seen.sync().map_err(StoreError::Table)?;
+    drop(tree);
+    db.drop_tree("seen")?;
+    db.drop_tree("expiry")?;
+    db.flush()?;
+    tracing::info!(keys = n, "dedup index moved from sled to the dedup table");
+    Ok(n)
 }
 
 fn be_u64(b: &[u8]) -> u64 {

@@ -54,14 +54,20 @@ async fn dedup_within_window_then_forget() {
         "scoped by source"
     );
     assert_eq!(s.pending(), 2);
+    // Sweeps drop nothing here (a handful of dead slots is not worth a rebuild; see
+    // `table_sweep_rebuilds_without_dead_slots`), and they change no decision.
     assert_eq!(s.sweep(1099).unwrap(), 0);
     assert_eq!(accept(&s, &entry("a"), 1099).await, Accepted::Duplicate);
-    assert_eq!(s.sweep(1100).unwrap(), 1);
+    s.sweep(1100).unwrap();
     assert_eq!(accept(&s, &entry("a"), 1101).await, Accepted::New);
-    // An id accepted again is not forgotten by the sweep of its old acceptance (the one
-    // id swept is `other`'s, accepted at 1050).
-    assert_eq!(s.sweep(1150).unwrap(), 1);
+    // An id accepted again is not forgotten by its old acceptance.
+    s.sweep(1160).unwrap();
     assert_eq!(accept(&s, &entry("a"), 1150).await, Accepted::Duplicate);
+    assert_eq!(accept(&s, &other, 1150).await, Accepted::New, "expired");
+    assert_eq!(s.forget("gh", "a").unwrap(), Some(1101));
+    assert_eq!(s.forget("gh", "a").unwrap(), None);
+    assert_eq!(accept(&s, &entry("a"), 1151).await, Accepted::New);
+    assert_eq!(accept(&s, &entry("a"), 1152).await, Accepted::Duplicate);
 }
 
 /// A regrouped request (same signed content, another id) is a duplicate of the first.
@@ -133,7 +139,7 @@ async fn class5_no_request_waits_forever_for_the_disk() {
 }
 
 #[tokio::test]
-async fn survives_a_restart_and_reindexes_what_sled_lost() {
+async fn survives_a_restart_and_reindexes_a_lost_table() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 100);
     {
@@ -143,13 +149,9 @@ async fn survives_a_restart_and_reindexes_what_sled_lost() {
         }
         s.close();
     }
-    {
-        // As if sled had lost every index write since its last checkpoint.
-        let db = sled::open(&cfg.path).unwrap();
-        db.open_tree("seen").unwrap().clear().unwrap();
-        db.open_tree("meta").unwrap().remove(CHECKPOINT).unwrap();
-        db.flush().unwrap();
-    }
+    // The table is gone (the checkpoint in sled says 3 records are indexed): filled again
+    // from the whole log.
+    std::fs::remove_file(cfg.path.join(seen::FILE)).unwrap();
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
     assert_eq!(s.pending(), 3);
     assert_eq!(pending_ids(&s), ["a", "b", "c"]);
@@ -246,8 +248,413 @@ async fn a_store_of_the_previous_version_is_moved_into_the_log() {
     assert_eq!(s.pending(), 2);
     assert_eq!(pending_ids(&s), ["old1", "old2"]);
     assert_eq!(accept(&s, &entry("old1"), 1001).await, Accepted::Duplicate);
+    assert!(!s.db.tree_names().iter().any(|n| &n[..] == b"seen"));
     s.close();
     drop(s);
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
     assert_eq!(pending_ids(&s), ["old1", "old2"], "moved once");
+}
+
+// The dedup table (`seen.rs`) on its own, on real files.
+
+use seen::{Hit, Opened, Seen};
+
+fn table(dir: &Path, window: u64, min_pages: u64) -> Seen {
+    Seen::open(dir, window, min_pages).unwrap().0
+}
+
+fn fp(s: &Seen, i: u64) -> u128 {
+    s.fingerprint(format!("gh\0id-{i}").as_bytes())
+}
+
+#[test]
+fn table_insert_and_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, opened) = Seen::open(dir.path(), 100, 64).unwrap();
+    assert_eq!(opened, Opened::Created);
+    let items: Vec<_> = (0..1000)
+        .map(|i| (fp(&s, i), 1000 + i % 7, i + 1))
+        .collect();
+    s.insert(&items).unwrap();
+    for &(f, at, seq) in &items {
+        assert_eq!(s.lookup(f, 1050).unwrap(), Some(Hit { at, seq }));
+    }
+    assert_eq!(s.lookup(fp(&s, 5000), 1050).unwrap(), None);
+    assert_eq!(s.stats(), (64, 1000));
+    // The same key again keeps its slot, and the later acceptance.
+    s.insert(&[(fp(&s, 1), 1090, 77), (fp(&s, 1), 1020, 78)])
+        .unwrap();
+    assert_eq!(s.lookup(fp(&s, 1), 1100).unwrap().map(|h| h.at), Some(1090));
+    assert_eq!(s.stats().1, 1000);
+    // Fingerprints are keyed: another table gives another one.
+    let other = tempfile::tempdir().unwrap();
+    assert_ne!(fp(&table(other.path(), 100, 64), 1), fp(&s, 1));
+}
+
+#[test]
+fn table_window_expiry_and_reuse_of_expired_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 10, 64);
+    s.collide.store(true, Ordering::Relaxed);
+    let old: Vec<_> = (0..128).map(|i| (fp(&s, i), 100, i)).collect();
+    s.insert(&old).unwrap();
+    assert_eq!(s.stats().1, 128, "page 0 is full");
+    assert!(s.lookup(old[5].0, 109).unwrap().is_some());
+    assert_eq!(s.lookup(old[5].0, 110).unwrap(), None, "at + window <= now");
+    // New keys at 200 take the expired slots of page 0 instead of new ones.
+    let new: Vec<_> = (1000..1010).map(|i| (fp(&s, i), 200, i)).collect();
+    s.insert(&new).unwrap();
+    assert_eq!(s.stats().1, 128);
+    for &(f, at, seq) in &new {
+        assert_eq!(s.lookup(f, 205).unwrap(), Some(Hit { at, seq }));
+    }
+    // An expired key accepted again is a key again.
+    s.insert(&[(old[100].0, 300, 9)]).unwrap();
+    assert_eq!(
+        s.lookup(old[100].0, 301).unwrap(),
+        Some(Hit { at: 300, seq: 9 })
+    );
+}
+
+#[test]
+fn table_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 64);
+    s.insert(&[(fp(&s, 1), 1000, 1), (fp(&s, 2), 1000, 2)])
+        .unwrap();
+    assert_eq!(s.forget(fp(&s, 1)).unwrap(), Some(1000));
+    assert_eq!(s.lookup(fp(&s, 1), 1001).unwrap(), None);
+    assert_eq!(s.forget(fp(&s, 1)).unwrap(), None);
+    assert_eq!(s.forget(fp(&s, 3)).unwrap(), None);
+    assert!(s.lookup(fp(&s, 2), 1001).unwrap().is_some());
+    // Accepted again after it was forgotten: in its old slot.
+    s.insert(&[(fp(&s, 1), 1002, 3)]).unwrap();
+    assert_eq!(
+        s.lookup(fp(&s, 1), 1003).unwrap(),
+        Some(Hit { at: 1002, seq: 3 })
+    );
+    assert_eq!(s.stats().1, 2);
+}
+
+#[test]
+fn table_overflow_into_the_next_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 64);
+    // Every key's home is page 0: 300 keys fill pages 0 and 1 and part of 2.
+    s.collide.store(true, Ordering::Relaxed);
+    let items: Vec<_> = (0..300).map(|i| (fp(&s, i), 1000, i)).collect();
+    s.insert(&items).unwrap();
+    // Forgotten and expired slots on the way keep the chain to the keys behind them.
+    assert_eq!(s.forget(items[3].0).unwrap(), Some(1000));
+    for &(f, at, seq) in &items[4..] {
+        assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
+    }
+    // The forgotten slot is reused by the next new key, not a slot behind it.
+    s.insert(&[(fp(&s, 999), 1001, 999)]).unwrap();
+    assert_eq!(s.stats().1, 300);
+    drop(s);
+    let s = table(dir.path(), 100, 64);
+    s.collide.store(true, Ordering::Relaxed);
+    assert_eq!(s.stats(), (64, 300), "counted at open");
+    for &(f, at, seq) in &items[4..] {
+        assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
+    }
+    assert!(s.lookup(fp(&s, 999), 1001).unwrap().is_some());
+}
+
+#[test]
+fn table_grows_keeping_every_live_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 1);
+    // 500 keys that will have expired, then 20,000 live ones.
+    let dead: Vec<_> = (0..500).map(|i| (fp(&s, i), 10, i)).collect();
+    s.insert(&dead).unwrap();
+    let live: Vec<_> = (1000..21_000).map(|i| (fp(&s, i), 1000, i)).collect();
+    for chunk in live.chunks(1000) {
+        s.insert(chunk).unwrap();
+    }
+    let (pages, used) = s.stats();
+    assert!(pages >= 256, "{pages} pages");
+    assert!(used * 4 < pages * 128 * 3, "{used} used in {pages} pages");
+    assert!(
+        used < 20_500,
+        "the expired keys' slots were reused or dropped: {used}"
+    );
+    for &(f, at, seq) in &live {
+        assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
+    }
+    assert!(!dir.path().join(seen::NEW_FILE).exists());
+}
+
+#[test]
+fn table_sweep_rebuilds_without_dead_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 4);
+    let items: Vec<_> = (0..3000)
+        .map(|i| (fp(&s, i), if i < 2000 { 1000 } else { 1050 }, i))
+        .collect();
+    s.insert(&items).unwrap();
+    let grown = s.stats().0;
+    assert!(grown >= 32);
+    s.sweep(1050).unwrap();
+    assert_eq!(s.stats().0, grown, "nothing dead, nothing rebuilt");
+    // At 1101 the first 2,000 have expired (a quarter of the 4,096 slots and more); the next
+    // look is due a minute after the last.
+    assert_eq!(s.sweep(1101).unwrap(), 0, "not due");
+    assert_eq!(s.sweep(1110).unwrap(), 2000);
+    assert_eq!(s.stats().1, 1000);
+    assert!(s.stats().0 < grown, "shrunk");
+    for &(f, at, seq) in &items[2000..] {
+        assert_eq!(s.lookup(f, 1110).unwrap(), Some(Hit { at, seq }));
+    }
+    assert_eq!(s.lookup(items[0].0, 1050).unwrap(), None, "dropped");
+}
+
+#[test]
+fn table_reopen_keeps_keys_and_damage_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 64);
+    s.insert(&[(fp(&s, 1), 1000, 1)]).unwrap();
+    let key = fp(&s, 1);
+    drop(s);
+    let (s, opened) = Seen::open(dir.path(), 100, 64).unwrap();
+    assert_eq!(opened, Opened::Existing);
+    assert_eq!(fp(&s, 1), key, "the hash key is kept");
+    assert_eq!(s.lookup(key, 1001).unwrap(), Some(Hit { at: 1000, seq: 1 }));
+    drop(s);
+    // A rebuild cut short leaves seen.idx.new: removed, the table stands.
+    std::fs::write(dir.path().join(seen::NEW_FILE), b"half a table").unwrap();
+    let (s, opened) = Seen::open(dir.path(), 100, 64).unwrap();
+    assert_eq!(opened, Opened::Existing);
+    assert!(!dir.path().join(seen::NEW_FILE).exists());
+    assert!(s.lookup(key, 1001).unwrap().is_some());
+    drop(s);
+    // A damaged header, a truncated file: replaced by an empty table.
+    let path = dir.path().join(seen::FILE);
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"X", 20).unwrap();
+    let (s, opened) = Seen::open(dir.path(), 100, 64).unwrap();
+    assert!(
+        matches!(&opened, Opened::Replaced(why) if why.contains("checksum")),
+        "{opened:?}"
+    );
+    assert_eq!(s.stats(), (64, 0));
+    drop(s);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096 * 10)
+        .unwrap();
+    let (_, opened) = Seen::open(dir.path(), 100, 64).unwrap();
+    assert!(
+        matches!(&opened, Opened::Replaced(why) if why.contains("bytes")),
+        "{opened:?}"
+    );
+}
+
+/// A crash loses the table's writes since the last checkpoint (here: the file as it was at
+/// the checkpoint is put back); the start re-inserts the keys of the records after it.
+#[tokio::test]
+async fn a_crash_after_the_checkpoint_is_reindexed_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 100);
+    let path = cfg.path.join(seen::FILE);
+    let at_checkpoint = dir.path().join("at-checkpoint");
+    {
+        let s = Store::open(&cfg).unwrap();
+        accept(&s, &entry("a"), 1000).await;
+        s.checkpoint().unwrap();
+        std::fs::copy(&path, &at_checkpoint).unwrap();
+        for id in ["b", "c"] {
+            accept(&s, &entry(id), 1000).await;
+        }
+        s.settle_index();
+        assert_eq!(s.lookup(&entry("c"), 1001).unwrap(), Local::Seen);
+        // Dropped without close (no final checkpoint).
+    }
+    std::fs::copy(&at_checkpoint, &path).unwrap();
+    std::fs::write(cfg.path.join(seen::NEW_FILE), b"garbage").unwrap();
+    let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
+    assert!(!cfg.path.join(seen::NEW_FILE).exists());
+    for id in ["a", "b", "c"] {
+        assert_eq!(s.lookup(&entry(id), 1001).unwrap(), Local::Seen, "{id}");
+        assert_eq!(
+            accept(&s, &entry(id), 1001).await,
+            Accepted::Duplicate,
+            "{id}"
+        );
+    }
+    assert_eq!(accept(&s, &entry("d"), 1001).await, Accepted::New);
+}
+
+#[tokio::test]
+async fn a_corrupt_table_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 100);
+    {
+        let s = Store::open(&cfg).unwrap();
+        for id in ["a", "b", "c"] {
+            accept(&s, &entry(id), 1000).await;
+        }
+        s.close();
+    }
+    std::fs::write(cfg.path.join(seen::FILE), vec![0xAB; 8192]).unwrap();
+    let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
+    assert!(s.healthy());
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            accept(&s, &entry(id), 1001).await,
+            Accepted::Duplicate,
+            "{id}"
+        );
+    }
+    assert_eq!(accept(&s, &entry("d"), 1001).await, Accepted::New);
+}
+
+/// The previous version kept the dedup index in sled (`seen`: key → at BE, `expiry`): the
+/// first start copies it into the table and drops the trees.
+#[tokio::test]
+async fn the_sled_index_of_the_previous_version_moves_into_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 100);
+    {
+        let s = Store::open(&cfg).unwrap();
+        accept(&s, &entry("logged"), 1000).await;
+        s.close();
+    }
+    std::fs::remove_file(cfg.path.join(seen::FILE)).unwrap();
+    let mut content = entry("x");
+    content.content_key = Some("sha256:c".into());
+    {
+        let db = sled::open(&cfg.path).unwrap();
+        let (seen, expiry) = (
+            db.open_tree("seen").unwrap(),
+            db.open_tree("expiry").unwrap(),
+        );
+        for (key, at) in [
+            ("gh\0old", 1000u64),
+            ("gh\x01sha256:c", 1000),
+            ("gh\0gone", 800),
+        ] {
+            seen.insert(key, &at.to_be_bytes()).unwrap();
+            expiry
+                .insert([&at.to_be_bytes()[..], key.as_bytes()].concat(), &[])
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
+    assert_eq!(accept(&s, &entry("old"), 1001).await, Accepted::Duplicate);
+    assert_eq!(
+        accept(&s, &content, 1001).await,
+        Accepted::Duplicate,
+        "content key"
+    );
+    assert_eq!(
+        accept(&s, &entry("gone"), 1001).await,
+        Accepted::New,
+        "expired"
+    );
+    // "logged" is at the checkpoint: in neither the old index nor the log after it.
+    assert_eq!(accept(&s, &entry("logged"), 1001).await, Accepted::New);
+    let names = s.db.tree_names();
+    assert!(!names
+        .iter()
+        .any(|n| &n[..] == b"seen" || &n[..] == b"expiry"));
+    s.close();
+    drop(s);
+    let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        accept(&s, &entry("old"), 1002).await,
+        Accepted::Duplicate,
+        "kept"
+    );
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u64),
+        Lookup(u64),
+        Forget(u64),
+        Advance(u64),
+        Sweep,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u64..400).prop_map(Op::Insert),
+            4 => (0u64..400).prop_map(Op::Lookup),
+            1 => (0u64..400).prop_map(Op::Forget),
+            2 => (0u64..15).prop_map(Op::Advance),
+            1 => Just(Op::Sweep),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    const WINDOW: u64 = 20;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The table against a map of key → latest acceptance (0: forgotten), with a table
+        /// of one page so it grows (and shrinks on sweeps) along the way.
+        #[test]
+        fn table_matches_a_map(ops in proptest::collection::vec(op(), 1..400), collide: bool) {
+            let dir = tempfile::tempdir().unwrap();
+            let open = || {
+                let s = table(dir.path(), WINDOW, 1);
+                s.collide.store(collide, Ordering::Relaxed);
+                s
+            };
+            let mut s = open();
+            let mut model: HashMap<u64, u64> = HashMap::new();
+            let mut now = 1000;
+            let mut seq = 0;
+            for op in ops {
+                match op {
+                    Op::Insert(k) => {
+                        seq += 1;
+                        s.insert(&[(fp(&s, k), now, seq)]).unwrap();
+                        let at = model.entry(k).or_insert(0);
+                        *at = (*at).max(now);
+                    }
+                    Op::Lookup(k) => {
+                        let want = model.get(&k).filter(|&&at| at != 0 && at + WINDOW > now);
+                        let got = s.lookup(fp(&s, k), now).unwrap();
+                        prop_assert_eq!(got.map(|h| h.at), want.copied(), "key {}", k);
+                    }
+                    Op::Forget(k) => {
+                        let got = s.forget(fp(&s, k)).unwrap();
+                        match model.get(&k).copied().unwrap_or(0) {
+                            0 => prop_assert_eq!(got, None),
+                            // A live key is there; an expired one may have been dropped.
+                            at if at + WINDOW > now => prop_assert_eq!(got, Some(at)),
+                            at => prop_assert!(got.is_none() || got == Some(at)),
+                        }
+                        model.insert(k, 0);
+                    }
+                    Op::Advance(d) => now += d,
+                    Op::Sweep => {
+                        s.sweep(now).unwrap();
+                    }
+                    Op::Reopen => {
+                        drop(s);
+                        s = open();
+                    }
+                }
+                let (pages, used) = s.stats();
+                prop_assert!(used * 4 <= pages * 128 * 3 + 4, "{} used in {} pages", used, pages);
+            }
+            for (&k, &at) in &model {
+                let want = (at != 0 && at + WINDOW > now).then_some(at);
+                prop_assert_eq!(s.lookup(fp(&s, k), now).unwrap().map(|h| h.at), want);
+            }
+        }
+    }
 }

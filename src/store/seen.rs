@@ -1,0 +1,519 @@
+//! The dedup table: a disk-resident hash table of fingerprints in `seen.idx`, read with `pread`
+//! into a stack buffer, so its memory is a few KiB whatever the number of keys (no mmap: mapped
+//! pages would count in the RSS; the file's pages live in the kernel's page cache).
+//!
+//! Layout: 4096-byte pages. Page 0 is the header (magic `HGSEEN01`, format version, page size,
+//! the number of bucket pages, a power of two, the 32-byte random hash key, a crc32 of those).
+//! Pages 1.. are buckets of 128 slots of 32 bytes: fingerprint u128, accepted-at u64, seq u64
+//! (little endian). The fingerprint is the first 16 bytes of SHA-256(hash key ‖ dedup key),
+//! never 0: a slot with fingerprint 0 was never used. A key's home bucket is its fingerprint
+//! modulo the page count; a full page overflows into the next one (wrapping).
+//!
+//! - A lookup reads pages from the home bucket on, until it finds the fingerprint or a page
+//!   with a never-used slot (the key would have been put there or before).
+//! - An insert walks the same pages: it updates the key's own slot if there is one (keeping
+//!   the later time), else takes the first reusable slot it met: never used, expired
+//!   (`at + window <= the new at`) or forgotten (`at == 0`). Expired and forgotten slots keep
+//!   their fingerprint, so the chains of keys behind them stay intact; only a rebuild makes
+//!   never-used slots, and it swaps in a complete new file.
+//! - Rebuild: when more than 3/4 of the slots are used, or when a sweep finds a quarter of
+//!   them dead, the live slots are copied into `seen.idx.new` sized for a load of at most
+//!   1/2 (never below the initial size), which is synced and renamed over `seen.idx`. Readers
+//!   hold an `Arc` of the table they started with; both files answer for what they hold.
+//! - One writer at a time (the indexer, a sweep's rebuild, `forget`), behind a mutex; lookups
+//!   take no lock.
+//!
+//! Nothing here syncs on its own except rebuilds and `forget`: the store's checkpoint calls
+//! [`Seen::sync`] before it records how far the log is indexed, and a start re-inserts the
+//! keys of the records after it (see `super`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+pub(crate) const FILE: &str = "seen.idx";
+pub(crate) const NEW_FILE: &str = "seen.idx.new";
+
+const MAGIC: &[u8; 8] = b"HGSEEN01";
+const VERSION: u32 = 1;
+const PAGE: usize = 4096;
+const SLOT: usize = 32;
+const SLOTS: usize = PAGE / SLOT;
+/// Header bytes covered by its crc (magic, version, page size, pages, hash key).
+const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 32;
+
+/// Bucket pages of a new table: 256 KiB, 8,192 slots.
+pub(crate) const INITIAL_PAGES: u64 = 64;
+/// A sweep looks at the table at most this often (by the caller's clock).
+const SWEEP_SCAN_SECS: u64 = 60;
+/// Pages read at once by a scan (a transient 256 KiB buffer).
+const SCAN_CHUNK: u64 = 64;
+
+/// A key found within the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub at: u64,
+    pub seq: u64,
+}
+
+/// How [`Seen::open`] found the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// A valid table.
+    Existing,
+    /// There was none: a new, empty one.
+    Created,
+    /// There was one that did not validate (the reason): a new, empty one replaces it.
+    Replaced(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    fp: u128,
+    at: u64,
+    seq: u64,
+}
+
+impl Slot {
+    fn read(page: &[u8; PAGE], i: usize) -> Slot {
+        let b = &page[i * SLOT..(i + 1) * SLOT];
+        Slot {
+            fp: u128::from_le_bytes(b[..16].try_into().expect("16")),
+            at: u64::from_le_bytes(b[16..24].try_into().expect("8")),
+            seq: u64::from_le_bytes(b[24..32].try_into().expect("8")),
+        }
+    }
+
+    fn bytes(&self) -> [u8; SLOT] {
+        let mut b = [0u8; SLOT];
+        b[..16].copy_from_slice(&self.fp.to_le_bytes());
+        b[16..24].copy_from_slice(&self.at.to_le_bytes());
+        b[24..32].copy_from_slice(&self.seq.to_le_bytes());
+        b
+    }
+
+    /// Holds a key accepted within the window at `now`.
+    fn live(&self, now: u64, window: u64) -> bool {
+        self.fp != 0 && self.at != 0 && self.at.saturating_add(window) > now
+    }
+}
+
+/// One file: its handle and its page count (fixed for the file's life).
+struct Table {
+    file: File,
+    pages: u64,
+}
+
+impl Table {
+    fn read_page(&self, page: u64, buf: &mut [u8; PAGE]) -> io::Result<()> {
+        self.file.read_exact_at(buf, (page + 1) * PAGE as u64)
+    }
+
+    fn write_slot(&self, page: u64, i: usize, slot: &Slot) -> io::Result<()> {
+        self.file
+            .write_all_at(&slot.bytes(), (page + 1) * PAGE as u64 + (i * SLOT) as u64)
+    }
+
+    fn capacity(&self) -> u64 {
+        self.pages * SLOTS as u64
+    }
+
+    /// Every slot, in file order, read in chunks.
+    fn scan(&self, mut each: impl FnMut(Slot) -> io::Result<()>) -> io::Result<()> {
+        let mut buf = vec![0u8; PAGE * SCAN_CHUNK as usize];
+        let mut page = 0;
+        while page < self.pages {
+            let n = SCAN_CHUNK.min(self.pages - page) as usize;
+            self.file
+                .read_exact_at(&mut buf[..n * PAGE], (page + 1) * PAGE as u64)?;
+            for p in buf[..n * PAGE].chunks_exact(PAGE) {
+                let p: &[u8; PAGE] = p.try_into().expect("a page");
+                for i in 0..SLOTS {
+                    each(Slot::read(p, i))?;
+                }
+            }
+            page += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Where a key is, or where it would go.
+struct Probe {
+    /// The key's own slot.
+    found: Option<(u64, usize, Slot)>,
+    /// The first reusable slot on the way.
+    free: Option<(u64, usize, bool)>,
+}
+
+struct Writer {
+    /// Slots with a fingerprint (live, expired or forgotten): what fills the table.
+    used: u64,
+    /// `now` of the last sweep that looked at the table.
+    last_scan: Option<u64>,
+}
+
+pub(crate) struct Seen {
+    dir: PathBuf,
+    hash_key: [u8; 32],
+    window: u64,
+    min_pages: u64,
+    table: ArcSwap<Table>,
+    writer: Mutex<Writer>,
+    /// Dead slots (expired or forgotten) dropped by rebuilds since the last sweep reported.
+    dropped: AtomicU64,
+    /// Test hook: every key's home bucket is page 0 (to force overflow chains).
+    #[cfg(test)]
+    pub(crate) collide: std::sync::atomic::AtomicBool,
+}
+
+impl Seen {
+    /// Opens `dir/seen.idx`, or makes a new one (see [`Opened`]); removes what a rebuild cut
+    /// short. `min_pages` (a power of two) is the size of a new table and the least a rebuild
+    /// shrinks to.
+    pub(crate) fn open(dir: &Path, window: u64, min_pages: u64) -> io::Result<(Seen, Opened)> {
+        assert!(min_pages.is_power_of_two());
+        let new = dir.join(NEW_FILE);
+        if new.exists() {
+            tracing::warn!(path = %new.display(), "dedup table: removing an unfinished rebuild");
+            fs::remove_file(&new)?;
+            sync_dir(dir)?;
+        }
+        let path = dir.join(FILE);
+        let existing = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => Some(validate(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let (table, hash_key, opened) = match existing {
+            Some(Ok((table, key))) => (table, key, Opened::Existing),
+            other => {
+                let mut key = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                let table = create(dir, &key, min_pages, |_| Ok(()))?;
+                let opened = match other {
+                    Some(Err(why)) => Opened::Replaced(why),
+                    _ => Opened::Created,
+                };
+                (table, key, opened)
+            }
+        };
+        let mut used = 0;
+        table.scan(|s| {
+            used += (s.fp != 0) as u64;
+            Ok(())
+        })?;
+        let seen = Seen {
+            dir: dir.to_owned(),
+            hash_key,
+            window,
+            min_pages,
+            table: ArcSwap::from_pointee(table),
+            writer: Mutex::new(Writer {
+                used,
+                last_scan: None,
+            }),
+            dropped: AtomicU64::new(0),
+            #[cfg(test)]
+            collide: std::sync::atomic::AtomicBool::new(false),
+        };
+        Ok((seen, opened))
+    }
+
+    /// The fingerprint of a dedup key (never 0).
+    pub(crate) fn fingerprint(&self, key: &[u8]) -> u128 {
+        let mut h = Sha256::new();
+        h.update(self.hash_key);
+        h.update(key);
+        let d = h.finalize();
+        let fp = u128::from_le_bytes(d[..16].try_into().expect("16 bytes"));
+        fp.max(1)
+    }
+
+    fn home(&self, fp: u128, pages: u64) -> u64 {
+        #[cfg(test)]
+        if self.collide.load(Ordering::Relaxed) {
+            return 0;
+        }
+        (fp as u64) & (pages - 1)
+    }
+
+    /// The key with fingerprint `fp`, if it was accepted within the window at `now`.
+    pub(crate) fn lookup(&self, fp: u128, now: u64) -> io::Result<Option<Hit>> {
+        let table = self.table.load();
+        let mut buf = [0u8; PAGE];
+        let mut page = self.home(fp, table.pages);
+        for _ in 0..table.pages {
+            table.read_page(page, &mut buf)?;
+            let mut open_end = false;
+            for i in 0..SLOTS {
+                let s = Slot::read(&buf, i);
+                if s.fp == fp {
+                    return Ok(s.live(now, self.window).then_some(Hit {
+                        at: s.at,
+                        seq: s.seq,
+                    }));
+                }
+                open_end |= s.fp == 0;
+            }
+            if open_end {
+                break;
+            }
+            page = (page + 1) & (table.pages - 1);
+        }
+        Ok(None)
+    }
+
+    /// The key's slot, and the first reusable one on its way (for an insert at `now`).
+    fn probe(&self, table: &Table, fp: u128, now: u64) -> io::Result<Probe> {
+        let mut buf = [0u8; PAGE];
+        let mut page = self.home(fp, table.pages);
+        let mut free = None;
+        for _ in 0..table.pages {
+            table.read_page(page, &mut buf)?;
+            let mut open_end = false;
+            for i in 0..SLOTS {
+                let s = Slot::read(&buf, i);
+                if s.fp == fp {
+                    return Ok(Probe {
+                        found: Some((page, i, s)),
+                        free,
+                    });
+                }
+                let never_used = s.fp == 0;
+                open_end |= never_used;
+                if free.is_none() && (never_used || !s.live(now, self.window)) {
+                    free = Some((page, i, never_used));
+                }
+            }
+            if open_end {
+                break;
+            }
+            page = (page + 1) & (table.pages - 1);
+        }
+        Ok(Probe { found: None, free })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records keys accepted at their `at` by record `seq` (`(fp, at, seq)`), in order.
+    pub(crate) fn insert(&self, items: &[(u128, u64, u64)]) -> io::Result<()> {
+        let mut w = self.writer();
+        for &(fp, at, seq) in items {
+            self.insert_one(&mut w, fp, at, seq)?;
+        }
+        Ok(())
+    }
+
+    fn insert_one(&self, w: &mut Writer, fp: u128, at: u64, seq: u64) -> io::Result<()> {
+        if w.used * 4 >= self.table.load().capacity() * 3 {
+            self.rebuild(w, at)?;
+        }
+        let table = self.table.load();
+        let probe = self.probe(&table, fp, at)?;
+        let new = Slot { fp, at, seq };
+        match (probe.found, probe.free) {
+            // Already there with a later (or the same) acceptance.
+            (Some((_, _, s)), _) if s.at >= at => Ok(()),
+            (Some((page, i, _)), _) => table.write_slot(page, i, &new),
+            (None, Some((page, i, never_used))) => {
+                table.write_slot(page, i, &new)?;
+                w.used += never_used as u64;
+                Ok(())
+            }
+            // Cannot happen below 3/4 load; a failed rebuild could leave it full.
+            (None, None) => Err(io::Error::other("dedup table full")),
+        }
+    }
+
+    /// Takes the key off the table (its acceptance time becomes 0) and syncs; returns the
+    /// time it had.
+    pub(crate) fn forget(&self, fp: u128) -> io::Result<Option<u64>> {
+        let _w = self.writer();
+        let table = self.table.load();
+        let Some((page, i, s)) = self.probe(&table, fp, 0)?.found else {
+            return Ok(None);
+        };
+        if s.at == 0 {
+            return Ok(None);
+        }
+        table.write_slot(page, i, &Slot { at: 0, ..s })?;
+        table.file.sync_data()?;
+        Ok(Some(s.at))
+    }
+
+    /// `fdatasync` of the table: every insert before it is on disk.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        let _w = self.writer();
+        self.table.load().file.sync_data()
+    }
+
+    /// Whether the file answers (readiness).
+    pub(crate) fn check(&self) -> io::Result<()> {
+        let mut magic = [0u8; 8];
+        self.table.load().file.read_exact_at(&mut magic, 0)?;
+        match &magic == MAGIC {
+            true => Ok(()),
+            false => Err(io::Error::other("dedup table header changed")),
+        }
+    }
+
+    /// At most every minute (of `now`): counts the dead slots and rebuilds the table without
+    /// them when they are a quarter of it or more. Returns the dead slots dropped by every
+    /// rebuild since the last call (growing ones included).
+    pub(crate) fn sweep(&self, now: u64) -> io::Result<usize> {
+        let due = {
+            let mut w = self.writer();
+            let due = w
+                .last_scan
+                .is_none_or(|t| now.abs_diff(t) >= SWEEP_SCAN_SECS);
+            if due {
+                w.last_scan = Some(now);
+            }
+            due
+        };
+        if due {
+            // Counted without the writer lock (the indexer goes on); only a rebuild takes it.
+            let table = self.table.load_full();
+            let mut dead = 0u64;
+            table.scan(|s| {
+                dead += (s.fp != 0 && !s.live(now, self.window)) as u64;
+                Ok(())
+            })?;
+            if dead * 4 >= table.capacity() {
+                let mut w = self.writer();
+                self.rebuild(&mut w, now)?;
+            }
+        }
+        Ok(self.dropped.swap(0, Ordering::Relaxed) as usize)
+    }
+
+    /// Copies the live slots at `now` into a new file sized for a load of at most 1/2,
+    /// syncs it, renames it over the table and swaps it in.
+    fn rebuild(&self, w: &mut Writer, now: u64) -> io::Result<()> {
+        let old = self.table.load_full();
+        let mut live = 0u64;
+        old.scan(|s| {
+            live += s.live(now, self.window) as u64;
+            Ok(())
+        })?;
+        let pages = self
+            .min_pages
+            .max((live * 2).div_ceil(SLOTS as u64).next_power_of_two());
+        let started = std::time::Instant::now();
+        let table = create(&self.dir, &self.hash_key, pages, |new| {
+            // Slots taken per new page, 1 byte a page (the only memory that grows with the
+            // table, and only during a rebuild).
+            let mut filled = vec![0u8; pages as usize];
+            old.scan(|s| {
+                if !s.live(now, self.window) {
+                    return Ok(());
+                }
+                let mut page = self.home(s.fp, pages);
+                while filled[page as usize] as usize == SLOTS {
+                    page = (page + 1) & (pages - 1);
+                }
+                new.write_slot(page, filled[page as usize] as usize, &s)?;
+                filled[page as usize] += 1;
+                Ok(())
+            })
+        })?;
+        let dropped = w.used - live;
+        tracing::info!(
+            from_pages = old.pages,
+            to_pages = pages,
+            live,
+            dropped,
+            ms = started.elapsed().as_millis() as u64,
+            "dedup table rebuilt"
+        );
+        self.table.store(Arc::new(table));
+        w.used = live;
+        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Bucket pages and used slots.
+    #[cfg(test)]
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        (self.table.load().pages, self.writer().used)
+    }
+}
+
+/// Writes a table of `pages` empty buckets to `seen.idx.new`, lets `fill` put slots in it,
+/// syncs it and renames it over `seen.idx`.
+fn create(
+    dir: &Path,
+    key: &[u8; 32],
+    pages: u64,
+    fill: impl FnOnce(&Table) -> io::Result<()>,
+) -> io::Result<Table> {
+    let new = dir.join(NEW_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&new)?;
+    file.set_len((pages + 1) * PAGE as u64)?;
+    let mut header = [0u8; PAGE];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(PAGE as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&pages.to_le_bytes());
+    header[24..56].copy_from_slice(key);
+    let crc = crc32fast::hash(&header[..HEADER_LEN]);
+    header[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&crc.to_le_bytes());
+    file.write_all_at(&header, 0)?;
+    let table = Table { file, pages };
+    fill(&table)?;
+    table.file.sync_all()?;
+    fs::rename(&new, dir.join(FILE))?;
+    sync_dir(dir)?;
+    Ok(table)
+}
+
+/// The table in `file` and its hash key, or why not.
+fn validate(file: File) -> Result<(Table, [u8; 32]), String> {
+    let mut header = [0u8; PAGE];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| format!("header unreadable: {e}"))?;
+    if &header[..8] != MAGIC {
+        return Err("not a dedup table (magic)".into());
+    }
+    let crc = u32::from_le_bytes(header[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4"));
+    if crc != crc32fast::hash(&header[..HEADER_LEN]) {
+        return Err("header checksum".into());
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4"));
+    let page = u32::from_le_bytes(header[12..16].try_into().expect("4"));
+    if version != VERSION || page as usize != PAGE {
+        return Err(format!("format version {version}, page size {page}"));
+    }
+    let pages = u64::from_le_bytes(header[16..24].try_into().expect("8"));
+    if !pages.is_power_of_two() {
+        return Err(format!("{pages} pages, not a power of two"));
+    }
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    if Some(len)
+        != pages
+            .checked_add(1)
+            .and_then(|p| p.checked_mul(PAGE as u64))
+    {
+        return Err(format!("{len} bytes for {pages} pages"));
+    }
+    let key = header[24..56].try_into().expect("32");
+    Ok((Table { file, pages }, key))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
