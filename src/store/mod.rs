@@ -1,12 +1,16 @@
-//! The store: the event log ([`crate::log`]) for envelopes, sled for the dedup index.
+//! The store: the event log ([`crate::log`]) for envelopes, a disk-resident hash table
+//! (`seen.idx`, [`seen`]) for the dedup index, sled for the rest (checkpoint and cursor,
+//! dead letters, cursor saves, refusals).
 //!
 //! Accepting an event: look its keys up (the `(source, id)` key, and the provider's content
 //! key where its signature scheme is ambiguous) among the records still being committed and in
-//! sled's `seen` tree; a new one is appended to the log and the request waits for the group
-//! commit that puts it on disk. Only then is it indexed in sled, by the indexer thread (its
-//! keys stay in the in-flight map until then, so a new request never misses it), and sled's
-//! index is only ever flushed lazily: what sled loses in a crash is re-indexed from the log at
-//! start, from the last checkpoint.
+//! the dedup table (by fingerprint: one `pread` of a 4 KiB bucket); a new one is appended to
+//! the log and the request waits for the group commit that puts it on disk. Only then is it
+//! written to the table, by the indexer thread (its keys stay in the in-flight map until then,
+//! so a new request never misses it). The table is never synced on the request path: a
+//! checkpoint syncs it and records the last seq it holds, and a start re-inserts the keys of
+//! the records after that from the log. Its memory does not grow with the number of keys (the
+//! file's pages are the kernel's page cache, not the process's).
 //!
 //! Two requests with one id at once: the first appends, the second finds the id among the
 //! records being committed and waits for that record's fate — a duplicate once it is on disk,
