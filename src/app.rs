@@ -176,7 +176,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     m.outbox_capacity
         .set(config.store.max_outbox_entries.min(i64::MAX as u64) as i64);
 
-    // Sweep, checkpoint (a sled flush) and retention: cheap, and a short checkpoint interval
+    // Sweep, checkpoint (a table sync and a sled flush) and retention: cheap, and a short checkpoint interval
     // keeps the re-index at start small.
     let every = Duration::from_secs(1);
     let mut tasks = vec![

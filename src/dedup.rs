@@ -1,7 +1,7 @@
 //! Shared deduplication across replicas (docs/replicas.md): a two-phase claim in Redis
 //! or Valkey around the local durable write of [`crate::store::Store::accept`].
 //!
-//! For a new event: the local sled index first (a local duplicate costs no round trip) →
+//! For a new event: the local dedup table first (a local duplicate costs no round trip) →
 //! `{key_prefix}:{source}:{id}` set to `pending:<token>` if absent, expiring after
 //! `claim_secs` → the local durable write → the key set to `accepted`, expiring with
 //! `store.dedup_window_secs` → the 2xx. A found `accepted` is a duplicate (the same ack,

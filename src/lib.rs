@@ -8,7 +8,7 @@
 //! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
 //! - [`log`]: the event log, append-only segment files with group commit.
 //! - [`dedup`]: the shared dedup claim across replicas (Redis/Valkey).
-//! - [`store`]: the log plus the dedup index (sled), statuses, retention.
+//! - [`store`]: the log plus the dedup table, statuses, retention (sled keeps the cursor and dead letters).
 //! - [`inspect`]: list, show, replay and forget kept events (admin API and command line).
 //! - [`inspect_cli`]: `hookgate events`, `replay`, `forget`, `rejections`.
 //! - [`topology`]: warns when a source's routing keys match no declared queue binding.

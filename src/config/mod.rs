@@ -145,7 +145,7 @@ pub struct RateLimit {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// sled directory holding the dedup ids and the outbox.
+    /// Directory of the event log, the dedup table and sled (cursor, dead letters, refusals).
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
     /// How long an event id is remembered.

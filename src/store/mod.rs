@@ -132,10 +132,13 @@ impl Index {
             }
             items.extend(c.tag.fps.iter().map(|&fp| (fp, c.tag.at, c.seq)));
         }
-        if let Err(e) = self.seen.insert(&items) {
+        match self.seen.insert(&items) {
+            Ok(()) => self.seen.write_back(),
             // The records are on disk; the next start re-indexes them from the log.
-            if !self.failing.swap(true, Ordering::Relaxed) {
-                tracing::error!(error = %e, "dedup index write failed");
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "dedup index write failed");
+                }
             }
         }
         // Counted as pending when appended; a failed write never will be.

@@ -350,6 +350,28 @@ impl Seen {
         Ok(Some(s.at))
     }
 
+    /// Starts writing the table's dirty pages out without waiting for them (Linux
+    /// `sync_file_range(WRITE)`), after every batch of inserts. Each insert dirties a whole
+    /// 4 KiB page; left to the checkpoint's `fdatasync`, a few seconds of them leave as one
+    /// burst of tens of MB that queues ahead of the log's own fsync (measured: p99 at
+    /// 2 000 req/s). Trickled out, the checkpoint finds little left to sync.
+    pub(crate) fn write_back(&self) {
+        use std::os::fd::AsRawFd;
+        let table = self.table.load();
+        // SAFETY: a plain syscall on a file descriptor `table` keeps open for the call.
+        let r = unsafe {
+            libc::sync_file_range(
+                table.file.as_raw_fd(),
+                0,
+                0,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if r != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "dedup table write-back");
+        }
+    }
+
     /// `fdatasync` of the table: every insert before it is on disk.
     pub(crate) fn sync(&self) -> io::Result<()> {
         let _w = self.writer();
