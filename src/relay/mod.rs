@@ -28,6 +28,7 @@
 
 mod window;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ use lapin::{ErrorKind, ExchangeKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AmqpConfig, QueueKind};
-use crate::log::Entry;
+use crate::log::{Entry, Position};
 use crate::metrics::{self, ReasonLabel, SourceLabel};
 use crate::nodes::Nodes;
 use crate::store::{DeadInfo, SharedStore};
@@ -397,7 +398,15 @@ impl<'a> Drain<'a> {
                 return Err(RelayError::Closed);
             }
             let durable = self.store.durable_upto();
-            while self.window.room() {
+            // Read what may go out now and hand it to the channel in one go (`publish_batch`),
+            // once a batch's worth of the window is free: refilling one slot per confirm would
+            // cost a round trip to lapin's IO thread per message. A record that can never be
+            // sent ends the batch; it is made dead once the batch is in flight, as it would be
+            // had they gone out one by one.
+            let (mut batch, mut outgoing) = (Vec::new(), Vec::new());
+            let mut unpublishable = None;
+            let fill = self.window.free() >= PUBLISH_BATCH.min(self.window.limit());
+            while fill && batch.len() < PUBLISH_BATCH && self.window.room_for(batch.len()) {
                 let Some((seq, pos, entry)) = reader.next_record()? else {
                     break;
                 };
@@ -409,22 +418,35 @@ impl<'a> Drain<'a> {
                 if self.window.read(seq) == Read::Skip {
                     continue;
                 }
-                match publish(channel, &self.config.exchange, &entry).await {
+                match Outgoing::new(&self.config.exchange, &entry) {
+                    Ok(out) => {
+                        batch.push((seq, pos, entry));
+                        outgoing.push(out);
+                    }
+                    Err(why) => {
+                        unpublishable = Some((seq, entry, why));
+                        break;
+                    }
+                }
+            }
+            let sent = publish_batch(channel, &batch, outgoing).await;
+            for ((seq, pos, entry), sent) in batch.into_iter().zip(sent) {
+                match sent {
                     Ok(confirm) => {
                         let at = entry.timestamp;
                         self.window.sent(seq, pos, at, (entry, confirm));
                     }
-                    Err(Unpublishable(why)) => {
-                        let dead = self.window.unpublishable(seq);
-                        self.dead(dead, &entry, why)?;
-                    }
                     // The channel failed (not this record's fault): reconnect, read it again.
-                    Err(Published(e)) => {
+                    Err(e) => {
                         let r = self.window.send_failed(seq);
                         self.apply(r.save)?;
                         return Err(e.into());
                     }
                 }
+            }
+            if let Some((seq, entry, why)) = unpublishable {
+                let dead = self.window.unpublishable(seq);
+                self.dead(dead, &entry, why)?;
             }
             let Some((front, (entry, confirm))) = self.window.pop() else {
                 let drained = self.window.drained();
@@ -613,47 +635,86 @@ fn count_failure(reason: &'static str) {
         .inc();
 }
 
-/// Why a record was not sent.
-enum PublishError {
-    /// The broker could never take it as it is (a field over AMQP's limits).
-    Unpublishable(String),
-    /// The channel failed.
-    Published(lapin::Error),
-}
-use PublishError::{Published, Unpublishable};
-
 /// How long a stopping relay waits for the confirms of what it has in flight.
 const SHUTDOWN_SETTLE: Duration = Duration::from_secs(2);
 
-/// Publishes one record.
-async fn publish(
+/// The most records handed to the channel in one go, and the free room in the window that
+/// starts a refill.
+const PUBLISH_BATCH: usize = 64;
+
+/// A record's publish arguments, checked against AMQP's limits.
+struct Outgoing {
+    exchange: ShortString,
+    routing_key: ShortString,
+    properties: BasicProperties,
+}
+
+impl Outgoing {
+    /// `Err` (why) when the record can never be published as it is: a field over 255 bytes.
+    fn new(exchange: &str, e: &Entry) -> Result<Outgoing, String> {
+        let short = |what: &str, v: &str| {
+            ShortString::try_new(v)
+                .map_err(|_| format!("{what} is {} bytes, over AMQP's 255", v.len()))
+        };
+        Ok(Outgoing {
+            exchange: short("exchange", exchange)?,
+            routing_key: short("routing key", &e.routing_key)?,
+            properties: properties(
+                e,
+                short("message id", &e.message_id)?,
+                short("type", &e.kind)?,
+            ),
+        })
+    }
+}
+
+/// Publishes a batch in order. lapin resolves a publish only once its IO thread has written
+/// the frames, so awaiting each in turn costs a round trip between threads per message. Every
+/// publish queues its frames (and takes its delivery tag) when first polled, so polling all
+/// of them in order keeps log order on the wire and lets the IO thread write the batch at once.
+async fn publish_batch(
     channel: &Channel,
-    exchange: &str,
-    e: &Entry,
-) -> Result<PublisherConfirm, PublishError> {
-    let short = |what: &str, v: &str| {
-        ShortString::try_new(v)
-            .map_err(|_| Unpublishable(format!("{what} is {} bytes, over AMQP's 255", v.len())))
+    batch: &[(u64, Position, Entry)],
+    outgoing: Vec<Outgoing>,
+) -> Vec<lapin::Result<PublisherConfirm>> {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
     };
-    let routing_key = short("routing key", &e.routing_key)?;
-    let props = properties(
-        e,
-        short("message id", &e.message_id)?,
-        short("type", &e.kind)?,
-    );
-    channel
-        .basic_publish(
-            short("exchange", exchange)?,
-            routing_key,
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            &e.body,
-            props,
-        )
-        .await
-        .map_err(Published)
+    let mut publishes: Vec<_> = batch
+        .iter()
+        .zip(outgoing)
+        .map(|((_, _, e), out)| {
+            Box::pin(channel.basic_publish(
+                out.exchange,
+                out.routing_key,
+                options,
+                &e.body,
+                out.properties,
+            ))
+        })
+        .collect();
+    let mut done: Vec<Option<lapin::Result<PublisherConfirm>>> =
+        publishes.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (publish, done) in publishes.iter_mut().zip(done.iter_mut()) {
+            if done.is_none() {
+                match publish.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => *done = Some(r),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        match waiting {
+            true => std::task::Poll::Pending,
+            false => std::task::Poll::Ready(()),
+        }
+    })
+    .await;
+    done.into_iter()
+        .map(|d| d.expect("every publish finished"))
+        .collect()
 }
 
 /// The AMQP properties of docs/consuming.md.

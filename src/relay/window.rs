@@ -217,13 +217,27 @@ impl<T> Window<T> {
     }
 
     /// Whether another record may be sent before awaiting a confirm.
+    #[cfg(test)]
     pub fn room(&self) -> bool {
-        let limit = if self.single {
-            1
-        } else {
-            self.limits.max_in_flight
-        };
-        self.flights.len() < limit
+        self.room_for(0)
+    }
+
+    /// Whether one more record may be sent when `queued` more are about to be.
+    pub fn room_for(&self, queued: usize) -> bool {
+        self.flights.len() + queued < self.limit()
+    }
+
+    /// How many records may be in flight now (1 while retrying one at a time).
+    pub fn limit(&self) -> usize {
+        match self.single {
+            true => 1,
+            false => self.limits.max_in_flight,
+        }
+    }
+
+    /// How many more records may be sent now.
+    pub fn free(&self) -> usize {
+        self.limit().saturating_sub(self.flights.len())
     }
 
     /// Record `seq` was read (durable, in log order).

@@ -360,12 +360,7 @@ impl Seen {
         let table = self.table.load();
         // SAFETY: a plain syscall on a file descriptor `table` keeps open for the call.
         let r = unsafe {
-            libc::sync_file_range(
-                table.file.as_raw_fd(),
-                0,
-                0,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
+            libc::sync_file_range(table.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
         };
         if r != 0 {
             tracing::debug!(error = %io::Error::last_os_error(), "dedup table write-back");
