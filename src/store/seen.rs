@@ -247,27 +247,12 @@ impl Seen {
     /// The key with fingerprint `fp`, if it was accepted within the window at `now`.
     pub(crate) fn lookup(&self, fp: u128, now: u64) -> io::Result<Option<Hit>> {
         let table = self.table.load();
-        let mut buf = [0u8; PAGE];
-        let mut page = self.home(fp, table.pages);
-        for _ in 0..table.pages {
-            table.read_page(page, &mut buf)?;
-            let mut open_end = false;
-            for i in 0..SLOTS {
-                let s = Slot::read(&buf, i);
-                if s.fp == fp {
-                    return Ok(s.live(now, self.window).then_some(Hit {
-                        at: s.at,
-                        seq: s.seq,
-                    }));
-                }
-                open_end |= s.fp == 0;
-            }
-            if open_end {
-                break;
-            }
-            page = (page + 1) & (table.pages - 1);
-        }
-        Ok(None)
+        Ok(self.probe(&table, fp, now)?.found.and_then(|(_, _, s)| {
+            s.live(now, self.window).then_some(Hit {
+                at: s.at,
+                seq: s.seq,
+            })
+        }))
     }
 
     /// The key's slot, and the first reusable one on its way (for an insert at `now`).

@@ -479,13 +479,20 @@ async fn a_crash_after_the_checkpoint_is_reindexed_from_the_log() {
     assert!(!cfg.path.join(seen::NEW_FILE).exists());
     for id in ["a", "b", "c"] {
         assert_eq!(s.lookup(&entry(id), 1001).unwrap(), Local::Seen, "{id}");
+    }
+    duplicates_then_new(&s, &["a", "b", "c"], "d").await;
+}
+
+/// Every one of `ids` is a duplicate at 1001, and `new` is new.
+async fn duplicates_then_new(s: &Store, ids: &[&str], new: &str) {
+    for &id in ids {
         assert_eq!(
-            accept(&s, &entry(id), 1001).await,
+            accept(s, &entry(id), 1001).await,
             Accepted::Duplicate,
             "{id}"
         );
     }
-    assert_eq!(accept(&s, &entry("d"), 1001).await, Accepted::New);
+    assert_eq!(accept(s, &entry(new), 1001).await, Accepted::New);
 }
 
 #[tokio::test]
@@ -502,14 +509,7 @@ async fn a_corrupt_table_is_rebuilt_from_the_log() {
     std::fs::write(cfg.path.join(seen::FILE), vec![0xAB; 8192]).unwrap();
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
     assert!(s.healthy());
-    for id in ["a", "b", "c"] {
-        assert_eq!(
-            accept(&s, &entry(id), 1001).await,
-            Accepted::Duplicate,
-            "{id}"
-        );
-    }
-    assert_eq!(accept(&s, &entry("d"), 1001).await, Accepted::New);
+    duplicates_then_new(&s, &["a", "b", "c"], "d").await;
 }
 
 /// The previous version kept the dedup index in sled (`seen`: key → at BE, `expiry`): the
