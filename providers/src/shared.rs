@@ -266,6 +266,58 @@ pub fn pointer(key: &'static str, p: &str) -> Result<String, ConfigError> {
     Ok(p.to_owned())
 }
 
+/// The event id of a generic sender (`hmac`, `token`): from the configured header or pointer,
+/// else `sha256:` of the body. Unsigned where the scheme does not sign it, so only an opaque
+/// visible token is taken.
+pub fn event_id(
+    loc: Option<&Locator>,
+    req: &crate::RawRequest<'_>,
+    value: &Value,
+) -> Result<String, Rejection> {
+    Ok(match loc {
+        None => sha256_key(req.body),
+        Some(Locator::Header(h)) => bounded(
+            req.header(h)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .ok_or(Rejection::Malformed("the event id header is missing"))?,
+            shape::visible,
+            "the event id header is too long or not a visible token",
+        )?
+        .to_owned(),
+        Some(Locator::Pointer(p)) => value
+            .pointer(p)
+            .and_then(scalar)
+            .ok_or(Rejection::Malformed("the event id is not in the body"))?,
+    })
+}
+
+/// The event name of a generic sender, from the configured header or pointer. Never signed:
+/// bounded and free of control characters before it is sanitized into a type.
+pub fn event_name(
+    loc: Option<&Locator>,
+    req: &crate::RawRequest<'_>,
+    value: &Value,
+) -> Result<Option<String>, Rejection> {
+    Ok(match loc {
+        None => None,
+        Some(Locator::Header(h)) => req
+            .header(h)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                bounded(
+                    v,
+                    shape::text,
+                    "the event type header is too long or has control characters",
+                )
+            })
+            .transpose()?
+            .map(str::to_owned),
+        Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
+    })
+}
+
 /// A non-empty string, or a number as written (numeric ids such as Shopify's).
 pub fn scalar(v: &Value) -> Option<String> {
     match v {

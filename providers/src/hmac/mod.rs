@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::crypto::{self, b64_lenient, ct_eq, MacAlg};
 use crate::registry::ConfigKeys;
 use crate::shared::{
-    bounded, digits, generic_event, scalar, sha256_key, shape, unix_secs, within_window, Locator,
+    digits, event_id, event_name, generic_event, unix_secs, within_window, Locator,
 };
 use crate::{Admission, Data, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
@@ -212,42 +212,9 @@ impl crate::Provider for HmacSource {
                 &serde_json::json!({ "challenge": challenge }),
             )));
         }
-        let id = match &self.id {
-            // No id anywhere: the body's hash, so a resend of the same bytes deduplicates.
-            None => sha256_key(req.body),
-            // Unsigned unless the template has {id}: taken only as an opaque visible token.
-            Some(Locator::Header(h)) => bounded(
-                req.header(h)
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .ok_or(Rejection::Malformed("the event id header is missing"))?,
-                shape::visible,
-                "the event id header is too long or not a visible token",
-            )?
-            .to_owned(),
-            Some(Locator::Pointer(p)) => value
-                .pointer(p)
-                .and_then(scalar)
-                .ok_or(Rejection::Malformed("the event id is not in the body"))?,
-        };
-        let raw_type = match &self.kind {
-            None => None,
-            // Never signed: bounded and free of control characters before it is sanitized.
-            Some(Locator::Header(h)) => req
-                .header(h)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(|v| {
-                    bounded(
-                        v,
-                        shape::text,
-                        "the event type header is too long or has control characters",
-                    )
-                })
-                .transpose()?
-                .map(str::to_owned),
-            Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
-        };
+        // Unsigned unless the template has {id}.
+        let id = event_id(self.id.as_ref(), req, &value)?;
+        let raw_type = event_name(self.kind.as_ref(), req, &value)?;
         Ok(generic_event("hmac", id, raw_type, data))
     }
 }

@@ -24,8 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{b64, ct_eq};
 use crate::registry::ConfigKeys;
 use crate::shared::{
-    bounded, generic_event, header_name, keep, locator, require_secrets, scalar, sha256_key, shape,
-    Locator,
+    event_id, event_name, generic_event, header_name, keep, locator, require_secrets, Locator,
 };
 #[cfg(any(test, feature = "sign"))]
 use crate::shared::{joined, set_pointer};
@@ -252,55 +251,6 @@ pub(crate) fn body_data(req: &RawRequest<'_>) -> Result<(Data, Value), Rejection
     let value = serde_json::from_slice(req.body)
         .map_err(|_| Rejection::Malformed("body is not valid JSON"))?;
     Ok((data, value))
-}
-
-/// The event id: from the configured header or pointer, else `sha256:` of the body.
-pub(crate) fn event_id(
-    loc: Option<&Locator>,
-    req: &RawRequest<'_>,
-    value: &Value,
-) -> Result<String, Rejection> {
-    Ok(match loc {
-        None => sha256_key(req.body),
-        Some(Locator::Header(h)) => bounded(
-            req.header(h)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or(Rejection::Malformed("the event id header is missing"))?,
-            shape::visible,
-            "the event id header is too long or not a visible token",
-        )?
-        .to_owned(),
-        Some(Locator::Pointer(p)) => value
-            .pointer(p)
-            .and_then(scalar)
-            .ok_or(Rejection::Malformed("the event id is not in the body"))?,
-    })
-}
-
-/// The provider's event name, bounded, from the configured header or pointer.
-pub(crate) fn event_name(
-    loc: Option<&Locator>,
-    req: &RawRequest<'_>,
-    value: &Value,
-) -> Result<Option<String>, Rejection> {
-    Ok(match loc {
-        None => None,
-        Some(Locator::Header(h)) => req
-            .header(h)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                bounded(
-                    v,
-                    shape::text,
-                    "the event type header is too long or has control characters",
-                )
-            })
-            .transpose()?
-            .map(str::to_owned),
-        Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
-    })
 }
 
 impl crate::Provider for Token {
