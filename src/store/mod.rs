@@ -101,17 +101,24 @@ const DEAD_REPLAYED: &str = "dead_replayed";
 
 /// What the indexer puts in the dedup table once a record is on disk.
 struct Tag {
-    keys: Vec<Vec<u8>>,
-    /// The keys' fingerprints ([`Seen::fingerprint`]), in the same order.
+    /// The fingerprints ([`Seen::fingerprint`]) of the record's dedup keys.
     fps: Vec<u128>,
     at: u64,
+}
+
+impl Tag {
+    /// A record without dedup keys (a replay, an upgraded outbox entry).
+    fn unindexed() -> Tag {
+        Tag { fps: vec![], at: 0 }
+    }
 }
 
 /// The dedup index and the records not indexed yet.
 struct Index {
     seen: Seen,
-    /// Dedup key → seq of a record appended but not yet committed and indexed.
-    inflight: Mutex<HashMap<Vec<u8>, u64>>,
+    /// Dedup key fingerprint → seq of a record appended but not yet committed and indexed
+    /// (the fingerprint, as in the table: no key is copied on the request path).
+    inflight: Mutex<HashMap<u128, u64>>,
     /// Every record up to this seq is indexed in the table (or failed to be written).
     indexed_upto: AtomicU64,
     failing: AtomicBool,
@@ -147,9 +154,9 @@ impl Index {
         }
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
         for c in batch.iter() {
-            for k in &c.tag.keys {
-                if inflight.get(k) == Some(&c.seq) {
-                    inflight.remove(k);
+            for fp in &c.tag.fps {
+                if inflight.get(fp) == Some(&c.seq) {
+                    inflight.remove(fp);
                 }
             }
         }
@@ -385,14 +392,7 @@ impl Store {
                 Some(e) => {
                     last = Some(
                         self.log
-                            .append(
-                                &e,
-                                Tag {
-                                    keys: vec![],
-                                    fps: vec![],
-                                    at: 0,
-                                },
-                            )
+                            .append(&e, Tag::unindexed())
                             .map_err(|_| StoreError::Write)?,
                     );
                     n += 1;
@@ -427,11 +427,7 @@ impl Store {
         now_secs: u64,
         deadline: Duration,
     ) -> Result<Accepted, StoreError> {
-        let keys = keys(entry);
-        let fps: Vec<u128> = keys
-            .iter()
-            .map(|k| self.index.seen.fingerprint(k))
-            .collect();
+        let fps = self.fingerprints(entry);
         // Decided under the lock, awaited outside it.
         let (seq, new) = {
             let mut inflight = self
@@ -439,7 +435,7 @@ impl Store {
                 .inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            match keys.iter().find_map(|k| inflight.get(k)) {
+            match fps.iter().find_map(|fp| inflight.get(fp)) {
                 // Someone is committing this event: its fate is ours.
                 Some(&other) => (other, false),
                 None => {
@@ -451,14 +447,13 @@ impl Store {
                         return Err(StoreError::Full(pending));
                     }
                     let tag = Tag {
-                        keys: keys.clone(),
-                        fps,
+                        fps: fps.clone(),
                         at: now_secs,
                     };
                     let seq = self.log.append(entry, tag).map_err(|_| StoreError::Write)?;
                     self.pending.fetch_add(1, Ordering::Relaxed);
-                    for k in keys {
-                        inflight.insert(k, seq);
+                    for fp in fps {
+                        inflight.insert(fp, seq);
                     }
                     (seq, true)
                 }
@@ -476,21 +471,17 @@ impl Store {
     /// before it claims the id across replicas. The indexer puts a record in the table before
     /// it leaves `inflight`, so a record is never missed between the two looks.
     pub fn lookup(&self, entry: &Entry, now_secs: u64) -> Result<Local, StoreError> {
-        let keys = keys(entry);
+        let fps = self.fingerprints(entry);
         {
             let inflight = self
                 .index
                 .inflight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if keys.iter().any(|k| inflight.contains_key(k)) {
+            if fps.iter().any(|fp| inflight.contains_key(fp)) {
                 return Ok(Local::Writing);
             }
         }
-        let fps: Vec<u128> = keys
-            .iter()
-            .map(|k| self.index.seen.fingerprint(k))
-            .collect();
         match self.seen_within_window(&fps, now_secs)? {
             true => Ok(Local::Seen),
             false => Ok(Local::Absent),
@@ -499,6 +490,14 @@ impl Store {
 
     /// Whether any of the keys (by fingerprint) was accepted within the dedup window, by the
     /// table: one `pread` of a 4 KiB bucket each.
+    /// The fingerprints of `entry`'s dedup keys ([`keys`]).
+    fn fingerprints(&self, entry: &Entry) -> Vec<u128> {
+        keys(entry)
+            .iter()
+            .map(|k| self.index.seen.fingerprint(k))
+            .collect()
+    }
+
     fn seen_within_window(&self, fps: &[u128], now_secs: u64) -> Result<bool, StoreError> {
         for &fp in fps {
             if self
@@ -518,14 +517,7 @@ impl Store {
     pub async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
         let seq = self
             .log
-            .append(
-                entry,
-                Tag {
-                    keys: vec![],
-                    fps: vec![],
-                    at: 0,
-                },
-            )
+            .append(entry, Tag::unindexed())
             .map_err(|_| StoreError::Write)?;
         self.pending.fetch_add(1, Ordering::Relaxed);
         self.log.durable(seq).await.map_err(|_| StoreError::Write)?;
