@@ -270,7 +270,8 @@ pub async fn admit(gw: &Gateway, source: &Source, request: &Request<'_>) -> Outc
 }
 
 /// Runs every stage for an actix request from `client` to `source` (both of the snapshot
-/// `rt`): the guards, the body read (bounded in size and time), then [`admit`].
+/// `rt`): the guards, the body read (bounded in size and time), then [`admit`]. A refusal is
+/// kept for `GET /rejections` with the body it read, if any.
 pub async fn process(
     gw: &Gateway,
     rt: &Runtime,
@@ -279,13 +280,27 @@ pub async fn process(
     req: &HttpRequest,
     payload: &mut web::Payload,
 ) -> Outcome {
+    let (outcome, body) = run(gw, rt, source, client, req, payload).await;
+    crate::rejections::record_request(gw, &source.name, client, req, &outcome, body.as_deref());
+    outcome
+}
+
+/// [`process`] without the record of a refusal: the outcome, and the body once read.
+async fn run(
+    gw: &Gateway,
+    rt: &Runtime,
+    source: &Source,
+    client: IpAddr,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> (Outcome, Option<BytesMut>) {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Err(outcome) = guard(rt, source, client, declared) {
-        return outcome;
+        return (outcome, None);
     }
     let read = tokio::time::timeout(
         gw.request_timeout,
@@ -294,16 +309,15 @@ pub async fn process(
     let body = match read.await {
         Err(_) => {
             let detail = "body not received in time".into();
-            return refuse(source, Refusal::Timeout, detail);
+            return (refuse(source, Refusal::Timeout, detail), None);
         }
-        Ok(Err(BodyError::TooLarge)) => return too_large(source, declared),
+        Ok(Err(BodyError::TooLarge)) => return (too_large(source, declared), None),
         Ok(Err(BodyError::Broken(e))) => {
-            return refuse(source, Refusal::Malformed, format!("body read failed: {e}"))
+            let detail = format!("body read failed: {e}");
+            return (refuse(source, Refusal::Malformed, detail), None);
         }
-        Ok(Ok(b)) => b.freeze(),
+        Ok(Ok(b)) => b,
     };
-    // For the record of a refusal (size and digest, never the bytes themselves).
-    actix_web::HttpMessage::extensions_mut(req).insert(crate::rejections::ReadBody(body.clone()));
     let headers = ActixHeaders(req.headers());
     let request = Request {
         client,
@@ -312,7 +326,8 @@ pub async fn process(
         body: &body,
         received: SystemTime::now(),
     };
-    admit(gw, source, &request).await
+    let outcome = admit(gw, source, &request).await;
+    (outcome, Some(body))
 }
 
 fn too_large(source: &Source, declared: Option<u64>) -> Outcome {

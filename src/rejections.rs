@@ -13,7 +13,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -101,11 +100,6 @@ pub struct Rejection {
     /// Names (lower-case) of the headers present, never their values.
     pub headers: Vec<String>,
 }
-
-/// The body the pipeline read, left in the request's extensions so a refusal can be
-/// described by its size and digest (hashed only when the request is refused).
-#[derive(Clone)]
-pub struct ReadBody(pub Bytes);
 
 /// The rings, shared by the public listener (writes) and the admin API (reads).
 #[derive(Default)]
@@ -202,26 +196,25 @@ impl Rejections {
     }
 }
 
-/// Records the request if `outcome` refuses it (called by the public listener's handler,
-/// before the outcome is finished).
+/// Records the request if `outcome` refuses it, with the size and digest of the `body` the
+/// pipeline read (hashed only then); called by [`crate::pipeline::process`].
 pub fn record_request(
     gw: &crate::pipeline::Gateway,
     source: &str,
     client: IpAddr,
     req: &actix_web::HttpRequest,
     outcome: &Outcome,
+    body: Option<&[u8]>,
 ) {
-    use actix_web::HttpMessage;
     if Reason::of(outcome).is_none() {
         return;
     }
-    let body = req.extensions().get::<ReadBody>().map(|b| b.0.clone());
     gw.rejections.record(
         source,
         client,
         outcome,
         req.headers().keys().map(|k| k.as_str()),
-        body.as_deref(),
+        body,
     );
 }
 

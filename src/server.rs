@@ -65,7 +65,6 @@ async fn hook(
         }
         Some(source) => {
             let outcome = pipeline::process(&gw, &rt, source, client, &req, &mut payload).await;
-            crate::rejections::record_request(&gw, &source.name, client, &req, &outcome);
             let refused = !matches!(
                 outcome,
                 Outcome::Accepted { .. } | Outcome::Duplicate { .. }
