@@ -60,7 +60,7 @@ pub enum Local {
 pub enum StoreError {
     #[error("{0} events wait for the broker, the configured maximum")]
     Full(u64),
-    #[error("dedup index failed: {0}")]
+    #[error("store metadata (sled) failed: {0}")]
     Index(#[from] sled::Error),
     /// Reading or writing the dedup table (`seen.idx`, [`seen`]).
     #[error("dedup table failed: {0}")]
@@ -628,17 +628,17 @@ impl Store {
     /// dead slots (expired or forgotten) when they are a quarter of it. Lookups never needed
     /// this (they check the window), nor do inserts (they reuse dead slots). Returns the dead
     /// slots dropped by every rebuild since the last call, growing ones included.
-    pub fn sweep(&self, now_secs: u64) -> Result<usize, sled::Error> {
+    pub fn sweep(&self, now_secs: u64) -> Result<usize, StoreError> {
         self.settle_index();
-        self.index.seen.sweep(now_secs).map_err(sled::Error::Io)
+        self.index.seen.sweep(now_secs).map_err(StoreError::Table)
     }
 
     /// Syncs the dedup table, then records how far the log is indexed (in sled's `meta`), so
     /// a restart re-indexes only what came after.
-    pub fn checkpoint(&self) -> Result<(), sled::Error> {
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.settle_index();
         let upto = self.index.indexed_upto.load(Ordering::Acquire);
-        self.index.seen.sync().map_err(sled::Error::Io)?;
+        self.index.seen.sync().map_err(StoreError::Table)?;
         self.meta.insert(CHECKPOINT, &upto.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
@@ -831,7 +831,7 @@ impl Store {
         if let Some(h) = indexer {
             let _ = h.join();
         }
-        if let Err(e) = self.checkpoint().and_then(|()| self.db.flush().map(|_| ())) {
+        if let Err(e) = self.checkpoint() {
             tracing::error!(error = %e, "final store flush failed");
         }
     }
@@ -866,15 +866,11 @@ impl Store {
 
     /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
     /// the accept time it was indexed with, if it was.
-    pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, sled::Error> {
+    pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, StoreError> {
         // An id accepted a moment ago may still be on its way into the table.
         self.settle_index();
-        let mut key = Vec::with_capacity(source.len() + 1 + id.len());
-        key.extend_from_slice(source.as_bytes());
-        key.push(0);
-        key.extend_from_slice(id.as_bytes());
-        let fp = self.index.seen.fingerprint(&key);
-        self.index.seen.forget(fp).map_err(sled::Error::Io)
+        let fp = self.index.seen.fingerprint(&dedup_key(source, 0, id));
+        self.index.seen.forget(fp).map_err(StoreError::Table)
     }
 }
 
@@ -885,18 +881,20 @@ fn log_dir(path: &Path) -> PathBuf {
 /// The dedup keys of an entry: `source \0 id`, and `source \1 content_key` where present.
 fn keys(e: &Entry) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(2);
-    let key = |sep: u8, v: &str| {
-        let mut k = Vec::with_capacity(e.source.len() + 1 + v.len());
-        k.extend_from_slice(e.source.as_bytes());
-        k.push(sep);
-        k.extend_from_slice(v.as_bytes());
-        k
-    };
-    out.push(key(0, &e.message_id));
+    out.push(dedup_key(&e.source, 0, &e.message_id));
     if let Some(c) = &e.content_key {
-        out.push(key(1, c));
+        out.push(dedup_key(&e.source, 1, c));
     }
     out
+}
+
+/// `source sep value`: `sep` 0 for an id, 1 for a content key.
+fn dedup_key(source: &str, sep: u8, v: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(source.len() + 1 + v.len());
+    k.extend_from_slice(source.as_bytes());
+    k.push(sep);
+    k.extend_from_slice(v.as_bytes());
+    k
 }
 
 /// A store of the previous version kept the dedup index in sled: `seen` (key → accept time,
