@@ -192,7 +192,8 @@ pub struct Store {
     oldest_pending_at: AtomicU64,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
-    /// The thread that indexes committed records in sled; ends after the log's committer.
+    /// The thread that writes committed records' keys into the dedup table; ends after the
+    /// log's committer.
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
