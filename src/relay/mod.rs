@@ -386,6 +386,8 @@ impl<'a> Drain<'a> {
         cancel: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut reader = self.store.reader(self.window.read_next())?;
+        // When durable records first waited for a batch to gather (see [`LINGER`]).
+        let mut waiting_since: Option<tokio::time::Instant> = None;
         loop {
             if cancel.is_cancelled() {
                 self.settle_for_shutdown().await?;
@@ -405,7 +407,17 @@ impl<'a> Drain<'a> {
             // had they gone out one by one.
             let (mut batch, mut outgoing) = (Vec::new(), Vec::new());
             let mut unpublishable = None;
-            let fill = self.window.free() >= PUBLISH_BATCH.min(self.window.limit());
+            let waiting = (durable + 1).saturating_sub(self.window.read_next());
+            let gathered = gathered(
+                waiting,
+                self.window.single(),
+                &mut waiting_since,
+                tokio::time::Instant::now(),
+            );
+            let fill = gathered && self.window.free() >= PUBLISH_BATCH.min(self.window.limit());
+            if fill {
+                waiting_since = None;
+            }
             while fill && batch.len() < PUBLISH_BATCH && self.window.room_for(batch.len()) {
                 let Some((seq, pos, entry)) = reader.next_record()? else {
                     break;
@@ -455,8 +467,15 @@ impl<'a> Drain<'a> {
                     continue;
                 }
                 self.status.set_state("idle");
+                let linger = async {
+                    match waiting_since {
+                        Some(since) => tokio::time::sleep_until(since + LINGER).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = self.store.committed.notified() => {}
+                    _ = linger => {}
                     // Also look periodically: the connection may have died while idle.
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                     _ = cancel.cancelled() => {}
@@ -642,6 +661,32 @@ const SHUTDOWN_SETTLE: Duration = Duration::from_secs(2);
 /// starts a refill.
 const PUBLISH_BATCH: usize = 64;
 
+/// How long durable records may wait for a batch's worth to gather before they are
+/// published anyway. At a moderate rate every group commit holds a record or two; publishing
+/// each as it comes wakes lapin's IO thread and the broker's processes per record, and on a
+/// shared machine that CPU comes out of the request path's share (issue #10: p99 at 2,000
+/// req/s). A full batch goes at once; so does everything while retrying one at a time.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Whether the `waiting` durable records that are not yet read should go out now: a batch's
+/// worth, anything while retrying one at a time, or whatever has waited [`LINGER`] since
+/// `since` (set here when records first wait).
+fn gathered(
+    waiting: u64,
+    single: bool,
+    since: &mut Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+) -> bool {
+    match waiting {
+        0 => {
+            *since = None;
+            false
+        }
+        n if n >= PUBLISH_BATCH as u64 || single => true,
+        _ => now.duration_since(*since.get_or_insert(now)) >= LINGER,
+    }
+}
+
 /// A record's publish arguments, checked against AMQP's limits.
 struct Outgoing {
     exchange: ShortString,
@@ -739,4 +784,40 @@ fn properties(e: &Entry, message_id: ShortString, kind: ShortString) -> BasicPro
         .with_timestamp(e.timestamp)
         .with_app_id(ShortString::from("hookgate"))
         .with_headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[test]
+    fn a_few_records_wait_for_the_linger_then_go() {
+        let t0 = Instant::now();
+        let mut since = None;
+        assert!(!gathered(3, false, &mut since, t0));
+        assert_eq!(since, Some(t0));
+        // More records arriving do not restart the wait.
+        assert!(!gathered(5, false, &mut since, t0 + LINGER / 2));
+        assert_eq!(since, Some(t0));
+        assert!(gathered(5, false, &mut since, t0 + LINGER));
+    }
+
+    #[test]
+    fn a_full_batch_or_a_retry_goes_at_once() {
+        let t0 = Instant::now();
+        let mut since = None;
+        assert!(gathered(PUBLISH_BATCH as u64, false, &mut since, t0));
+        assert!(gathered(1, true, &mut since, t0));
+    }
+
+    #[test]
+    fn nothing_waiting_forgets_the_wait() {
+        let t0 = Instant::now();
+        let mut since = Some(t0);
+        assert!(!gathered(0, false, &mut since, t0 + LINGER * 2));
+        assert_eq!(since, None);
+        // The next record waits its own full linger.
+        assert!(!gathered(1, false, &mut since, t0 + LINGER * 2));
+    }
 }
