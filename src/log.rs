@@ -10,16 +10,28 @@
 //! request (worker → committer → worker), whatever the load, and one fsync for all the
 //! requests that arrived while the previous one ran.
 //!
+//! Preallocation: a new segment is a spare file written full of zeros and synced beforehand
+//! by a helper thread ([`Spare`]), so a commit writes into blocks the file already has and its
+//! `fdatasync` writes the data alone. Appending instead changes the file's size, and every
+//! `fdatasync` then also writes the inode, a second synchronous device write per commit
+//! (measured: `ext4_write_inode`, waiting in `__sync_dirty_buffer`, was 6 % of hookgate's CPU at
+//! 2,000 req/s). An all-zero frame header is where a preallocated segment's records end; a
+//! segment is cut to its records' length when the next one starts, so a finished segment ends
+//! at its file's end. Without a spare ready in time (ingest outran the helper), the next
+//! segment is an empty file, appended to as before.
+//!
 //! Crash safety: an acknowledgement waits for the fsync that covered its record, and records
-//! are only ever appended, so a crash can leave at most a torn tail after the last synced
-//! record. [`Log::open`] checks every frame of the last segment and cuts the file at the first
-//! one that is short or fails its checksum: nothing acknowledged lies behind it. A failed write
-//! or fsync truncates the segment back to its last synced length, so no later batch is ever
-//! written behind bytes that may be garbage.
+//! are only ever added after the last one, so a crash can leave at most a torn tail after the
+//! last synced record. [`Log::open`] checks every frame of the last segment and cuts the file
+//! at the first one that is short, zero or fails its checksum: nothing acknowledged lies behind
+//! it (the cut also drops the segment's preallocated zeros; it is appended to until the next
+//! segment). A failed write or fsync truncates the segment back to its last synced length, so
+//! no later batch is ever written behind bytes that may be garbage.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
@@ -125,6 +137,11 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
             n => got += n,
         }
     }
+    // Never a frame (a payload is never empty): the zeros of a preallocated segment, past
+    // its last record.
+    if header == [0; FRAME_HEADER] {
+        return Ok(None);
+    }
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     if len == 0 || len > MAX_FRAME {
@@ -217,17 +234,27 @@ impl<T: Send + 'static> Log<T> {
         on_commit: impl FnMut(Vec<Committed<T>>) + Send + 'static,
     ) -> io::Result<(Log<T>, Recovered)> {
         fs::create_dir_all(dir)?;
+        // A spare left by an earlier run may be unfinished, or sized for another segment_bytes.
+        for name in [SPARE, SPARE_TMP] {
+            match fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let mut segments = list_segments(dir)?;
         let mut cut_bytes = 0;
         let mut last_seq = 0;
+        // The tail's file size: past its records while it is still preallocated.
+        let mut tail_size = 0;
         if let Some(tail) = segments.back_mut() {
-            let (valid, last) = scan_valid(&tail.path)?;
-            let len = fs::metadata(&tail.path)?.len();
-            if valid < len {
+            let (valid, last, zeros_after) = scan_valid(&tail.path)?;
+            tail_size = fs::metadata(&tail.path)?.len();
+            if !zeros_after {
                 let f = OpenOptions::new().write(true).open(&tail.path)?;
                 f.set_len(valid)?;
                 f.sync_all()?;
-                cut_bytes = len - valid;
+                cut_bytes = tail_size - valid;
+                tail_size = valid;
             }
             tail.bytes = valid;
             last_seq = last.unwrap_or(tail.first.saturating_sub(1));
@@ -239,6 +266,7 @@ impl<T: Send + 'static> Log<T> {
             Some(s) => s.bytes >= segment_bytes || last_seq + 1 != next_seq,
         };
         if need_new {
+            tail_size = 0;
             let path = segment_path(dir, next_seq);
             File::create(&path)?.sync_all()?;
             sync_dir(dir)?;
@@ -249,7 +277,7 @@ impl<T: Send + 'static> Log<T> {
             });
         }
         let active = segments.back().expect("one segment").clone();
-        let file = OpenOptions::new().append(true).open(&active.path)?;
+        let file = OpenOptions::new().write(true).open(&active.path)?;
         let bytes = segments.iter().map(|s| s.bytes).sum();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -272,7 +300,9 @@ impl<T: Send + 'static> Log<T> {
             shared: shared.clone(),
             file,
             len: active.bytes,
+            size: tail_size,
             segment_bytes,
+            spare: None,
             on_commit: Box::new(on_commit),
         };
         let handle = std::thread::Builder::new()
@@ -474,8 +504,9 @@ fn list_segments(dir: &Path) -> io::Result<VecDeque<Segment>> {
     Ok(segs.into())
 }
 
-/// The length of the valid prefix of a segment, and the last valid record's seq.
-fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>)> {
+/// The length of the valid prefix of a segment, the last valid record's seq, and whether
+/// only zeros follow it (nothing to cut: the rest of a preallocated segment).
+fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>, bool)> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut buf = Vec::new();
     let (mut valid, mut last) = (0u64, None);
@@ -486,14 +517,25 @@ fn scan_valid(path: &Path) -> io::Result<(u64, Option<u64>)> {
                     valid += n as u64;
                     last = Some(seq);
                 }
-                _ => break,
+                _ => return Ok((valid, last, false)),
             },
-            Ok(None) => break,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => break,
+            // The end, or a zero header: a torn batch may still have left pages after it.
+            Ok(None) => return Ok((valid, last, only_zeros(&mut r)?)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => return Ok((valid, last, false)),
             Err(e) => return Err(e),
         }
     }
-    Ok((valid, last))
+}
+
+fn only_zeros(r: &mut impl Read) -> io::Result<bool> {
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match r.read(&mut chunk)? {
+            0 => return Ok(true),
+            n if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
+            _ => {}
+        }
+    }
 }
 
 /// What the committer hands each batch to once it is on disk (the store: to its indexer).
@@ -505,7 +547,13 @@ struct Committer<T> {
     file: File,
     /// Bytes of the active segment known to be on disk.
     len: u64,
+    /// The active segment's file size: past `len` while it is preallocated.
+    size: u64,
     segment_bytes: u64,
+    /// The next segment, being written full of zeros: started at each roll-over, and in the
+    /// first segment of a run once it is a quarter full ([`Committer::write`]), so a
+    /// short-lived process writes none.
+    spare: Option<Spare>,
     on_commit: OnCommit<T>,
 }
 
@@ -528,6 +576,9 @@ impl<T> Committer<T> {
                         .unwrap_or_else(PoisonError::into_inner);
                 }
                 if q.tags.is_empty() {
+                    if let Some(mut spare) = self.spare.take() {
+                        spare.stop();
+                    }
                     return;
                 }
                 std::mem::swap(&mut q.buf, &mut buf);
@@ -571,9 +622,13 @@ impl<T> Committer<T> {
         if self.len >= self.segment_bytes {
             self.roll(first)?;
         }
-        self.file.write_all(buf)?;
+        self.file.write_all_at(buf, self.len)?;
         self.file.sync_data()?;
         self.len += buf.len() as u64;
+        self.size = self.size.max(self.len);
+        if self.spare.is_none() && self.len >= self.segment_bytes / 4 {
+            self.spare = Some(Spare::prepare(&self.dir, self.segment_bytes));
+        }
         self.shared
             .bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -591,11 +646,33 @@ impl<T> Committer<T> {
 
     /// Starts segment `first`. The old one was fully synced by the last commit.
     fn roll(&mut self, first: u64) -> io::Result<()> {
+        if self.size > self.len {
+            // The finished segment ends where its records end (readers move on to the next
+            // segment at its file's end), and durably so before the next one exists.
+            self.file.set_len(self.len)?;
+            self.file.sync_all()?;
+        }
         let path = segment_path(&self.dir, first);
-        // A leftover file of that name can only hold a cut, never-acknowledged tail.
-        File::create(&path)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        // A leftover file of that name can only hold a cut, never-acknowledged tail: the
+        // rename or the create replaces it.
+        // A spare still being written is kept for the next roll: never wait for it here.
+        let preallocated = self.spare.as_ref().is_some_and(|s| s.take(&path));
+        if preallocated || self.spare.as_ref().is_some_and(Spare::failed) {
+            self.spare = None;
+        }
+        self.size = match preallocated {
+            true => self.segment_bytes,
+            false => {
+                File::create(&path)?;
+                0
+            }
+        };
+        let file = OpenOptions::new().write(true).open(&path)?;
         sync_dir(&self.dir)?;
+        if self.spare.is_none() {
+            // The whole of this segment's filling time to write the next one.
+            self.spare = Some(Spare::prepare(&self.dir, self.segment_bytes));
+        }
         self.file = file;
         self.len = 0;
         self.shared
@@ -612,14 +689,124 @@ impl<T> Committer<T> {
 
     /// After a failed write: cut whatever part of the batch reached the file.
     fn rewind(&mut self) {
-        if let Err(e) = self
-            .file
-            .set_len(self.len)
-            .and_then(|()| self.file.seek(SeekFrom::End(0)).map(|_| ()))
-        {
-            tracing::error!(error = %e, "event log could not cut a failed write");
+        match self.file.set_len(self.len) {
+            Ok(()) => self.size = self.len,
+            Err(e) => tracing::error!(error = %e, "event log could not cut a failed write"),
         }
     }
+}
+
+/// The spare segment's file name while it is being written, and once it is complete.
+const SPARE_TMP: &str = "next.spare.tmp";
+const SPARE: &str = "next.spare";
+
+/// The next segment, prepared ahead by a helper thread: `segment_bytes` of zeros, synced,
+/// then renamed to [`SPARE`]. One at a time: the next is started when this one is taken.
+struct Spare {
+    state: Arc<SpareState>,
+    helper: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct SpareState {
+    ready: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Spare {
+    fn prepare(dir: &Path, bytes: u64) -> Spare {
+        let state = Arc::new(SpareState::default());
+        let (dir, st) = (dir.to_owned(), state.clone());
+        let helper = std::thread::Builder::new()
+            .name("hookgate-spare".into())
+            .spawn(move || match write_spare(&dir, bytes, &st.stop) {
+                Ok(true) => st.ready.store(true, Ordering::Release),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "event log could not preallocate its next segment; it will be appended to")
+                }
+            })
+            .map_err(|e| tracing::warn!(error = %e, "no thread to preallocate segments"))
+            .ok();
+        Spare { state, helper }
+    }
+
+    /// Renames the spare to `path` if it is ready (`true`); never waits for it. A failed
+    /// rename (the file is gone) gives it up: the segment is created empty instead.
+    fn take(&self, path: &Path) -> bool {
+        if !self.state.ready.swap(false, Ordering::Acquire) {
+            return false;
+        }
+        let dir = path.parent().expect("a segment path has a directory");
+        match fs::rename(dir.join(SPARE), path) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "event log lost its preallocated segment; appending instead");
+                false
+            }
+        }
+    }
+
+    /// The helper ended without a spare (an error, or its rename was lost).
+    fn failed(&self) -> bool {
+        !self.state.ready.load(Ordering::Acquire)
+            && self.helper.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.helper.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes [`SPARE`] in `dir`; `Ok(false)` when stopped first.
+fn write_spare(dir: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    const CHUNK: usize = 256 << 10;
+    let tmp = dir.join(SPARE_TMP);
+    let mut f = File::create(&tmp)?;
+    let zeros = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < bytes {
+        if stop.load(Ordering::Relaxed) {
+            drop(f);
+            let _ = fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        let n = (bytes - done).min(CHUNK as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        // Each chunk goes out before the next is written, and the helper then rests as long
+        // as that took: at most one chunk ever queues ahead of a commit's fsync, and the
+        // helper takes at most half of the disk's time. Left to the final fsync, or only
+        // started (`SYNC_FILE_RANGE_WRITE` alone), the whole segment left as one burst and
+        // commits waited behind it (p99 at 2,000 req/s: 60-77 ms, against 7-11 ms without
+        // preallocation).
+        // SAFETY: a plain syscall on a file descriptor `f` keeps open for the call.
+        unsafe {
+            libc::sync_file_range(
+                f.as_raw_fd(),
+                done as i64,
+                n as i64,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            )
+        };
+        done += n as u64;
+        std::thread::sleep(started.elapsed());
+    }
+    f.sync_all()?;
+    fs::rename(&tmp, dir.join(SPARE))?;
+    Ok(true)
 }
 
 /// Sequential reader over the segments, for the relay and the recovery scan.
@@ -892,6 +1079,119 @@ mod tests {
         let (log, rec) = open(dir.path(), 4096);
         assert_eq!(rec.last_seq, 20);
         assert_eq!(append(&log, &entry("x", 10)).await, 21);
+    }
+
+    /// Waits for the helper to finish the spare segment.
+    fn wait_spare(dir: &Path) {
+        for _ in 0..1000 {
+            if dir.join(SPARE).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no spare segment after 10 s");
+    }
+
+    fn file_len(p: &Path) -> u64 {
+        fs::metadata(p).unwrap().len()
+    }
+
+    /// Appends 1 KB records until the log has `n` segments; returns the last seq.
+    async fn fill_to(log: &TestLog, n: usize, mut seq: u64) -> u64 {
+        while log.segments().len() < n {
+            seq = append(log, &entry(&format!("r{seq}"), 1000)).await;
+        }
+        seq
+    }
+
+    #[tokio::test]
+    async fn later_segments_are_preallocated_and_cut_to_their_records_when_finished() {
+        const SEG: u64 = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path();
+        let (log, _) = open(log_dir, SEG);
+        // The first segment of a fresh log is appended to; its spare is started a quarter in.
+        let last = append(&log, &entry("first", 20_000)).await;
+        wait_spare(log_dir);
+        fill_to(&log, 2, last).await;
+        let segs = log.segments();
+        assert_eq!(file_len(&segs[1].path), SEG, "the spare became segment 2");
+        // The roll-over started the next spare; segment 2 then finishes.
+        let last = append(&log, &entry("big", 20_000)).await;
+        wait_spare(log_dir);
+        let last = fill_to(&log, 3, last).await;
+        let segs = log.segments();
+        assert_eq!(
+            file_len(&segs[1].path),
+            segs[1].bytes,
+            "a finished segment is cut to its records"
+        );
+        assert_eq!(file_len(&segs[2].path), SEG);
+        let got = read_all(&log, 1);
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (1..=last).collect::<Vec<_>>(),
+            "the reader stops at the zeros of the active segment and crosses finished ones"
+        );
+        drop(log);
+        // A clean restart keeps the active segment preallocated: zeros are no torn tail.
+        let (log, rec) = open(log_dir, SEG);
+        assert_eq!((rec.last_seq, rec.cut_bytes), (last, 0));
+        assert_eq!(file_len(&log.segments()[2].path), SEG);
+        assert_eq!(append(&log, &entry("after", 100)).await, last + 1);
+        assert_eq!(read_all(&log, last + 1)[0].1.message_id, "after");
+        assert_eq!(file_len(&log.segments()[2].path), SEG);
+    }
+
+    /// A crash during a commit into a preallocated segment can persist any of its pages: the
+    /// header page may be missing (zeros) while a later one landed. Either way it is cut.
+    #[tokio::test]
+    async fn a_torn_batch_inside_a_preallocated_segment_is_cut() {
+        const SEG: u64 = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let (active, last, valid) = {
+            let (log, _) = open(dir.path(), SEG);
+            let last = append(&log, &entry("first", 20_000)).await;
+            wait_spare(dir.path());
+            let last = fill_to(&log, 2, last).await;
+            let seg = log.segments()[1].clone();
+            (seg.path, last, seg.bytes)
+        };
+        let mut frame = Vec::new();
+        entry("lost", 9000).encode_frame(last + 1, &mut frame);
+        let original = fs::read(&active).unwrap();
+        for (what, at, bytes) in [
+            ("a later page only", valid + 4096, &frame[4096..]),
+            ("the first bytes only", valid, &frame[..100]),
+        ] {
+            fs::write(&active, &original).unwrap();
+            File::options()
+                .write(true)
+                .open(&active)
+                .unwrap()
+                .write_all_at(bytes, at)
+                .unwrap();
+            let (log, rec) = open(dir.path(), SEG);
+            assert_eq!(rec.last_seq, last, "{what}");
+            assert_eq!(rec.cut_bytes, SEG - valid, "{what}");
+            assert_eq!(file_len(&active), valid, "{what}");
+            assert_eq!(append(&log, &entry("next", 100)).await, last + 1);
+            let got = read_all(&log, 1);
+            assert_eq!(got.len() as u64, last + 1, "{what}");
+            assert_eq!(got.last().unwrap().1.message_id, "next");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spare_left_by_an_earlier_run_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(SPARE), b"junk").unwrap();
+        fs::write(dir.path().join(SPARE_TMP), b"junk").unwrap();
+        let (log, _) = open(dir.path(), 1 << 20);
+        assert!(!dir.path().join(SPARE).exists());
+        assert!(!dir.path().join(SPARE_TMP).exists());
+        append(&log, &entry("a", 10)).await;
+        assert_eq!(read_all(&log, 1).len(), 1);
     }
 
     #[tokio::test]
