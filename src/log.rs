@@ -198,6 +198,8 @@ struct Shared<T> {
     failed: AtomicBool,
     /// Bytes of all segments, for metrics and retention.
     bytes: AtomicU64,
+    /// Failed writes cut back so far: readers drop what they buffered before a cut.
+    rewinds: Arc<AtomicU64>,
 }
 
 /// The log. `T` is what the caller attaches to a record to get back once it is committed.
@@ -266,6 +268,12 @@ impl<T: Send + 'static> Log<T> {
             Some(s) => s.bytes >= segment_bytes || last_seq + 1 != next_seq,
         };
         if need_new {
+            if let Some(tail) = segments.back().filter(|t| tail_size > t.bytes) {
+                // A finished segment ends at its file's end (readers move on there).
+                let f = OpenOptions::new().write(true).open(&tail.path)?;
+                f.set_len(tail.bytes)?;
+                f.sync_all()?;
+            }
             tail_size = 0;
             let path = segment_path(dir, next_seq);
             File::create(&path)?.sync_all()?;
@@ -294,6 +302,7 @@ impl<T: Send + 'static> Log<T> {
             segments: RwLock::new(segments),
             failed: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
+            rewinds: Arc::default(),
         });
         let committer = Committer {
             dir: dir.to_owned(),
@@ -396,7 +405,10 @@ impl<T: Send + 'static> Log<T> {
     pub fn reader(&self, seq: u64) -> io::Result<Reader> {
         let segments = self.segments();
         let idx = segments.iter().rposition(|s| s.first <= seq).unwrap_or(0);
+        let rewinds = self.shared.rewinds.clone();
         let mut r = Reader {
+            seen_rewinds: rewinds.load(Ordering::Acquire),
+            rewinds,
             dir: self.dir.clone(),
             segment_first: segments.get(idx).map_or(seq, |s| s.first),
             file: None,
@@ -667,8 +679,18 @@ impl<T> Committer<T> {
                 0
             }
         };
-        let file = OpenOptions::new().write(true).open(&path)?;
-        sync_dir(&self.dir)?;
+        let opened = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| sync_dir(&self.dir).map(|()| f));
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                // Not a segment yet: the batch fails and the next roll-over names its own.
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         if self.spare.is_none() {
             // The whole of this segment's filling time to write the next one.
             self.spare = Some(Spare::prepare(&self.dir, self.segment_bytes));
@@ -689,6 +711,8 @@ impl<T> Committer<T> {
 
     /// After a failed write: cut whatever part of the batch reached the file.
     fn rewind(&mut self) {
+        // Before the failure is announced: a reader that sees a later commit sees this too.
+        self.shared.rewinds.fetch_add(1, Ordering::Release);
         match self.file.set_len(self.len) {
             Ok(()) => self.size = self.len,
             Err(e) => tracing::error!(error = %e, "event log could not cut a failed write"),
@@ -767,18 +791,30 @@ impl Drop for Spare {
     }
 }
 
-/// Writes [`SPARE`] in `dir`; `Ok(false)` when stopped first.
+/// Writes [`SPARE`] in `dir`; `Ok(false)` when stopped first. A failed one leaves nothing
+/// behind (on a full disk it would hold the space commits need).
 fn write_spare(dir: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
+    let tmp = dir.join(SPARE_TMP);
+    let written = write_zeros(&tmp, bytes, stop);
+    if !matches!(written, Ok(true)) {
+        let _ = fs::remove_file(&tmp);
+    }
+    if written? {
+        fs::rename(&tmp, dir.join(SPARE))?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Fills `path` with `bytes` zeros and syncs it; `Ok(false)` when stopped first.
+fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
     const CHUNK: usize = 256 << 10;
-    let tmp = dir.join(SPARE_TMP);
-    let mut f = File::create(&tmp)?;
+    let mut f = File::create(path)?;
     let zeros = vec![0u8; CHUNK];
     let mut done = 0u64;
     while done < bytes {
         if stop.load(Ordering::Relaxed) {
-            drop(f);
-            let _ = fs::remove_file(&tmp);
             return Ok(false);
         }
         let started = std::time::Instant::now();
@@ -805,12 +841,16 @@ fn write_spare(dir: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
         std::thread::sleep(started.elapsed());
     }
     f.sync_all()?;
-    fs::rename(&tmp, dir.join(SPARE))?;
     Ok(true)
 }
 
 /// Sequential reader over the segments, for the relay and the recovery scan.
 pub struct Reader {
+    /// [`Shared::rewinds`], and its value when this reader's buffer was last valid: after a
+    /// failed write is cut, bytes buffered from it are stale (the next batch takes their place
+    /// with other records), and a later commit must not make them look durable.
+    rewinds: Arc<AtomicU64>,
+    seen_rewinds: u64,
     dir: PathBuf,
     segment_first: u64,
     file: Option<BufReader<File>>,
@@ -824,6 +864,11 @@ pub type Position = (u64, u64);
 impl Reader {
     /// The next record, if it is complete and valid; `None` at the end of what is written.
     pub fn next_record(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
+        let rewinds = self.rewinds.load(Ordering::Acquire);
+        if rewinds != self.seen_rewinds {
+            self.seen_rewinds = rewinds;
+            self.file = None;
+        }
         loop {
             if self.file.is_none() {
                 match File::open(segment_path(&self.dir, self.segment_first)) {
@@ -906,11 +951,12 @@ impl Reader {
         let next = segs.iter().find(|s| s.first > self.segment_first);
         match next {
             Some(s) => {
-                // Only when the current segment has been read to its end.
-                let cur_len = fs::metadata(segment_path(&self.dir, self.segment_first))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                if self.offset < cur_len {
+                // Only when the current segment has been read to its end: its file's end, or
+                // zeros (a later segment exists, so nothing more is written here; open and a
+                // roll-over cut finished segments, this is for one whose cut was lost).
+                let path = segment_path(&self.dir, self.segment_first);
+                let cur_len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if self.offset < cur_len && !zero_header_at(&path, self.offset)? {
                     return Ok(false);
                 }
                 self.segment_first = s.first;
@@ -921,6 +967,13 @@ impl Reader {
             None => Ok(false),
         }
     }
+}
+
+/// Whether the 8 bytes at `offset` of `path` are zeros (or the file ends there).
+fn zero_header_at(path: &Path, offset: u64) -> io::Result<bool> {
+    let mut header = [0u8; FRAME_HEADER];
+    let n = File::open(path)?.read_at(&mut header, offset)?;
+    Ok(header[..n].iter().all(|&b| b == 0))
 }
 
 /// Modification time of a segment (the time of its last append), for time-based retention.
@@ -1180,6 +1233,57 @@ mod tests {
             assert_eq!(got.len() as u64, last + 1, "{what}");
             assert_eq!(got.last().unwrap().1.message_id, "next");
         }
+    }
+
+    #[tokio::test]
+    async fn a_preallocated_tail_is_cut_when_a_restart_starts_a_new_segment() {
+        const SEG: u64 = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let (tail, last) = {
+            let (log, _) = open(dir.path(), SEG);
+            let last = append(&log, &entry("first", 20_000)).await;
+            wait_spare(dir.path());
+            let last = fill_to(&log, 2, last).await;
+            (log.segments()[1].clone(), last)
+        };
+        assert_eq!(file_len(&tail.path), SEG);
+        // A smaller segment_bytes: the tail is full now, so the restart starts segment 3.
+        let (log, rec) = open(dir.path(), 1024);
+        assert_eq!(rec.last_seq, last);
+        assert_eq!(log.segments().len(), 3);
+        assert_eq!(file_len(&tail.path), tail.bytes, "cut to its records");
+        assert_eq!(append(&log, &entry("next", 100)).await, last + 1);
+        let got = read_all(&log, 1);
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (1..=last + 1).collect::<Vec<_>>()
+        );
+    }
+
+    /// A segment of zeros that is not the last (a roll-over failed after its spare was renamed
+    /// and the clean-up was lost too): readers pass it instead of waiting there for ever.
+    #[tokio::test]
+    async fn a_reader_passes_a_segment_of_zeros_that_is_not_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path(), 1 << 20));
+        {
+            let (log, _) = open(dir.path(), 1 << 20);
+            for i in 0..3 {
+                append(&log, &entry(&format!("a{i}"), 100)).await;
+            }
+        }
+        fs::write(segment_path(dir.path(), 4), vec![0u8; 64 << 10]).unwrap();
+        let later = tempfile::tempdir().unwrap();
+        {
+            let (log, _) = Log::open(later.path(), 1 << 20, 6, |_: Vec<Committed<()>>| {}).unwrap();
+            append(&log, &entry("b6", 100)).await;
+            append(&log, &entry("b7", 100)).await;
+        }
+        fs::copy(segment_path(later.path(), 6), segment_path(dir.path(), 6)).unwrap();
+        let (log, rec) = open(dir.path(), 1 << 20);
+        assert_eq!(rec.last_seq, 7);
+        let got = read_all(&log, 1);
+        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 6, 7]);
     }
 
     #[tokio::test]
