@@ -190,6 +190,8 @@ pub struct Store {
     cursor: AtomicU64,
     /// Accept time (Unix secs) of the record at the cursor; 0 when nothing is pending.
     oldest_pending_at: AtomicU64,
+    /// `relay.cursor`: the cursor again, written in place at every save ([`CursorFile`]).
+    cursor_file: CursorFile,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -249,7 +251,13 @@ impl Store {
             indexed_upto: AtomicU64::new(0),
             failing: AtomicBool::new(false),
         });
-        let saved_cursor = meta.get(CURSOR)?.map_or(0, |v| be_u64(&v));
+        let cursor_file = CursorFile::open(&config.path)?;
+        // The file may be ahead of sled (a process killed between checkpoints), never behind
+        // what was confirmed: both only ever get cursors the relay has finished with.
+        let saved_cursor = meta
+            .get(CURSOR)?
+            .map_or(0, |v| be_u64(&v))
+            .max(cursor_file.read().unwrap_or(0));
         let last_checkpoint = meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v));
 
         let pending = Arc::new(AtomicU64::new(0));
@@ -312,6 +320,7 @@ impl Store {
             pending,
             cursor: AtomicU64::new(cursor),
             oldest_pending_at: AtomicU64::new(0),
+            cursor_file,
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -544,8 +553,10 @@ impl Store {
     }
 
     /// The relay is done with everything below `cursor`; `finished` records left the backlog
-    /// since the last call. Saved in sled without a flush (a crash republishes a little).
-    pub fn advance(&self, cursor: u64, finished: u64, oldest_at: u64) -> Result<(), sled::Error> {
+    /// since the last call. Saved in sled without a flush, and written in place to
+    /// `relay.cursor` without a sync: a killed process loses nothing of it (the page cache
+    /// keeps it), a power cut falls back to sled's last checkpoint (and republishes a little).
+    pub fn advance(&self, cursor: u64, finished: u64, oldest_at: u64) -> Result<(), StoreError> {
         let before = self.cursor.swap(cursor, Ordering::AcqRel);
         if cursor > before {
             self.db
@@ -559,6 +570,7 @@ impl Store {
                 Some(p.saturating_sub(finished))
             });
         self.meta.insert(CURSOR, &cursor.to_be_bytes())?;
+        self.cursor_file.write(cursor)?;
         Ok(())
     }
 
@@ -872,6 +884,46 @@ impl Store {
         self.settle_index();
         let fp = self.index.seen.fingerprint(&dedup_key(source, 0, id));
         self.index.seen.forget(fp).map_err(StoreError::Table)
+    }
+}
+
+/// `relay.cursor` in the store's directory: 16 bytes, `HGC1`, the cursor (u64 BE) and a
+/// crc32 of both, rewritten in place with one `pwrite` (within one sector) at every cursor
+/// save. Before it, the cursor reached disk only with sled's checkpoint, and a kill -9
+/// republished up to 5 s of confirmed events (513–7,165 per chaos kill row).
+struct CursorFile(std::fs::File);
+
+impl CursorFile {
+    const MAGIC: &'static [u8; 4] = b"HGC1";
+
+    fn open(dir: &Path) -> std::io::Result<CursorFile> {
+        std::fs::create_dir_all(dir)?;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("relay.cursor"))?;
+        Ok(CursorFile(f))
+    }
+
+    /// The saved cursor; `None` for a new, short or damaged file.
+    fn read(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 16];
+        self.0.read_exact_at(&mut b, 0).ok()?;
+        let crc = u32::from_be_bytes(b[12..].try_into().expect("4 bytes"));
+        (&b[..4] == Self::MAGIC && crc32fast::hash(&b[..12]) == crc).then(|| be_u64(&b[4..12]))
+    }
+
+    fn write(&self, cursor: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(Self::MAGIC);
+        b[4..12].copy_from_slice(&cursor.to_be_bytes());
+        let crc = crc32fast::hash(&b[..12]);
+        b[12..].copy_from_slice(&crc.to_be_bytes());
+        self.0.write_all_at(&b, 0)
     }
 }
 

@@ -658,3 +658,40 @@ mod model {
         }
     }
 }
+
+/// A killed process leaves `relay.cursor` ahead of sled (saved only by checkpoints): a start
+/// resumes from the file, so confirmed events are not published again. A damaged file is
+/// ignored (sled's cursor holds).
+#[tokio::test]
+async fn a_start_resumes_from_the_cursor_file_ahead_of_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 100);
+    {
+        let s = Store::open(&cfg).unwrap();
+        for i in 0..8 {
+            assert_eq!(
+                accept(&s, &entry(&format!("c{i}")), 1000).await,
+                Accepted::New
+            );
+        }
+        s.advance(3, 2, 1000).unwrap();
+        s.close();
+    }
+    // As a kill -9 after later saves leaves it: the file has them, sled does not.
+    CursorFile::open(&cfg.path).unwrap().write(6).unwrap();
+    {
+        let s = Store::open(&cfg).unwrap();
+        assert_eq!((s.cursor(), s.pending()), (6, 3));
+        assert_eq!(pending_ids(&s), ["c5", "c6", "c7"]);
+        s.close();
+    }
+    let path = cfg.path.join("relay.cursor");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[7] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let s = Store::open(&cfg).unwrap();
+    assert_eq!(s.cursor(), 3, "a damaged file is ignored");
+    // The next save writes a good file again.
+    s.advance(4, 1, 1000).unwrap();
+    assert_eq!(CursorFile::open(&cfg.path).unwrap().read(), Some(4));
+}
