@@ -22,11 +22,12 @@
 //!
 //! Crash safety: an acknowledgement waits for the fsync that covered its record, and records
 //! are only ever added after the last one, so a crash can leave at most a torn tail after the
-//! last synced record. [`Log::open`] checks every frame of the last segment and cuts the file
-//! at the first one that is short, zero or fails its checksum: nothing acknowledged lies behind
-//! it (the cut also drops the segment's preallocated zeros; it is appended to until the next
-//! segment). A failed write or fsync truncates the segment back to its last synced length, so
-//! no later batch is ever written behind bytes that may be garbage.
+//! last synced record. [`Log::open`] checks every frame of the last segment up to the first
+//! one that is short, zero or fails its checksum: nothing acknowledged lies behind it. Only
+//! zeros after it: the segment is kept, still preallocated. Anything else: the file is cut
+//! there (its zeros go too; it is appended to until the next segment). A failed write or
+//! fsync truncates the segment back to its last synced length, so no later batch is ever
+//! written behind bytes that may be garbage.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
