@@ -467,6 +467,15 @@ impl<'a> Drain<'a> {
                     continue;
                 }
                 self.status.set_state("idle");
+                // Lingering, only the deadline ends the wait, not every commit: at 2,000
+                // req/s that was a wake-up per commit.
+                let lingering = waiting_since.is_some();
+                let committed = async {
+                    match lingering {
+                        false => self.store.committed.notified().await,
+                        true => std::future::pending().await,
+                    }
+                };
                 let linger = async {
                     match waiting_since {
                         Some(since) => tokio::time::sleep_until(since + LINGER).await,
@@ -474,7 +483,7 @@ impl<'a> Drain<'a> {
                     }
                 };
                 tokio::select! {
-                    _ = self.store.committed.notified() => {}
+                    _ = committed => {}
                     _ = linger => {}
                     // Also look periodically: the connection may have died while idle.
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
