@@ -222,6 +222,13 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.seg"))
 }
 
+/// Truncates `path` to `len` bytes, durably.
+fn cut(path: &Path, len: u64) -> io::Result<()> {
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_all()
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -253,9 +260,7 @@ impl<T: Send + 'static> Log<T> {
             let (valid, last, zeros_after) = scan_valid(&tail.path)?;
             tail_size = fs::metadata(&tail.path)?.len();
             if !zeros_after {
-                let f = OpenOptions::new().write(true).open(&tail.path)?;
-                f.set_len(valid)?;
-                f.sync_all()?;
+                cut(&tail.path, valid)?;
                 cut_bytes = tail_size - valid;
                 tail_size = valid;
             }
@@ -271,9 +276,7 @@ impl<T: Send + 'static> Log<T> {
         if need_new {
             if let Some(tail) = segments.back().filter(|t| tail_size > t.bytes) {
                 // A finished segment ends at its file's end (readers move on there).
-                let f = OpenOptions::new().write(true).open(&tail.path)?;
-                f.set_len(tail.bytes)?;
-                f.sync_all()?;
+                cut(&tail.path, tail.bytes)?;
             }
             tail_size = 0;
             let path = segment_path(dir, next_seq);
@@ -796,15 +799,13 @@ impl Drop for Spare {
 /// behind (on a full disk it would hold the space commits need).
 fn write_spare(dir: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
     let tmp = dir.join(SPARE_TMP);
-    let written = write_zeros(&tmp, bytes, stop);
-    if !matches!(written, Ok(true)) {
-        let _ = fs::remove_file(&tmp);
+    match write_zeros(&tmp, bytes, stop) {
+        Ok(true) => fs::rename(&tmp, dir.join(SPARE)).map(|()| true),
+        other => {
+            let _ = fs::remove_file(&tmp);
+            other
+        }
     }
-    if written? {
-        fs::rename(&tmp, dir.join(SPARE))?;
-        return Ok(true);
-    }
-    Ok(false)
 }
 
 /// Fills `path` with `bytes` zeros and syncs it; `Ok(false)` when stopped first.

@@ -467,26 +467,20 @@ impl<'a> Drain<'a> {
                     continue;
                 }
                 self.status.set_state("idle");
-                // Lingering, only the deadline ends the wait, not every commit: at 2,000
-                // req/s that was a wake-up per commit.
-                let lingering = waiting_since.is_some();
-                let committed = async {
-                    match lingering {
-                        false => self.store.committed.notified().await,
-                        true => std::future::pending().await,
-                    }
-                };
-                let linger = async {
+                // Lingering, only its deadline ends the wait, not every commit (at 2,000 req/s
+                // that was a wake-up per commit). Otherwise the next commit, or a look every
+                // 250 ms: the connection may have died while idle.
+                let woken = async {
                     match waiting_since {
                         Some(since) => tokio::time::sleep_until(since + LINGER).await,
-                        None => std::future::pending().await,
+                        None => {
+                            let commit = self.store.committed.notified();
+                            let _ = tokio::time::timeout(Duration::from_millis(250), commit).await;
+                        }
                     }
                 };
                 tokio::select! {
-                    _ = committed => {}
-                    _ = linger => {}
-                    // Also look periodically: the connection may have died while idle.
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = woken => {}
                     _ = cancel.cancelled() => {}
                 }
                 continue;

@@ -895,8 +895,8 @@ struct CursorFile(std::fs::File);
 impl CursorFile {
     const MAGIC: &'static [u8; 4] = b"HGC1";
 
+    /// In the store's directory, which sled has made.
     fn open(dir: &Path) -> std::io::Result<CursorFile> {
-        std::fs::create_dir_all(dir)?;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

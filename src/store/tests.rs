@@ -31,6 +31,15 @@ async fn accept(s: &Store, e: &Entry, now: u64) -> Accepted {
     s.accept(e, now, T).await.unwrap()
 }
 
+/// A store at `cfg` that accepted `ids` at time 1000, then closed.
+async fn closed_with(cfg: &StoreConfig, ids: &[&str]) {
+    let s = Store::open(cfg).unwrap();
+    for id in ids {
+        accept(&s, &entry(id), 1000).await;
+    }
+    s.close();
+}
+
 fn pending_ids(s: &Store) -> Vec<String> {
     let mut r = s.reader(s.cursor()).unwrap();
     let mut out = Vec::new();
@@ -142,13 +151,7 @@ async fn class5_no_request_waits_forever_for_the_disk() {
 async fn survives_a_restart_and_reindexes_a_lost_table() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 100);
-    {
-        let s = Store::open(&cfg).unwrap();
-        for id in ["a", "b", "c"] {
-            accept(&s, &entry(id), 1000).await;
-        }
-        s.close();
-    }
+    closed_with(&cfg, &["a", "b", "c"]).await;
     // The table is gone (the checkpoint in sled says 3 records are indexed): filled again
     // from the whole log.
     std::fs::remove_file(cfg.path.join(seen::FILE)).unwrap();
@@ -499,13 +502,7 @@ async fn duplicates_then_new(s: &Store, ids: &[&str], new: &str) {
 async fn a_corrupt_table_is_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 100);
-    {
-        let s = Store::open(&cfg).unwrap();
-        for id in ["a", "b", "c"] {
-            accept(&s, &entry(id), 1000).await;
-        }
-        s.close();
-    }
+    closed_with(&cfg, &["a", "b", "c"]).await;
     std::fs::write(cfg.path.join(seen::FILE), vec![0xAB; 8192]).unwrap();
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
     assert!(s.healthy());
@@ -518,11 +515,7 @@ async fn a_corrupt_table_is_rebuilt_from_the_log() {
 async fn the_sled_index_of_the_previous_version_moves_into_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 100);
-    {
-        let s = Store::open(&cfg).unwrap();
-        accept(&s, &entry("logged"), 1000).await;
-        s.close();
-    }
+    closed_with(&cfg, &["logged"]).await;
     std::fs::remove_file(cfg.path.join(seen::FILE)).unwrap();
     let mut content = entry("x");
     content.content_key = Some("sha256:c".into());
