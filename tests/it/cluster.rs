@@ -799,6 +799,13 @@ async fn nginx_upstream_spreads_deliveries_and_skips_a_stopped_replica() {
         "spread: {n0} + {n1}"
     );
 
+    // What r0 accepted is published before it stops (a stopped replica's pending events wait
+    // for its next start; under a loaded suite its relay may still be connecting here).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while r0.readyz().await["outbox_pending"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "r0 never published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     r0.stop().await;
     for i in 10..20 {
         let id = format!("ng-{i}");
