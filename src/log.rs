@@ -18,7 +18,8 @@
 //! 2,000 req/s). An all-zero frame header is where a preallocated segment's records end; a
 //! segment is cut to its records' length when the next one starts, so a finished segment ends
 //! at its file's end. Without a spare ready in time (ingest outran the helper), the next
-//! segment is an empty file, appended to as before.
+//! segment is an empty file, appended to until the spare is ready; then the next commit
+//! starts a new segment in it.
 //!
 //! Crash safety: an acknowledgement waits for the fsync that covered its record, and records
 //! are only ever added after the last one, so a crash can leave at most a torn tail after the
@@ -316,6 +317,7 @@ impl<T: Send + 'static> Log<T> {
             size: tail_size,
             segment_bytes,
             spare: None,
+            appends: 0,
             on_commit: Box::new(on_commit),
         };
         let handle = std::thread::Builder::new()
@@ -566,12 +568,20 @@ struct Committer<T> {
     /// The active segment's file size: past `len` while it is preallocated.
     size: u64,
     segment_bytes: u64,
-    /// The next segment, being written full of zeros: started at each roll-over, and in the
-    /// first segment of a run once it is a quarter full ([`Committer::write`]), so a
-    /// short-lived process writes none.
+    /// The next segment, being written full of zeros: started at each roll-over, and in a
+    /// segment that is appended to (a run's first) once it is a quarter full or has taken
+    /// [`APPENDS_BEFORE_SPARE`] commits ([`Committer::write`]), so a short-lived process
+    /// writes none.
     spare: Option<Spare>,
+    /// Commits into the active segment while it had no preallocated tail.
+    appends: u32,
     on_commit: OnCommit<T>,
 }
+
+/// Commits that may grow a segment's file before a spare is prepared for it: each costs a
+/// second synchronous device write (the inode), so a steady stream of small commits should
+/// not go on paying it for a whole segment; a test or a short run stays below it.
+const APPENDS_BEFORE_SPARE: u32 = 256;
 
 impl<T> Committer<T> {
     fn run(mut self) {
@@ -635,14 +645,23 @@ impl<T> Committer<T> {
     }
 
     fn write(&mut self, first: u64, buf: &[u8]) -> io::Result<()> {
-        if self.len >= self.segment_bytes {
+        // A segment that is appended to (a run's first, or one whose spare was not ready at
+        // its roll-over) gives way to the spare as soon as that is ready, full or not.
+        let appending = self.len + buf.len() as u64 > self.size;
+        let spare_ready = self.spare.as_ref().is_some_and(Spare::ready);
+        if self.len >= self.segment_bytes || (appending && self.len > 0 && spare_ready) {
             self.roll(first)?;
+        }
+        if self.len + buf.len() as u64 > self.size {
+            self.appends = self.appends.saturating_add(1);
         }
         self.file.write_all_at(buf, self.len)?;
         self.file.sync_data()?;
         self.len += buf.len() as u64;
         self.size = self.size.max(self.len);
-        if self.spare.is_none() && self.len >= self.segment_bytes / 4 {
+        if self.spare.is_none()
+            && (self.len >= self.segment_bytes / 4 || self.appends >= APPENDS_BEFORE_SPARE)
+        {
             self.spare = Some(Spare::prepare(&self.dir, self.segment_bytes));
         }
         self.shared
@@ -701,6 +720,7 @@ impl<T> Committer<T> {
         }
         self.file = file;
         self.len = 0;
+        self.appends = 0;
         self.shared
             .segments
             .write()
@@ -773,6 +793,11 @@ impl Spare {
                 false
             }
         }
+    }
+
+    /// The spare is complete and not taken yet.
+    fn ready(&self) -> bool {
+        self.state.ready.load(Ordering::Acquire)
     }
 
     /// The helper ended without a spare (an error, or its rename was lost).
@@ -1196,6 +1221,32 @@ mod tests {
         assert_eq!(append(&log, &entry("after", 100)).await, last + 1);
         assert_eq!(read_all(&log, last + 1)[0].1.message_id, "after");
         assert_eq!(file_len(&log.segments()[2].path), SEG);
+    }
+
+    #[tokio::test]
+    async fn an_appended_segment_gives_way_to_its_spare_once_that_is_ready() {
+        const SEG: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), SEG);
+        // Small commits, far from a quarter of the segment: the count starts the spare.
+        let mut last = 0;
+        for i in 0..APPENDS_BEFORE_SPARE {
+            last = append(&log, &entry(&format!("a{i}"), 100)).await;
+        }
+        assert!(log.segments()[0].bytes < SEG / 4);
+        wait_spare(dir.path());
+        assert_eq!(log.segments().len(), 1);
+        let next = append(&log, &entry("next", 100)).await;
+        let segs = log.segments();
+        assert_eq!(segs.len(), 2, "the next commit went into the spare");
+        assert_eq!((segs[1].first, file_len(&segs[1].path)), (next, SEG));
+        assert_eq!(file_len(&segs[0].path), segs[0].bytes);
+        let got: Vec<u64> = read_all(&log, 1).iter().map(|r| r.0).collect();
+        assert_eq!(got, (1..=next).collect::<Vec<_>>());
+        drop(log);
+        let (log, rec) = open(dir.path(), SEG);
+        assert_eq!((rec.last_seq, rec.cut_bytes), (last + 1, 0));
+        assert_eq!(log.segments().len(), 2);
     }
 
     /// A crash during a commit into a preallocated segment can persist any of its pages: the
