@@ -32,7 +32,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -583,6 +583,9 @@ struct Committer<T> {
 /// not go on paying it for a whole segment; a test or a short run stays below it.
 const APPENDS_BEFORE_SPARE: u32 = 256;
 
+/// The page size commits into a preallocated segment round their writes up to.
+const PAGE: u64 = 4096;
+
 impl<T> Committer<T> {
     fn run(mut self) {
         let mut buf = Vec::new();
@@ -612,7 +615,7 @@ impl<T> Committer<T> {
             }
             let (first, upto) = (tags[0].0, tags[tags.len() - 1].0);
             let started = std::time::Instant::now();
-            let written = self.write(first, &buf);
+            let written = self.write(first, &mut buf);
             let m = crate::metrics::get();
             m.commit_seconds.observe(started.elapsed().as_secs_f64());
             m.commit_records.observe(tags.len() as f64);
@@ -644,29 +647,34 @@ impl<T> Committer<T> {
         }
     }
 
-    fn write(&mut self, first: u64, buf: &[u8]) -> io::Result<()> {
+    fn write(&mut self, first: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        let records = buf.len() as u64;
         // A segment that is appended to (a run's first, or one whose spare was not ready at
         // its roll-over) gives way to the spare as soon as that is ready, full or not.
-        let appending = self.len + buf.len() as u64 > self.size;
+        let appending = self.len + records > self.size;
         let spare_ready = self.spare.as_ref().is_some_and(Spare::ready);
         if self.len >= self.segment_bytes || (appending && self.len > 0 && spare_ready) {
             self.roll(first)?;
         }
-        if self.len + buf.len() as u64 > self.size {
+        if self.len + records > self.size {
             self.appends = self.appends.saturating_add(1);
+        } else {
+            // Into the preallocated part, the write runs on to the next page boundary with
+            // the zeros that are there: the kernel then never has to read a page in before
+            // writing part of it (the spare's zeros went around the page cache).
+            let end = (self.len + records).next_multiple_of(PAGE).min(self.size);
+            buf.resize((end - self.len) as usize, 0);
         }
         self.file.write_all_at(buf, self.len)?;
         self.file.sync_data()?;
-        self.len += buf.len() as u64;
+        self.len += records;
         self.size = self.size.max(self.len);
         if self.spare.is_none()
             && (self.len >= self.segment_bytes / 4 || self.appends >= APPENDS_BEFORE_SPARE)
         {
             self.spare = Some(Spare::prepare(&self.dir, self.segment_bytes));
         }
-        self.shared
-            .bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.shared.bytes.fetch_add(records, Ordering::Relaxed);
         if let Some(s) = self
             .shared
             .segments
@@ -834,11 +842,41 @@ fn write_spare(dir: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
 }
 
 /// Fills `path` with `bytes` zeros and syncs it; `Ok(false)` when stopped first.
+///
+/// With `O_DIRECT` where the filesystem takes it: the zeros go from one buffer to the disk,
+/// never through the page cache (copying them there and writing them back was the helper's
+/// whole CPU cost, 5-7 % of hookgate's at flat-out ingest), and each chunk's `write` returns
+/// once the disk has it. Elsewhere (tmpfs), buffered writes, each chunk written back before
+/// the next. Either way the helper then rests as long as the chunk took: at most one chunk
+/// ever queues ahead of a commit's fsync, and the helper takes at most half of the disk's
+/// time. (Left to the final fsync, or only started with `SYNC_FILE_RANGE_WRITE`, the whole
+/// segment left as one burst and commits waited behind it: p99 at 2,000 req/s 60-77 ms,
+/// against 7-11 ms without preallocation.)
 fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     const CHUNK: usize = 256 << 10;
-    let mut f = File::create(path)?;
-    let zeros = vec![0u8; CHUNK];
+    /// `O_DIRECT` wants the buffer, offsets and lengths aligned to the logical block size.
+    const ALIGN: usize = 4096;
+    let direct = (bytes % ALIGN as u64 == 0)
+        .then(|| {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)
+                .ok()
+        })
+        .flatten();
+    let is_direct = direct.is_some();
+    let f = match direct {
+        Some(f) => f,
+        None => File::create(path)?,
+    };
+    let buf = vec![0u8; CHUNK + ALIGN];
+    let at = buf.as_ptr().align_offset(ALIGN);
+    let zeros = &buf[at..at + CHUNK];
     let mut done = 0u64;
     while done < bytes {
         if stop.load(Ordering::Relaxed) {
@@ -846,24 +884,20 @@ fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
         }
         let started = std::time::Instant::now();
         let n = (bytes - done).min(CHUNK as u64) as usize;
-        f.write_all(&zeros[..n])?;
-        // Each chunk goes out before the next is written, and the helper then rests as long
-        // as that took: at most one chunk ever queues ahead of a commit's fsync, and the
-        // helper takes at most half of the disk's time. Left to the final fsync, or only
-        // started (`SYNC_FILE_RANGE_WRITE` alone), the whole segment left as one burst and
-        // commits waited behind it (p99 at 2,000 req/s: 60-77 ms, against 7-11 ms without
-        // preallocation).
-        // SAFETY: a plain syscall on a file descriptor `f` keeps open for the call.
-        unsafe {
-            libc::sync_file_range(
-                f.as_raw_fd(),
-                done as i64,
-                n as i64,
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                    | libc::SYNC_FILE_RANGE_WRITE
-                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            )
-        };
+        f.write_all_at(&zeros[..n], done)?;
+        if !is_direct {
+            // SAFETY: a plain syscall on a file descriptor `f` keeps open for the call.
+            unsafe {
+                libc::sync_file_range(
+                    f.as_raw_fd(),
+                    done as i64,
+                    n as i64,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+        }
         done += n as u64;
         std::thread::sleep(started.elapsed());
     }
