@@ -651,7 +651,12 @@ impl Store {
         self.settle_index();
         let upto = self.index.indexed_upto.load(Ordering::Acquire);
         self.index.seen.sync().map_err(StoreError::Table)?;
-        self.meta.insert(CHECKPOINT, &upto.to_be_bytes())?;
+        // Never backwards: a checkpoint that read `upto` before a concurrent one (forget's)
+        // wrote a later one must not undo it.
+        self.meta.fetch_and_update(CHECKPOINT, |old| {
+            let old = old.map_or(0, be_u64);
+            Some(old.max(upto).to_be_bytes().to_vec())
+        })?;
         self.db.flush()?;
         Ok(())
     }
@@ -879,8 +884,10 @@ impl Store {
     /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
     /// the accept time it was indexed with, if it was.
     pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, StoreError> {
-        // An id accepted a moment ago may still be on its way into the table.
-        self.settle_index();
+        // An id accepted a moment ago may still be on its way into the table; and a start
+        // re-inserts the keys of the records after the last checkpoint, which would bring
+        // back an id forgotten since. The checkpoint settles the index and moves past it.
+        self.checkpoint()?;
         let fp = self.index.seen.fingerprint(&dedup_key(source, 0, id));
         self.index.seen.forget(fp).map_err(StoreError::Table)
     }

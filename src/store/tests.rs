@@ -49,6 +49,23 @@ fn pending_ids(s: &Store) -> Vec<String> {
     out
 }
 
+/// A start re-inserts the keys of the records after the last checkpoint: a forget since then
+/// must not come back with them.
+#[tokio::test]
+async fn a_forgotten_id_stays_forgotten_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 10);
+    let s = Store::open(&cfg).unwrap();
+    assert_eq!(accept(&s, &entry("a"), 1000).await, Accepted::New);
+    assert_eq!(accept(&s, &entry("b"), 1000).await, Accepted::New);
+    assert_eq!(s.forget("gh", "a").unwrap(), Some(1000));
+    // Killed: no close, so no checkpoint after the forget.
+    drop(s);
+    let s = Store::open(&cfg).unwrap();
+    assert_eq!(accept(&s, &entry("a"), 1001).await, Accepted::New);
+    assert_eq!(accept(&s, &entry("b"), 1001).await, Accepted::Duplicate);
+}
+
 #[tokio::test]
 async fn dedup_within_window_then_forget() {
     let dir = tempfile::tempdir().unwrap();
