@@ -930,6 +930,11 @@ impl Reader {
             self.seen_rewinds = rewinds;
             self.file = None;
         }
+        // A bad frame is read once more from the file before it is called damage: the buffer
+        // may hold the first bytes of a record that was still being written when it was
+        // filled (in a preallocated segment, its header, part of it, then zeros), and the
+        // segment may have been finished and followed by another since.
+        let mut reread = false;
         loop {
             if self.file.is_none() {
                 match File::open(segment_path(&self.dir, self.segment_first)) {
@@ -967,6 +972,11 @@ impl Reader {
                     if e.kind() == io::ErrorKind::InvalidData
                         && self.behind_a_later_segment()? =>
                 {
+                    if !reread {
+                        reread = true;
+                        self.file = None;
+                        continue;
+                    }
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
@@ -1255,6 +1265,53 @@ mod tests {
         assert_eq!(append(&log, &entry("after", 100)).await, last + 1);
         assert_eq!(read_all(&log, last + 1)[0].1.message_id, "after");
         assert_eq!(file_len(&log.segments()[2].path), SEG);
+    }
+
+    /// Session 5 saw the relay report "corrupt record" now and then and recover by
+    /// reconnecting: its reader had buffered a record that was still being written, and by
+    /// the time it parsed it the segment was finished and followed by another.
+    #[test]
+    fn a_record_buffered_while_being_written_is_read_again_before_it_is_called_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = |id: &str, seq: u64| {
+            let mut out = Vec::new();
+            entry(id, 300).encode_frame(seq, &mut out);
+            out
+        };
+        let (r1, r2, r3) = (frame("one", 1), frame("two", 2), frame("three", 3));
+        // Segment 1, preallocated: record 1, the first half of record 2, zeros.
+        let seg1 = segment_path(dir.path(), 1);
+        let mut writing = r1.clone();
+        writing.extend_from_slice(&r2[..r2.len() / 2]);
+        writing.resize(64 << 10, 0);
+        fs::write(&seg1, &writing).unwrap();
+        let mut reader = Reader {
+            rewinds: Arc::default(),
+            seen_rewinds: 0,
+            dir: dir.path().to_owned(),
+            segment_first: 1,
+            file: None,
+            offset: 0,
+            buf: Vec::new(),
+        };
+        assert_eq!(reader.next_record().unwrap().unwrap().0, 1);
+        // Record 2 is complete, segment 1 is cut to its records and segment 3 starts.
+        fs::write(&seg1, [r1.as_slice(), r2.as_slice()].concat()).unwrap();
+        fs::write(segment_path(dir.path(), 3), &r3).unwrap();
+        assert_eq!(reader.next_record().unwrap().unwrap().0, 2);
+        assert_eq!(reader.next_record().unwrap().unwrap().0, 3);
+        // Damage that is really on disk is still reported.
+        let mut damaged = r3.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        fs::write(
+            segment_path(dir.path(), 3),
+            [r3.as_slice(), damaged.as_slice()].concat(),
+        )
+        .unwrap();
+        fs::write(segment_path(dir.path(), 5), &r3).unwrap();
+        let err = reader.next_record().unwrap_err();
+        assert!(err.to_string().contains("corrupt record"), "{err}");
     }
 
     #[tokio::test]
