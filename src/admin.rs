@@ -256,6 +256,11 @@ async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
             };
             HttpResponse::Ok().json(serde_json::json!({ "forgotten": was.is_some() || shared }))
         }
+        // Nothing was changed; a moment later the index will have caught up.
+        Ok(Err(e @ crate::store::StoreError::IndexBehind)) => json(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": e.to_string() }),
+        ),
         Ok(Err(e)) => internal("forget", e),
         Err(e) => internal("forget", e),
     }

@@ -69,6 +69,10 @@ pub enum StoreError {
     Write,
     #[error("event not on disk within the deadline")]
     Deadline,
+    /// `forget` found the dedup index behind the log, or failing: what it changed would not
+    /// survive a restart.
+    #[error("the dedup index is behind the event log or failing; try again")]
+    IndexBehind,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -97,6 +101,9 @@ const REJECTIONS: &str = "rejections";
 /// Meta keys in sled.
 const CHECKPOINT: &[u8] = b"checkpoint";
 const CURSOR: &[u8] = b"relay_cursor";
+/// How long `forget` waits for the indexer to reach the records on disk.
+const FORGET_SETTLE: Duration = Duration::from_secs(30);
+
 /// Tree of dead letters that were replayed (see [`Store::remove_dead`]).
 const DEAD_REPLAYED: &str = "dead_replayed";
 
@@ -239,6 +246,10 @@ impl Store {
                     "dedup table lost: a new one is filled from the whole event log (ids of \
                      segments already dropped by retention are not recovered)"
                 );
+                // Durably, before the refill: a kill during it must not leave the old
+                // checkpoint for the next start to trust with a table that lacks its keys.
+                meta.insert(CHECKPOINT, &0u64.to_be_bytes())?;
+                db.flush()?;
                 checkpoint = 0;
             }
         }
@@ -651,6 +662,12 @@ impl Store {
         self.settle_index();
         let upto = self.index.indexed_upto.load(Ordering::Acquire);
         self.index.seen.sync().map_err(StoreError::Table)?;
+        // Records whose keys failed to reach the table count as indexed (the request path
+        // goes on); only a start re-inserts them, from the last checkpoint before the failure.
+        if self.index.failing.load(Ordering::Relaxed) {
+            self.db.flush()?;
+            return Ok(());
+        }
         // Never backwards: a checkpoint that read `upto` before a concurrent one (forget's)
         // wrote a later one must not undo it.
         self.meta.fetch_and_update(CHECKPOINT, |old| {
@@ -884,9 +901,21 @@ impl Store {
     /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
     /// the accept time it was indexed with, if it was.
     pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, StoreError> {
-        // An id accepted a moment ago may still be on its way into the table; and a start
+        // An id accepted a moment ago may still be on its way into the table: wait for the
+        // indexer (a rebuild can hold it for longer than `settle_index` waits). And a start
         // re-inserts the keys of the records after the last checkpoint, which would bring
-        // back an id forgotten since. The checkpoint settles the index and moves past it.
+        // back an id forgotten since: checkpoint past it first.
+        let target = self.log.durable_state().upto;
+        let deadline = std::time::Instant::now() + FORGET_SETTLE;
+        while self.index.indexed_upto.load(Ordering::Acquire) < target {
+            if std::time::Instant::now() >= deadline || !self.indexer_alive() {
+                return Err(StoreError::IndexBehind);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.index.failing.load(Ordering::Relaxed) {
+            return Err(StoreError::IndexBehind);
+        }
         self.checkpoint()?;
         let fp = self.index.seen.fingerprint(&dedup_key(source, 0, id));
         self.index.seen.forget(fp).map_err(StoreError::Table)
