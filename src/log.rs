@@ -858,7 +858,8 @@ fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
     const CHUNK: usize = 256 << 10;
     /// `O_DIRECT` wants the buffer, offsets and lengths aligned to the logical block size.
     const ALIGN: usize = 4096;
-    let direct = bytes.is_multiple_of(ALIGN as u64)
+    let direct = bytes
+        .is_multiple_of(ALIGN as u64)
         .then(|| {
             OpenOptions::new()
                 .write(true)
