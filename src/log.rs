@@ -605,9 +605,7 @@ impl<T> Committer<T> {
                         .unwrap_or_else(PoisonError::into_inner);
                 }
                 if q.tags.is_empty() {
-                    if let Some(mut spare) = self.spare.take() {
-                        spare.stop();
-                    }
+                    // Dropping the committer stops a spare still being written.
                     return;
                 }
                 std::mem::swap(&mut q.buf, &mut buf);
@@ -651,19 +649,20 @@ impl<T> Committer<T> {
         let records = buf.len() as u64;
         // A segment that is appended to (a run's first, or one whose spare was not ready at
         // its roll-over) gives way to the spare as soon as that is ready, full or not.
-        let appending = self.len + records > self.size;
         let spare_ready = self.spare.as_ref().is_some_and(Spare::ready);
-        if self.len >= self.segment_bytes || (appending && self.len > 0 && spare_ready) {
+        if self.len >= self.segment_bytes
+            || (self.len > 0 && !self.preallocated_for(records) && spare_ready)
+        {
             self.roll(first)?;
         }
-        if self.len + records > self.size {
-            self.appends = self.appends.saturating_add(1);
-        } else {
-            // Into the preallocated part, the write runs on to the next page boundary with
-            // the zeros that are there: the kernel then never has to read a page in before
-            // writing part of it (the spare's zeros went around the page cache).
+        if self.preallocated_for(records) {
+            // The write runs on to the next page boundary with the zeros that are there: the
+            // kernel then never has to read a page in before writing part of it (the spare's
+            // zeros went around the page cache).
             let end = (self.len + records).next_multiple_of(PAGE).min(self.size);
             buf.resize((end - self.len) as usize, 0);
+        } else {
+            self.appends = self.appends.saturating_add(1);
         }
         self.file.write_all_at(buf, self.len)?;
         self.file.sync_data()?;
@@ -685,6 +684,11 @@ impl<T> Committer<T> {
             s.bytes = self.len;
         }
         Ok(())
+    }
+
+    /// Whether `records` more bytes fit in the active segment's preallocated part.
+    fn preallocated_for(&self, records: u64) -> bool {
+        self.len + records <= self.size
     }
 
     /// Starts segment `first`. The old one was fully synced by the last commit.
@@ -858,22 +862,17 @@ fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
     const CHUNK: usize = 256 << 10;
     /// `O_DIRECT` wants the buffer, offsets and lengths aligned to the logical block size.
     const ALIGN: usize = 4096;
-    let direct = bytes
-        .is_multiple_of(ALIGN as u64)
-        .then(|| {
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-                .ok()
-        })
-        .flatten();
-    let is_direct = direct.is_some();
-    let f = match direct {
-        Some(f) => f,
-        None => File::create(path)?,
+    let direct = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()
+        .filter(|_| bytes.is_multiple_of(ALIGN as u64));
+    let (f, is_direct) = match direct {
+        Some(f) => (f, true),
+        None => (File::create(path)?, false),
     };
     let buf = vec![0u8; CHUNK + ALIGN];
     let at = buf.as_ptr().align_offset(ALIGN);

@@ -229,7 +229,8 @@ impl Store {
                 .map_err(StoreError::Table)?;
         let meta = db.open_tree("meta")?;
         let dead = db.open_tree("dead")?;
-        let mut checkpoint = meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v));
+        let last_checkpoint = saved_checkpoint(&meta)?;
+        let mut checkpoint = last_checkpoint;
         // A store of the previous version keeps its dedup index in sled (`seen`: key → at).
         let upgrade = db.tree_names().iter().any(|n| &n[..] == b"seen");
         match &opened {
@@ -270,7 +271,6 @@ impl Store {
             .get(CURSOR)?
             .map_or(0, |v| be_u64(&v))
             .max(cursor_file.read().unwrap_or(0));
-        let last_checkpoint = meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v));
 
         let pending = Arc::new(AtomicU64::new(0));
         let committed = Arc::new(Notify::new());
@@ -682,12 +682,7 @@ impl Store {
     /// indexed, when older than `retain_secs` or beyond `retain_max_bytes`.
     pub fn retain(&self, now: SystemTime) -> std::io::Result<usize> {
         let cursor = self.cursor();
-        let checkpoint = self
-            .meta
-            .get(CHECKPOINT)
-            .ok()
-            .flatten()
-            .map_or(0, |v| be_u64(&v));
+        let checkpoint = saved_checkpoint(&self.meta).unwrap_or(0);
         let mut bytes = self.log.bytes();
         let max_bytes = self.retain_max_bytes;
         let retain = Duration::from_secs(self.retain_secs);
@@ -836,12 +831,20 @@ impl Store {
     /// record on disk is indexed in the table, for the operations that read or change the index
     /// directly. Never on the request path, which also looks in the in-flight map.
     fn settle_index(&self) {
+        self.settle_index_within(INDEX_COALESCE * 10);
+    }
+
+    /// [`Store::settle_index`] for at most `limit`; whether the index caught up.
+    fn settle_index_within(&self, limit: Duration) -> bool {
         let target = self.log.durable_state().upto;
-        let deadline = std::time::Instant::now() + INDEX_COALESCE * 10;
-        while self.index.indexed_upto.load(Ordering::Acquire) < target
-            && std::time::Instant::now() < deadline
-            && self.indexer_alive()
-        {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.index.indexed_upto.load(Ordering::Acquire) >= target {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline || !self.indexer_alive() {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -905,15 +908,7 @@ impl Store {
         // indexer (a rebuild can hold it for longer than `settle_index` waits). And a start
         // re-inserts the keys of the records after the last checkpoint, which would bring
         // back an id forgotten since: checkpoint past it first.
-        let target = self.log.durable_state().upto;
-        let deadline = std::time::Instant::now() + FORGET_SETTLE;
-        while self.index.indexed_upto.load(Ordering::Acquire) < target {
-            if std::time::Instant::now() >= deadline || !self.indexer_alive() {
-                return Err(StoreError::IndexBehind);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if self.index.failing.load(Ordering::Relaxed) {
+        if !self.settle_index_within(FORGET_SETTLE) || self.index.failing.load(Ordering::Relaxed) {
             return Err(StoreError::IndexBehind);
         }
         self.checkpoint()?;
@@ -960,6 +955,11 @@ impl CursorFile {
         b[12..].copy_from_slice(&crc.to_be_bytes());
         self.0.write_all_at(&b, 0)
     }
+}
+
+/// How far the log is indexed in the table, by the last checkpoint (0: none yet).
+fn saved_checkpoint(meta: &sled::Tree) -> Result<u64, sled::Error> {
+    Ok(meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v)))
 }
 
 fn log_dir(path: &Path) -> PathBuf {
