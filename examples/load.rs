@@ -13,7 +13,10 @@
 //!   connections as needed), and a request that finds them all busy waits, its clock already
 //!   running. The line also reports how late requests left (`lag_*`: the generator's own share
 //!   of the latency) and how many
-//!   requests were in flight at most.
+//!   requests were in flight at most. `--warmup-secs` sends at the rate for a while before the
+//!   counted requests (connections opened, steady state reached) without counting it, and
+//!   `--timeline FILE` writes each counted request's lag and latency, to tell a stall (slow
+//!   answers together) from contention (spread out).
 //!
 //! Requests are built (body formatted, HMAC signed) just before they are sent, so memory stays
 //! flat for any `--count`; the signing cost is reported as part of the generator's CPU
@@ -58,6 +61,16 @@ struct Args {
     /// Prefix of the delivery ids (a run's ids must not collide with an earlier run's).
     #[arg(long)]
     id_prefix: Option<String>,
+    /// Open loop: send at the rate for this long first without counting those requests (the
+    /// client's connection pool is opened during it, and the server reaches its steady
+    /// state), then `--count` counted requests. wrk2 calibrates the same way.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_secs: f64,
+    /// Open loop: write one line per request to this file, `i scheduled_ms lag_ms latency_ms
+    /// status` in send order (scheduled time from the first request), to see whether slow
+    /// answers come spread out or together (a stall).
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
 }
 
 /// One request, built when it is sent.
@@ -94,12 +107,15 @@ struct Tally {
     lat: Vec<Duration>,
     lag: Vec<Duration>,
     statuses: std::collections::BTreeMap<u16, usize>,
+    /// Open loop with `--timeline`: (i, lag, latency, status) per request.
+    each: Vec<(usize, Duration, Duration, u16)>,
 }
 
 impl Tally {
     fn merge(&mut self, o: Tally) {
         self.lat.extend(o.lat);
         self.lag.extend(o.lag);
+        self.each.extend(o.each);
         for (k, v) in o.statuses {
             *self.statuses.entry(k).or_default() += v;
         }
@@ -180,19 +196,51 @@ fn main() {
     };
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
-    let (tally, max_in_flight) = match args.rate {
+    let (tally, max_in_flight, first_at) = match args.rate {
         None => (
             closed_loop(&rt, &args, client, maker, deadline),
             args.concurrency,
+            started,
         ),
         Some(rate) => open_loop(&rt, &args, rate, client, maker, deadline),
     };
-    let secs = started.elapsed().as_secs_f64();
+    // From the first counted request (after any warm-up).
+    let secs = first_at.elapsed().as_secs_f64();
     let Tally {
         mut lat,
         mut lag,
         statuses,
+        mut each,
     } = tally;
+    if let (Some(path), Some(rate)) = (&args.timeline, args.rate) {
+        use std::io::Write;
+        each.sort_by_key(|e| e.0);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("timeline file"));
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        // The first request's scheduled time on the system clocks, to line the file up with
+        // a server's logs (unix) or a `perf trace` (monotonic).
+        let ago = first_at.elapsed().as_secs_f64();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        writeln!(
+            f,
+            "# start_unix={:.6} start_monotonic={:.6}",
+            unix.as_secs_f64() - ago,
+            monotonic_now().as_secs_f64() - ago
+        )
+        .expect("timeline write");
+        for (i, lag, lat, status) in each {
+            writeln!(
+                f,
+                "{i} {:.3} {:.3} {:.3} {status}",
+                i as f64 * 1e3 / rate,
+                ms(lag),
+                ms(lat)
+            )
+            .expect("timeline write");
+        }
+    }
     lat.sort();
     lag.sort();
     let pct = |v: &[Duration], p: f64| {
@@ -291,13 +339,7 @@ impl Timer {
             return Err(std::io::Error::last_os_error());
         }
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid timespec to write.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+        let mono = monotonic_now();
         // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which keeps it open until dropped.
         let fd = unsafe { tokio::io::unix::AsyncFd::register(fd)? };
         Ok(Timer {
@@ -353,7 +395,7 @@ fn open_loop(
     client: reqwest::Client,
     maker: Arc<Maker>,
     deadline: Instant,
-) -> (Tally, usize) {
+) -> (Tally, usize, Instant) {
     assert!(rate > 0.0, "--rate must be positive");
     let interval = Duration::from_secs_f64(1.0 / rate);
     let slots = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
@@ -362,12 +404,20 @@ fn open_loop(
     let tally = Arc::new(Mutex::new(Tally::default()));
     let url = reqwest::Url::parse(&args.url).expect("url");
     let count = args.count;
+    let keep_each = args.timeline.is_some();
+    let warmup = (args.warmup_secs * rate).round() as usize;
+    let launched = Instant::now() + Duration::from_millis(50);
+    let start = launched + interval.mul_f64(warmup as f64);
     rt.block_on(async {
         let timer = Timer::new().expect("timerfd");
-        let start = Instant::now() + Duration::from_millis(50);
-        let mut tasks = Vec::with_capacity(count);
-        for i in 0..count {
-            let scheduled = start + interval.mul_f64(i as f64);
+        let mut tasks = Vec::with_capacity(count + warmup);
+        for n in 0..count + warmup {
+            // Warm-up requests take the ids after the counted ones, and are not tallied.
+            let (i, counted) = match n.checked_sub(warmup) {
+                Some(i) => (i, true),
+                None => (count + n, false),
+            };
+            let scheduled = launched + interval.mul_f64(n as f64);
             if scheduled > deadline {
                 break;
             }
@@ -390,10 +440,16 @@ fn open_loop(
                 let status = send(&client, url, r).await;
                 let lat = scheduled.elapsed();
                 in_flight.fetch_sub(1, Ordering::Relaxed);
+                if !counted {
+                    return;
+                }
                 let mut t = tally.lock().expect("tally");
                 t.lat.push(lat);
                 t.lag.push(lag);
                 *t.statuses.entry(status).or_default() += 1;
+                if keep_each {
+                    t.each.push((i, lag, lat, status));
+                }
             }));
         }
         for t in tasks {
@@ -401,5 +457,16 @@ fn open_loop(
         }
     });
     let t = std::mem::take(&mut *tally.lock().expect("tally"));
-    (t, peak.load(Ordering::Relaxed))
+    (t, peak.load(Ordering::Relaxed), start)
+}
+
+/// `CLOCK_MONOTONIC` now (what `perf` and `Instant` count from).
+fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -9,7 +9,8 @@
 #      (examples/baseline.rs) and adnanh/webhook (Debian `webhook`, runs /bin/true).
 #   2. server CPU per accepted request (utime+stime from /proc/PID/stat) vs the HMAC server.
 #   3. p50/p99/p99.9 at a fixed RATE, open loop, latency from the scheduled send time
-#      (examples/load.rs --rate), hookgate vs the bare server.
+#      (examples/load.rs --rate, after one uncounted second at the same rate in which the
+#      client opens its connections), hookgate vs the bare server.
 #   4. sustained end to end: accepted events / (first request -> /readyz outbox_pending = 0)
 #      vs a raw lapin publisher with 512 confirms in flight (baseline.rs --mode raw-publish).
 #   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
@@ -116,7 +117,7 @@ flat() { local label=$1 url=$2 pid=$3 t0 b0 m0 k0 out
 # Open loop at RATE with examples/load.rs. Sets R[label.lat_*].
 openloop() { local label=$1 url=$2 line
   line=$("$TARGET/examples/load" --url "$url" --secret "$SECRET" --rate "$RATE" --count $((RATE * RATE_SECS)) \
-    --concurrency 512 --body-bytes $BODY_BYTES --max-secs $((RATE_SECS + 30)) --label "$label" --id-prefix "$label-$suffix")
+    --concurrency 512 --body-bytes $BODY_BYTES --max-secs $((RATE_SECS + 30)) --warmup-secs 1 --label "$label" --id-prefix "$label-$suffix")
   say "$line"
   for kv in $line; do case $kv in *=*) R[$label.lat_${kv%%=*}]=${kv#*=};; esac; done
 }
@@ -319,7 +320,7 @@ echo
 cat "$work/table"
 echo
 echo "Command: DURATION=$DURATION CONNS=$CONNS WRK_THREADS=$WRK_THREADS CAP=$CAP RATE=$RATE RATE_SECS=$RATE_SECS BACKLOG=$BACKLOG WEBHOOK=$WEBHOOK scripts/bench.sh"
-echo "Flat out: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t$WRK_THREADS -c$CONNS -d${DURATION}s, keep-alive (hookgate: trusted proxy), ${BODY_BYTES}-byte body; open loop: examples/load.rs --rate $RATE for ${RATE_SECS}s, ≤ 512 in flight; backlog: examples/load.rs, 64 in flight."
+echo "Flat out: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t$WRK_THREADS -c$CONNS -d${DURATION}s, keep-alive (hookgate: trusted proxy), ${BODY_BYTES}-byte body; open loop: examples/load.rs --rate $RATE for ${RATE_SECS}s after a 1 s warm-up, ≤ 512 in flight; backlog: examples/load.rs, 64 in flight."
 echo
 echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo), store on $(df -T "$work" | awk 'NR==2 {print $1" ("$2")"}'), rotational=$(cat /sys/block/"$(basename "$(df "$work" | awk 'NR==2 {print $1}')")"/queue/rotational 2>/dev/null || echo ?), load average before the run: ${loadavg0:-$(cut -d' ' -f1-3 /proc/loadavg)}"
 echo

@@ -188,6 +188,8 @@ pub struct Segment {
 struct Queue<T> {
     buf: Vec<u8>,
     tags: Vec<(u64, T)>,
+    /// When the first record of `buf` was appended.
+    first_at: Option<std::time::Instant>,
     next_seq: u64,
     stop: bool,
 }
@@ -296,6 +298,7 @@ impl<T: Send + 'static> Log<T> {
             queue: Mutex::new(Queue {
                 buf: Vec::new(),
                 tags: Vec::new(),
+                first_at: None,
                 next_seq,
                 stop: false,
             }),
@@ -354,6 +357,9 @@ impl<T: Send + 'static> Log<T> {
         entry.encode_frame(seq, &mut q.buf);
         q.tags.push((seq, tag));
         let first_in_batch = q.tags.len() == 1;
+        if first_in_batch {
+            q.first_at = Some(std::time::Instant::now());
+        }
         drop(q);
         if first_in_batch {
             self.shared.wake.notify_one();
@@ -591,7 +597,7 @@ impl<T> Committer<T> {
         let mut buf = Vec::new();
         let mut tags = Vec::new();
         loop {
-            {
+            let first_at = {
                 let mut q = self
                     .shared
                     .queue
@@ -610,11 +616,17 @@ impl<T> Committer<T> {
                 }
                 std::mem::swap(&mut q.buf, &mut buf);
                 std::mem::swap(&mut q.tags, &mut tags);
-            }
+                q.first_at.take()
+            };
             let (first, upto) = (tags[0].0, tags[tags.len() - 1].0);
             let started = std::time::Instant::now();
             let written = self.write(first, &mut buf);
             let m = crate::metrics::get();
+            if let Some(at) = first_at {
+                // Behind a slow commit, the next batch waits as long again before its own.
+                m.commit_wait_seconds
+                    .observe(started.saturating_duration_since(at).as_secs_f64());
+            }
             m.commit_seconds.observe(started.elapsed().as_secs_f64());
             m.commit_records.observe(tags.len() as f64);
             let ok = match written {

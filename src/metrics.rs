@@ -84,6 +84,7 @@ pub struct Metrics {
     pub amqp_failovers: Counter,
     pub task_restarts: Family<TaskLabel, Counter>,
     pub commit_seconds: Histogram,
+    pub commit_wait_seconds: Histogram,
     pub commit_records: Histogram,
     pub refusals: Family<RefusalLabels, Counter>,
     pub outbox_capacity: Gauge,
@@ -237,6 +238,12 @@ impl Metrics {
             "log_commit_duration_seconds",
             "Duration of one group commit of the event log (write + fdatasync)",
             commit_seconds.clone(),
+        );
+        let commit_wait_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "log_commit_wait_seconds",
+            "How long the first record of a group commit waited for it to start (the commit before it, then the committer's wake-up)",
+            commit_wait_seconds.clone(),
         );
         let commit_records = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
@@ -398,6 +405,7 @@ impl Metrics {
             amqp_failovers,
             task_restarts,
             commit_seconds,
+            commit_wait_seconds,
             commit_records,
             refusals,
             outbox_capacity,

@@ -183,6 +183,14 @@ async fn dashboard_and_rules_name_exactly_the_exported_metrics() {
     );
     assert!(text.contains("hookgate_ready 1"), "{text}");
     assert!(text.contains("hookgate_store_healthy 1"), "{text}");
+    // Every group commit reports how long its first record waited for it.
+    let commits = crate::harness::metric(&text, "hookgate_log_commit_duration_seconds_count");
+    assert!(commits >= 1, "{text}");
+    assert_eq!(
+        crate::harness::metric(&text, "hookgate_log_commit_wait_seconds_count"),
+        commits,
+        "{text}"
+    );
 
     let exported = sample_names(&text);
     let families = families(&text);
