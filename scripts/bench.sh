@@ -10,7 +10,8 @@
 #   2. server CPU per accepted request (utime+stime from /proc/PID/stat) vs the HMAC server.
 #   3. p50/p99/p99.9 at a fixed RATE, open loop, latency from the scheduled send time
 #      (examples/load.rs --rate, after one uncounted second at the same rate in which the
-#      client opens its connections), hookgate vs the bare server.
+#      client opens its connections), hookgate vs the bare server; hookgate again with the
+#      broker down (RabbitMQ shares the disk, and its fsyncs are in every commit's flush).
 #   4. sustained end to end: accepted events / (first request -> /readyz outbox_pending = 0)
 #      vs a raw lapin publisher with 512 confirms in flight (baseline.rs --mode raw-publish).
 #   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
@@ -228,6 +229,10 @@ rabbitmqctl -q delete_queue "$rq" >/dev/null 2>&1 || true
 hg_start nobroker "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
 flat nobroker "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
 R[nobroker.acc]=$(accepted "$hg_admin")
+# The same open loop with the broker down: the store's own latency, without RabbitMQ's fsyncs
+# on the same disk (every fdatasync here flushes the whole device, the broker's writes too).
+broker_settle 30
+openloop nobroker "http://127.0.0.1:$hg_port/hooks/gh"
 stop "$hg_pid"; rm -rf "$work/store-nobroker"
 
 # ---------- memory: backlog with a private broker stopped, then drain ----------
@@ -304,6 +309,9 @@ echo "| (other baselines' server CPU µs/request) | — | bare $(f1 "$bare_cpu")
 for p in p50 p99 p999; do
   t="—"; [ "$p" = p99 ] && t="< 5 ms"
   echo "| latency ${p/p999/p99.9} at $RATE req/s open loop, ms (hookgate ${R[hookgate.lat_ok]}/${R[hookgate.lat_sent]} ok; generator lag p99 ${R[hookgate.lat_lag_p99_ms]} / ${R[bare.lat_lag_p99_ms]} ms) | ${R[hookgate.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[hookgate.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | $t |"
+done
+for p in p50 p99 p999; do
+  echo "| the same, broker down (${R[nobroker.lat_ok]}/${R[nobroker.lat_sent]} ok; generator lag p99 ${R[nobroker.lat_lag_p99_ms]} ms) | ${R[nobroker.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[nobroker.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | — |"
 done
 echo "| sustained end to end, events/s (${R[hookgate.acc]} events, first request → last confirm) | $(f0 "$hg_eps") | raw lapin, 512 in flight (${R[raw.acked]} events): $(f0 "${R[raw.eps]}") | $(ratio "$hg_eps" "${R[raw.eps]}") | ≥ 0.9 |"
 echo "| RSS idle | $(mb "${R[mem.idle_kb]}") | — | — | < 64 MB |"
