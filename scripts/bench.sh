@@ -311,7 +311,7 @@ for p in p50 p99 p999; do
   echo "| latency ${p/p999/p99.9} at $RATE req/s open loop, ms (hookgate ${R[hookgate.lat_ok]}/${R[hookgate.lat_sent]} ok; generator lag p99 ${R[hookgate.lat_lag_p99_ms]} / ${R[bare.lat_lag_p99_ms]} ms) | ${R[hookgate.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[hookgate.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | $t |"
 done
 for p in p50 p99 p999; do
-  echo "| the same, broker down (${R[nobroker.lat_ok]}/${R[nobroker.lat_sent]} ok; generator lag p99 ${R[nobroker.lat_lag_p99_ms]} ms) | ${R[nobroker.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[nobroker.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | — |"
+  echo "| latency ${p/p999/p99.9}, broker down, ms (${R[nobroker.lat_ok]}/${R[nobroker.lat_sent]} ok; generator lag p99 ${R[nobroker.lat_lag_p99_ms]} ms) | ${R[nobroker.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[nobroker.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | — |"
 done
 echo "| sustained end to end, events/s (${R[hookgate.acc]} events, first request → last confirm) | $(f0 "$hg_eps") | raw lapin, 512 in flight (${R[raw.acked]} events): $(f0 "${R[raw.eps]}") | $(ratio "$hg_eps" "${R[raw.eps]}") | ≥ 0.9 |"
 echo "| RSS idle | $(mb "${R[mem.idle_kb]}") | — | — | < 64 MB |"
