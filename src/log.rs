@@ -188,8 +188,8 @@ pub struct Segment {
 struct Queue<T> {
     buf: Vec<u8>,
     tags: Vec<(u64, T)>,
-    /// When the first record of `buf` was appended.
-    first_at: Option<std::time::Instant>,
+    /// When the first record of `buf` was appended (set with it).
+    first_at: std::time::Instant,
     next_seq: u64,
     stop: bool,
 }
@@ -298,7 +298,7 @@ impl<T: Send + 'static> Log<T> {
             queue: Mutex::new(Queue {
                 buf: Vec::new(),
                 tags: Vec::new(),
-                first_at: None,
+                first_at: std::time::Instant::now(),
                 next_seq,
                 stop: false,
             }),
@@ -358,7 +358,7 @@ impl<T: Send + 'static> Log<T> {
         q.tags.push((seq, tag));
         let first_in_batch = q.tags.len() == 1;
         if first_in_batch {
-            q.first_at = Some(std::time::Instant::now());
+            q.first_at = std::time::Instant::now();
         }
         drop(q);
         if first_in_batch {
@@ -616,17 +616,15 @@ impl<T> Committer<T> {
                 }
                 std::mem::swap(&mut q.buf, &mut buf);
                 std::mem::swap(&mut q.tags, &mut tags);
-                q.first_at.take()
+                q.first_at
             };
             let (first, upto) = (tags[0].0, tags[tags.len() - 1].0);
             let started = std::time::Instant::now();
             let written = self.write(first, &mut buf);
             let m = crate::metrics::get();
-            if let Some(at) = first_at {
-                // Behind a slow commit, the next batch waits as long again before its own.
-                m.commit_wait_seconds
-                    .observe(started.saturating_duration_since(at).as_secs_f64());
-            }
+            // Behind a slow commit, the next batch waits as long again before its own.
+            m.commit_wait_seconds
+                .observe(started.saturating_duration_since(first_at).as_secs_f64());
             m.commit_seconds.observe(started.elapsed().as_secs_f64());
             m.commit_records.observe(tags.len() as f64);
             let ok = match written {
@@ -874,14 +872,16 @@ fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
     const CHUNK: usize = 256 << 10;
     /// `O_DIRECT` wants the buffer, offsets and lengths aligned to the logical block size.
     const ALIGN: usize = 4096;
-    let direct = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-        .ok()
-        .filter(|_| bytes.is_multiple_of(ALIGN as u64));
+    let direct = match bytes.is_multiple_of(ALIGN as u64) {
+        true => OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok(),
+        false => None,
+    };
     let (f, is_direct) = match direct {
         Some(f) => (f, true),
         None => (File::create(path)?, false),

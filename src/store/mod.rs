@@ -659,23 +659,28 @@ impl Store {
     /// Syncs the dedup table, then records how far the log is indexed (in sled's `meta`), so
     /// a restart re-indexes only what came after.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.move_checkpoint().map(drop)
+    }
+
+    /// [`Store::checkpoint`]; whether the checkpoint now covers every record indexed (not
+    /// while index writes fail).
+    fn move_checkpoint(&self) -> Result<bool, StoreError> {
         self.settle_index();
         let upto = self.index.indexed_upto.load(Ordering::Acquire);
         self.index.seen.sync().map_err(StoreError::Table)?;
         // Records whose keys failed to reach the table count as indexed (the request path
         // goes on); only a start re-inserts them, from the last checkpoint before the failure.
-        if self.index.failing.load(Ordering::Relaxed) {
-            self.db.flush()?;
-            return Ok(());
+        let indexed = !self.index.failing.load(Ordering::Relaxed);
+        if indexed {
+            // Never backwards: a checkpoint that read `upto` before a concurrent one
+            // (forget's) wrote a later one must not undo it.
+            self.meta.fetch_and_update(CHECKPOINT, |old| {
+                let old = old.map_or(0, be_u64);
+                Some(old.max(upto).to_be_bytes().to_vec())
+            })?;
         }
-        // Never backwards: a checkpoint that read `upto` before a concurrent one (forget's)
-        // wrote a later one must not undo it.
-        self.meta.fetch_and_update(CHECKPOINT, |old| {
-            let old = old.map_or(0, be_u64);
-            Some(old.max(upto).to_be_bytes().to_vec())
-        })?;
         self.db.flush()?;
-        Ok(())
+        Ok(indexed)
     }
 
     /// Drops whole segments whose records are all published (or dead, kept in sled) and
@@ -908,10 +913,9 @@ impl Store {
         // indexer (a rebuild can hold it for longer than `settle_index` waits). And a start
         // re-inserts the keys of the records after the last checkpoint, which would bring
         // back an id forgotten since: checkpoint past it first.
-        if !self.settle_index_within(FORGET_SETTLE) || self.index.failing.load(Ordering::Relaxed) {
+        if !self.settle_index_within(FORGET_SETTLE) || !self.move_checkpoint()? {
             return Err(StoreError::IndexBehind);
         }
-        self.checkpoint()?;
         let fp = self.index.seen.fingerprint(&dedup_key(source, 0, id));
         self.index.seen.forget(fp).map_err(StoreError::Table)
     }
