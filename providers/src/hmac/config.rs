@@ -29,9 +29,12 @@ pub struct Config {
     pub prefix: String,
     /// What is signed: a template over `{body}`, `{timestamp}` and `{id}`; default `{body}`.
     pub signed_payload: Option<String>,
-    /// The signature header is a comma-separated `k=v` list; every value of this key is a
-    /// candidate signature (Stripe: `v1`).
+    /// The signature header is a `k=v` list; every value of this key is a candidate signature
+    /// (Stripe: `v1`).
     pub signature_param: Option<String>,
+    /// What separates the items of that list: `,` (default, Stripe) or `;` (Paddle). Only
+    /// this one is accepted, as the sender's own SDK reads it.
+    pub param_separator: Option<String>,
     /// The header carrying the signed timestamp (integer seconds, or milliseconds).
     pub timestamp_header: Option<String>,
     /// The key of the timestamp in the `signature_param` list (Stripe: `t`).
@@ -130,6 +133,23 @@ impl HmacSource {
             optional(&c.signature_param, |v| param_name("signature_param", v)),
         )
         .flatten();
+        let separator = keep(
+            &mut errors,
+            match c.param_separator.as_deref() {
+                None | Some(",") => Ok(','),
+                Some(";") => Ok(';'),
+                Some(_) => Err(ConfigError::new(
+                    "param_separator",
+                    "must be \",\" or \";\"",
+                )),
+            },
+        );
+        if c.param_separator.is_some() && c.signature_param.is_none() {
+            errors.push(ConfigError::new(
+                "param_separator",
+                "needs signature_param: it separates the signature header's k=v list",
+            ));
+        }
         let timestamp_header = keep(
             &mut errors,
             optional(&c.timestamp_header, |v| header_name("timestamp_header", v)),
@@ -221,9 +241,13 @@ impl HmacSource {
                 "uses {id}: set id_header (an id inside the body cannot be part of what is verified before parsing)",
             ));
         }
-        let (Some(signature_header), Some(algorithm), Some(encoding), true) =
-            (signature_header, algorithm, encoding, errors.is_empty())
-        else {
+        let (Some(signature_header), Some(algorithm), Some(encoding), Some(separator), true) = (
+            signature_header,
+            algorithm,
+            encoding,
+            separator,
+            errors.is_empty(),
+        ) else {
             return Err(errors);
         };
         Ok(HmacSource {
@@ -233,6 +257,7 @@ impl HmacSource {
             prefix: c.prefix.clone(),
             signature_header,
             signature_param,
+            separator,
             timestamp,
             tolerance_secs: i64::try_from(c.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS))
                 .unwrap_or(i64::MAX),

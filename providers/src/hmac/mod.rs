@@ -79,6 +79,8 @@ pub(crate) struct HmacSource {
     /// Lowercase.
     signature_header: String,
     signature_param: Option<String>,
+    /// Between the items of the `signature_param` list.
+    separator: char,
     timestamp: Option<TimestampSource>,
     tolerance_secs: i64,
     template: Vec<Part>,
@@ -138,9 +140,9 @@ impl HmacSource {
         };
         let mut signatures = Vec::new();
         let mut timestamp = None;
-        // Stripe separates with ',', Paddle with ';'; neither occurs in a signature.
+        // Only the sender's separator: its SDK reads `ts=1,h1=…` as one item, not two.
         for item in header
-            .split([',', ';'])
+            .split(self.separator)
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {

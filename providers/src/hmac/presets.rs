@@ -81,6 +81,7 @@ fn preset(name: &str) -> Option<Config> {
         "paddle" => Config {
             signature_header: s("Paddle-Signature"),
             signature_param: s("h1"),
+            param_separator: s(";"),
             timestamp_param: s("ts"),
             signed_payload: s("{timestamp}:{body}"),
             tolerance_secs: Some(5),
@@ -125,6 +126,7 @@ pub fn resolve(c: &Config) -> Result<Config, ConfigError> {
         },
         signed_payload: c.signed_payload.or(p.signed_payload),
         signature_param: c.signature_param.or(p.signature_param),
+        param_separator: c.param_separator.or(p.param_separator),
         timestamp_header: c.timestamp_header.or(p.timestamp_header),
         timestamp_param: c.timestamp_param.or(p.timestamp_param),
         tolerance_secs: c.tolerance_secs.or(p.tolerance_secs),
@@ -300,6 +302,15 @@ mod tests {
             admit(p.as_ref(), &headers, paddle_body, at(1_671_552_777 + 6)).unwrap_err(),
             Rejection::StaleTimestamp,
             "Paddle's 5-second window"
+        );
+        // Only Paddle's `;` separates the list: its SDK reads `ts=…,h1=…` as one item.
+        let comma = h(&[(
+            "Paddle-Signature",
+            "ts=1671552777,h1=4fe1b9d5779d76c6ca2c06ede2f47feab257c9edd5f9934fd1066c0d54c57742",
+        )]);
+        assert_eq!(
+            admit(p.as_ref(), &comma, paddle_body, at(1_671_552_777)).unwrap_err(),
+            Rejection::BadSignature
         );
         // Keys set by hand override the preset.
         let relaxed = build(json!({"provider": "hmac", "preset": "paddle",

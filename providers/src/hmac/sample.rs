@@ -58,12 +58,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
     let signature = p.signature(secret.expose(), &payload);
     let signature_value = match (&p.signature_param, &p.timestamp) {
         (Some(param), Some(TimestampSource::Param(t))) => {
-            // Paddle separates the list with ';' (`ts=…;h1=…`), Stripe with ','.
-            let paddle = c
-                .preset
-                .as_deref()
-                .is_some_and(|p| p.trim().eq_ignore_ascii_case("paddle"));
-            let sep = if paddle { ';' } else { ',' };
+            let sep = p.separator;
             format!("{t}={timestamp}{sep}{param}={signature}")
         }
         (Some(param), _) => format!("{param}={signature}"),

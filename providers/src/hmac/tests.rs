@@ -298,6 +298,11 @@ fn stripe_style_header_list() {
             format!("t={STRIPE_TS},v1={STRIPE_V1},junk"),
             Rejection::BadSignature,
         ),
+        // Stripe's separator is ',' only (param_separator's default).
+        (
+            format!("t={STRIPE_TS};v1={STRIPE_V1}"),
+            Rejection::BadSignature,
+        ),
         // the whole header as a bare signature
         (STRIPE_V1.to_string(), Rejection::BadSignature),
         // non-integer timestamp
@@ -798,7 +803,7 @@ fn config_errors_are_all_reported() {
         signature_header: Some("X-Sig".into()),
         ..Config::default()
     };
-    let cases: [(Config, &[&str]); 9] = [
+    let cases: [(Config, &[&str]); 11] = [
         (
             Config {
                 signed_payload: Some("{timestamp}".into()),
@@ -856,6 +861,21 @@ fn config_errors_are_all_reported() {
                 ..base()
             },
             &["signature_param", "tolerance_secs"],
+        ),
+        (
+            Config {
+                param_separator: Some("|".into()),
+                signature_param: Some("v1".into()),
+                ..base()
+            },
+            &["param_separator"],
+        ),
+        (
+            Config {
+                param_separator: Some(";".into()),
+                ..base()
+            },
+            &["param_separator"],
         ),
         (
             Config {
