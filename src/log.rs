@@ -198,7 +198,8 @@ struct Shared<T> {
     queue: Mutex<Queue<T>>,
     wake: Condvar,
     durable: watch::Sender<Durable>,
-    segments: RwLock<VecDeque<Segment>>,
+    /// Shared with readers: the active segment's `bytes` is how far they may read in it.
+    segments: Arc<RwLock<VecDeque<Segment>>>,
     failed: AtomicBool,
     /// Bytes of all segments, for metrics and retention.
     bytes: AtomicU64,
@@ -307,7 +308,7 @@ impl<T: Send + 'static> Log<T> {
                 upto: next_seq - 1,
                 failed_upto: 0,
             }),
-            segments: RwLock::new(segments),
+            segments: Arc::new(RwLock::new(segments)),
             failed: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
             rewinds: Arc::default(),
@@ -421,6 +422,7 @@ impl<T: Send + 'static> Log<T> {
         let mut r = Reader {
             seen_rewinds: rewinds.load(Ordering::Acquire),
             rewinds,
+            segments: self.shared.segments.clone(),
             dir: self.dir.clone(),
             segment_first: segments.get(idx).map_or(seq, |s| s.first),
             file: None,
@@ -924,9 +926,12 @@ pub struct Reader {
     /// with other records), and a later commit must not make them look durable.
     rewinds: Arc<AtomicU64>,
     seen_rewinds: u64,
+    segments: Arc<RwLock<VecDeque<Segment>>>,
     dir: PathBuf,
     segment_first: u64,
-    file: Option<BufReader<File>>,
+    /// Kept open (with its buffer) at the end of what is committed and across a seek within
+    /// the segment: the relay reaches that end after every batch.
+    file: Option<BufReader<SegmentFile>>,
     offset: u64,
     buf: Vec<u8>,
 }
@@ -950,10 +955,14 @@ impl Reader {
         loop {
             if self.file.is_none() {
                 match File::open(segment_path(&self.dir, self.segment_first)) {
-                    Ok(f) => {
-                        let mut f = BufReader::with_capacity(256 << 10, f);
-                        f.seek(SeekFrom::Start(self.offset))?;
-                        self.file = Some(f);
+                    Ok(file) => {
+                        let f = SegmentFile {
+                            file,
+                            first: self.segment_first,
+                            pos: self.offset,
+                            segments: self.segments.clone(),
+                        };
+                        self.file = Some(BufReader::with_capacity(256 << 10, f));
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         // Deleted by retention: go on at the next segment.
@@ -999,7 +1008,14 @@ impl Reader {
                 }
                 // The end of this segment, or a record still being written.
                 Ok(None) | Err(_) => {
-                    // Re-seek: a partial read must be retried from the frame start.
+                    // Re-seek: a partial read must be retried from the frame start (the
+                    // buffer goes, the allocation and the open file stay).
+                    let f = self.file.as_mut().expect("opened above");
+                    f.seek(SeekFrom::Start(self.offset))?;
+                    if active_len(&self.segments, self.segment_first).is_some() {
+                        // Still the segment being written: nothing more yet.
+                        return Ok(None);
+                    }
                     self.file = None;
                     if !self.next_segment()? {
                         return Ok(None);
@@ -1016,6 +1032,13 @@ impl Reader {
 
     /// Moves to a position returned by [`Reader::next_record`].
     pub fn seek(&mut self, pos: Position) {
+        if let Some(f) = self.file.as_mut().filter(|_| pos.0 == self.segment_first) {
+            // Infallible for `SegmentFile`; keeps the open file and the buffer's allocation.
+            if f.seek(SeekFrom::Start(pos.1)).is_ok() {
+                self.offset = pos.1;
+                return;
+            }
+        }
         self.segment_first = pos.0;
         self.offset = pos.1;
         self.file = None;
@@ -1048,6 +1071,52 @@ impl Reader {
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+}
+
+/// The committed length of segment `first` while it is the one being written; `None` once it
+/// is finished (its file ends where its records do).
+fn active_len(segments: &RwLock<VecDeque<Segment>>, first: u64) -> Option<u64> {
+    let segments = segments.read().unwrap_or_else(PoisonError::into_inner);
+    segments
+        .back()
+        .filter(|s| s.first == first)
+        .map(|s| s.bytes)
+}
+
+/// A segment read with `pread`, never past what is committed in the active segment: neither
+/// a record still being written nor the zeros of a preallocated tail (which would be read
+/// from the device, the spare having been written around the page cache).
+struct SegmentFile {
+    file: File,
+    first: u64,
+    pos: u64,
+    segments: Arc<RwLock<VecDeque<Segment>>>,
+}
+
+impl Read for SegmentFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = active_len(&self.segments, self.first)
+            .map_or(u64::MAX, |end| end.saturating_sub(self.pos));
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SegmentFile {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        match to {
+            SeekFrom::Start(pos) => {
+                self.pos = pos;
+                Ok(pos)
+            }
+            _ => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 }
@@ -1300,6 +1369,7 @@ mod tests {
         let mut reader = Reader {
             rewinds: Arc::default(),
             seen_rewinds: 0,
+            segments: Arc::default(),
             dir: dir.path().to_owned(),
             segment_first: 1,
             file: None,
@@ -1324,6 +1394,49 @@ mod tests {
         fs::write(segment_path(dir.path(), 5), &r3).unwrap();
         let err = reader.next_record().unwrap_err();
         assert!(err.to_string().contains("corrupt record"), "{err}");
+    }
+
+    /// In the segment being written, a reader stops at the committed length the committer
+    /// publishes, whatever the file holds after it, and goes on from there once it grows.
+    #[test]
+    fn a_reader_stops_at_the_committed_end_of_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = |id: &str, seq: u64| {
+            let mut out = Vec::new();
+            entry(id, 300).encode_frame(seq, &mut out);
+            out
+        };
+        let (r1, r2) = (frame("one", 1), frame("two", 2));
+        let path = segment_path(dir.path(), 1);
+        // Both records are in the file (the second written, not yet committed) before zeros.
+        let mut bytes = [r1.as_slice(), r2.as_slice()].concat();
+        bytes.resize(64 << 10, 0);
+        fs::write(&path, &bytes).unwrap();
+        let segments = Arc::new(RwLock::new(VecDeque::from([Segment {
+            first: 1,
+            path,
+            bytes: r1.len() as u64,
+        }])));
+        let mut reader = Reader {
+            rewinds: Arc::default(),
+            seen_rewinds: 0,
+            segments: segments.clone(),
+            dir: dir.path().to_owned(),
+            segment_first: 1,
+            file: None,
+            offset: 0,
+            buf: Vec::new(),
+        };
+        assert_eq!(reader.next_record().unwrap().unwrap().0, 1);
+        assert!(reader.next_record().unwrap().is_none());
+        assert!(reader.next_record().unwrap().is_none());
+        segments.write().unwrap()[0].bytes = (r1.len() + r2.len()) as u64;
+        let (seq, pos, _) = reader.next_record().unwrap().unwrap();
+        assert_eq!((seq, pos), (2, (1, r1.len() as u64)));
+        assert!(reader.next_record().unwrap().is_none());
+        // A seek back within the segment reads the record again.
+        reader.seek(pos);
+        assert_eq!(reader.next_record().unwrap().unwrap().0, 2);
     }
 
     #[tokio::test]
