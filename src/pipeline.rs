@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::{web, HttpRequest};
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -107,7 +107,7 @@ pub fn request_client_ip(rt: &Runtime, req: &HttpRequest) -> IpAddr {
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     client_ip(
         peer,
-        &header_values(req, rt.forwarded_header.name()),
+        &header_values(req, &rt.forwarded_header.header_name()),
         rt.forwarded_header,
         &rt.trusted_proxies,
     )
@@ -338,7 +338,7 @@ fn too_large(source: &Source, declared: Option<u64>) -> Outcome {
     refuse(source, Refusal::TooLarge, detail)
 }
 
-fn header_values<'a>(req: &'a HttpRequest, name: &str) -> Vec<&'a str> {
+fn header_values<'a>(req: &'a HttpRequest, name: &HeaderName) -> Vec<&'a str> {
     req.headers()
         .get_all(name)
         .filter_map(|v| v.to_str().ok())

@@ -126,6 +126,12 @@ impl ForwardedHeader {
             ForwardedHeader::Forwarded => "forwarded",
         }
     }
+
+    /// The same as a `HeaderName` that needs no allocation: looking a header up by a `&str`
+    /// that `http` has no constant for (`x-forwarded-for`) copies the name on every request.
+    pub fn header_name(self) -> actix_web::http::header::HeaderName {
+        actix_web::http::header::HeaderName::from_static(self.name())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
