@@ -520,10 +520,16 @@ fn list_segments(dir: &Path) -> io::Result<VecDeque<Segment>> {
         else {
             continue;
         };
+        // Retention may delete a segment between the listing and this look at it.
+        let bytes = match e.metadata() {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         segs.push(Segment {
             first,
             path: e.path(),
-            bytes: e.metadata()?.len(),
+            bytes,
         });
     }
     segs.sort_by_key(|s| s.first);
@@ -1007,12 +1013,15 @@ impl Reader {
                     ));
                 }
                 // The end of this segment, or a record still being written.
-                Ok(None) | Err(_) => {
+                r @ (Ok(None) | Err(_)) => {
                     // Re-seek: a partial read must be retried from the frame start (the
                     // buffer goes, the allocation and the open file stay).
                     let f = self.file.as_mut().expect("opened above");
                     f.seek(SeekFrom::Start(self.offset))?;
-                    if active_len(&self.segments, self.segment_first).is_some() {
+                    // Kept for the next call unless the read itself failed (`EIO`): that one
+                    // reopens the file, as before.
+                    let failed = r.is_err_and(|e| e.kind() != io::ErrorKind::InvalidData);
+                    if !failed && active_len(&self.segments, self.segment_first).is_some() {
                         // Still the segment being written: nothing more yet.
                         return Ok(None);
                     }
@@ -1124,7 +1133,13 @@ impl Seek for SegmentFile {
 /// Whether the 8 bytes at `offset` of `path` are zeros (or the file ends there).
 fn zero_header_at(path: &Path, offset: u64) -> io::Result<bool> {
     let mut header = [0u8; FRAME_HEADER];
-    let n = File::open(path)?.read_at(&mut header, offset)?;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        // Deleted by retention since it was listed: nothing more is written there.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let n = file.read_at(&mut header, offset)?;
     Ok(header[..n].iter().all(|&b| b == 0))
 }
 
@@ -1437,6 +1452,79 @@ mod tests {
         // A seek back within the segment reads the record again.
         reader.seek(pos);
         assert_eq!(reader.next_record().unwrap().unwrap().0, 2);
+    }
+
+    /// A reader follows a writer through a hundred roll-overs (spare and appended segments,
+    /// padded commits) while retention deletes what it has read and it now and then seeks
+    /// back a record: every record once, in order. (A larger stress run of this kind, 20,000
+    /// records in 8 KiB segments, also caught retention deleting a segment between the
+    /// directory listing and its `metadata`; too rare to catch at this size.)
+    #[test]
+    fn a_reader_follows_the_writer_through_roll_overs_and_retention() {
+        const SEG: u64 = 64 << 10;
+        const TOTAL: u64 = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(open(dir.path(), SEG).0);
+        // Everything before this seq is done with (one record kept for the seek back).
+        let done_below = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 1..=TOTAL {
+                    let len = (i * 7919 % 3000 + 1) as usize;
+                    assert_eq!(log.append(&entry(&format!("r{i}"), len), ()).unwrap(), i);
+                    if i % 7 == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            })
+        };
+        let retention = {
+            let (log, done_below, stop) = (log.clone(), done_below.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let below = done_below.load(Ordering::Acquire);
+                    log.drop_segments(|_, next| next <= below).unwrap();
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            })
+        };
+        let mut reader = log.reader(1).unwrap();
+        let (mut expect, mut previous, mut waits, mut went_back) = (1, None, 0, 0);
+        while expect <= TOTAL {
+            let Some((seq, pos, e)) = reader.next_record().unwrap() else {
+                waits += 1;
+                assert!(waits < 100_000, "stalled before {expect}");
+                std::thread::sleep(Duration::from_micros(20));
+                continue;
+            };
+            assert_eq!(
+                (seq, e.message_id.as_str()),
+                (expect, format!("r{seq}").as_str())
+            );
+            match previous {
+                Some((prev, prev_pos)) if seq % 50 == 0 && went_back != seq => {
+                    went_back = seq;
+                    reader.seek(prev_pos);
+                    expect = prev;
+                    previous = None;
+                }
+                _ => {
+                    previous = Some((seq, pos));
+                    done_below.store(seq.saturating_sub(1), Ordering::Release);
+                    expect += 1;
+                }
+            }
+        }
+        writer.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        retention.join().unwrap();
+        assert!(reader.next_record().unwrap().is_none());
+        assert!(
+            log.segments()[0].first > 1,
+            "retention ran under the reader"
+        );
     }
 
     #[tokio::test]
