@@ -1363,17 +1363,34 @@ mod tests {
         assert_eq!(file_len(&log.segments()[2].path), SEG);
     }
 
+    /// Record `seq`'s frame, written by hand.
+    fn frame(id: &str, seq: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        entry(id, 300).encode_frame(seq, &mut out);
+        out
+    }
+
+    /// A reader at the start of segment 1 of `dir`, without a log: the test writes the files
+    /// and says in `segments` what is committed (nothing listed: every segment finished).
+    fn reader_at(dir: &Path, segments: Arc<RwLock<VecDeque<Segment>>>) -> Reader {
+        Reader {
+            rewinds: Arc::default(),
+            seen_rewinds: 0,
+            segments,
+            dir: dir.to_owned(),
+            segment_first: 1,
+            file: None,
+            offset: 0,
+            buf: Vec::new(),
+        }
+    }
+
     /// Session 5 saw the relay report "corrupt record" now and then and recover by
     /// reconnecting: its reader had buffered a record that was still being written, and by
     /// the time it parsed it the segment was finished and followed by another.
     #[test]
     fn a_record_buffered_while_being_written_is_read_again_before_it_is_called_corrupt() {
         let dir = tempfile::tempdir().unwrap();
-        let frame = |id: &str, seq: u64| {
-            let mut out = Vec::new();
-            entry(id, 300).encode_frame(seq, &mut out);
-            out
-        };
         let (r1, r2, r3) = (frame("one", 1), frame("two", 2), frame("three", 3));
         // Segment 1, preallocated: record 1, the first half of record 2, zeros.
         let seg1 = segment_path(dir.path(), 1);
@@ -1381,16 +1398,7 @@ mod tests {
         writing.extend_from_slice(&r2[..r2.len() / 2]);
         writing.resize(64 << 10, 0);
         fs::write(&seg1, &writing).unwrap();
-        let mut reader = Reader {
-            rewinds: Arc::default(),
-            seen_rewinds: 0,
-            segments: Arc::default(),
-            dir: dir.path().to_owned(),
-            segment_first: 1,
-            file: None,
-            offset: 0,
-            buf: Vec::new(),
-        };
+        let mut reader = reader_at(dir.path(), Arc::default());
         assert_eq!(reader.next_record().unwrap().unwrap().0, 1);
         // Record 2 is complete, segment 1 is cut to its records and segment 3 starts.
         fs::write(&seg1, [r1.as_slice(), r2.as_slice()].concat()).unwrap();
@@ -1416,11 +1424,6 @@ mod tests {
     #[test]
     fn a_reader_stops_at_the_committed_end_of_the_active_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let frame = |id: &str, seq: u64| {
-            let mut out = Vec::new();
-            entry(id, 300).encode_frame(seq, &mut out);
-            out
-        };
         let (r1, r2) = (frame("one", 1), frame("two", 2));
         let path = segment_path(dir.path(), 1);
         // Both records are in the file (the second written, not yet committed) before zeros.
@@ -1432,16 +1435,7 @@ mod tests {
             path,
             bytes: r1.len() as u64,
         }])));
-        let mut reader = Reader {
-            rewinds: Arc::default(),
-            seen_rewinds: 0,
-            segments: segments.clone(),
-            dir: dir.path().to_owned(),
-            segment_first: 1,
-            file: None,
-            offset: 0,
-            buf: Vec::new(),
-        };
+        let mut reader = reader_at(dir.path(), segments.clone());
         assert_eq!(reader.next_record().unwrap().unwrap().0, 1);
         assert!(reader.next_record().unwrap().is_none());
         assert!(reader.next_record().unwrap().is_none());
