@@ -203,8 +203,6 @@ struct Shared<T> {
     failed: AtomicBool,
     /// Bytes of all segments, for metrics and retention.
     bytes: AtomicU64,
-    /// Failed writes cut back so far: readers drop what they buffered before a cut.
-    rewinds: Arc<AtomicU64>,
 }
 
 /// The log. `T` is what the caller attaches to a record to get back once it is committed.
@@ -311,7 +309,6 @@ impl<T: Send + 'static> Log<T> {
             segments: Arc::new(RwLock::new(segments)),
             failed: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
-            rewinds: Arc::default(),
         });
         let committer = Committer {
             dir: dir.to_owned(),
@@ -418,10 +415,7 @@ impl<T: Send + 'static> Log<T> {
     pub fn reader(&self, seq: u64) -> io::Result<Reader> {
         let segments = self.segments();
         let idx = segments.iter().rposition(|s| s.first <= seq).unwrap_or(0);
-        let rewinds = self.shared.rewinds.clone();
         let mut r = Reader {
-            seen_rewinds: rewinds.load(Ordering::Acquire),
-            rewinds,
             segments: self.shared.segments.clone(),
             dir: self.dir.clone(),
             segment_first: segments.get(idx).map_or(seq, |s| s.first),
@@ -763,10 +757,9 @@ impl<T> Committer<T> {
         Ok(())
     }
 
-    /// After a failed write: cut whatever part of the batch reached the file.
+    /// After a failed write: cut whatever part of the batch reached the file. No reader has
+    /// read any of it: they stop at the committed length, which only a successful write moves.
     fn rewind(&mut self) {
-        // Before the failure is announced: a reader that sees a later commit sees this too.
-        self.shared.rewinds.fetch_add(1, Ordering::Release);
         match self.file.set_len(self.len) {
             Ok(()) => self.size = self.len,
             Err(e) => tracing::error!(error = %e, "event log could not cut a failed write"),
@@ -927,11 +920,7 @@ fn write_zeros(path: &Path, bytes: u64, stop: &AtomicBool) -> io::Result<bool> {
 
 /// Sequential reader over the segments, for the relay and the recovery scan.
 pub struct Reader {
-    /// [`Shared::rewinds`], and its value when this reader's buffer was last valid: after a
-    /// failed write is cut, bytes buffered from it are stale (the next batch takes their place
-    /// with other records), and a later commit must not make them look durable.
-    rewinds: Arc<AtomicU64>,
-    seen_rewinds: u64,
+    /// The log's segments: the active one's `bytes` bounds what is read of it.
     segments: Arc<RwLock<VecDeque<Segment>>>,
     dir: PathBuf,
     segment_first: u64,
@@ -948,15 +937,10 @@ pub type Position = (u64, u64);
 impl Reader {
     /// The next record, if it is complete and valid; `None` at the end of what is written.
     pub fn next_record(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
-        let rewinds = self.rewinds.load(Ordering::Acquire);
-        if rewinds != self.seen_rewinds {
-            self.seen_rewinds = rewinds;
-            self.file = None;
-        }
-        // A bad frame is read once more from the file before it is called damage: the buffer
-        // may hold the first bytes of a record that was still being written when it was
-        // filled (in a preallocated segment, its header, part of it, then zeros), and the
-        // segment may have been finished and followed by another since.
+        // A bad frame is read once more from the file before it is called damage: a buffer
+        // filled without the committed bound (a segment whose writer is not this process's
+        // log) may hold the first bytes of a record still being written, and the segment may
+        // have been finished and followed by another since.
         let mut reread = false;
         loop {
             if self.file.is_none() {
@@ -1374,8 +1358,6 @@ mod tests {
     /// and says in `segments` what is committed (nothing listed: every segment finished).
     fn reader_at(dir: &Path, segments: Arc<RwLock<VecDeque<Segment>>>) -> Reader {
         Reader {
-            rewinds: Arc::default(),
-            seen_rewinds: 0,
             segments,
             dir: dir.to_owned(),
             segment_first: 1,

@@ -127,10 +127,15 @@ impl ForwardedHeader {
         }
     }
 
-    /// The same as a `HeaderName` that needs no allocation: looking a header up by a `&str`
-    /// that `http` has no constant for (`x-forwarded-for`) copies the name on every request.
+    /// The same as a constant `HeaderName`: looking a header up by a `&str` that `http` has
+    /// no constant for (`x-forwarded-for`) copies the name on every request.
     pub fn header_name(self) -> actix_web::http::header::HeaderName {
-        actix_web::http::header::HeaderName::from_static(self.name())
+        use actix_web::http::header::{HeaderName, FORWARDED};
+        const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+        match self {
+            ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+            ForwardedHeader::Forwarded => FORWARDED,
+        }
     }
 }
 
