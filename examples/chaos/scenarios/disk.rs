@@ -25,6 +25,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         return Ok(vec![r]);
     };
     let sources = ctx.sources("e", 4);
+    // Small segments: a full disk fails commits only once the active segment's preallocated
+    // room (and a spare's) is used, and with the default 64 MiB that could outlast the window.
+    *ctx.store_extra.lock().unwrap() = "segment_bytes = 262144".into();
     let proxy = Proxy::start(ctx.broker).await?;
     proxy.cut();
     let mut gw = ctx.gateway_in(
@@ -36,6 +39,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         &sources,
         86_400,
     )?;
+    ctx.store_extra.lock().unwrap().clear();
     gw.start().await?;
     let ledger = Arc::new(Ledger::default());
     let load = Load {
@@ -60,9 +64,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let filled = fill(&filler);
     let refused_before = ledger.refused("503");
     let acks_at_full = ledger.acks.load(Ordering::Relaxed);
+    // Commits fail once the preallocated room is used: how soon depends on where the segment
+    // stood, so wait (bounded) for the first 503 and keep the disk full a while after it.
+    let full_until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ledger.refused("503") == refused_before && tokio::time::Instant::now() < full_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ready_full = gw.readyz().await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let refused_full = ledger.refused("503") - refused_before;
     let acks_full = ledger.acks.load(Ordering::Relaxed) - acks_at_full;
     std::fs::remove_file(&filler)?;
