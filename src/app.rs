@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::pipeline::Gateway;
-use crate::relay::{self, BrokerStatus};
+use crate::relay::{self, BrokerStatus, RelayThread};
 use crate::server::{self, tls::TlsCerts};
 use crate::store::Store;
 
@@ -63,10 +63,31 @@ where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    supervise_on(
+        tokio::runtime::Handle::current(),
+        name,
+        health,
+        cancel,
+        task,
+    )
+}
+
+/// [`supervise`], with the task itself run on `on` (the relay's own thread).
+fn supervise_on<F, Fut>(
+    on: tokio::runtime::Handle,
+    name: &'static str,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+    task: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
         let mut ends: VecDeque<Instant> = VecDeque::new();
         loop {
-            let result = tokio::spawn(task()).await;
+            let result = on.spawn(task()).await;
             if cancel.is_cancelled() {
                 return;
             }
@@ -126,6 +147,8 @@ pub struct Running {
     cancel: CancellationToken,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Stopped once the relay task has ended (in [`Running::stop`]), or with the gateway.
+    relay_thread: RelayThread,
 }
 
 /// Starts everything. Must run inside an actix system (`actix_web::rt::System`,
@@ -179,20 +202,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // Sweep, checkpoint (a table sync and a sled flush) and retention: cheap, and a short checkpoint interval
     // keeps the re-index at start small.
     let every = Duration::from_secs(1);
+    let relay_thread = RelayThread::start().context("starting the relay's thread")?;
     let mut tasks = vec![
         supervise("maintenance", health.clone(), cancel.clone(), {
             let (store, cancel) = (store.clone(), cancel.clone());
             move || store.clone().run_maintenance(every, cancel.clone())
         }),
-        supervise("relay", health.clone(), cancel.clone(), {
-            let (store, amqp, broker, cancel) = (
-                store.clone(),
-                config.amqp.clone(),
-                broker.clone(),
-                cancel.clone(),
-            );
-            move || relay::run(store.clone(), amqp.clone(), broker.clone(), cancel.clone())
-        }),
+        supervise_on(
+            relay_thread.handle(),
+            "relay",
+            health.clone(),
+            cancel.clone(),
+            {
+                let (store, amqp, broker, cancel) = (
+                    store.clone(),
+                    config.amqp.clone(),
+                    broker.clone(),
+                    cancel.clone(),
+                );
+                move || relay::run(store.clone(), amqp.clone(), broker.clone(), cancel.clone())
+            },
+        ),
         // The log's committer is a thread that cannot be restarted under waiting requests:
         // if it is gone, the process stops and the service manager restarts it.
         tokio::spawn({
@@ -310,6 +340,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cancel,
         servers,
         tasks,
+        relay_thread,
     })
 }
 
@@ -348,6 +379,7 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        drop(self.relay_thread);
         if let Err(e) = self.gateway.rejections.save(&self.store) {
             tracing::warn!(error = %e, "refusals could not be kept in the store");
         }

@@ -26,6 +26,7 @@
 //! Nothing a request carries can stop the relay: AMQP short strings are built with
 //! `ShortString::try_new` (an over-long value makes its record dead, never a panic).
 
+mod thread;
 mod window;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ use crate::log::{Entry, Position};
 use crate::metrics::{self, ReasonLabel, SourceLabel};
 use crate::nodes::Nodes;
 use crate::store::{DeadInfo, SharedStore};
+pub use thread::RelayThread;
 use window::{Dead, Limits, Read, Refusal, Resume, Save, Window};
 
 /// What `/readyz` reports about the broker: what the relay is really doing.
