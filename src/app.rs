@@ -88,7 +88,8 @@ where
         let mut ends: VecDeque<Instant> = VecDeque::new();
         loop {
             let result = on.spawn(task()).await;
-            if cancel.is_cancelled() {
+            // Cancelled: its runtime (the relay's thread) was shut down with the gateway.
+            if cancel.is_cancelled() || result.as_ref().is_err_and(|e| e.is_cancelled()) {
                 return;
             }
             let why = match result {
@@ -451,5 +452,39 @@ mod tests {
             .expect("fatal after repeated failures");
         handle.await.unwrap();
         assert!(health.problems()[0].contains("ended unexpectedly"));
+    }
+
+    /// The relay runs on its own thread, and a restart lands there again; the thread's
+    /// runtime shut down (the gateway dropped without `stop`) ends the supervision quietly
+    /// instead of counting failures.
+    #[tokio::test]
+    async fn the_relay_runs_and_restarts_on_its_thread_and_ends_with_it() {
+        let thread = RelayThread::start().unwrap();
+        let health = Arc::new(Health::default());
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let task = move || {
+            let (tx, runs) = (tx.clone(), runs.clone());
+            async move {
+                let _ = tx.send(std::thread::current().name().map(str::to_owned));
+                // The first run ends (a failure, restarted after a second); the next waits.
+                if runs.fetch_add(1, Ordering::SeqCst) > 0 {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let handle = supervise_on(thread.handle(), "relay", health.clone(), cancel, task);
+        for _ in 0..2 {
+            let ran_on = rx.recv().await.unwrap();
+            assert_eq!(ran_on.as_deref(), Some("hookgate-relay"));
+        }
+        drop(thread);
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("supervision ends with the relay's runtime")
+            .unwrap();
+        assert!(health.problems().is_empty(), "{:?}", health.problems());
+        assert!(!health.fatal.is_cancelled());
     }
 }

@@ -4,8 +4,9 @@
 //! providers' answers come first: what is acknowledged is already in the event log, and the
 //! relay catches up when the burst is over. On a machine with room to spare the nice value
 //! changes nothing. lapin's IO thread is started from this thread and inherits its nice value.
-//! Measured in docs/benchmarks.md (session 9): ingest flat out with the relay on +11–14 %,
-//! end to end unchanged.
+//! Measured in docs/benchmarks.md (session 9): on a machine where RabbitMQ shares the two cores,
+//! ingest flat out with the relay on +8–27 % in 6 of 7 pairs, end to end unchanged; on one
+//! where the broker was cheap (session 7) no change.
 
 use std::io;
 
@@ -25,19 +26,31 @@ pub struct RelayThread {
 
 impl RelayThread {
     pub fn start() -> io::Result<RelayThread> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::channel();
+        // The runtime is built and dropped on its own thread: dropping it where a runtime is
+        // running (a failed start) would panic.
         let thread = std::thread::Builder::new()
             .name("hookgate-relay".into())
             .spawn(move || {
                 lower_priority(NICE);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let rt = match rt {
+                    Ok(rt) => {
+                        let _ = started.send(Ok(rt.handle().clone()));
+                        rt
+                    }
+                    Err(e) => return drop(started.send(Err(e))),
+                };
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
             })?;
+        let handle = handle
+            .recv()
+            .map_err(|_| io::Error::other("the relay thread ended at start"))??;
         Ok(RelayThread {
             handle,
             stop: Some(stop),
