@@ -14,6 +14,10 @@
 #      broker down (RabbitMQ shares the disk, and its fsyncs are in every commit's flush).
 #   4. sustained end to end: accepted events / (first request -> /readyz outbox_pending = 0)
 #      vs a raw lapin publisher with 512 confirms in flight (baseline.rs --mode raw-publish).
+#   6. the two ingest ratios again in PAIRS alternating rounds (bare, hookgate relay on,
+#      hookgate broker down, back to back): on a shared machine the cores' speed drifts over
+#      the minutes between the main rows' baseline and hookgate runs; the median and range of
+#      the pairs say how far to trust those rows.
 #   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
 #      broker stopped, then drain when it is back — on a private RabbitMQ node started here (the
 #      shared broker on :5672 is never stopped); disk bytes of the store vs envelope bytes.
@@ -22,6 +26,7 @@
 # RATE_SECS s, the backlog BACKLOG requests; loopback only. Env knobs (defaults):
 #   DURATION=10 CONNS=64 WRK_THREADS=2 CAP=400000 RATE=2000 RATE_SECS=10 BACKLOG=100000
 #   WEBHOOK=1 (0 skips the adnanh/webhook row) PROFILE=0 (1: perf record -g hookgate flat out)
+#   PAIRS=3 (0 skips the alternating rounds)
 # Usage: scripts/bench.sh            (release build; RabbitMQ via scripts/ensure-rabbitmq.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +39,7 @@ RATE_SECS="${RATE_SECS:-10}"
 BACKLOG="${BACKLOG:-100000}"
 WEBHOOK="${WEBHOOK:-1}"
 PROFILE="${PROFILE:-0}"
+PAIRS="${PAIRS:-3}"
 BODY_BYTES=7168
 SECRET="bench-secret"
 AMQP="amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -62,7 +68,10 @@ need openssl openssl
 cargo build -q --release --locked --bin hookgate --example load --example baseline >&2
 
 # ---------- helpers ----------
-free_port() { local p; while :; do p=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768 up by default): a port there can be the local end of
+# one of wrk's or lapin's connections, which no probe sees and which makes the bind fail.
+eph_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+free_port() { local p; while :; do p=$((10000 + RANDOM % (eph_low > 11000 ? eph_low - 10000 : 1000)))
   (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }; done; }
 wait_port() { for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
   say "port $1 never opened"; return 1; }
@@ -236,7 +245,7 @@ openloop nobroker "http://127.0.0.1:$hg_port/hooks/gh"
 stop "$hg_pid"; rm -rf "$work/store-nobroker"
 
 # ---------- memory: backlog with a private broker stopped, then drain ----------
-nport=$(free_port); dist=$((nport > 55535 ? nport - 10000 : nport + 10000)); node="hgbench$nport@localhost"
+nport=$(free_port); dist=$(free_port); node="hgbench$nport@localhost"
 nbase="$work/rabbit"; mkdir -p "$nbase"
 printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$nport" >"$nbase/rabbitmq.conf"
 echo '[].' >"$nbase/enabled_plugins"; chown -R rabbitmq:rabbitmq "$nbase" 2>/dev/null || true
@@ -278,6 +287,32 @@ R[disk.envelope_bytes]=$(qbytes "$bq" "$node")
 stop "$hg_pid"
 rabbitmqctl -n "$node" stop >/dev/null 2>&1 || true; node=""
 
+# ---------- alternating pairs: bare, hookgate relay on, hookgate broker down ----------
+pair_bare=(); pair_on=(); pair_down=()
+for i in $(seq 1 "$PAIRS"); do
+  "$TARGET/examples/baseline" --mode bare --listen "127.0.0.1:$base_port" --secret "$SECRET" \
+    --amqp-url "$AMQP" --queue unused 2>"$work/pair-bare.log" & bpid=$!; pids+=("$bpid")
+  wait_port "$base_port"
+  flat "pair$i-bare" "http://127.0.0.1:$base_port/hooks/gh" "$bpid"
+  stop "$bpid"
+  q="bench-pair-$suffix"
+  hg_start "pair$i-on" "$AMQP" "$q"
+  flat "pair$i-on" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
+  wait_drained "$hg_admin" 300 >/dev/null || true
+  stop "$hg_pid"; rm -rf "$work/store-pair$i-on"
+  rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  broker_settle 30
+  hg_start "pair$i-down" "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
+  flat "pair$i-down" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
+  stop "$hg_pid"; rm -rf "$work/store-pair$i-down"
+  pair_bare+=("${R[pair$i-bare.rps]}")
+  pair_on+=("$(calc "sprintf(\"%.3f\", ${R[pair$i-on.rps]} / ${R[pair$i-bare.rps]})")")
+  pair_down+=("$(calc "sprintf(\"%.3f\", ${R[pair$i-down.rps]} / ${R[pair$i-bare.rps]})")")
+done
+# "r1, r2, r3 (median m)" of a list of ratios.
+pairs_row() { local m; m=$(printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
+  echo "$(IFS=/; echo "$*" | sed 's#/# / #g') (median $m)"; }
+
 # ---------- the table ----------
 us_per() { calc "$1 * 1e6 / $tck / ($2 > 0 ? $2 : 1)"; }   # ticks, requests -> µs
 ratio() { calc "($2 > 0) ? sprintf(\"%.3f\", $1 / $2) : \"-\""; }
@@ -299,6 +334,10 @@ echo "| metric | hookgate | baseline | ratio | target |"
 echo "|---|---|---|---|---|"
 echo "| ingest flat out, req/s (relay on; ${R[hookgate.queued]:-?} in the queue of ${R[hookgate.acc]} accepted) | $(f0 "${R[hookgate.rps]}") | bare actix 200: $(f0 "${R[bare.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[bare.rps]}") | ≥ 0.15 (aim 0.20) |"
 echo "| ingest flat out, req/s, broker down (pure ingest) | $(f0 "${R[nobroker.rps]}") | bare actix 200: $(f0 "${R[bare.rps]}") | $(ratio "${R[nobroker.rps]}" "${R[bare.rps]}") | ≥ 0.15 |"
+if [ "$PAIRS" -gt 0 ]; then
+  echo "| the same two ratios in $PAIRS alternating rounds (bare $(IFS=/; echo "${pair_bare[*]}" | sed 's#/# / #g') req/s): relay on | — | — | $(pairs_row "${pair_on[@]}") | ≥ 0.15 |"
+  echo "| … broker down | — | — | $(pairs_row "${pair_down[@]}") | ≥ 0.15 |"
+fi
 echo "| ingest flat out vs an actix server checking the HMAC | $(f0 "${R[hookgate.rps]}") | hmac: $(f0 "${R[hmac.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[hmac.rps]}") | — |"
 echo "| ingest flat out vs naive verify+publish+await confirm (${R[publish.queued]:-?} in its queue, wrk saw ${R[publish.ok]} 2xx) | $(f0 "${R[hookgate.rps]}") | publish: $(f0 "${R[publish.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[publish.rps]}") | — |"
 [ "$WEBHOOK" = 1 ] && echo "| ingest flat out vs adnanh/webhook 2.8 (verifies, runs /bin/true) | $(f0 "${R[hookgate.rps]}") | webhook: $(f0 "${R[webhook.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[webhook.rps]}") | — |"
@@ -327,7 +366,7 @@ echo "## hookgate benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse
 echo
 cat "$work/table"
 echo
-echo "Command: DURATION=$DURATION CONNS=$CONNS WRK_THREADS=$WRK_THREADS CAP=$CAP RATE=$RATE RATE_SECS=$RATE_SECS BACKLOG=$BACKLOG WEBHOOK=$WEBHOOK scripts/bench.sh"
+echo "Command: DURATION=$DURATION CONNS=$CONNS WRK_THREADS=$WRK_THREADS CAP=$CAP RATE=$RATE RATE_SECS=$RATE_SECS BACKLOG=$BACKLOG WEBHOOK=$WEBHOOK PAIRS=$PAIRS scripts/bench.sh"
 echo "Flat out: wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t$WRK_THREADS -c$CONNS -d${DURATION}s, keep-alive (hookgate: trusted proxy), ${BODY_BYTES}-byte body; open loop: examples/load.rs --rate $RATE for ${RATE_SECS}s after a 1 s warm-up, ≤ 512 in flight; backlog: examples/load.rs, 64 in flight."
 echo
 echo "Machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo), store on $(df -T "$work" | awk 'NR==2 {print $1" ("$2")"}'), rotational=$(cat /sys/block/"$(basename "$(df "$work" | awk 'NR==2 {print $1}')")"/queue/rotational 2>/dev/null || echo ?), load average before the run: ${loadavg0:-$(cut -d' ' -f1-3 /proc/loadavg)}"
