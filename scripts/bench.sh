@@ -14,13 +14,13 @@
 #      broker down (RabbitMQ shares the disk, and its fsyncs are in every commit's flush).
 #   4. sustained end to end: accepted events / (first request -> /readyz outbox_pending = 0)
 #      vs a raw lapin publisher with 512 confirms in flight (baseline.rs --mode raw-publish).
+#   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
+#      broker stopped, then drain when it is back — on a private RabbitMQ node started here (the
+#      shared broker on :5672 is never stopped); disk bytes of the store vs envelope bytes.
 #   6. the two ingest ratios again in PAIRS alternating rounds (bare, hookgate relay on,
 #      hookgate broker down, back to back): on a shared machine the cores' speed drifts over
 #      the minutes between the main rows' baseline and hookgate runs; the median and range of
 #      the pairs say how far to trust those rows.
-#   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
-#      broker stopped, then drain when it is back — on a private RabbitMQ node started here (the
-#      shared broker on :5672 is never stopped); disk bytes of the store vs envelope bytes.
 #
 # Bounded: each flat-out run lasts DURATION s (and at most CAP requests), the open-loop runs
 # RATE_SECS s, the backlog BACKLOG requests; loopback only. Env knobs (defaults):
