@@ -31,9 +31,16 @@ async fn accept(s: &Store, e: &Entry, now: u64) -> Accepted {
     s.accept(e, now, T).await.unwrap()
 }
 
+/// The store at `cfg`. A reopen in the same process waits while sled's background threads of
+/// the last handle still hold its lock (as the gateway's own restart does, `open_waiting`):
+/// under a loaded test run they can outlive the handle by more than an instant.
+fn open_store(cfg: &StoreConfig) -> Store {
+    Store::open_waiting(cfg, Duration::from_secs(10)).unwrap()
+}
+
 /// A store at `cfg` that accepted `ids` at time 1000, then closed.
 async fn closed_with(cfg: &StoreConfig, ids: &[&str]) {
-    let s = Store::open(cfg).unwrap();
+    let s = open_store(cfg);
     for id in ids {
         accept(&s, &entry(id), 1000).await;
     }
@@ -57,7 +64,7 @@ async fn a_lost_table_resets_the_checkpoint_before_it_is_refilled() {
     let cfg = config(dir.path(), 10);
     closed_with(&cfg, &["a", "b"]).await;
     std::fs::remove_file(cfg.path.join(seen::FILE)).unwrap();
-    let s = Store::open(&cfg).unwrap();
+    let s = open_store(&cfg);
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 0);
     assert_eq!(accept(&s, &entry("a"), 1001).await, Accepted::Duplicate);
     s.checkpoint().unwrap();
@@ -69,7 +76,7 @@ async fn a_lost_table_resets_the_checkpoint_before_it_is_refilled() {
 #[tokio::test]
 async fn a_checkpoint_stays_put_while_index_writes_fail() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&config(dir.path(), 10)).unwrap();
+    let s = open_store(&config(dir.path(), 10));
     accept(&s, &entry("a"), 1000).await;
     s.checkpoint().unwrap();
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
@@ -86,13 +93,13 @@ async fn a_checkpoint_stays_put_while_index_writes_fail() {
 async fn a_forgotten_id_stays_forgotten_after_a_kill() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 10);
-    let s = Store::open(&cfg).unwrap();
+    let s = open_store(&cfg);
     assert_eq!(accept(&s, &entry("a"), 1000).await, Accepted::New);
     assert_eq!(accept(&s, &entry("b"), 1000).await, Accepted::New);
     assert_eq!(s.forget("gh", "a").unwrap(), Some(1000));
     // Killed: no close, so no checkpoint after the forget.
     drop(s);
-    let s = Store::open(&cfg).unwrap();
+    let s = open_store(&cfg);
     assert_eq!(accept(&s, &entry("a"), 1001).await, Accepted::New);
     assert_eq!(accept(&s, &entry("b"), 1001).await, Accepted::Duplicate);
 }
@@ -100,7 +107,7 @@ async fn a_forgotten_id_stays_forgotten_after_a_kill() {
 #[tokio::test]
 async fn dedup_within_window_then_forget() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&config(dir.path(), 10)).unwrap();
+    let s = open_store(&config(dir.path(), 10));
     assert_eq!(accept(&s, &entry("a"), 1000).await, Accepted::New);
     assert_eq!(accept(&s, &entry("a"), 1050).await, Accepted::Duplicate);
     let mut other = entry("a");
@@ -131,7 +138,7 @@ async fn dedup_within_window_then_forget() {
 #[tokio::test]
 async fn the_content_key_is_a_second_dedup_key() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&config(dir.path(), 10)).unwrap();
+    let s = open_store(&config(dir.path(), 10));
     let mut first = entry("n1");
     first.content_key = Some("sha256:abc".into());
     let mut regrouped = entry("n1&notify_time=x");
@@ -144,7 +151,7 @@ async fn the_content_key_is_a_second_dedup_key() {
 #[tokio::test]
 async fn full_backlog_refuses_new_events_but_answers_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&config(dir.path(), 2)).unwrap();
+    let s = open_store(&config(dir.path(), 2));
     accept(&s, &entry("1"), 1000).await;
     accept(&s, &entry("2"), 1000).await;
     assert!(matches!(
@@ -160,7 +167,7 @@ async fn full_backlog_refuses_new_events_but_answers_duplicates() {
 #[tokio::test]
 async fn concurrent_same_id_is_accepted_once_and_the_rest_wait_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(Store::open(&config(dir.path(), 1000)).unwrap());
+    let s = Arc::new(open_store(&config(dir.path(), 1000)));
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let s = s.clone();
@@ -185,7 +192,7 @@ async fn concurrent_same_id_is_accepted_once_and_the_rest_wait_for_it() {
 #[tokio::test]
 async fn class5_no_request_waits_forever_for_the_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&config(dir.path(), 10)).unwrap();
+    let s = open_store(&config(dir.path(), 10));
     s.log.close();
     assert!(matches!(
         s.accept(&entry("a"), 1000, T).await,
@@ -221,7 +228,7 @@ async fn cursor_dead_letters_and_retention() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 1000);
     cfg.retain_secs = 0;
-    let s = Store::open(&cfg).unwrap();
+    let s = open_store(&cfg);
     for i in 0..30 {
         accept(&s, &entry(&format!("e{i}")), 1000).await;
     }
@@ -513,7 +520,7 @@ async fn a_crash_after_the_checkpoint_is_reindexed_from_the_log() {
     let path = cfg.path.join(seen::FILE);
     let at_checkpoint = dir.path().join("at-checkpoint");
     {
-        let s = Store::open(&cfg).unwrap();
+        let s = open_store(&cfg);
         accept(&s, &entry("a"), 1000).await;
         s.checkpoint().unwrap();
         std::fs::copy(&path, &at_checkpoint).unwrap();
@@ -708,7 +715,7 @@ async fn a_start_resumes_from_the_cursor_file_ahead_of_sled() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 100);
     {
-        let s = Store::open(&cfg).unwrap();
+        let s = open_store(&cfg);
         for i in 0..8 {
             assert_eq!(
                 accept(&s, &entry(&format!("c{i}")), 1000).await,
@@ -721,7 +728,7 @@ async fn a_start_resumes_from_the_cursor_file_ahead_of_sled() {
     // As a kill -9 after later saves leaves it: the file has them, sled does not.
     CursorFile::open(&cfg.path).unwrap().write(6).unwrap();
     {
-        let s = Store::open(&cfg).unwrap();
+        let s = open_store(&cfg);
         assert_eq!((s.cursor(), s.pending()), (6, 3));
         assert_eq!(pending_ids(&s), ["c5", "c6", "c7"]);
         s.close();
@@ -730,7 +737,7 @@ async fn a_start_resumes_from_the_cursor_file_ahead_of_sled() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[7] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let s = Store::open(&cfg).unwrap();
+    let s = open_store(&cfg);
     assert_eq!(s.cursor(), 3, "a damaged file is ignored");
     // The next save writes a good file again.
     s.advance(4, 1, 1000).unwrap();
