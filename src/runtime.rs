@@ -178,7 +178,7 @@ impl Summary {
         );
         server.insert(
             "server.forwarded_header".into(),
-            s.forwarded_header.name().into(),
+            s.forwarded_header.header_name().as_str().into(),
         );
         server.insert(
             "server.client_rate_limit".into(),

@@ -119,16 +119,8 @@ pub enum ForwardedHeader {
 }
 
 impl ForwardedHeader {
-    /// The header's name, lower-case.
-    pub fn name(self) -> &'static str {
-        match self {
-            ForwardedHeader::XForwardedFor => "x-forwarded-for",
-            ForwardedHeader::Forwarded => "forwarded",
-        }
-    }
-
-    /// The same as a constant `HeaderName`: looking a header up by a `&str` that `http` has
-    /// no constant for (`x-forwarded-for`) copies the name on every request.
+    /// The header's name (lower-case), a constant: looking a header up by a `&str` that
+    /// `http` has no constant for (`x-forwarded-for`) copies the name on every request.
     pub fn header_name(self) -> actix_web::http::header::HeaderName {
         use actix_web::http::header::{HeaderName, FORWARDED};
         const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
