@@ -288,7 +288,6 @@ stop "$hg_pid"
 rabbitmqctl -n "$node" stop >/dev/null 2>&1 || true; node=""
 
 # ---------- alternating pairs: bare, hookgate relay on, hookgate broker down ----------
-pair_bare=(); pair_on=(); pair_down=()
 for i in $(seq 1 "$PAIRS"); do
   "$TARGET/examples/baseline" --mode bare --listen "127.0.0.1:$base_port" --secret "$SECRET" \
     --amqp-url "$AMQP" --queue unused 2>"$work/pair-bare.log" & bpid=$!; pids+=("$bpid")
@@ -305,13 +304,7 @@ for i in $(seq 1 "$PAIRS"); do
   hg_start "pair$i-down" "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
   flat "pair$i-down" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
   stop "$hg_pid"; rm -rf "$work/store-pair$i-down"
-  pair_bare+=("${R[pair$i-bare.rps]}")
-  pair_on+=("$(calc "sprintf(\"%.3f\", ${R[pair$i-on.rps]} / ${R[pair$i-bare.rps]})")")
-  pair_down+=("$(calc "sprintf(\"%.3f\", ${R[pair$i-down.rps]} / ${R[pair$i-bare.rps]})")")
 done
-# "r1, r2, r3 (median m)" of a list of ratios.
-pairs_row() { local m; m=$(printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2) }')
-  echo "$(IFS=/; echo "$*" | sed 's#/# / #g') (median $m)"; }
 
 # ---------- the table ----------
 us_per() { calc "$1 * 1e6 / $tck / ($2 > 0 ? $2 : 1)"; }   # ticks, requests -> µs
@@ -320,6 +313,8 @@ mb() { calc "sprintf(\"%.0f MB\", $1 / 1024)"; }
 f0() { calc "sprintf(\"%.0f\", $1)"; }
 f1() { calc "sprintf(\"%.1f\", $1)"; }
 cores() { calc "sprintf(\"%.2f\", $1 / $tck / $2)"; }
+slashed() { local IFS=/; echo "$*" | sed 's#/# / #g'; }   # a / b / c
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 hg_cpu=$(us_per "${R[hookgate.e2e_ticks]}" "${R[hookgate.acc]}")
 hg_ingest_cpu=$(us_per "${R[hookgate.srv_ticks]}" "${R[hookgate.acc]}")
@@ -335,8 +330,11 @@ echo "|---|---|---|---|---|"
 echo "| ingest flat out, req/s (relay on; ${R[hookgate.queued]:-?} in the queue of ${R[hookgate.acc]} accepted) | $(f0 "${R[hookgate.rps]}") | bare actix 200: $(f0 "${R[bare.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[bare.rps]}") | ≥ 0.15 (aim 0.20) |"
 echo "| ingest flat out, req/s, broker down (pure ingest) | $(f0 "${R[nobroker.rps]}") | bare actix 200: $(f0 "${R[bare.rps]}") | $(ratio "${R[nobroker.rps]}" "${R[bare.rps]}") | ≥ 0.15 |"
 if [ "$PAIRS" -gt 0 ]; then
-  echo "| the same two ratios in $PAIRS alternating rounds (bare $(IFS=/; echo "${pair_bare[*]}" | sed 's#/# / #g') req/s): relay on | — | — | $(pairs_row "${pair_on[@]}") | ≥ 0.15 |"
-  echo "| … broker down | — | — | $(pairs_row "${pair_down[@]}") | ≥ 0.15 |"
+  bares=(); on=(); down=()
+  for i in $(seq 1 "$PAIRS"); do b=${R[pair$i-bare.rps]}
+    bares+=("$(f0 "$b")"); on+=("$(ratio "${R[pair$i-on.rps]}" "$b")"); down+=("$(ratio "${R[pair$i-down.rps]}" "$b")"); done
+  echo "| the same two ratios in $PAIRS alternating rounds (bare $(slashed "${bares[@]}") req/s): relay on | — | — | $(slashed "${on[@]}") (median $(median "${on[@]}")) | ≥ 0.15 |"
+  echo "| … broker down | — | — | $(slashed "${down[@]}") (median $(median "${down[@]}")) | ≥ 0.15 |"
 fi
 echo "| ingest flat out vs an actix server checking the HMAC | $(f0 "${R[hookgate.rps]}") | hmac: $(f0 "${R[hmac.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[hmac.rps]}") | — |"
 echo "| ingest flat out vs naive verify+publish+await confirm (${R[publish.queued]:-?} in its queue, wrk saw ${R[publish.ok]} 2xx) | $(f0 "${R[hookgate.rps]}") | publish: $(f0 "${R[publish.rps]}") | $(ratio "${R[hookgate.rps]}" "${R[publish.rps]}") | — |"
