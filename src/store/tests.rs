@@ -350,6 +350,44 @@ fn table_insert_and_lookup() {
 }
 
 #[test]
+fn table_new_keys_are_answered_by_the_filter_without_a_page_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 64);
+    // 6,000 keys in 8,192 slots: just under the 3/4 load that grows the table.
+    let items: Vec<_> = (0..6000).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    s.insert(&items).unwrap();
+    assert_eq!(s.stats().0, 64, "not grown");
+    let absent = |s: &Seen| {
+        let before = s.page_reads();
+        for i in 100_000..110_000 {
+            assert_eq!(s.lookup(fp(s, i), 1001).unwrap(), None);
+        }
+        s.page_reads() - before
+    };
+    // ~1 % false positives expected at this load; each costs at least one page.
+    let reads = absent(&s);
+    assert!(reads < 500, "{reads} page reads for 10,000 absent keys");
+    // Without the filter every one of them would read its home page at least.
+    for &(f, at, seq) in &items {
+        assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
+    }
+    // Rebuilt at open from the file, and by a rebuild from the slots it keeps.
+    drop(s);
+    let s = table(dir.path(), 100, 64);
+    assert!(absent(&s) < 500);
+    for &(f, at, seq) in &items {
+        assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
+    }
+    let more: Vec<_> = (6000..7000).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    s.insert(&more).unwrap();
+    assert!(s.stats().0 > 64, "grown");
+    assert!(absent(&s) < 500);
+    for &(f, at, seq) in items.iter().chain(&more) {
+        assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
+    }
+}
+
+#[test]
 fn table_window_expiry_and_reuse_of_expired_slots() {
     let dir = tempfile::tempdir().unwrap();
     let s = table(dir.path(), 10, 64);
