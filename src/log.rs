@@ -37,6 +37,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
@@ -194,10 +195,22 @@ struct Queue<T> {
     stop: bool,
 }
 
+/// Tasks waiting for a record to be settled, each woken once, by the commit that settles it.
+/// (A watch channel woke every waiter at every commit: flat out, a request waiting behind two
+/// commits was polled for each record's batch, measured in docs/event-log.md.)
+#[derive(Default)]
+struct Waiters {
+    list: Vec<(u64, Waker)>,
+    /// The committer has ended: nothing more will be settled.
+    closed: bool,
+}
+
 struct Shared<T> {
     queue: Mutex<Queue<T>>,
     wake: Condvar,
+    /// Where durability stands (read by `durable_state`; nobody subscribes).
     durable: watch::Sender<Durable>,
+    waiters: Mutex<Waiters>,
     /// Shared with readers: the active segment's `bytes` is how far they may read in it.
     segments: Arc<RwLock<VecDeque<Segment>>>,
     failed: AtomicBool,
@@ -306,6 +319,7 @@ impl<T: Send + 'static> Log<T> {
                 upto: next_seq - 1,
                 failed_upto: 0,
             }),
+            waiters: Mutex::default(),
             segments: Arc::new(RwLock::new(segments)),
             failed: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
@@ -367,16 +381,48 @@ impl<T: Send + 'static> Log<T> {
 
     /// Waits until record `seq` is on disk (`Ok`) or its write failed (`Err`).
     pub async fn durable(&self, seq: u64) -> Result<(), LogClosed> {
-        let mut rx = self.shared.durable.subscribe();
-        let d = rx
-            .wait_for(|d| d.upto >= seq || d.failed_upto >= seq)
-            .await
-            .map_err(|_| LogClosed)?;
-        if d.upto >= seq {
-            Ok(())
-        } else {
-            Err(LogClosed)
+        let mut registered = false;
+        std::future::poll_fn(|cx| self.poll_durable(seq, cx, &mut registered)).await
+    }
+
+    fn poll_durable(
+        &self,
+        seq: u64,
+        cx: &mut Context<'_>,
+        registered: &mut bool,
+    ) -> Poll<Result<(), LogClosed>> {
+        let settled = || {
+            let d = *self.shared.durable.borrow();
+            match (d.upto >= seq, d.failed_upto >= seq) {
+                (true, _) => Some(Ok(())),
+                (false, true) => Some(Err(LogClosed)),
+                (false, false) => None,
+            }
+        };
+        if let Some(r) = settled() {
+            return Poll::Ready(r);
         }
+        let mut w = lock(&self.shared.waiters);
+        // Again under the lock: the committer publishes the state, then takes this lock to
+        // wake, so a record settled after this look finds the waker in the list.
+        if let Some(r) = settled() {
+            return Poll::Ready(r);
+        }
+        if w.closed {
+            return Poll::Ready(Err(LogClosed));
+        }
+        // Polled again before its commit (a spurious wake): its entry is still there (only a
+        // settled record's entries go). Under another task's waker, it gets a second entry.
+        if *registered
+            && w.list
+                .iter()
+                .any(|(s, k)| *s == seq && k.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        w.list.push((seq, cx.waker().clone()));
+        *registered = true;
+        Poll::Pending
     }
 
     pub fn durable_state(&self) -> Durable {
@@ -502,6 +548,10 @@ impl<T: Send + 'static> Drop for Log<T> {
 #[error("the event log is closed or its write failed")]
 pub struct LogClosed;
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn list_segments(dir: &Path) -> io::Result<VecDeque<Segment>> {
     let mut segs = Vec::new();
     for e in fs::read_dir(dir)? {
@@ -596,8 +646,23 @@ const PAGE: u64 = 4096;
 
 impl<T> Committer<T> {
     fn run(mut self) {
+        // However the thread ends (a panic too), waiters learn that nothing more will come.
+        struct Closing<'a>(&'a Mutex<Waiters>);
+        impl Drop for Closing<'_> {
+            fn drop(&mut self) {
+                let list = {
+                    let mut w = lock(self.0);
+                    w.closed = true;
+                    std::mem::take(&mut w.list)
+                };
+                list.into_iter().for_each(|(_, waker)| waker.wake());
+            }
+        }
+        let shared = self.shared.clone();
+        let _closing = Closing(&shared.waiters);
         let mut buf = Vec::new();
         let mut tags = Vec::new();
+        let mut woken = Vec::new();
         loop {
             let first_at = {
                 let mut q = self
@@ -648,6 +713,7 @@ impl<T> Committer<T> {
                 true => d.upto = upto,
                 false => d.failed_upto = upto,
             });
+            self.wake_settled(upto, &mut woken);
             (self.on_commit)(done);
             buf.clear();
             if !ok {
@@ -655,6 +721,23 @@ impl<T> Committer<T> {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+
+    /// Wakes the tasks waiting for records up to `upto` (all settled now, on disk or
+    /// failed), outside the lock; `woken` is a reused buffer.
+    fn wake_settled(&self, upto: u64, woken: &mut Vec<Waker>) {
+        {
+            let mut w = lock(&self.shared.waiters);
+            let mut i = 0;
+            while i < w.list.len() {
+                if w.list[i].0 <= upto {
+                    woken.push(w.list.swap_remove(i).1);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        woken.drain(..).for_each(Waker::wake);
     }
 
     fn write(&mut self, first: u64, buf: &mut Vec<u8>) -> io::Result<()> {
@@ -1135,6 +1218,7 @@ pub fn modified(seg: &Segment) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn entry(id: &str, body_len: usize) -> Entry {
         Entry {
@@ -1655,6 +1739,66 @@ mod tests {
         assert_eq!(all, (1..=200).collect::<Vec<_>>());
         let got = read_all(&log, 1);
         assert!(got.windows(2).all(|w| w[0].0 + 1 == w[1].0));
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(Default::default()));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[tokio::test]
+    async fn a_waiter_is_woken_once_by_the_commit_of_its_record_not_by_the_ones_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 1 << 20);
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let mut later = std::pin::pin!(log.durable(11));
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        // Ten commits of the records before it: one each.
+        for i in 1..=10 {
+            assert_eq!(append(&log, &entry(&format!("e{i}"), 100)).await, i);
+        }
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "woken by others' commits"
+        );
+        assert!(later.as_mut().poll(&mut cx).is_pending());
+        log.append(&entry("e11", 100), ()).unwrap();
+        for _ in 0..500 {
+            if count.0.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(later.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn waiters_learn_when_the_log_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 1 << 20);
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let mut never = std::pin::pin!(log.durable(5));
+        assert!(never.as_mut().poll(&mut cx).is_pending());
+        log.close();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            never.as_mut().poll(&mut cx),
+            Poll::Ready(Err(LogClosed))
+        ));
+        // A wait that starts after the close ends at once.
+        assert!(log.durable(6).await.is_err());
     }
 
     #[tokio::test]
