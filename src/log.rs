@@ -196,26 +196,157 @@ struct Queue<T> {
 }
 
 /// Tasks waiting for a record to be settled, each woken once, by the commit that settles it.
-/// (A watch channel woke every waiter at every commit: flat out, a request waiting behind two
-/// commits was polled for each record's batch, measured in docs/event-log.md.)
+/// (A watch channel woke every waiter at every commit; docs/event-log.md.)
 #[derive(Default)]
 struct Waiters {
-    list: Vec<(u64, Waker)>,
+    /// `(seq, entry id, waker)`; an entry goes when its record is settled or its wait dropped.
+    list: Vec<(u64, u64, Waker)>,
+    next_id: u64,
     /// The committer has ended: nothing more will be settled.
     closed: bool,
+}
+
+/// Failed commits kept in [`Shared::failed`]. Each failure is followed by a 100 ms pause, so
+/// these span minutes of failures, far beyond a request's wait.
+const FAILED_KEPT: usize = 4096;
+
+/// Where each record stands, and who waits for it.
+struct Settle {
+    /// Where durability stands (read by `durable_state`; nobody subscribes).
+    durable: watch::Sender<Durable>,
+    waiters: Mutex<Waiters>,
+    /// The seq ranges of the last [`FAILED_KEPT`] failed commits, adjacent ones merged: their
+    /// numbers are not reused, so `upto` passes them at the next good commit, and a wait that
+    /// starts after that (one that joined a failed record through the in-flight map) must
+    /// still be told it failed.
+    failed: Mutex<VecDeque<(u64, u64)>>,
+}
+
+impl Settle {
+    /// How record `seq` ended, if it has.
+    fn outcome(&self, seq: u64) -> Option<Result<(), LogClosed>> {
+        let d = *self.durable.borrow();
+        // Only after a failure at or past `seq` (rare) is the list looked at.
+        if seq <= d.failed_upto
+            && lock(&self.failed)
+                .iter()
+                .any(|&(a, b)| (a..=b).contains(&seq))
+        {
+            return Some(Err(LogClosed));
+        }
+        (d.upto >= seq).then_some(Ok(()))
+    }
+
+    /// Publishes the fate of records `first..=upto` (one commit), then wakes their waiters.
+    fn publish(&self, first: u64, upto: u64, ok: bool, woken: &mut Vec<Waker>) {
+        if !ok {
+            let mut failed = lock(&self.failed);
+            match failed.back_mut() {
+                Some(last) if last.1 + 1 == first => last.1 = upto,
+                _ => failed.push_back((first, upto)),
+            }
+            if failed.len() > FAILED_KEPT {
+                failed.pop_front();
+            }
+        }
+        self.durable.send_modify(|d| match ok {
+            true => d.upto = upto,
+            false => d.failed_upto = upto,
+        });
+        // After the state: a wait that looked before it is in the list by now (it looks again
+        // under this lock before it adds itself).
+        {
+            let mut w = lock(&self.waiters);
+            let mut i = 0;
+            while i < w.list.len() {
+                if w.list[i].0 <= upto {
+                    woken.push(w.list.swap_remove(i).2);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        woken.drain(..).for_each(Waker::wake);
+    }
+
+    /// Nothing more will be settled: every waiter is told so.
+    fn close(&self) {
+        let list = {
+            let mut w = lock(&self.waiters);
+            w.closed = true;
+            std::mem::take(&mut w.list)
+        };
+        list.into_iter().for_each(|(_, _, waker)| waker.wake());
+    }
+}
+
+/// Waits until a record is on disk (`Ok`) or its write failed (`Err`): [`Log::durable`].
+pub struct DurableWait<'a> {
+    settle: &'a Settle,
+    seq: u64,
+    /// The id of this wait's entry in the list while it has one.
+    entry: Option<u64>,
+}
+
+impl std::future::Future for DurableWait<'_> {
+    type Output = Result<(), LogClosed>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(r) = this.settle.outcome(this.seq) {
+            this.entry = None;
+            return Poll::Ready(r);
+        }
+        let mut w = lock(&this.settle.waiters);
+        // Again under the lock: the committer publishes the state, then takes this lock to
+        // wake, so a record settled after this look finds the entry in the list.
+        if let Some(r) = this.settle.outcome(this.seq) {
+            this.entry = None;
+            return Poll::Ready(r);
+        }
+        if w.closed {
+            this.entry = None;
+            return Poll::Ready(Err(LogClosed));
+        }
+        // Polled again before its commit (a spurious wake): its entry is still there (only a
+        // settled record's go), given the waker of this poll.
+        if let Some(id) = this.entry {
+            if let Some(e) = w.list.iter_mut().find(|e| e.1 == id) {
+                e.2.clone_from(cx.waker());
+                return Poll::Pending;
+            }
+        }
+        let id = w.next_id;
+        w.next_id += 1;
+        w.list.push((this.seq, id, cx.waker().clone()));
+        this.entry = Some(id);
+        Poll::Pending
+    }
+}
+
+impl Drop for DurableWait<'_> {
+    /// A wait given up (its request's deadline, a closed connection) takes its entry out:
+    /// behind a stalled disk, retries of one id would otherwise pile entries (and the tasks
+    /// their wakers keep) up until the commit.
+    fn drop(&mut self) {
+        if let Some(id) = self.entry {
+            lock(&self.settle.waiters).list.retain(|e| e.1 != id);
+        }
+    }
 }
 
 struct Shared<T> {
     queue: Mutex<Queue<T>>,
     wake: Condvar,
-    /// Where durability stands (read by `durable_state`; nobody subscribes).
-    durable: watch::Sender<Durable>,
-    waiters: Mutex<Waiters>,
+    settle: Settle,
     /// Shared with readers: the active segment's `bytes` is how far they may read in it.
     segments: Arc<RwLock<VecDeque<Segment>>>,
     failed: AtomicBool,
     /// Bytes of all segments, for metrics and retention.
     bytes: AtomicU64,
+    /// Test hook: the next this many commits fail as a full disk would.
+    #[cfg(test)]
+    fail_commits: std::sync::atomic::AtomicU32,
 }
 
 /// The log. `T` is what the caller attaches to a record to get back once it is committed.
@@ -315,14 +446,19 @@ impl<T: Send + 'static> Log<T> {
                 stop: false,
             }),
             wake: Condvar::new(),
-            durable: watch::Sender::new(Durable {
-                upto: next_seq - 1,
-                failed_upto: 0,
-            }),
-            waiters: Mutex::default(),
+            settle: Settle {
+                durable: watch::Sender::new(Durable {
+                    upto: next_seq - 1,
+                    failed_upto: 0,
+                }),
+                waiters: Mutex::default(),
+                failed: Mutex::default(),
+            },
             segments: Arc::new(RwLock::new(segments)),
             failed: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
+            #[cfg(test)]
+            fail_commits: Default::default(),
         });
         let committer = Committer {
             dir: dir.to_owned(),
@@ -380,53 +516,16 @@ impl<T: Send + 'static> Log<T> {
     }
 
     /// Waits until record `seq` is on disk (`Ok`) or its write failed (`Err`).
-    pub async fn durable(&self, seq: u64) -> Result<(), LogClosed> {
-        let mut registered = false;
-        std::future::poll_fn(|cx| self.poll_durable(seq, cx, &mut registered)).await
-    }
-
-    fn poll_durable(
-        &self,
-        seq: u64,
-        cx: &mut Context<'_>,
-        registered: &mut bool,
-    ) -> Poll<Result<(), LogClosed>> {
-        let settled = || {
-            let d = *self.shared.durable.borrow();
-            match (d.upto >= seq, d.failed_upto >= seq) {
-                (true, _) => Some(Ok(())),
-                (false, true) => Some(Err(LogClosed)),
-                (false, false) => None,
-            }
-        };
-        if let Some(r) = settled() {
-            return Poll::Ready(r);
+    pub fn durable(&self, seq: u64) -> DurableWait<'_> {
+        DurableWait {
+            settle: &self.shared.settle,
+            seq,
+            entry: None,
         }
-        let mut w = lock(&self.shared.waiters);
-        // Again under the lock: the committer publishes the state, then takes this lock to
-        // wake, so a record settled after this look finds the waker in the list.
-        if let Some(r) = settled() {
-            return Poll::Ready(r);
-        }
-        if w.closed {
-            return Poll::Ready(Err(LogClosed));
-        }
-        // Polled again before its commit (a spurious wake): its entry is still there (only a
-        // settled record's entries go). Under another task's waker, it gets a second entry.
-        if *registered
-            && w.list
-                .iter()
-                .any(|(s, k)| *s == seq && k.will_wake(cx.waker()))
-        {
-            return Poll::Pending;
-        }
-        w.list.push((seq, cx.waker().clone()));
-        *registered = true;
-        Poll::Pending
     }
 
     pub fn durable_state(&self) -> Durable {
-        *self.shared.durable.borrow()
+        *self.shared.settle.durable.borrow()
     }
 
     /// Sequence number the next append gets.
@@ -647,19 +746,14 @@ const PAGE: u64 = 4096;
 impl<T> Committer<T> {
     fn run(mut self) {
         // However the thread ends (a panic too), waiters learn that nothing more will come.
-        struct Closing<'a>(&'a Mutex<Waiters>);
+        struct Closing<'a>(&'a Settle);
         impl Drop for Closing<'_> {
             fn drop(&mut self) {
-                let list = {
-                    let mut w = lock(self.0);
-                    w.closed = true;
-                    std::mem::take(&mut w.list)
-                };
-                list.into_iter().for_each(|(_, waker)| waker.wake());
+                self.0.close();
             }
         }
         let shared = self.shared.clone();
-        let _closing = Closing(&shared.waiters);
+        let _closing = Closing(&shared.settle);
         let mut buf = Vec::new();
         let mut tags = Vec::new();
         let mut woken = Vec::new();
@@ -709,11 +803,7 @@ impl<T> Committer<T> {
                 .map(|(seq, tag)| Committed { seq, ok, tag })
                 .collect();
             // Release waiters first: the index update does not make anything more durable.
-            self.shared.durable.send_modify(|d| match ok {
-                true => d.upto = upto,
-                false => d.failed_upto = upto,
-            });
-            self.wake_settled(upto, &mut woken);
+            self.shared.settle.publish(first, upto, ok, &mut woken);
             (self.on_commit)(done);
             buf.clear();
             if !ok {
@@ -723,24 +813,16 @@ impl<T> Committer<T> {
         }
     }
 
-    /// Wakes the tasks waiting for records up to `upto` (all settled now, on disk or
-    /// failed), outside the lock; `woken` is a reused buffer.
-    fn wake_settled(&self, upto: u64, woken: &mut Vec<Waker>) {
-        {
-            let mut w = lock(&self.shared.waiters);
-            let mut i = 0;
-            while i < w.list.len() {
-                if w.list[i].0 <= upto {
-                    woken.push(w.list.swap_remove(i).1);
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        woken.drain(..).for_each(Waker::wake);
-    }
-
     fn write(&mut self, first: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+        #[cfg(test)]
+        if self
+            .shared
+            .fail_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(io::Error::other("injected by a test"));
+        }
         let records = buf.len() as u64;
         // A segment that is appended to (a run's first, or one whose spare was not ready at
         // its roll-over) gives way to the spare as soon as that is ready, full or not.
@@ -1799,6 +1881,57 @@ mod tests {
         ));
         // A wait that starts after the close ends at once.
         assert!(log.durable(6).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_a_failed_record_is_told_so_after_later_records_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 1 << 20);
+        assert_eq!(append(&log, &entry("a", 100)).await, 1);
+        log.shared.fail_commits.store(1, Ordering::SeqCst);
+        let failed = log.append(&entry("b", 100), ()).unwrap();
+        assert!(log.durable(failed).await.is_err());
+        assert_eq!(append(&log, &entry("c", 100)).await, 3);
+        assert!(log.durable_state().upto > failed, "passed by a good commit");
+        // A wait that starts only now: a request that joined record 2 through the in-flight
+        // map before the indexer took it out.
+        assert!(log.durable(failed).await.is_err());
+        assert!(log.durable(1).await.is_ok());
+        assert!(log.durable(3).await.is_ok());
+        // Failed commits in a row are one range.
+        log.shared.fail_commits.store(2, Ordering::SeqCst);
+        let (x, y) = (log.append(&entry("x", 100), ()).unwrap(), 0);
+        assert!(log.durable(x).await.is_err());
+        let y = y + log.append(&entry("y", 100), ()).unwrap();
+        assert!(log.durable(y).await.is_err());
+        assert_eq!(append(&log, &entry("z", 100)).await, y + 1);
+        let ranges: Vec<_> = lock(&log.shared.settle.failed).iter().copied().collect();
+        assert_eq!(ranges, vec![(2, 2), (x, y)]);
+        assert!(log.durable(x).await.is_err() && log.durable(y).await.is_err());
+        let got: Vec<u64> = read_all(&log, 1).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![1, 3, y + 1], "failed records are not in the log");
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_no_entry_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = open(dir.path(), 1 << 20);
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        for seq in [5, 6, 7] {
+            let mut wait = std::pin::pin!(log.durable(seq));
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert!(
+                wait.as_mut().poll(&mut cx).is_pending(),
+                "polled twice, one entry"
+            );
+            assert_eq!(lock(&log.shared.settle.waiters).list.len(), 1);
+        }
+        assert!(lock(&log.shared.settle.waiters).list.is_empty());
+        // A timed-out wait (a request's deadline) too.
+        let timed_out = tokio::time::timeout(Duration::from_millis(20), log.durable(9)).await;
+        assert!(timed_out.is_err());
+        assert!(lock(&log.shared.settle.waiters).list.is_empty());
     }
 
     #[tokio::test]

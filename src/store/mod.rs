@@ -147,21 +147,27 @@ impl Index {
             }
             items.extend(c.tag.fps.iter().map(|&fp| (fp, c.tag.at, c.seq)));
         }
-        match self.seen.insert(&items) {
-            Ok(()) => self.seen.write_back(),
+        let indexed = match self.seen.insert(&items) {
+            Ok(()) => {
+                self.seen.write_back();
+                true
+            }
             // The records are on disk; the next start re-indexes them from the log.
             Err(e) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     tracing::error!(error = %e, "dedup index write failed");
                 }
+                false
             }
-        }
+        };
         // Counted as pending when appended; a failed write never will be.
         if failed > 0 {
             pending.fetch_sub(failed, Ordering::Relaxed);
         }
         let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-        for c in batch.iter() {
+        // A record whose keys may not have reached the table stays in the map (a request with
+        // its id is a duplicate of a durable record) until the restart that re-indexes it.
+        for c in batch.iter().filter(|c| indexed || !c.ok) {
             for fp in &c.tag.fps {
                 if inflight.get(fp) == Some(&c.seq) {
                     inflight.remove(fp);
@@ -404,31 +410,33 @@ impl Store {
             return Ok(0);
         }
         let outbox = self.db.open_tree("outbox")?;
-        let mut last = None;
+        let (mut first, mut last) = (None, None);
         let mut n = 0;
         for item in outbox.iter() {
             let (_, v) = item?;
             match decode_v1(&v) {
                 Some(e) => {
-                    last = Some(
-                        self.log
-                            .append(&e, Tag::unindexed())
-                            .map_err(|_| StoreError::Write)?,
-                    );
+                    let seq = self
+                        .log
+                        .append(&e, Tag::unindexed())
+                        .map_err(|_| StoreError::Write)?;
+                    first.get_or_insert(seq);
+                    last = Some(seq);
                     n += 1;
                 }
                 None => tracing::error!("undecodable entry in the old outbox skipped"),
             }
         }
-        if let Some(seq) = last {
+        if let (Some(first), Some(last)) = (first, last) {
             // This runs at start, before any request: a short blocking wait is fine.
             loop {
                 let d = self.log.durable_state();
-                if d.upto >= seq {
-                    break;
-                }
-                if d.failed_upto >= seq {
+                // Any failed commit among them (not only the last's): the old outbox stays.
+                if d.failed_upto >= first {
                     return Err(StoreError::Write);
+                }
+                if d.upto >= last {
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }

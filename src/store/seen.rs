@@ -250,6 +250,9 @@ pub(crate) struct Seen {
     /// Test hook: every key's home bucket is page 0 (to force overflow chains).
     #[cfg(test)]
     pub(crate) collide: std::sync::atomic::AtomicBool,
+    /// Test hook: inserts fail as a failing disk would.
+    #[cfg(test)]
+    pub(crate) fail_inserts: std::sync::atomic::AtomicBool,
 }
 
 impl Seen {
@@ -306,6 +309,8 @@ impl Seen {
             opened_at: std::time::Instant::now(),
             #[cfg(test)]
             collide: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_inserts: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((seen, opened))
     }
@@ -378,6 +383,10 @@ impl Seen {
 
     /// Records keys accepted at their `at` by record `seq` (`(fp, at, seq)`), in order.
     pub(crate) fn insert(&self, items: &[(u128, u64, u64)]) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_inserts.load(Ordering::Relaxed) {
+            return Err(io::Error::other("injected by a test"));
+        }
         let mut w = self.writer();
         for &(fp, at, seq) in items {
             self.insert_one(&mut w, fp, at, seq)?;

@@ -74,6 +74,34 @@ async fn a_lost_table_resets_the_checkpoint_before_it_is_refilled() {
 /// Keys that failed to reach the table are re-inserted by a start only if the checkpoint did
 /// not move past them.
 #[tokio::test]
+async fn an_id_whose_index_write_failed_stays_a_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&config(dir.path(), 10));
+    s.index.seen.fail_inserts.store(true, Ordering::Relaxed);
+    assert!(matches!(
+        s.accept(&entry("b"), 1000, Duration::from_secs(5)).await,
+        Ok(Accepted::New)
+    ));
+    s.settle_index();
+    assert!(
+        s.index.failing.load(Ordering::Relaxed),
+        "the failed index write shows"
+    );
+    // Its keys are not in the table; the in-flight map keeps them until a restart re-indexes.
+    assert!(matches!(
+        s.accept(&entry("b"), 1001, Duration::from_secs(5)).await,
+        Ok(Accepted::Duplicate)
+    ));
+    s.close();
+    drop(s);
+    let s = open_store(&config(dir.path(), 10));
+    assert!(matches!(
+        s.accept(&entry("b"), 1002, Duration::from_secs(5)).await,
+        Ok(Accepted::Duplicate)
+    ));
+}
+
+#[tokio::test]
 async fn a_checkpoint_stays_put_while_index_writes_fail() {
     let dir = tempfile::tempdir().unwrap();
     let s = open_store(&config(dir.path(), 10));
