@@ -188,6 +188,9 @@ JSON
 fi
 
 # ---------- hookgate, relay on the shared broker ----------
+# The publish baseline's queue was just deleted: RabbitMQ cleans its message store up for a few
+# seconds after, on the same cores. hookgate (and the raw publisher below) start on an idle broker.
+broker_settle 30
 q="bench-$suffix"
 hg_start hookgate "$AMQP" "$q"
 R[mem.idle_kb]=$(rss_kb "$hg_pid")
@@ -226,6 +229,7 @@ stop "$hg_pid"
 rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
 
 # ---------- raw lapin publisher, same number of events ----------
+broker_settle 30
 raw_n=${R[hookgate.acc]}; [ "$raw_n" -gt 200000 ] && raw_n=200000; [ "$raw_n" -lt 1000 ] && raw_n=1000
 rq="bench-raw-$suffix"
 line=$("$TARGET/examples/baseline" --mode raw-publish --amqp-url "$AMQP" --queue "$rq" --exchange "bench-raw" --count "$raw_n" \
