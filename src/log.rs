@@ -206,7 +206,7 @@ struct Waiters {
     closed: bool,
 }
 
-/// Failed commits kept in [`Shared::failed`]. Each failure is followed by a 100 ms pause, so
+/// Failed commits kept in [`Settle::failed`]. Each failure is followed by a 100 ms pause, so
 /// these span minutes of failures, far beyond a request's wait.
 const FAILED_KEPT: usize = 4096;
 
