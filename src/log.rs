@@ -40,8 +40,6 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
-
 /// One kept event: what the relay publishes, without parsing the envelope again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -162,7 +160,7 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
     Ok(Some(FRAME_HEADER + len))
 }
 
-/// Where durability stands; sent to every waiter after each commit.
+/// Where durability stands after the last commit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Durable {
     /// Every record up to this sequence number is on disk.
@@ -195,94 +193,71 @@ struct Queue<T> {
     stop: bool,
 }
 
-/// Tasks waiting for a record to be settled, each woken once, by the commit that settles it.
-/// (A watch channel woke every waiter at every commit; docs/event-log.md.)
+/// Failed commits kept in [`Settled::failed`]. Each failure is followed by a 100 ms pause, so
+/// these span minutes of failures, far beyond a request's wait.
+const FAILED_KEPT: usize = 4096;
+
+/// Where each record stands and who waits for it, behind one lock: the committer publishes a
+/// commit and takes its waiters out in one go, and a wait looks and adds itself in one go, so
+/// no commit can fall between the two.
 #[derive(Default)]
-struct Waiters {
-    /// `(seq, entry id, waker)`; an entry goes when its record is settled or its wait dropped.
-    list: Vec<(u64, u64, Waker)>,
+struct Settled {
+    durable: Durable,
+    /// The seq ranges of the last [`FAILED_KEPT`] failed commits, adjacent ones merged: their
+    /// numbers are not reused, so `upto` passes them at the next good commit, and a wait that
+    /// starts after that (one that joined a failed record through the in-flight map) must
+    /// still be told it failed.
+    failed: VecDeque<(u64, u64)>,
+    /// Tasks waiting for a record, each woken once, by the commit that settles it (a watch
+    /// channel woke every waiter at every commit): `(seq, entry id, waker)`. An entry goes
+    /// when its record is settled or its wait dropped.
+    waiters: Vec<(u64, u64, Waker)>,
     next_id: u64,
     /// The committer has ended: nothing more will be settled.
     closed: bool,
 }
 
-/// Failed commits kept in [`Settle::failed`]. Each failure is followed by a 100 ms pause, so
-/// these span minutes of failures, far beyond a request's wait.
-const FAILED_KEPT: usize = 4096;
-
-/// Where each record stands, and who waits for it.
-struct Settle {
-    /// Where durability stands (read by `durable_state`; nobody subscribes).
-    durable: watch::Sender<Durable>,
-    waiters: Mutex<Waiters>,
-    /// The seq ranges of the last [`FAILED_KEPT`] failed commits, adjacent ones merged: their
-    /// numbers are not reused, so `upto` passes them at the next good commit, and a wait that
-    /// starts after that (one that joined a failed record through the in-flight map) must
-    /// still be told it failed.
-    failed: Mutex<VecDeque<(u64, u64)>>,
-}
-
-impl Settle {
+impl Settled {
     /// How record `seq` ended, if it has.
     fn outcome(&self, seq: u64) -> Option<Result<(), LogClosed>> {
-        let d = *self.durable.borrow();
         // Only after a failure at or past `seq` (rare) is the list looked at.
-        if seq <= d.failed_upto
-            && lock(&self.failed)
-                .iter()
-                .any(|&(a, b)| (a..=b).contains(&seq))
+        if seq <= self.durable.failed_upto
+            && self.failed.iter().any(|&(a, b)| (a..=b).contains(&seq))
         {
             return Some(Err(LogClosed));
         }
-        (d.upto >= seq).then_some(Ok(()))
+        (self.durable.upto >= seq).then_some(Ok(()))
     }
 
-    /// Publishes the fate of records `first..=upto` (one commit), then wakes their waiters.
-    fn publish(&self, first: u64, upto: u64, ok: bool, woken: &mut Vec<Waker>) {
-        if !ok {
-            let mut failed = lock(&self.failed);
-            match failed.back_mut() {
+    /// Records the fate of records `first..=upto` (one commit) and moves their waiters' wakers
+    /// to `woken`, to be woken outside the lock.
+    fn publish(&mut self, first: u64, upto: u64, ok: bool, woken: &mut Vec<Waker>) {
+        if ok {
+            self.durable.upto = upto;
+        } else {
+            self.durable.failed_upto = upto;
+            match self.failed.back_mut() {
                 Some(last) if last.1 + 1 == first => last.1 = upto,
-                _ => failed.push_back((first, upto)),
+                _ => self.failed.push_back((first, upto)),
             }
-            if failed.len() > FAILED_KEPT {
-                failed.pop_front();
-            }
-        }
-        self.durable.send_modify(|d| match ok {
-            true => d.upto = upto,
-            false => d.failed_upto = upto,
-        });
-        // After the state: a wait that looked before it is in the list by now (it looks again
-        // under this lock before it adds itself).
-        {
-            let mut w = lock(&self.waiters);
-            let mut i = 0;
-            while i < w.list.len() {
-                if w.list[i].0 <= upto {
-                    woken.push(w.list.swap_remove(i).2);
-                } else {
-                    i += 1;
-                }
+            if self.failed.len() > FAILED_KEPT {
+                self.failed.pop_front();
             }
         }
-        woken.drain(..).for_each(Waker::wake);
-    }
-
-    /// Nothing more will be settled: every waiter is told so.
-    fn close(&self) {
-        let list = {
-            let mut w = lock(&self.waiters);
-            w.closed = true;
-            std::mem::take(&mut w.list)
-        };
-        list.into_iter().for_each(|(_, _, waker)| waker.wake());
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].0 <= upto {
+                woken.push(self.waiters.swap_remove(i).2);
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
 /// Waits until a record is on disk (`Ok`) or its write failed (`Err`): [`Log::durable`].
 pub struct DurableWait<'a> {
-    settle: &'a Settle,
+    settled: &'a Mutex<Settled>,
     seq: u64,
     /// The id of this wait's entry in the list while it has one.
     entry: Option<u64>,
@@ -293,32 +268,27 @@ impl std::future::Future for DurableWait<'_> {
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if let Some(r) = this.settle.outcome(this.seq) {
+        let mut s = lock(this.settled);
+        let done = match s.outcome(this.seq) {
+            Some(r) => Some(r),
+            None if s.closed => Some(Err(LogClosed)),
+            None => None,
+        };
+        if let Some(r) = done {
             this.entry = None;
             return Poll::Ready(r);
-        }
-        let mut w = lock(&this.settle.waiters);
-        // Again under the lock: the committer publishes the state, then takes this lock to
-        // wake, so a record settled after this look finds the entry in the list.
-        if let Some(r) = this.settle.outcome(this.seq) {
-            this.entry = None;
-            return Poll::Ready(r);
-        }
-        if w.closed {
-            this.entry = None;
-            return Poll::Ready(Err(LogClosed));
         }
         // Polled again before its commit (a spurious wake): its entry is still there (only a
         // settled record's go), given the waker of this poll.
         if let Some(id) = this.entry {
-            if let Some(e) = w.list.iter_mut().find(|e| e.1 == id) {
+            if let Some(e) = s.waiters.iter_mut().find(|e| e.1 == id) {
                 e.2.clone_from(cx.waker());
                 return Poll::Pending;
             }
         }
-        let id = w.next_id;
-        w.next_id += 1;
-        w.list.push((this.seq, id, cx.waker().clone()));
+        let id = s.next_id;
+        s.next_id += 1;
+        s.waiters.push((this.seq, id, cx.waker().clone()));
         this.entry = Some(id);
         Poll::Pending
     }
@@ -330,7 +300,7 @@ impl Drop for DurableWait<'_> {
     /// their wakers keep) up until the commit.
     fn drop(&mut self) {
         if let Some(id) = self.entry {
-            lock(&self.settle.waiters).list.retain(|e| e.1 != id);
+            lock(self.settled).waiters.retain(|e| e.1 != id);
         }
     }
 }
@@ -338,7 +308,7 @@ impl Drop for DurableWait<'_> {
 struct Shared<T> {
     queue: Mutex<Queue<T>>,
     wake: Condvar,
-    settle: Settle,
+    settled: Mutex<Settled>,
     /// Shared with readers: the active segment's `bytes` is how far they may read in it.
     segments: Arc<RwLock<VecDeque<Segment>>>,
     failed: AtomicBool,
@@ -446,14 +416,13 @@ impl<T: Send + 'static> Log<T> {
                 stop: false,
             }),
             wake: Condvar::new(),
-            settle: Settle {
-                durable: watch::Sender::new(Durable {
+            settled: Mutex::new(Settled {
+                durable: Durable {
                     upto: next_seq - 1,
                     failed_upto: 0,
-                }),
-                waiters: Mutex::default(),
-                failed: Mutex::default(),
-            },
+                },
+                ..Settled::default()
+            }),
             segments: Arc::new(RwLock::new(segments)),
             failed: AtomicBool::new(false),
             bytes: AtomicU64::new(bytes),
@@ -518,14 +487,14 @@ impl<T: Send + 'static> Log<T> {
     /// Waits until record `seq` is on disk (`Ok`) or its write failed (`Err`).
     pub fn durable(&self, seq: u64) -> DurableWait<'_> {
         DurableWait {
-            settle: &self.shared.settle,
+            settled: &self.shared.settled,
             seq,
             entry: None,
         }
     }
 
     pub fn durable_state(&self) -> Durable {
-        *self.shared.settle.durable.borrow()
+        lock(&self.shared.settled).durable
     }
 
     /// Sequence number the next append gets.
@@ -746,14 +715,19 @@ const PAGE: u64 = 4096;
 impl<T> Committer<T> {
     fn run(mut self) {
         // However the thread ends (a panic too), waiters learn that nothing more will come.
-        struct Closing<'a>(&'a Settle);
+        struct Closing<'a>(&'a Mutex<Settled>);
         impl Drop for Closing<'_> {
             fn drop(&mut self) {
-                self.0.close();
+                let waiters = {
+                    let mut s = lock(self.0);
+                    s.closed = true;
+                    std::mem::take(&mut s.waiters)
+                };
+                waiters.into_iter().for_each(|(_, _, waker)| waker.wake());
             }
         }
         let shared = self.shared.clone();
-        let _closing = Closing(&shared.settle);
+        let _closing = Closing(&shared.settled);
         let mut buf = Vec::new();
         let mut tags = Vec::new();
         let mut woken = Vec::new();
@@ -803,7 +777,8 @@ impl<T> Committer<T> {
                 .map(|(seq, tag)| Committed { seq, ok, tag })
                 .collect();
             // Release waiters first: the index update does not make anything more durable.
-            self.shared.settle.publish(first, upto, ok, &mut woken);
+            lock(&self.shared.settled).publish(first, upto, ok, &mut woken);
+            woken.drain(..).for_each(Waker::wake);
             (self.on_commit)(done);
             buf.clear();
             if !ok {
@@ -1836,14 +1811,21 @@ mod tests {
         (c.clone(), Waker::from(c))
     }
 
+    /// One poll of a wait, with `waker`.
+    fn poll(
+        wait: std::pin::Pin<&mut DurableWait<'_>>,
+        waker: &Waker,
+    ) -> Poll<Result<(), LogClosed>> {
+        wait.poll(&mut Context::from_waker(waker))
+    }
+
     #[tokio::test]
     async fn a_waiter_is_woken_once_by_the_commit_of_its_record_not_by_the_ones_before() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), 1 << 20);
         let (count, waker) = counting();
-        let mut cx = Context::from_waker(&waker);
         let mut later = std::pin::pin!(log.durable(11));
-        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert!(poll(later.as_mut(), &waker).is_pending());
         // Ten commits of the records before it: one each.
         for i in 1..=10 {
             assert_eq!(append(&log, &entry(&format!("e{i}"), 100)).await, i);
@@ -1853,7 +1835,7 @@ mod tests {
             0,
             "woken by others' commits"
         );
-        assert!(later.as_mut().poll(&mut cx).is_pending());
+        assert!(poll(later.as_mut(), &waker).is_pending());
         log.append(&entry("e11", 100), ()).unwrap();
         for _ in 0..500 {
             if count.0.load(Ordering::SeqCst) > 0 {
@@ -1862,7 +1844,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert!(matches!(later.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        assert!(matches!(poll(later.as_mut(), &waker), Poll::Ready(Ok(()))));
     }
 
     #[tokio::test]
@@ -1870,13 +1852,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), 1 << 20);
         let (count, waker) = counting();
-        let mut cx = Context::from_waker(&waker);
         let mut never = std::pin::pin!(log.durable(5));
-        assert!(never.as_mut().poll(&mut cx).is_pending());
+        assert!(poll(never.as_mut(), &waker).is_pending());
         log.close();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert!(matches!(
-            never.as_mut().poll(&mut cx),
+            poll(never.as_mut(), &waker),
             Poll::Ready(Err(LogClosed))
         ));
         // A wait that starts after the close ends at once.
@@ -1905,7 +1886,7 @@ mod tests {
         let y = y + log.append(&entry("y", 100), ()).unwrap();
         assert!(log.durable(y).await.is_err());
         assert_eq!(append(&log, &entry("z", 100)).await, y + 1);
-        let ranges: Vec<_> = lock(&log.shared.settle.failed).iter().copied().collect();
+        let ranges: Vec<_> = lock(&log.shared.settled).failed.iter().copied().collect();
         assert_eq!(ranges, vec![(2, 2), (x, y)]);
         assert!(log.durable(x).await.is_err() && log.durable(y).await.is_err());
         let got: Vec<u64> = read_all(&log, 1).into_iter().map(|(s, _)| s).collect();
@@ -1917,21 +1898,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = open(dir.path(), 1 << 20);
         let (_, waker) = counting();
-        let mut cx = Context::from_waker(&waker);
         for seq in [5, 6, 7] {
             let mut wait = std::pin::pin!(log.durable(seq));
-            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert!(poll(wait.as_mut(), &waker).is_pending());
             assert!(
-                wait.as_mut().poll(&mut cx).is_pending(),
+                poll(wait.as_mut(), &waker).is_pending(),
                 "polled twice, one entry"
             );
-            assert_eq!(lock(&log.shared.settle.waiters).list.len(), 1);
+            assert_eq!(lock(&log.shared.settled).waiters.len(), 1);
         }
-        assert!(lock(&log.shared.settle.waiters).list.is_empty());
+        assert!(lock(&log.shared.settled).waiters.is_empty());
         // A timed-out wait (a request's deadline) too.
         let timed_out = tokio::time::timeout(Duration::from_millis(20), log.durable(9)).await;
         assert!(timed_out.is_err());
-        assert!(lock(&log.shared.settle.waiters).list.is_empty());
+        assert!(lock(&log.shared.settled).waiters.is_empty());
     }
 
     #[tokio::test]

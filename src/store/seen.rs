@@ -126,7 +126,8 @@ const FILTER_PROBES: u32 = 4;
 
 impl Filter {
     fn for_pages(pages: u64) -> Filter {
-        let bits = (pages * SLOTS as u64 * FILTER_BITS_PER_SLOT).max(64);
+        // At least one page: 1,024 bits, whole words.
+        let bits = pages * SLOTS as u64 * FILTER_BITS_PER_SLOT;
         Filter {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             mask: bits - 1,
