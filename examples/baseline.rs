@@ -2,7 +2,7 @@
 //!
 //! - `--mode bare`: an actix-web server that reads the body and answers 200, nothing else.
 //! - `--mode hmac`: the same, but it checks `X-Hub-Signature-256` over the body (HMAC-SHA256,
-//!   the `hmac`/`sha2` crates, constant-time compare) and answers 200 or 401.
+//!   ring's, as hookgate's providers use, constant-time compare) and answers 200 or 401.
 //! - `--mode publish`: the naive durable handler: verify, publish to RabbitMQ (persistent,
 //!   publisher confirms) on one shared channel, await the confirm, answer 202.
 //! - `--mode raw-publish`: no HTTP at all: publishes `--count` bodies of `--body-bytes` with
@@ -20,7 +20,6 @@ use std::time::Instant;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use hmac::{Hmac, Mac};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -29,7 +28,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
-use sha2::Sha256;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -93,9 +91,8 @@ fn verified(secret: &[u8], req: &HttpRequest, body: &[u8]) -> bool {
     else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    ring::hmac::verify(&key, body, &sig).is_ok()
 }
 
 fn props() -> BasicProperties {

@@ -2,10 +2,9 @@
 
 use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::KeyInit;
 use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurposeConfig};
 use base64::Engine;
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
 use ring::signature::{self, UnparsedPublicKey};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use subtle::ConstantTimeEq;
@@ -26,19 +25,45 @@ pub enum MacAlg {
 
 /// HMAC of the concatenation of `parts` under `key` (any length). Compare the result with
 /// [`ct_eq`].
+///
+/// ring, not RustCrypto's `hmac`/`sha2`: ring's SHA-2 is the hand-tuned assembly (AVX2, SHA
+/// extensions where the CPU has them). On a Xeon without SHA extensions RustCrypto's portable
+/// SHA-256 took 40 % of the gateway's CPU at flat-out ingest of 7 KB deliveries, about twice
+/// ring's time for the same bytes (docs/benchmarks.md, session 11).
 pub fn hmac(alg: MacAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        let mut m = <M as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-        for p in parts {
-            m.update(p);
-        }
-        m.finalize().into_bytes().to_vec()
+    let alg = match alg {
+        MacAlg::Sha1 => ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        MacAlg::Sha256 => ring::hmac::HMAC_SHA256,
+        MacAlg::Sha512 => ring::hmac::HMAC_SHA512,
+    };
+    let mut m = ring::hmac::Context::with_key(&ring::hmac::Key::new(alg, key));
+    for p in parts {
+        m.update(p);
     }
-    match alg {
-        MacAlg::Sha1 => run::<Hmac<sha1::Sha1>>(key, parts),
-        MacAlg::Sha256 => run::<Hmac<sha2::Sha256>>(key, parts),
-        MacAlg::Sha512 => run::<Hmac<sha2::Sha512>>(key, parts),
+    m.sign().as_ref().to_vec()
+}
+
+/// SHA-256 of the concatenation of `parts` (ring, for the reason given at [`hmac`]).
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    digest(&ring::digest::SHA256, parts)
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
+/// SHA-1 of the concatenation of `parts`: WeCom/DingTalk message signatures and Feishu's
+/// legacy card signatures are defined with it.
+pub fn sha1(parts: &[&[u8]]) -> [u8; 20] {
+    digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, parts)
+        .try_into()
+        .expect("SHA-1 is 20 bytes")
+}
+
+fn digest(alg: &'static ring::digest::Algorithm, parts: &[&[u8]]) -> Vec<u8> {
+    let mut h = ring::digest::Context::new(alg);
+    for p in parts {
+        h.update(p);
     }
+    h.finish().as_ref().to_vec()
 }
 
 /// Strict RFC 4648 base64 with padding.
@@ -405,6 +430,39 @@ pub fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ring's HMAC and digests against RustCrypto's, an independent implementation: every
+    /// algorithm, keys shorter and longer than a block, messages split across parts.
+    #[test]
+    fn ring_agrees_with_rustcrypto() {
+        use ::hmac::{Hmac, Mac};
+        use sha2::Digest;
+        fn rc<M: Mac + ::hmac::digest::KeyInit>(key: &[u8], msg: &[u8]) -> Vec<u8> {
+            let mut m = <M as Mac>::new_from_slice(key).unwrap();
+            m.update(msg);
+            m.finalize().into_bytes().to_vec()
+        }
+        for len in [0usize, 1, 55, 56, 64, 127, 128, 129, 7168] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let (a, b) = msg.split_at(len / 3);
+            for key in [&b"k"[..], &[7u8; 64], &[9u8; 200]] {
+                assert_eq!(
+                    hmac(MacAlg::Sha1, key, &[a, b]),
+                    rc::<Hmac<sha1::Sha1>>(key, &msg)
+                );
+                assert_eq!(
+                    hmac(MacAlg::Sha256, key, &[a, b]),
+                    rc::<Hmac<sha2::Sha256>>(key, &msg)
+                );
+                assert_eq!(
+                    hmac(MacAlg::Sha512, key, &[a, b]),
+                    rc::<Hmac<sha2::Sha512>>(key, &msg)
+                );
+            }
+            assert_eq!(sha256(&[a, b])[..], sha2::Sha256::digest(&msg)[..]);
+            assert_eq!(sha1(&[a, b])[..], sha1::Sha1::digest(&msg)[..]);
+        }
+    }
 
     #[test]
     fn lenient_base64_takes_dingtalk_key() {

@@ -10,8 +10,6 @@
 //! Where the two differ (what carries `encrypt`, the reply, the query names), each provider
 //! keeps its own code.
 
-use sha1::{Digest, Sha1};
-
 use crate::{crypto, Rejection};
 
 /// Both pad to 32 bytes, not to the AES block (`PKCS7Encoder` BLOCK_SIZE = 32 in the SDKs).
@@ -33,11 +31,7 @@ pub fn aes_key_bytes(encoding_aes_key: &str) -> Result<[u8; 32], String> {
 pub fn signature(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
     let mut parts = [token, timestamp, nonce, encrypt];
     parts.sort_unstable();
-    let mut h = Sha1::new();
-    for p in parts {
-        h.update(p.as_bytes());
-    }
-    hex::encode(h.finalize())
+    hex::encode(crypto::sha1(&parts.map(str::as_bytes)))
 }
 
 /// Whether `given` (hex, either case) is the signature of these four strings; constant time.

@@ -49,8 +49,7 @@ pub mod shape {
 
 /// `sha256:` + lowercase hex SHA-256 of `content`: a content-derived id or [`Event::content_key`].
 pub fn sha256_key(content: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(content)))
+    format!("sha256:{}", hex::encode(crate::crypto::sha256(&[content])))
 }
 
 /// Checks that a list of secrets is non-empty and has no empty entry.

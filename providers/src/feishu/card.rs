@@ -3,13 +3,12 @@
 //! own.
 
 use serde_json::Value;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
 use super::{
     ack, decrypt_with, hex_matches, is_url_verification, json_object, time_from_millis, Feishu,
     LEGACY_CARD, NONCE, TIMESTAMP,
 };
+use crate::crypto;
 use crate::shared::{encrypt_field, non_empty};
 use crate::{Admission, Data, Event, RawRequest, Rejection};
 
@@ -22,12 +21,13 @@ impl Feishu {
     ) -> Result<Admission, Rejection> {
         let ts = req.require_header(TIMESTAMP)?;
         let nonce = req.require_header(NONCE)?;
-        let mut h = Sha1::new();
-        h.update(ts.as_bytes());
-        h.update(nonce.as_bytes());
-        h.update(self.token.expose().as_bytes());
-        h.update(req.body);
-        if !hex_matches(signature, &h.finalize()) {
+        let signed = [
+            ts.as_bytes(),
+            nonce.as_bytes(),
+            self.token.expose().as_bytes(),
+            req.body,
+        ];
+        if !hex_matches(signature, &crypto::sha1(&signed)) {
             return Err(Rejection::BadSignature);
         }
         // The SDK decrypts card bodies that come as {"encrypt":…} (oapi-sdk-go card/card.go).
@@ -54,19 +54,14 @@ impl Feishu {
         if self.token_matches(v.get("token")).is_ok() {
             v.remove("token");
         }
-        let mut id = Sha256::new();
-        id.update(ts.as_bytes());
-        id.update(b"\n");
-        id.update(nonce.as_bytes());
-        id.update(b"\n");
-        id.update(req.body);
+        let id = crypto::sha256(&[ts.as_bytes(), b"\n", nonce.as_bytes(), b"\n", req.body]);
         let v = Value::Object(v);
         let subject = ["/open_chat_id", "/open_message_id"]
             .iter()
             .find_map(|p| non_empty(v.pointer(p)))
             .map(str::to_owned);
         let event = Event {
-            id: format!("sha256:{}", hex::encode(id.finalize())),
+            id: format!("sha256:{}", hex::encode(id)),
             kind: format!("feishu.{LEGACY_CARD}"),
             provider_event: LEGACY_CARD.to_owned(),
             time: ts

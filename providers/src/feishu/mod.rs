@@ -35,7 +35,6 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::crypto;
 use crate::registry::ConfigKeys;
@@ -140,7 +139,7 @@ impl Feishu {
 
 /// The AES-256 key: SHA-256 of the Encrypt Key text.
 fn aes_key(encrypt_key: &str) -> [u8; 32] {
-    Sha256::digest(encrypt_key.as_bytes()).into()
+    crypto::sha256(&[encrypt_key.as_bytes()])
 }
 
 pub(super) fn decrypt_with(key: &[u8; 32], encrypt: &str) -> Option<Vec<u8>> {
@@ -228,12 +227,13 @@ impl Feishu {
         let signature = signature.ok_or(Rejection::missing(SIGNATURE))?;
         let ts = req.require_header(TIMESTAMP)?;
         let nonce = req.require_header(NONCE)?;
-        let mut h = Sha256::new();
-        h.update(ts.as_bytes());
-        h.update(nonce.as_bytes());
-        h.update(key.text.expose().as_bytes());
-        h.update(req.body);
-        if hex_matches(signature, &h.finalize()) {
+        let parts = [
+            ts.as_bytes(),
+            nonce.as_bytes(),
+            key.text.expose().as_bytes(),
+            req.body,
+        ];
+        if hex_matches(signature, &crypto::sha256(&parts)) {
             Ok(())
         } else {
             Err(Rejection::BadSignature)

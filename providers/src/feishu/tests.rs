@@ -2,7 +2,7 @@ use super::sample::encrypt;
 use super::*;
 use crate::shared::encrypt_field;
 use crate::sign::SampleOptions;
-use sha1::Sha1;
+use sha1::{Digest, Sha1};
 use std::time::{Duration, UNIX_EPOCH};
 
 const KEY: &str = "test key";

@@ -19,7 +19,6 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::crypto::{b64, ct_eq};
 use crate::registry::ConfigKeys;
@@ -120,7 +119,7 @@ impl Tokens {
 }
 
 fn digest(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
+    crate::crypto::sha256(&[s.as_bytes()])
 }
 
 /// The `token` adapter.
