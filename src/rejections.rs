@@ -13,8 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
+use providers::sha256;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::outcome::Outcome;
 
@@ -168,7 +168,7 @@ impl Rejections {
             status,
             reason,
             body_bytes: body.map(<[u8]>::len),
-            body_sha256: body.map(|b| hex::encode(Sha256::digest(b))),
+            body_sha256: body.map(|b| hex::encode(sha256(&[b]))),
             headers: names,
         };
         let mut rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(b.body_bytes, Some(body.len()));
         assert_eq!(
             b.body_sha256.as_deref(),
-            Some(hex::encode(Sha256::digest(body)).as_str())
+            Some(hex::encode(sha256(&[body])).as_str())
         );
         let text = serde_json::to_string(&rs.recent(None, 1000)).unwrap();
         assert!(!text.contains("MARKER"), "{text}");

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use actix_web::{web, HttpResponse};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::{redact_url, Config, ForwardedHeader, RateLimit};
 use crate::limit::ClientLimiter;
@@ -86,7 +85,7 @@ pub struct SourceSummary {
 
 /// First 12 hex digits of SHA-256: enough to see a change, too short to be worth keeping.
 fn short_fingerprint(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
+    let digest = providers::sha256(&[value.as_bytes()]);
     format!("sha256:{}", &hex::encode(digest)[..12])
 }
 

@@ -65,3 +65,5 @@ pub use registry::{file_keys, ConfigKeys, ProviderConfig, ProviderKind};
 pub use secret::Secret;
 // `bounded`: the gateway shapes the unverified id it logs for a refusal the same way.
 pub use shared::{bounded, unix_secs};
+// One SHA-256 (ring's) for the gateway too: dedup fingerprints, refused bodies, config digests.
+pub use crypto::sha256;

@@ -242,12 +242,12 @@ fn parse_source(
         .max_body_bytes
         .unwrap_or(provider.kind().default_max_body_bytes(default_body));
     let fingerprint = {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(b"hookgate source v1\0");
-        h.update(resolved.as_bytes());
-        h.update(max_body_bytes.to_le_bytes());
-        format!("sha256:{}", hex::encode(h.finalize()))
+        let digest = providers::sha256(&[
+            b"hookgate source v1\0",
+            resolved.as_bytes(),
+            &max_body_bytes.to_le_bytes(),
+        ]);
+        format!("sha256:{}", hex::encode(digest))
     };
     Some(SourceConfig {
         name: common.name,

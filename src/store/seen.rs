@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
+use providers::sha256;
 
 pub(crate) const FILE: &str = "seen.idx";
 pub(crate) const NEW_FILE: &str = "seen.idx.new";
@@ -318,10 +318,7 @@ impl Seen {
 
     /// The fingerprint of a dedup key (never 0).
     pub(crate) fn fingerprint(&self, key: &[u8]) -> u128 {
-        let mut h = Sha256::new();
-        h.update(self.hash_key);
-        h.update(key);
-        let d = h.finalize();
+        let d = sha256(&[&self.hash_key, key]);
         let fp = u128::from_le_bytes(d[..16].try_into().expect("16 bytes"));
         fp.max(1)
     }
