@@ -445,7 +445,7 @@ mod tests {
         for len in [0usize, 1, 55, 56, 64, 127, 128, 129, 7168] {
             let msg: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
             let (a, b) = msg.split_at(len / 3);
-            for key in [&b"k"[..], &[7u8; 64], &[9u8; 200]] {
+            for key in [&b""[..], b"k", &[7u8; 64], &[9u8; 200]] {
                 assert_eq!(
                     hmac(MacAlg::Sha1, key, &[a, b]),
                     rc::<Hmac<sha1::Sha1>>(key, &msg)
