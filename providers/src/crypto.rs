@@ -46,24 +46,22 @@ pub fn hmac(alg: MacAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 /// SHA-256 of the concatenation of `parts` (ring, for the reason given at [`hmac`]).
 pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     digest(&ring::digest::SHA256, parts)
-        .try_into()
-        .expect("SHA-256 is 32 bytes")
 }
 
 /// SHA-1 of the concatenation of `parts`: WeCom/DingTalk message signatures and Feishu's
 /// legacy card signatures are defined with it.
 pub fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, parts)
-        .try_into()
-        .expect("SHA-1 is 20 bytes")
 }
 
-fn digest(alg: &'static ring::digest::Algorithm, parts: &[&[u8]]) -> Vec<u8> {
+/// `N` must be `alg`'s output length. Straight into an array: the dedup fingerprint takes one
+/// per request.
+fn digest<const N: usize>(alg: &'static ring::digest::Algorithm, parts: &[&[u8]]) -> [u8; N] {
     let mut h = ring::digest::Context::new(alg);
     for p in parts {
         h.update(p);
     }
-    h.finish().as_ref().to_vec()
+    h.finish().as_ref().try_into().expect("the digest's length")
 }
 
 /// Strict RFC 4648 base64 with padding.

@@ -71,8 +71,8 @@ async fn a_lost_table_resets_the_checkpoint_before_it_is_refilled() {
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 2);
 }
 
-/// Keys that failed to reach the table are re-inserted by a start only if the checkpoint did
-/// not move past them.
+/// A record whose keys the indexer could not write stays in the in-flight map: its id is a
+/// duplicate until a restart re-indexes it from the log.
 #[tokio::test]
 async fn an_id_whose_index_write_failed_stays_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,6 +101,8 @@ async fn an_id_whose_index_write_failed_stays_a_duplicate() {
     ));
 }
 
+/// Keys that failed to reach the table are re-inserted by a start only if the checkpoint did
+/// not move past them.
 #[tokio::test]
 async fn a_checkpoint_stays_put_while_index_writes_fail() {
     let dir = tempfile::tempdir().unwrap();
