@@ -17,10 +17,11 @@
 #   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
 #      broker stopped, then drain when it is back — on a private RabbitMQ node started here (the
 #      shared broker on :5672 is never stopped); disk bytes of the store vs envelope bytes.
-#   6. the two ingest ratios again in PAIRS alternating rounds (bare, hookgate relay on,
-#      hookgate broker down, back to back): on a shared machine the cores' speed drifts over
-#      the minutes between the main rows' baseline and hookgate runs; the median and range of
-#      the pairs say how far to trust those rows.
+#   6. the two ingest ratios and the end-to-end ratio again in PAIRS alternating rounds (bare,
+#      hookgate relay on until drained, the raw publisher with as many events, hookgate broker
+#      down, back to back): on a shared machine the cores' speed drifts over the minutes
+#      between the main rows' baseline and hookgate runs; the median and range of the rounds
+#      say how far to trust those rows.
 #
 # Bounded: each flat-out run lasts DURATION s (and at most CAP requests), the open-loop runs
 # RATE_SECS s, the backlog BACKLOG requests; loopback only. Env knobs (defaults):
@@ -301,9 +302,20 @@ for i in $(seq 1 "$PAIRS"); do
   q="bench-pair-$suffix"
   hg_start "pair$i-on" "$AMQP" "$q"
   flat "pair$i-on" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
-  wait_drained "$hg_admin" 300 >/dev/null || true
+  t_drained=$(wait_drained "$hg_admin" 300) || true
+  R[pair$i-on.acc]=$(accepted "$hg_admin")
+  R[pair$i-on.e2e_eps]=$(calc "${R[pair$i-on.acc]} / ($t_drained - ${R[pair$i-on.t0]})")
   stop "$hg_pid"; rm -rf "$work/store-pair$i-on"
   rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  # The end-to-end row's baseline again, right after this round's hookgate run: the raw
+  # publisher's rate moves with the broker's share of the cores as much as hookgate's does.
+  broker_settle 30
+  n=${R[pair$i-on.acc]}; [ "$n" -gt 200000 ] && n=200000; [ "$n" -lt 1000 ] && n=1000
+  line=$("$TARGET/examples/baseline" --mode raw-publish --amqp-url "$AMQP" --queue "$rq" --exchange "bench-raw" \
+    --count "$n" --body-bytes $BODY_BYTES --window 512)
+  R[pair$i-raw.eps]=$(sed -n 's/.* eps=\([0-9]*\).*/\1/p' <<<"$line")
+  say "pair$i: end to end ${R[pair$i-on.e2e_eps]} events/s, raw $line"
+  rabbitmqctl -q delete_queue "$rq" >/dev/null 2>&1 || true
   broker_settle 30
   hg_start "pair$i-down" "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
   flat "pair$i-down" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
@@ -355,6 +367,13 @@ for p in p50 p99 p999; do
   echo "| latency ${p/p999/p99.9}, broker down, ms (${R[nobroker.lat_ok]}/${R[nobroker.lat_sent]} ok; generator lag p99 ${R[nobroker.lat_lag_p99_ms]} ms) | ${R[nobroker.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[nobroker.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | — |"
 done
 echo "| sustained end to end, events/s (${R[hookgate.acc]} events, first request → last confirm) | $(f0 "$hg_eps") | raw lapin, 512 in flight (${R[raw.acked]} events): $(f0 "${R[raw.eps]}") | $(ratio "$hg_eps" "${R[raw.eps]}") | ≥ 0.9 |"
+if [ "$PAIRS" -gt 0 ]; then
+  e2e=(); pairs_txt=()
+  for i in $(seq 1 "$PAIRS"); do
+    e2e+=("$(ratio "${R[pair$i-on.e2e_eps]}" "${R[pair$i-raw.eps]}")")
+    pairs_txt+=("$(f0 "${R[pair$i-on.e2e_eps]}")/$(f0 "${R[pair$i-raw.eps]}")"); done
+  echo "| the same in $PAIRS alternating rounds (hookgate/raw events/s: $(IFS=,; echo "${pairs_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${e2e[@]}") (median $(median "${e2e[@]}")) | ≥ 0.9 |"
+fi
 echo "| RSS idle | $(mb "${R[mem.idle_kb]}") | — | — | < 64 MB |"
 echo "| RSS peak (VmHWM) flat out | $(mb "${R[mem.flat_hwm_kb]}") | — | — | < 256 MB |"
 echo "| RSS while a backlog of $BACKLOG builds up, broker stopped: start → peak → end (${R[backlog.ok]} accepted, ${R[backlog.pending]} pending) | $(mb "${R[mem.backlog_start_kb]}") → $(mb "${R[mem.build_peak_kb]}") → $(mb "${R[mem.backlog_end_kb]}") | — | — | flat |"
