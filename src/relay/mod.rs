@@ -26,6 +26,7 @@
 //! Nothing a request carries can stop the relay: AMQP short strings are built with
 //! `ShortString::try_new` (an over-long value makes its record dead, never a panic).
 
+mod returns;
 mod thread;
 mod window;
 
@@ -38,6 +39,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
+use lapin::protocol::AMQPErrorKind;
 use lapin::tcp::{AMQPUriTcpExt, TLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPScheme, AMQPUri};
@@ -51,6 +53,7 @@ use crate::log::{Entry, Position};
 use crate::metrics::{self, ReasonLabel, SourceLabel};
 use crate::nodes::Nodes;
 use crate::store::{DeadInfo, SharedStore};
+use returns::{Confirm, Returns};
 pub use thread::RelayThread;
 use window::{Dead, Limits, Read, Refusal, Resume, Save, Window};
 
@@ -352,8 +355,8 @@ async fn open(
 }
 
 /// What the relay carries per record in flight: the entry (for the dead-letter list, the
-/// metrics and the logs) and the broker's pending confirm.
-type Carried = (Entry, PublisherConfirm);
+/// metrics and the logs) and the broker's confirm.
+type Carried = (Entry, Confirm);
 
 /// One connection's worth of publishing: the I/O around the [`Window`] state machine,
 /// whose decisions it follows.
@@ -362,6 +365,8 @@ struct Drain<'a> {
     config: &'a AmqpConfig,
     status: &'a BrokerStatus,
     window: &'a mut Window<Carried>,
+    /// This channel's returns, by the record they belong to.
+    returns: Returns,
 }
 
 impl<'a> Drain<'a> {
@@ -377,6 +382,7 @@ impl<'a> Drain<'a> {
             config,
             status,
             window,
+            returns: Returns::default(),
         }
     }
 
@@ -450,12 +456,21 @@ impl<'a> Drain<'a> {
                     }
                 }
             }
-            let sent = publish_batch(channel, &batch, outgoing).await;
+            // A broker that blocks publishers (a memory or disk alarm) never takes the batch:
+            // stopping does not wait for it (what was not sent is read again at the next start).
+            let sent = tokio::select! {
+                sent = publish_batch(channel, &batch, outgoing) => sent,
+                _ = cancel.cancelled() => {
+                    self.save()?;
+                    return Ok(());
+                }
+            };
             for ((seq, pos, entry), sent) in batch.into_iter().zip(sent) {
                 match sent {
                     Ok(confirm) => {
                         let at = entry.timestamp;
-                        self.window.sent(seq, pos, at, (entry, confirm));
+                        self.window
+                            .sent(seq, pos, at, (entry, Confirm::Pending(confirm)));
                     }
                     // The channel failed (not this record's fault): reconnect, read it again.
                     Err(e) => {
@@ -499,7 +514,22 @@ impl<'a> Drain<'a> {
             } else {
                 "publishing"
             });
-            let (how, why) = match confirm.await {
+            let confirm = match confirm {
+                Confirm::Done(done) => *done,
+                // Stopping: confirms that never come (a quorum queue without its majority)
+                // are given `SHUTDOWN_SETTLE`, not forever.
+                Confirm::Pending(mut pending) => tokio::select! {
+                    done = &mut pending => {
+                        self.harvest();
+                        done
+                    }
+                    _ = cancel.cancelled() => {
+                        self.window.unpop(front, (entry, Confirm::Pending(pending)));
+                        continue;
+                    }
+                },
+            };
+            let (how, why) = match confirm.map(|c| self.returns.claim(c, &entry)) {
                 Ok(Confirmation::Ack(None)) => {
                     count_published(&entry);
                     let c = self.window.confirmed(front);
@@ -522,12 +552,17 @@ impl<'a> Drain<'a> {
                 ),
                 Ok(Confirmation::NotRequested) => (Refusal::Nack, "no confirm requested".into()),
                 Err(e) => {
-                    // The broker closed the channel over a message (too large, a policy);
-                    // the window charges it only when it was the one message in flight.
-                    let refused = matches!(
-                        e.kind(),
-                        ErrorKind::ProtocolError(_) | ErrorKind::SerialisationError(_)
-                    );
+                    // The broker closed the channel over a message (406 too large, 403 a
+                    // policy: soft errors); the window charges it only when it was the one
+                    // message in flight. A connection the broker closed (320 at a restart, a
+                    // hard error) is nobody's fault.
+                    let refused = match e.kind() {
+                        ErrorKind::ProtocolError(amqp) => {
+                            matches!(amqp.kind(), AMQPErrorKind::Soft(_))
+                        }
+                        ErrorKind::SerialisationError(_) => true,
+                        _ => false,
+                    };
                     let r = self.window.closed(front, refused);
                     if r.charged {
                         count_failure("channel");
@@ -550,13 +585,19 @@ impl<'a> Drain<'a> {
             // Settle the rest of the window: what the broker took there is skipped on the
             // re-read, the rest is sent again one at a time.
             while let Some((ahead, (entry, confirm))) = self.window.pop() {
-                match confirm.await {
+                match self.outcome(&entry, confirm).await {
                     Ok(Confirmation::Ack(None)) => {
                         count_published(&entry);
                         self.window.confirmed_ahead(ahead);
                     }
                     Ok(_) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        // Settled as far as it goes: one at a time from here (the refused
+                        // record, or the one behind it if it is dead) on the next channel.
+                        let r = self.window.settle_failed(front, dead);
+                        self.apply(r.save)?;
+                        return Err(e.into());
+                    }
                 }
             }
             match self.window.settled(front, dead) {
@@ -612,20 +653,56 @@ impl<'a> Drain<'a> {
     /// is not a plain ack in time goes back on the window, and the cursor stops there.
     async fn settle_for_shutdown(&mut self) -> Result<(), RelayError> {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_SETTLE;
-        while let Some((front, (entry, mut confirm))) = self.window.pop() {
-            match tokio::time::timeout_at(deadline, &mut confirm).await {
-                Ok(Ok(Confirmation::Ack(None))) => {
+        while let Some((front, (entry, confirm))) = self.window.pop() {
+            let done = match confirm {
+                Confirm::Done(done) => *done,
+                Confirm::Pending(mut pending) => {
+                    match tokio::time::timeout_at(deadline, &mut pending).await {
+                        Ok(done) => {
+                            self.harvest();
+                            done
+                        }
+                        Err(_) => {
+                            self.window.unpop(front, (entry, Confirm::Pending(pending)));
+                            break;
+                        }
+                    }
+                }
+            };
+            match done.map(|c| self.returns.claim(c, &entry)) {
+                Ok(Confirmation::Ack(None)) => {
                     count_published(&entry);
                     let c = self.window.confirmed(front);
                     self.apply(c.save)?;
                 }
-                _ => {
-                    self.window.unpop(front, (entry, confirm));
+                other => {
+                    self.window
+                        .unpop(front, (entry, Confirm::Done(Box::new(other))));
                     break;
                 }
             }
         }
         Ok(())
+    }
+
+    /// What the broker said about `entry` (just taken off the window): its confirm, awaited
+    /// if need be, with `entry`'s own return wherever lapin put it ([`returns`]).
+    async fn outcome(&mut self, entry: &Entry, confirm: Confirm) -> lapin::Result<Confirmation> {
+        let done = match confirm {
+            Confirm::Done(done) => *done,
+            Confirm::Pending(pending) => {
+                let done = pending.await;
+                self.harvest();
+                done
+            }
+        };
+        done.map(|c| self.returns.claim(c, entry))
+    }
+
+    /// After a wait for a confirm: the returns of every confirm lapin has completed by now.
+    fn harvest(&mut self) {
+        self.returns
+            .harvest(self.window.payloads_mut().map(|(_, confirm)| confirm));
     }
 
     fn save(&mut self) -> Result<(), RelayError> {

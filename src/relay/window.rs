@@ -188,11 +188,13 @@ impl<T> Window<T> {
     }
 
     /// A new connection reads from the saved `cursor`: what was in flight on the last one
-    /// is forgotten (sent again), attempts and one-at-a-time mode are kept.
+    /// is forgotten (sent again); attempts, one-at-a-time mode and what is known finished
+    /// ahead of the cursor (confirmed while a refusal was settled, or dead) are kept, so
+    /// those are neither sent nor counted again.
     pub fn connect(&mut self, cursor: u64) {
         self.flights.clear();
-        self.done_ahead.clear();
-        self.dead_ahead.clear();
+        self.done_ahead = self.done_ahead.split_off(&cursor);
+        self.dead_ahead = self.dead_ahead.split_off(&cursor);
         self.read_next = cursor;
         self.saved = cursor;
         self.finished = 0;
@@ -297,6 +299,11 @@ impl<T> Window<T> {
         Some((front, payload))
     }
 
+    /// What is carried for each record in flight, oldest first.
+    pub fn payloads_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.flights.iter_mut().map(|f| &mut f.payload)
+    }
+
     /// Puts back a record taken by [`Window::pop`] whose confirm will not be awaited (the
     /// relay is stopping): the cursor stays at it, so it is published again at the next start.
     pub fn unpop(&mut self, front: Front, payload: T) {
@@ -365,6 +372,26 @@ impl<T> Window<T> {
             seq: f.seq,
             pos: f.pos,
             delay,
+            save: self.save(),
+        }
+    }
+
+    /// The channel failed while the window behind refused record `f` was being settled
+    /// (`dead` is what [`Window::refused`] returned, already applied): what was still in
+    /// flight is sent again on the next channel, one at a time, from `f` or, if it is dead,
+    /// from the record that was behind it.
+    pub fn settle_failed(&mut self, f: Front, dead: Option<Dead>) -> Reconnect {
+        self.single = true;
+        let behind = self.behind.take();
+        self.read_next = match dead {
+            Some(_) => behind.map_or(self.read_next.max(f.seq + 1), |(seq, _)| seq),
+            None => f.seq,
+        };
+        self.flights.clear();
+        Reconnect {
+            from: self.read_next,
+            charged: false,
+            dead: None,
             save: self.save(),
         }
     }

@@ -118,3 +118,74 @@ async fn an_oversized_event_becomes_dead_while_the_events_behind_it_arrive() {
     drop(consumer);
     node.stop();
 }
+
+/// lapin hands a `basic.return` to whichever confirm it completes next (for a multiple ack,
+/// any of the ones it covers), so with many in flight the return of an unroutable event
+/// often arrives on a routed one's confirm. Each return must reach its own record: the
+/// unroutable events, and only they, end dead; every routed one arrives.
+#[actix_web::test]
+async fn returns_among_many_in_flight_reach_their_own_records() {
+    use futures_util::StreamExt;
+
+    let exchange = unique("it-dead-many");
+    let consumer = Consumer::bind(&exchange, "ghmany.github.push").await;
+    let mut c = config(&sources("ghmany"), &exchange, &amqp_url(), None, "");
+    c.amqp.max_attempts = 1;
+    let gw = Gateway::start(c).await;
+
+    let (mut routed, mut unroutable) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        let requests: Vec<_> = (0..200)
+            .map(|i| {
+                let id = format!("many-{round}-{i}");
+                if i % 40 == 17 {
+                    unroutable.push(id.clone());
+                    github::delivery(SECRET, "issues", &id, br#"{"action":"opened"}"#)
+                } else {
+                    routed.push(id.clone());
+                    push(&id, b"{}")
+                }
+            })
+            .collect();
+        let statuses: Vec<u16> = futures_util::stream::iter(&requests)
+            .map(|r| async { gw.send("ghmany", r).await.status().as_u16() })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = gw.readyz().await;
+        if v["outbox_pending"] == 0 && v["dead_letters"] == unroutable.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not settled: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut dead: Vec<_> = gw
+        .running
+        .gateway
+        .store
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|(_, e, info)| {
+            assert!(info.reason.contains("NO_ROUTE"), "{info:?}");
+            e.message_id
+        })
+        .collect();
+    dead.sort();
+    unroutable.sort();
+    assert_eq!(dead, unroutable, "exactly the unroutable events are dead");
+    let got: std::collections::BTreeSet<_> = consumer
+        .take(routed.len(), Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|m| m.body["id"].as_str().unwrap().to_string())
+        .collect();
+    let routed: std::collections::BTreeSet<_> = routed.into_iter().collect();
+    assert_eq!(got, routed, "every routed event arrived");
+    gw.stop().await;
+}

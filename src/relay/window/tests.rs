@@ -527,6 +527,8 @@ struct Script {
     ahead: Vec<bool>,
     /// Sends that fail on the channel (`true`), in turn.
     sends: Vec<bool>,
+    /// Confirms settled behind a refusal that fail with the channel (`true`), in turn.
+    ahead_fails: Vec<bool>,
 }
 
 #[derive(Default)]
@@ -572,10 +574,11 @@ fn simulate(script: &Script) -> Seen {
         dead: vec![0; n as usize],
         ..Seen::default()
     };
-    let (mut fronts, mut ahead, mut sends) = (
+    let (mut fronts, mut ahead, mut sends, mut ahead_fails) = (
         script.fronts.iter().copied(),
         script.ahead.iter().copied(),
         script.sends.iter().copied(),
+        script.ahead_fails.iter().copied(),
     );
     w.connect(0);
     let mut reader = 0;
@@ -649,6 +652,16 @@ fn simulate(script: &Script) -> Seen {
             seen.dead[d.seq as usize] += 1;
         }
         while let Some((f, _)) = w.pop() {
+            if ahead_fails.next() == Some(true) {
+                let r = w.settle_failed(front, dead);
+                assert_eq!(r.dead, None, "already applied");
+                seen.apply(r.save, at);
+                assert_eq!(r.from, seen.stored);
+                assert!(w.single());
+                w.connect(seen.stored);
+                reader = seen.stored;
+                continue 'run;
+            }
             let confirmed =
                 ahead.next().unwrap_or(true) && script.kinds[f.seq as usize] != Kind::Unroutable;
             if confirmed {
@@ -707,6 +720,7 @@ fn calm_script() -> impl Strategy<Value = Script> {
                 fronts,
                 ahead,
                 sends: Vec::new(),
+                ahead_fails: Vec::new(),
             },
         )
 }
@@ -724,10 +738,12 @@ fn stormy_script() -> impl Strategy<Value = Script> {
             0..80,
         ),
         prop::collection::vec(prop::bool::weighted(0.1), 0..80),
+        prop::collection::vec(prop::bool::weighted(0.1), 0..80),
     )
-        .prop_map(|(mut s, fronts, sends)| {
+        .prop_map(|(mut s, fronts, sends, ahead_fails)| {
             s.fronts = fronts;
             s.sends = sends;
+            s.ahead_fails = ahead_fails;
             s
         })
 }
@@ -753,15 +769,18 @@ proptest! {
         prop_assert_eq!(&sorted, &seen.first_sends, "first sends in acceptance order");
     }
 
-    /// With channels closing and connections lost too: at least once, in order, and the
-    /// cursor never passes a record that is neither published nor dead (checked at every
-    /// save by `simulate`).
+    /// With channels closing (also while a refusal is settled) and connections lost too:
+    /// at least once, in order, dead at most once, each record leaves the backlog count
+    /// once, and the cursor never passes a record that is neither published nor dead
+    /// (checked at every save by `simulate`).
     #[test]
     fn the_cursor_never_passes_an_unfinished_record(script in stormy_script()) {
         let seen = simulate(&script);
+        prop_assert_eq!(seen.finished, script.kinds.len() as u64);
         for (seq, kind) in script.kinds.iter().enumerate() {
             let (p, d) = (seen.published[seq], seen.dead[seq]);
             prop_assert!(p + d >= 1, "seq {seq} never finished");
+            prop_assert!(d <= 1, "seq {seq} died {d} times");
             if *kind != Kind::Normal {
                 prop_assert_eq!(p, 0, "seq {} is {:?}", seq, kind);
             }
