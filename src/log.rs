@@ -379,6 +379,14 @@ impl<T: Send + 'static> Log<T> {
                 cut(&tail.path, valid)?;
                 cut_bytes = tail_size - valid;
                 tail_size = valid;
+            } else if valid > 0 {
+                // A process killed between a batch's write and its sync leaves records that
+                // read back whole from the page cache: on disk before anything relies on
+                // them (the relay, the dedup table, a duplicate's 2xx).
+                OpenOptions::new()
+                    .write(true)
+                    .open(&tail.path)?
+                    .sync_data()?;
             }
             tail.bytes = valid;
             last_seq = last.unwrap_or(tail.first.saturating_sub(1));
@@ -438,6 +446,7 @@ impl<T: Send + 'static> Log<T> {
             segment_bytes,
             spare: None,
             appends: 0,
+            cut_pending: false,
             on_commit: Box::new(on_commit),
         };
         let handle = std::thread::Builder::new()
@@ -683,6 +692,9 @@ struct Committer<T> {
     spare: Option<Spare>,
     /// Commits into the active segment while it had no preallocated tail.
     appends: u32,
+    /// A failed write was cut off the active segment and that cut is not known to be on
+    /// disk: the roll-over makes it durable before the segment is left behind.
+    cut_pending: bool,
     on_commit: OnCommit<T>,
 }
 
@@ -823,11 +835,13 @@ impl<T> Committer<T> {
 
     /// Starts segment `first`. The old one was fully synced by the last commit.
     fn roll(&mut self, first: u64) -> io::Result<()> {
-        if self.size > self.len {
+        if self.size > self.len || self.cut_pending {
             // The finished segment ends where its records end (readers move on to the next
-            // segment at its file's end), and durably so before the next one exists.
+            // segment at its file's end), and durably so before the next one exists: only
+            // the last segment's tail is scanned and cut at a restart.
             self.file.set_len(self.len)?;
             self.file.sync_all()?;
+            self.cut_pending = false;
         }
         let path = segment_path(&self.dir, first);
         // A leftover file of that name can only hold a cut, never-acknowledged tail: the
@@ -878,6 +892,7 @@ impl<T> Committer<T> {
     /// After a failed write: cut whatever part of the batch reached the file. No reader has
     /// read any of it: they stop at the committed length, which only a successful write moves.
     fn rewind(&mut self) {
+        self.cut_pending = true;
         match self.file.set_len(self.len) {
             Ok(()) => self.size = self.len,
             Err(e) => tracing::error!(error = %e, "event log could not cut a failed write"),

@@ -340,6 +340,22 @@ fn class1_amqp_names_past_255_bytes_are_config_errors() {
     );
 }
 
+#[test]
+fn a_body_limit_past_what_the_event_log_frames_is_a_config_error() {
+    let text = "[server]\nmax_body_bytes = 67108865\n[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"s\"]\nmax_body_bytes = 1073741824\n";
+    let err = parse(text, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("server.max_body_bytes: at most 67108864"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sources[0] (gh).max_body_bytes: at most"),
+        "{err}"
+    );
+    let ok = "[server]\nmax_body_bytes = 67108864\n[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"s\"]\nmax_body_bytes = 26214400\n";
+    parse(ok, &[]).unwrap();
+}
+
 /// Issue 11, class 1: no request can render a routing key past AMQP's limit; the
 /// template's worst case is checked when the config loads.
 #[test]

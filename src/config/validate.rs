@@ -12,6 +12,11 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             errors.push("server.max_body_bytes: must be at least 1".into());
         }
+        if self.server.max_body_bytes > MAX_BODY_BYTES {
+            errors.push(format!(
+                "server.max_body_bytes: at most {MAX_BODY_BYTES} (64 MiB)"
+            ));
+        }
         if self.server.max_connections == 0 {
             errors.push("server.max_connections: must be at least 1".into());
         }
@@ -102,6 +107,12 @@ impl Config {
                     s.name
                 ));
             }
+            if s.max_body_bytes > MAX_BODY_BYTES {
+                errors.push(format!(
+                    "sources[{i}] ({}).max_body_bytes: at most {MAX_BODY_BYTES} (64 MiB)",
+                    s.name
+                ));
+            }
         }
         if errors.is_empty() {
             Ok(())
@@ -129,3 +140,7 @@ pub(super) fn check_template(t: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The largest body a source may take: its envelope (escaped, if the adapter re-serialises
+/// it, up to six bytes a byte) must stay well under the event log's largest frame.
+const MAX_BODY_BYTES: usize = 64 << 20;

@@ -191,6 +191,8 @@ pub struct DeadInfo {
 
 pub struct Store {
     db: sled::Db,
+    /// sled's data file, to sync for real ([`Store::sync_sled`]).
+    sled_file: std::fs::File,
     index: Arc<Index>,
     meta: sled::Tree,
     dead: sled::Tree,
@@ -233,6 +235,7 @@ impl Store {
         let (seen, opened) =
             Seen::open(&config.path, config.dedup_window_secs, seen::INITIAL_PAGES)
                 .map_err(StoreError::Table)?;
+        let sled_file = std::fs::File::open(config.path.join("db")).map_err(sled::Error::Io)?;
         let meta = db.open_tree("meta")?;
         let dead = db.open_tree("dead")?;
         let last_checkpoint = saved_checkpoint(&meta)?;
@@ -256,7 +259,7 @@ impl Store {
                 // Durably, before the refill: a kill during it must not leave the old
                 // checkpoint for the next start to trust with a table that lacks its keys.
                 meta.insert(CHECKPOINT, &0u64.to_be_bytes())?;
-                db.flush()?;
+                sync_sled(&db, &sled_file, false)?;
                 checkpoint = 0;
             }
         }
@@ -326,6 +329,7 @@ impl Store {
         let cursor = saved_cursor.max(first);
         let store = Store {
             db,
+            sled_file,
             index,
             meta,
             dead,
@@ -602,7 +606,8 @@ impl Store {
         value.extend_from_slice(&info);
         value.extend_from_slice(&frame[8..]);
         self.dead.insert(seq.to_be_bytes(), value)?;
-        self.dead.flush()?;
+        // Retention may drop the record's segment once the cursor passes it.
+        sync_sled(&self.db, &self.sled_file, true)?;
         Ok(())
     }
 
@@ -687,7 +692,8 @@ impl Store {
                 Some(old.max(upto).to_be_bytes().to_vec())
             })?;
         }
-        self.db.flush()?;
+        // Retention trusts this checkpoint to drop segments: it must not go back.
+        sync_sled(&self.db, &self.sled_file, false)?;
         Ok(indexed)
     }
 
@@ -900,7 +906,7 @@ impl Store {
         let replayed = self.db.open_tree(DEAD_REPLAYED)?;
         replayed.insert(seq.to_be_bytes(), &replayed_as.to_be_bytes())?;
         let removed = self.dead.remove(seq.to_be_bytes())?.is_some();
-        self.dead.flush()?;
+        sync_sled(&self.db, &self.sled_file, false)?;
         Ok(removed)
     }
 
@@ -970,6 +976,24 @@ impl CursorFile {
 }
 
 /// How far the log is indexed in the table, by the last checkpoint (0: none yet).
+/// sled's own flush writes with `sync_file_range`: neither the device's cache nor the file's
+/// size is made durable. What retention or the dedup window relies on is synced here for
+/// real. `blobs`: a value over sled's blob threshold (a large dead letter) is a file of its
+/// own that sled never syncs, so the whole file system is (dead letters are rare).
+fn sync_sled(db: &sled::Db, file: &std::fs::File, blobs: bool) -> Result<(), StoreError> {
+    db.flush()?;
+    if blobs {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a descriptor `file` keeps open.
+        if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+            return Err(sled::Error::Io(std::io::Error::last_os_error()).into());
+        }
+        return Ok(());
+    }
+    file.sync_all().map_err(sled::Error::Io)?;
+    Ok(())
+}
+
 fn saved_checkpoint(meta: &sled::Tree) -> Result<u64, sled::Error> {
     Ok(meta.get(CHECKPOINT)?.map_or(0, |v| be_u64(&v)))
 }
