@@ -585,7 +585,16 @@ impl<'a> Drain<'a> {
             // Settle the rest of the window: what the broker took there is skipped on the
             // re-read, the rest is sent again one at a time.
             while let Some((ahead, (entry, confirm))) = self.window.pop() {
-                match self.outcome(&entry, confirm).await {
+                let outcome = tokio::select! {
+                    outcome = self.outcome(&entry, confirm) => outcome,
+                    // Stopping: not forever either (what is unsettled is sent again).
+                    _ = cancel.cancelled() => {
+                        let r = self.window.settle_failed(front, dead);
+                        self.apply(r.save)?;
+                        return Ok(());
+                    }
+                };
+                match outcome {
                     Ok(Confirmation::Ack(None)) => {
                         count_published(&entry);
                         self.window.confirmed_ahead(ahead);
