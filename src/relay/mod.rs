@@ -457,13 +457,23 @@ impl<'a> Drain<'a> {
                 }
             }
             // A broker that blocks publishers (a memory or disk alarm) never takes the batch:
-            // stopping does not wait for it (what was not sent is read again at the next start).
-            let sent = tokio::select! {
-                sent = publish_batch(channel, &batch, outgoing) => sent,
-                _ = cancel.cancelled() => {
-                    self.save()?;
-                    return Ok(());
-                }
+            // once stopping, it gets `SHUTDOWN_SETTLE`, then the reader goes back to the
+            // batch's first record (or what is in flight before it), so the saved cursor
+            // never passes what was not sent.
+            let stop_waited = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_SETTLE).await;
+            };
+            let sent = match batch.first() {
+                None => Vec::new(),
+                Some(&(first, _, _)) => tokio::select! {
+                    sent = publish_batch(channel, &batch, outgoing) => sent,
+                    _ = stop_waited => {
+                        let r = self.window.send_failed(first);
+                        self.apply(r.save)?;
+                        return Ok(());
+                    }
+                },
             };
             for ((seq, pos, entry), sent) in batch.into_iter().zip(sent) {
                 match sent {

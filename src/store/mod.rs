@@ -191,8 +191,9 @@ pub struct DeadInfo {
 
 pub struct Store {
     db: sled::Db,
-    /// sled's data file, to sync for real ([`Store::sync_sled`]).
+    /// sled's data file and its blob directory, to sync for real ([`sync_sled`]).
     sled_file: std::fs::File,
+    sled_blobs: PathBuf,
     index: Arc<Index>,
     meta: sled::Tree,
     dead: sled::Tree,
@@ -259,7 +260,7 @@ impl Store {
                 // Durably, before the refill: a kill during it must not leave the old
                 // checkpoint for the next start to trust with a table that lacks its keys.
                 meta.insert(CHECKPOINT, &0u64.to_be_bytes())?;
-                sync_sled(&db, &sled_file, false)?;
+                sync_sled(&db, &sled_file, None)?;
                 checkpoint = 0;
             }
         }
@@ -330,6 +331,7 @@ impl Store {
         let store = Store {
             db,
             sled_file,
+            sled_blobs: config.path.join("blobs"),
             index,
             meta,
             dead,
@@ -607,7 +609,7 @@ impl Store {
         value.extend_from_slice(&frame[8..]);
         self.dead.insert(seq.to_be_bytes(), value)?;
         // Retention may drop the record's segment once the cursor passes it.
-        sync_sled(&self.db, &self.sled_file, true)?;
+        sync_sled(&self.db, &self.sled_file, Some(&self.sled_blobs))?;
         Ok(())
     }
 
@@ -693,7 +695,7 @@ impl Store {
             })?;
         }
         // Retention trusts this checkpoint to drop segments: it must not go back.
-        sync_sled(&self.db, &self.sled_file, false)?;
+        sync_sled(&self.db, &self.sled_file, None)?;
         Ok(indexed)
     }
 
@@ -906,7 +908,7 @@ impl Store {
         let replayed = self.db.open_tree(DEAD_REPLAYED)?;
         replayed.insert(seq.to_be_bytes(), &replayed_as.to_be_bytes())?;
         let removed = self.dead.remove(seq.to_be_bytes())?.is_some();
-        sync_sled(&self.db, &self.sled_file, false)?;
+        sync_sled(&self.db, &self.sled_file, None)?;
         Ok(removed)
     }
 
@@ -979,18 +981,24 @@ impl CursorFile {
 /// sled's own flush writes with `sync_file_range`: neither the device's cache nor the file's
 /// size is made durable. What retention or the dedup window relies on is synced here for
 /// real. `blobs`: a value over sled's blob threshold (a large dead letter) is a file of its
-/// own that sled never syncs, so the whole file system is (dead letters are rare).
-fn sync_sled(db: &sled::Db, file: &std::fs::File, blobs: bool) -> Result<(), StoreError> {
+/// own in `blobs/` that sled never syncs, so those files and their directory are synced too
+/// (dead letters are rare, and so are blobs).
+fn sync_sled(db: &sled::Db, file: &std::fs::File, blobs: Option<&Path>) -> Result<(), StoreError> {
     db.flush()?;
-    if blobs {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on a descriptor `file` keeps open.
-        if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
-            return Err(sled::Error::Io(std::io::Error::last_os_error()).into());
-        }
-        return Ok(());
-    }
     file.sync_all().map_err(sled::Error::Io)?;
+    if let Some(dir) = blobs {
+        let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for e in entries {
+                    sync(&e.map_err(sled::Error::Io)?.path()).map_err(sled::Error::Io)?;
+                }
+                sync(dir).map_err(sled::Error::Io)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(sled::Error::Io(e).into()),
+        }
+    }
     Ok(())
 }
 
