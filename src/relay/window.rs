@@ -282,14 +282,8 @@ impl<T> Window<T> {
     pub fn send_failed(&mut self, seq: u64) -> Reconnect {
         // Others were in flight: their confirms are lost, so the retries go one at a time.
         self.single |= !self.flights.is_empty();
-        self.read_next = self.flights.front().map_or(seq, |f| f.front.seq);
-        self.flights.clear();
-        Reconnect {
-            from: self.read_next,
-            charged: false,
-            dead: None,
-            save: self.save(),
-        }
+        let from = self.flights.front().map_or(seq, |f| f.front.seq);
+        self.reconnect_from(from)
     }
 
     /// Takes the oldest record in flight, whose confirm the caller awaits next.
@@ -383,13 +377,20 @@ impl<T> Window<T> {
     pub fn settle_failed(&mut self, f: Front, dead: Option<Dead>) -> Reconnect {
         self.single = true;
         let behind = self.behind.take();
-        self.read_next = match dead {
+        let from = match dead {
             Some(_) => behind.map_or(self.read_next.max(f.seq + 1), |(seq, _)| seq),
             None => f.seq,
         };
+        self.reconnect_from(from)
+    }
+
+    /// Forgets what is in flight: the next channel reads again from `from`, and nobody is
+    /// charged for it.
+    fn reconnect_from(&mut self, from: u64) -> Reconnect {
+        self.read_next = from;
         self.flights.clear();
         Reconnect {
-            from: self.read_next,
+            from,
             charged: false,
             dead: None,
             save: self.save(),
