@@ -103,6 +103,12 @@ pub async fn require_token(
     let token = req
         .app_data::<web::Data<AdminToken>>()
         .and_then(|t| t.0.clone());
+    if let Err(why) = browser_safe(&req, token.is_some()) {
+        let r = HttpResponse::Forbidden()
+            .content_type("application/json")
+            .body(serde_json::json!({ "error": why }).to_string());
+        return Ok(req.into_response(r));
+    }
     let allowed = match &token {
         None => true,
         Some(_) if OPEN_PATHS.contains(&req.path()) => true,
@@ -123,6 +129,45 @@ pub async fn require_token(
         .content_type("application/json")
         .body(r#"{"error":"unauthorized"}"#);
     Ok(req.into_response(r))
+}
+
+/// A web page open in a browser on the gateway's host must not act through it. A request
+/// that changes something must be JSON: a page of another origin cannot send that without a
+/// CORS preflight, which this listener never answers. Without a token, the request must also
+/// name the listener by address or `localhost`: a DNS-rebinding page names its own domain
+/// (with a token, it would still lack the token).
+fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
+    let method = req.method();
+    if method != actix_web::http::Method::GET && method != actix_web::http::Method::HEAD {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !json {
+            return Err("a request that changes something must be Content-Type: application/json");
+        }
+    }
+    if token {
+        return Ok(());
+    }
+    let Some(host) = req.headers().get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().unwrap_or("");
+    // `[::1]:9090`, `127.0.0.1:9090`, `localhost:9090`, or without the port.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    if name.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost") {
+        return Ok(());
+    }
+    Err("without admin_token the admin listener answers requests to its address or localhost only")
 }
 
 /// Constant time, including the length (`Secret::matches` compares digests, not the tokens).

@@ -667,6 +667,12 @@ impl Shared {
                 return;
             }
             let now = Instant::now();
+            // Entries whose window is over are owed nothing; a batch of only those must not
+            // become an empty pipeline (redis refuses it, and the batch went back to the
+            // front of the queue forever: found by a review in session 12).
+            if batch.iter().all(|o| o.until <= now) {
+                continue;
+            }
             let mut pipe = redis::pipe();
             for o in batch.iter().filter(|o| o.until > now) {
                 for k in &o.keys {
@@ -1090,6 +1096,46 @@ mod tests {
         ));
         server.kill().unwrap();
         server.wait().unwrap();
+    }
+
+    /// Fallback acceptances whose window ran out during a long outage are owed nothing; a
+    /// whole batch of them must not stop the ones behind it from being written.
+    #[tokio::test]
+    async fn a_batch_of_expired_debts_does_not_block_the_rest() {
+        let config = super::DedupConfig {
+            shared: "redis://127.0.0.1:6379/".into(),
+            timeout_ms: 1000,
+            ..Default::default()
+        };
+        let shared = super::Shared::new(&config, 3600).unwrap().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shared.check().await {
+            assert!(std::time::Instant::now() < deadline, "redis never answered");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let run = format!("hookgate:unit-owed-{}", std::process::id());
+        let now = tokio::time::Instant::now().into_std();
+        {
+            let mut owed = shared.owed.lock().unwrap();
+            for i in 0..super::BACKLOG_BATCH + 10 {
+                owed.push_back(super::Owed {
+                    source: "unit".into(),
+                    keys: vec![format!("{run}:old-{i}")],
+                    until: now - std::time::Duration::from_secs(1),
+                });
+            }
+            owed.push_back(super::Owed {
+                source: "unit".into(),
+                keys: vec![format!("{run}:live")],
+                until: now + std::time::Duration::from_secs(60),
+            });
+        }
+        shared.pay_back().await;
+        assert!(shared.owed.lock().unwrap().is_empty());
+        assert!(matches!(
+            shared.take("unit", &[format!("{run}:live")]).await,
+            super::Claim::Accepted
+        ));
     }
 
     #[test]

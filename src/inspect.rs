@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::PoisonError;
 
 use serde::{Deserialize, Serialize};
 
@@ -497,6 +498,9 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
+/// Held by the replay running in this process (a store is open in one process at a time).
+static REPLAYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Re-enqueues the selected envelopes unchanged with `replay = true` (AMQP header
 /// `x-hookgate-replay: true`) through the log and the relay, in their original order; dead
 /// letters leave the dead list. Returns how many (or would, with `dry_run`). Blocking: run it
@@ -511,6 +515,9 @@ pub fn replay(
     rt: &tokio::runtime::Handle,
 ) -> Result<usize, ReplayError> {
     let selection = req.selection(now_secs).map_err(ReplayError::Invalid)?;
+    // One replay at a time: two at once (a double click, the console and the CLI through the
+    // admin listener) would each see the same dead letters and enqueue them twice.
+    let _one_at_a_time = REPLAYING.lock().unwrap_or_else(PoisonError::into_inner);
     let statuses = Statuses::load(store)?;
     let mut batch = Batch {
         store,
@@ -524,6 +531,12 @@ pub fn replay(
             let Some((seq, e, status, _)) = find(store, &statuses, &source, &id)? else {
                 return Err(ReplayError::NotFound(id, source));
             };
+            if status == Status::Pending {
+                // Its copy and the original would both go out.
+                return Err(ReplayError::Invalid(format!(
+                    "{id} of source {source} is still pending: the relay will publish it"
+                )));
+            }
             batch.push(seq, e, status == Status::Dead)?;
         }
         Selection::Many(filter) => {

@@ -521,3 +521,66 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     let (ok, _, err) = hookgate(&["tail"], &file);
     assert!(!ok && err.contains("not running"), "{err}");
 }
+
+/// A pending event is on its way: replaying it by id would publish it twice.
+#[actix_web::test]
+async fn a_pending_event_is_not_replayed_by_id() {
+    let exchange = unique("it-inspect-pending");
+    // Nothing listens there: the event stays pending.
+    let gw = Gateway::start(config(
+        &sources(),
+        &exchange,
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        None,
+        "",
+    ))
+    .await;
+    send(&gw, "push", "waiting").await;
+    let (s, v) = post(&gw, "/replay", json!({"source": "gh", "id": "waiting"})).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("still pending"),
+        "{v}"
+    );
+    gw.stop().await;
+}
+
+/// A web page open in a browser on the gateway's host cannot act through the admin listener:
+/// a request that changes something must be JSON (another origin would need a CORS preflight),
+/// and without a token a request must name the listener by address or localhost (a
+/// DNS-rebinding page names its own domain).
+#[actix_web::test]
+async fn the_admin_listener_refuses_what_a_browser_page_could_send() {
+    let exchange = unique("it-inspect-browser");
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
+    let simple = gw
+        .client
+        .post(gw.admin("/replay"))
+        .header("Content-Type", "text/plain")
+        .body(r#"{"source":"gh","since":"1h"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(simple.status(), 403);
+    let rebound = gw
+        .client
+        .get(gw.admin("/events"))
+        .header("Host", "attacker.example:9090")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    for host in ["localhost:9090", "127.0.0.1", "[::1]:9090"] {
+        let r = gw
+            .client
+            .get(gw.admin("/events"))
+            .header("Host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+    }
+    let (s, v) = post(&gw, "/replay", json!({"source": "gh", "since": "1h"})).await;
+    assert_eq!((s, &v["replayed"]), (200, &json!(0)), "{v}");
+    gw.stop().await;
+}
