@@ -131,14 +131,19 @@ pub async fn require_token(
     Ok(req.into_response(r))
 }
 
-/// A web page open in a browser on the gateway's host must not act through it. A request
-/// that changes something must be JSON: a page of another origin cannot send that without a
-/// CORS preflight, which this listener never answers. Without a token, the request must also
-/// name the listener by address or `localhost`: a DNS-rebinding page names its own domain
-/// (with a token, it would still lack the token).
+/// The routes that change something.
+const CHANGING_PATHS: [&str; 2] = ["/replay", "/forget"];
+
+/// Without a token, a web page open in a browser on the gateway's host must not act through
+/// the listener (with one, the page lacks it, and the `Authorization` header would need a CORS
+/// preflight). A request that changes something must be JSON: a page of another origin cannot
+/// send that without a preflight, which this listener never answers. And every request must
+/// name the listener by address or `localhost`: a DNS-rebinding page names its own domain.
 fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
-    let method = req.method();
-    if method != actix_web::http::Method::GET && method != actix_web::http::Method::HEAD {
+    if token {
+        return Ok(());
+    }
+    if CHANGING_PATHS.contains(&req.path()) {
         let json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -151,9 +156,6 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
         if !json {
             return Err("a request that changes something must be Content-Type: application/json");
         }
-    }
-    if token {
-        return Ok(());
     }
     let Some(host) = req.headers().get(header::HOST) else {
         return Ok(());
