@@ -1042,14 +1042,7 @@ mod tests {
             timeout_ms: 500,
             ..Default::default()
         };
-        let shared = super::Shared::new(&config, 3600).unwrap().unwrap();
-        // The first probe can miss its 500 ms on a loaded machine (a CI run failed here while
-        // the suite ran in parallel): wait for the fresh server, boundedly.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !shared.check().await {
-            assert!(std::time::Instant::now() < deadline, "redis never answered");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let shared = answering(&config).await;
         let key = |id: &str| vec![format!("hookgate:unit:{id}")];
         let (super::Claim::Held(confirmed), super::Claim::Held(released)) = (
             shared.take("unit", &key("c")).await,
@@ -1098,6 +1091,19 @@ mod tests {
         server.wait().unwrap();
     }
 
+    /// The shared store of `config` once its Redis answers. The first probe can miss its
+    /// budget on a loaded machine (a CI run failed there while the suite ran in parallel):
+    /// wait for the server, boundedly.
+    async fn answering(config: &super::DedupConfig) -> std::sync::Arc<super::Shared> {
+        let shared = super::Shared::new(config, 3600).unwrap().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shared.check().await {
+            assert!(std::time::Instant::now() < deadline, "redis never answered");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        shared
+    }
+
     /// Fallback acceptances whose window ran out during a long outage are owed nothing; a
     /// whole batch of them must not stop the ones behind it from being written.
     #[tokio::test]
@@ -1107,12 +1113,7 @@ mod tests {
             timeout_ms: 1000,
             ..Default::default()
         };
-        let shared = super::Shared::new(&config, 3600).unwrap().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !shared.check().await {
-            assert!(std::time::Instant::now() < deadline, "redis never answered");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let shared = answering(&config).await;
         let run = format!("hookgate:unit-owed-{}", std::process::id());
         let now = tokio::time::Instant::now().into_std();
         {
