@@ -230,14 +230,16 @@ stop "$hg_pid"
 rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
 
 # ---------- raw lapin publisher, same number of events ----------
+# raw_publish LABEL N: N (1,000..200,000) events through the raw publisher; sets R[LABEL.*].
+raw_publish() { local n=$2 rq="bench-raw-$suffix" line
+  [ "$n" -gt 200000 ] && n=200000; [ "$n" -lt 1000 ] && n=1000
+  line=$("$TARGET/examples/baseline" --mode raw-publish --amqp-url "$AMQP" --queue "$rq" --exchange "bench-raw" \
+    --count "$n" --body-bytes $BODY_BYTES --window 512)
+  say "$1: $line"
+  for kv in $line; do case $kv in *=*) R[$1.${kv%%=*}]=${kv#*=};; esac; done
+  rabbitmqctl -q delete_queue "$rq" >/dev/null 2>&1 || true; }
 broker_settle 30
-raw_n=${R[hookgate.acc]}; [ "$raw_n" -gt 200000 ] && raw_n=200000; [ "$raw_n" -lt 1000 ] && raw_n=1000
-rq="bench-raw-$suffix"
-line=$("$TARGET/examples/baseline" --mode raw-publish --amqp-url "$AMQP" --queue "$rq" --exchange "bench-raw" --count "$raw_n" \
-  --body-bytes $BODY_BYTES --window 512)
-say "$line"
-for kv in $line; do case $kv in *=*) R[raw.${kv%%=*}]=${kv#*=};; esac; done
-rabbitmqctl -q delete_queue "$rq" >/dev/null 2>&1 || true
+raw_publish raw "${R[hookgate.acc]}"
 
 # ---------- hookgate, broker down (pure ingest) ----------
 hg_start nobroker "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
@@ -310,12 +312,8 @@ for i in $(seq 1 "$PAIRS"); do
   # The end-to-end row's baseline again, right after this round's hookgate run: the raw
   # publisher's rate moves with the broker's share of the cores as much as hookgate's does.
   broker_settle 30
-  n=${R[pair$i-on.acc]}; [ "$n" -gt 200000 ] && n=200000; [ "$n" -lt 1000 ] && n=1000
-  line=$("$TARGET/examples/baseline" --mode raw-publish --amqp-url "$AMQP" --queue "$rq" --exchange "bench-raw" \
-    --count "$n" --body-bytes $BODY_BYTES --window 512)
-  R[pair$i-raw.eps]=$(sed -n 's/.* eps=\([0-9]*\).*/\1/p' <<<"$line")
-  say "pair$i: end to end ${R[pair$i-on.e2e_eps]} events/s, raw $line"
-  rabbitmqctl -q delete_queue "$rq" >/dev/null 2>&1 || true
+  raw_publish "pair$i-raw" "${R[pair$i-on.acc]}"
+  say "pair$i: end to end ${R[pair$i-on.e2e_eps]} events/s"
   broker_settle 30
   hg_start "pair$i-down" "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
   flat "pair$i-down" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"

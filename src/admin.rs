@@ -10,8 +10,9 @@
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::http::uri::Authority;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::inspect::{self, Query, ReplayError, ReplayRequest};
@@ -143,29 +144,19 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
     if token {
         return Ok(());
     }
-    if CHANGING_PATHS.contains(&req.path()) {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-            });
-        if !json {
-            return Err("a request that changes something must be Content-Type: application/json");
-        }
+    if CHANGING_PATHS.contains(&req.path())
+        && !req.content_type().eq_ignore_ascii_case("application/json")
+    {
+        return Err("a request that changes something must be Content-Type: application/json");
     }
     let Some(host) = req.headers().get(header::HOST) else {
         return Ok(());
     };
-    let host = host.to_str().unwrap_or("");
-    // `[::1]:9090`, `127.0.0.1:9090`, `localhost:9090`, or without the port.
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
+    // `127.0.0.1:9090`, `[::1]:9090`, `localhost`, …
+    let authority = host.to_str().ok().and_then(|h| h.parse::<Authority>().ok());
+    let name = authority.as_ref().map_or("", |a| {
+        a.host().trim_start_matches('[').trim_end_matches(']')
+    });
     if name.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost") {
         return Ok(());
     }

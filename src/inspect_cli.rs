@@ -125,7 +125,7 @@ pub struct RejectionsArgs {
 /// Where the answers come from.
 enum Backend {
     /// The gateway is stopped: its store, opened here.
-    Store(Store),
+    Store(Box<Store>),
     /// The gateway runs: its admin listener.
     Admin {
         addr: SocketAddr,
@@ -137,7 +137,7 @@ impl Backend {
     fn open(config: &Config) -> Backend {
         // A short wait: a gateway that has just stopped may still be releasing the lock.
         match Store::open_waiting(&config.store, Duration::from_millis(500)) {
-            Ok(store) => Backend::Store(store),
+            Ok(store) => Backend::Store(Box::new(store)),
             Err(_) => Backend::Admin {
                 addr: config.server.admin_listen,
                 token: std::env::var("HOOKGATE_ADMIN_TOKEN")

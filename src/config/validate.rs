@@ -9,14 +9,7 @@ impl Config {
         if self.server.request_timeout_secs == 0 {
             errors.push("server.request_timeout_secs: must be at least 1".into());
         }
-        if self.server.max_body_bytes == 0 {
-            errors.push("server.max_body_bytes: must be at least 1".into());
-        }
-        if self.server.max_body_bytes > MAX_BODY_BYTES {
-            errors.push(format!(
-                "server.max_body_bytes: at most {MAX_BODY_BYTES} (64 MiB)"
-            ));
-        }
+        errors.extend(body_limit_problem("server", self.server.max_body_bytes));
         if self.server.max_connections == 0 {
             errors.push("server.max_connections: must be at least 1".into());
         }
@@ -101,18 +94,8 @@ impl Config {
                     s.name
                 ));
             }
-            if s.max_body_bytes == 0 {
-                errors.push(format!(
-                    "sources[{i}] ({}).max_body_bytes: must be at least 1",
-                    s.name
-                ));
-            }
-            if s.max_body_bytes > MAX_BODY_BYTES {
-                errors.push(format!(
-                    "sources[{i}] ({}).max_body_bytes: at most {MAX_BODY_BYTES} (64 MiB)",
-                    s.name
-                ));
-            }
+            let at = format!("sources[{i}] ({})", s.name);
+            errors.extend(body_limit_problem(&at, s.max_body_bytes));
         }
         if errors.is_empty() {
             Ok(())
@@ -144,3 +127,14 @@ pub(super) fn check_template(t: &str) -> Result<(), String> {
 /// The largest body a source may take: its envelope (escaped, if the adapter re-serialises
 /// it, up to six bytes a byte) must stay well under the event log's largest frame.
 const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// What is wrong with `max_body_bytes = n` in section `at`, if anything.
+fn body_limit_problem(at: &str, n: usize) -> Option<String> {
+    match n {
+        0 => Some(format!("{at}.max_body_bytes: must be at least 1")),
+        n if n > MAX_BODY_BYTES => Some(format!(
+            "{at}.max_body_bytes: at most {MAX_BODY_BYTES} (64 MiB)"
+        )),
+        _ => None,
+    }
+}

@@ -524,22 +524,16 @@ impl<'a> Drain<'a> {
             } else {
                 "publishing"
             });
-            let confirm = match confirm {
-                Confirm::Done(done) => *done,
+            let confirm = match self.outcome(&entry, confirm, cancel.cancelled()).await {
+                Ok(done) => done,
                 // Stopping: confirms that never come (a quorum queue without its majority)
-                // are given `SHUTDOWN_SETTLE`, not forever.
-                Confirm::Pending(mut pending) => tokio::select! {
-                    done = &mut pending => {
-                        self.harvest();
-                        done
-                    }
-                    _ = cancel.cancelled() => {
-                        self.window.unpop(front, (entry, Confirm::Pending(pending)));
-                        continue;
-                    }
-                },
+                // are given `SHUTDOWN_SETTLE` below, not forever.
+                Err(confirm) => {
+                    self.window.unpop(front, (entry, confirm));
+                    continue;
+                }
             };
-            let (how, why) = match confirm.map(|c| self.returns.claim(c, &entry)) {
+            let (how, why) = match confirm {
                 Ok(Confirmation::Ack(None)) => {
                     count_published(&entry);
                     let c = self.window.confirmed(front);
@@ -595,10 +589,10 @@ impl<'a> Drain<'a> {
             // Settle the rest of the window: what the broker took there is skipped on the
             // re-read, the rest is sent again one at a time.
             while let Some((ahead, (entry, confirm))) = self.window.pop() {
-                let outcome = tokio::select! {
-                    outcome = self.outcome(&entry, confirm) => outcome,
+                let outcome = match self.outcome(&entry, confirm, cancel.cancelled()).await {
+                    Ok(outcome) => outcome,
                     // Stopping: not forever either (what is unsettled is sent again).
-                    _ = cancel.cancelled() => {
+                    Err(_) => {
                         let r = self.window.settle_failed(front, dead);
                         self.apply(r.save)?;
                         return Ok(());
@@ -673,22 +667,15 @@ impl<'a> Drain<'a> {
     async fn settle_for_shutdown(&mut self) -> Result<(), RelayError> {
         let deadline = tokio::time::Instant::now() + SHUTDOWN_SETTLE;
         while let Some((front, (entry, confirm))) = self.window.pop() {
-            let done = match confirm {
-                Confirm::Done(done) => *done,
-                Confirm::Pending(mut pending) => {
-                    match tokio::time::timeout_at(deadline, &mut pending).await {
-                        Ok(done) => {
-                            self.harvest();
-                            done
-                        }
-                        Err(_) => {
-                            self.window.unpop(front, (entry, Confirm::Pending(pending)));
-                            break;
-                        }
-                    }
+            let stop = tokio::time::sleep_until(deadline);
+            let done = match self.outcome(&entry, confirm, stop).await {
+                Ok(done) => done,
+                Err(confirm) => {
+                    self.window.unpop(front, (entry, confirm));
+                    break;
                 }
             };
-            match done.map(|c| self.returns.claim(c, &entry)) {
+            match done {
                 Ok(Confirmation::Ack(None)) => {
                     count_published(&entry);
                     let c = self.window.confirmed(front);
@@ -705,23 +692,28 @@ impl<'a> Drain<'a> {
     }
 
     /// What the broker said about `entry` (just taken off the window): its confirm, awaited
-    /// if need be, with `entry`'s own return wherever lapin put it ([`returns`]).
-    async fn outcome(&mut self, entry: &Entry, confirm: Confirm) -> lapin::Result<Confirmation> {
+    /// if need be, with `entry`'s own return wherever lapin put it ([`returns`]). `Err` gives
+    /// the confirm back when `stop` comes first.
+    async fn outcome(
+        &mut self,
+        entry: &Entry,
+        confirm: Confirm,
+        stop: impl Future<Output = ()>,
+    ) -> Result<lapin::Result<Confirmation>, Confirm> {
         let done = match confirm {
             Confirm::Done(done) => *done,
-            Confirm::Pending(pending) => {
-                let done = pending.await;
-                self.harvest();
+            Confirm::Pending(mut pending) => {
+                let done = tokio::select! {
+                    done = &mut pending => done,
+                    () = stop => return Err(Confirm::Pending(pending)),
+                };
+                // After a wait: the returns of every confirm lapin has completed by now.
+                let flights = self.window.payloads_mut().map(|(_, confirm)| confirm);
+                self.returns.harvest(flights);
                 done
             }
         };
-        done.map(|c| self.returns.claim(c, entry))
-    }
-
-    /// After a wait for a confirm: the returns of every confirm lapin has completed by now.
-    fn harvest(&mut self) {
-        self.returns
-            .harvest(self.window.payloads_mut().map(|(_, confirm)| confirm));
+        Ok(done.map(|c| self.returns.claim(c, entry)))
     }
 
     fn save(&mut self) -> Result<(), RelayError> {

@@ -191,9 +191,7 @@ pub struct DeadInfo {
 
 pub struct Store {
     db: sled::Db,
-    /// sled's data file and its blob directory, to sync for real ([`sync_sled`]).
-    sled_file: std::fs::File,
-    sled_blobs: PathBuf,
+    sled_files: SledFiles,
     index: Arc<Index>,
     meta: sled::Tree,
     dead: sled::Tree,
@@ -236,7 +234,7 @@ impl Store {
         let (seen, opened) =
             Seen::open(&config.path, config.dedup_window_secs, seen::INITIAL_PAGES)
                 .map_err(StoreError::Table)?;
-        let sled_file = std::fs::File::open(config.path.join("db")).map_err(sled::Error::Io)?;
+        let sled_files = SledFiles::open(&config.path)?;
         let meta = db.open_tree("meta")?;
         let dead = db.open_tree("dead")?;
         let last_checkpoint = saved_checkpoint(&meta)?;
@@ -260,7 +258,7 @@ impl Store {
                 // Durably, before the refill: a kill during it must not leave the old
                 // checkpoint for the next start to trust with a table that lacks its keys.
                 meta.insert(CHECKPOINT, &0u64.to_be_bytes())?;
-                sync_sled(&db, &sled_file, None)?;
+                sled_files.sync(&db, false)?;
                 checkpoint = 0;
             }
         }
@@ -330,8 +328,7 @@ impl Store {
         let cursor = saved_cursor.max(first);
         let store = Store {
             db,
-            sled_file,
-            sled_blobs: config.path.join("blobs"),
+            sled_files,
             index,
             meta,
             dead,
@@ -609,7 +606,7 @@ impl Store {
         value.extend_from_slice(&frame[8..]);
         self.dead.insert(seq.to_be_bytes(), value)?;
         // Retention may drop the record's segment once the cursor passes it.
-        sync_sled(&self.db, &self.sled_file, Some(&self.sled_blobs))?;
+        self.sled_files.sync(&self.db, true)?;
         Ok(())
     }
 
@@ -695,7 +692,7 @@ impl Store {
             })?;
         }
         // Retention trusts this checkpoint to drop segments: it must not go back.
-        sync_sled(&self.db, &self.sled_file, None)?;
+        self.sled_files.sync(&self.db, false)?;
         Ok(indexed)
     }
 
@@ -908,7 +905,7 @@ impl Store {
         let replayed = self.db.open_tree(DEAD_REPLAYED)?;
         replayed.insert(seq.to_be_bytes(), &replayed_as.to_be_bytes())?;
         let removed = self.dead.remove(seq.to_be_bytes())?.is_some();
-        sync_sled(&self.db, &self.sled_file, None)?;
+        self.sled_files.sync(&self.db, false)?;
         Ok(removed)
     }
 
@@ -978,28 +975,44 @@ impl CursorFile {
 }
 
 /// How far the log is indexed in the table, by the last checkpoint (0: none yet).
-/// sled's own flush writes with `sync_file_range`: neither the device's cache nor the file's
-/// size is made durable. What retention or the dedup window relies on is synced here for
-/// real. `blobs`: a value over sled's blob threshold (a large dead letter) is a file of its
-/// own in `blobs/` that sled never syncs, so those files and their directory are synced too
-/// (dead letters are rare, and so are blobs).
-fn sync_sled(db: &sled::Db, file: &std::fs::File, blobs: Option<&Path>) -> Result<(), StoreError> {
-    db.flush()?;
-    file.sync_all().map_err(sled::Error::Io)?;
-    if let Some(dir) = blobs {
+/// sled's data file and blob directory. sled's own flush writes with `sync_file_range`:
+/// neither the device's cache nor the file's size is made durable. What retention or the dedup
+/// window relies on is synced here for real.
+struct SledFiles {
+    file: std::fs::File,
+    blobs: PathBuf,
+}
+
+impl SledFiles {
+    fn open(path: &Path) -> Result<SledFiles, StoreError> {
+        Ok(SledFiles {
+            file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
+            blobs: path.join("blobs"),
+        })
+    }
+
+    /// Flushes `db` and syncs its file. `with_blobs`: a value over sled's blob threshold (a
+    /// large dead letter) is a file of its own in `blobs/` that sled never syncs, so those
+    /// files and their directory are synced too (dead letters are rare, and so are blobs).
+    fn sync(&self, db: &sled::Db, with_blobs: bool) -> Result<(), StoreError> {
+        db.flush()?;
+        self.file.sync_all().map_err(sled::Error::Io)?;
+        if !with_blobs {
+            return Ok(());
+        }
         let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
-        match std::fs::read_dir(dir) {
+        match std::fs::read_dir(&self.blobs) {
             Ok(entries) => {
                 for e in entries {
                     sync(&e.map_err(sled::Error::Io)?.path()).map_err(sled::Error::Io)?;
                 }
-                sync(dir).map_err(sled::Error::Io)?;
+                sync(&self.blobs).map_err(sled::Error::Io)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(sled::Error::Io(e).into()),
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn saved_checkpoint(meta: &sled::Tree) -> Result<u64, sled::Error> {
