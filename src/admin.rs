@@ -280,19 +280,19 @@ async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
     };
     let store = gw.store.clone();
     let (source, id) = (f.source.clone(), f.id.clone());
-    match web::block(move || store.forget(&source, &id)).await {
-        Ok(Ok(was)) => {
-            tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = was.is_some(), "forget: id removed from the dedup index");
-            // With replicas, the shared key too (or another replica would still call it a
+    match web::block(move || inspect::forget(&store, &source, &id)).await {
+        Ok(Ok(local)) => {
+            tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget: id removed from the dedup index");
+            // With replicas, the shared keys too (or another replica would still call it a
             // duplicate).
             let shared = match &gw.dedup {
-                Some(d) => match d.forget(&f.source, &f.id).await {
+                Some(d) => match d.forget(&f.source, &f.id, &local.content_keys).await {
                     Ok(deleted) => deleted,
                     Err(e) => return internal("forget in the shared dedup store", e),
                 },
                 None => false,
             };
-            HttpResponse::Ok().json(serde_json::json!({ "forgotten": was.is_some() || shared }))
+            HttpResponse::Ok().json(serde_json::json!({ "forgotten": local.was || shared }))
         }
         // Nothing was changed; a moment later the index will have caught up.
         Ok(Err(e @ crate::store::StoreError::IndexBehind)) => json(

@@ -221,7 +221,12 @@ impl DedupConfig {
 
 /// `hookgate forget` on a stopped gateway's store: the same deletion as [`Shared::forget`],
 /// over a blocking connection.
-pub fn forget_blocking(config: &DedupConfig, source: &str, id: &str) -> Result<bool, String> {
+pub fn forget_blocking(
+    config: &DedupConfig,
+    source: &str,
+    id: &str,
+    content_keys: &[String],
+) -> Result<bool, String> {
     let client = config.client()?;
     let mut conn = client
         .get_connection_with_timeout(PROBE_TIMEOUT)
@@ -230,10 +235,19 @@ pub fn forget_blocking(config: &DedupConfig, source: &str, id: &str) -> Result<b
         .and_then(|()| conn.set_write_timeout(Some(PROBE_TIMEOUT)))
         .map_err(|e| e.to_string())?;
     let n: i64 = redis::cmd("DEL")
-        .arg(format!("{}:{source}:{id}", config.key_prefix))
+        .arg(redis_keys(&config.key_prefix, source, id, content_keys))
         .query(&mut conn)
         .map_err(|e| e.to_string())?;
     Ok(n > 0)
+}
+
+/// `{prefix}:{source}:{id}`, then `{prefix}:{source}:{content key}` for each content key
+/// (`sha256:<hex>`: never the shape of an id of the providers that set one).
+fn redis_keys(prefix: &str, source: &str, id: &str, content_keys: &[String]) -> Vec<String> {
+    std::iter::once(id)
+        .chain(content_keys.iter().map(String::as_str))
+        .map(|k| format!("{prefix}:{source}:{k}"))
+        .collect()
 }
 
 /// The `accepted` value; a claim is `pending:<token>`.
@@ -402,12 +416,12 @@ impl Shared {
 
     /// The Redis keys of an entry: its id, and its content key where the provider has one.
     pub fn keys(&self, e: &Entry) -> Vec<String> {
-        let mut keys = vec![format!("{}:{}:{}", self.prefix, e.source, e.message_id)];
-        if let Some(c) = &e.content_key {
-            // `sha256:<hex>`: never the shape of an id of the providers that set one.
-            keys.push(format!("{}:{}:{}", self.prefix, e.source, c));
-        }
-        keys
+        redis_keys(
+            &self.prefix,
+            &e.source,
+            &e.message_id,
+            e.content_key.as_slice(),
+        )
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -585,13 +599,18 @@ impl Shared {
         Ok(n)
     }
 
-    /// `hookgate forget` on a running gateway: deletes the id's shared key too, so a
-    /// redelivery is accepted again on every replica. `Ok(true)` when a key was deleted.
-    pub async fn forget(&self, source: &str, id: &str) -> Result<bool, String> {
-        let key = format!("{}:{source}:{id}", self.prefix);
+    /// `hookgate forget` on a running gateway: deletes the id's shared key (and the event's
+    /// content keys) too, so a redelivery is accepted again on every replica. `Ok(true)` when
+    /// a key was deleted.
+    pub async fn forget(
+        &self,
+        source: &str,
+        id: &str,
+        content_keys: &[String],
+    ) -> Result<bool, String> {
         let mut conn = self.conn();
         let mut del = redis::cmd("DEL");
-        del.arg(&key);
+        del.arg(redis_keys(&self.prefix, source, id, content_keys));
         match tokio::time::timeout(PROBE_TIMEOUT, del.query_async::<i64>(&mut conn)).await {
             Ok(Ok(n)) => Ok(n > 0),
             Ok(Err(e)) => Err(e.to_string()),

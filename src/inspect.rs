@@ -423,6 +423,58 @@ pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>
     }))
 }
 
+/// What [`forget`] removed from this node's dedup index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The id (or one of its content keys) was indexed.
+    pub was: bool,
+    /// The event's content keys, also removed: the shared dedup store holds them too.
+    pub content_keys: Vec<String>,
+}
+
+/// `hookgate forget` and `POST /forget` on this store: the id and the event's content keys
+/// (Alipay and WeChat Pay v2 sign parameters, not bytes, and are deduplicated on the signed
+/// string too: docs/security.md). Without the content key, the provider's redelivery (the
+/// same signed string) would still be a duplicate. The keys are read from the event's kept
+/// records, newest segment first; an event that retention has dropped keeps its content
+/// key in the index until the dedup window ends.
+pub fn forget(store: &Store, source: &str, id: &str) -> Result<Forgotten, StoreError> {
+    let content_keys = content_keys(store, source, id)?;
+    let was = store.forget(source, id, &content_keys)?.is_some();
+    Ok(Forgotten { was, content_keys })
+}
+
+/// The distinct content keys of the kept records of `(source, id)` (a replay carries its
+/// original's).
+fn content_keys(store: &Store, source: &str, id: &str) -> Result<Vec<String>, StoreError> {
+    let add = |keys: &mut Vec<String>, e: Entry| {
+        if let Some(c) = e
+            .content_key
+            .filter(|_| e.source == source && e.message_id == id)
+        {
+            if !keys.contains(&c) {
+                keys.push(c);
+            }
+        }
+    };
+    let mut keys = Vec::new();
+    let ranges = segment_ranges(store);
+    for &range in ranges.iter().rev() {
+        scan_segment(store, range, |_, e| {
+            add(&mut keys, e);
+            Ok(())
+        })?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
+    }
+    let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
+    for (_, e, _) in dead_before_log(store, log_first)? {
+        add(&mut keys, e);
+    }
+    Ok(keys)
+}
+
 /// `POST /replay` and `hookgate replay`: one event by `source` + `id`, or the events a filter
 /// selects (`source` and `since` required, or `status = dead`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -771,6 +823,44 @@ mod tests {
         }
     }
 
+    /// Alipay and WeChat Pay v2 events are indexed by their content key beside the id: a
+    /// forget that left it would still call the provider's redelivery a duplicate.
+    #[tokio::test]
+    async fn forget_removes_the_content_key_with_the_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&config(dir.path())).unwrap();
+        let t = std::time::Duration::from_secs(5);
+        let paid = |id: &str| Entry {
+            content_key: Some(format!("sha256:{}", "ab".repeat(32))),
+            ..event(id, "alipay.trade.success", NOW)
+        };
+        let new = crate::store::Accepted::New;
+        let duplicate = crate::store::Accepted::Duplicate;
+        assert_eq!(store.accept(&paid("n1"), NOW, t).await.unwrap(), new);
+        assert_eq!(
+            store.accept(&event("n2", "x", NOW), NOW, t).await.unwrap(),
+            new
+        );
+        assert_eq!(
+            store.accept(&paid("n1"), NOW + 1, t).await.unwrap(),
+            duplicate
+        );
+        assert_eq!(
+            store.accept(&paid("n9"), NOW + 1, t).await.unwrap(),
+            duplicate,
+            "the same signed content under another id"
+        );
+        let f = forget(&store, "gh", "n1").unwrap();
+        assert_eq!(f.content_keys, vec![format!("sha256:{}", "ab".repeat(32))]);
+        assert!(f.was);
+        assert_eq!(store.accept(&paid("n1"), NOW + 2, t).await.unwrap(), new);
+        assert_eq!(
+            store.accept(&paid("n1"), NOW + 3, t).await.unwrap(),
+            duplicate
+        );
+        store.close();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn list_show_replay_and_forget_on_a_store() {
         let dir = tempfile::tempdir().unwrap();
@@ -947,8 +1037,12 @@ mod tests {
             store.accept(&again, NOW + 50, t).await.unwrap(),
             crate::store::Accepted::Duplicate
         );
-        assert_eq!(store.forget("gh", "e5").unwrap(), Some(NOW + 5));
-        assert_eq!(store.forget("gh", "e5").unwrap(), None);
+        let forgotten = |was| Forgotten {
+            was,
+            content_keys: vec![],
+        };
+        assert_eq!(forget(&store, "gh", "e5").unwrap(), forgotten(true));
+        assert_eq!(forget(&store, "gh", "e5").unwrap(), forgotten(false));
         assert_eq!(
             store.accept(&again, NOW + 50, t).await.unwrap(),
             crate::store::Accepted::New

@@ -371,14 +371,17 @@ pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     let forgotten = match &backend {
         Backend::Store(store) => {
             audit_to_stderr();
-            let was = store.forget(&a.source, &a.id)?.is_some();
-            tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = was, "forget: id removed from the dedup index");
+            let local = crate::inspect::forget(store, &a.source, &a.id)?;
+            tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget: id removed from the dedup index");
             let shared = match config.dedup.enabled() {
-                true => crate::dedup::forget_blocking(&config.dedup, &a.source, &a.id)
-                    .map_err(|e| anyhow::anyhow!("shared dedup store: {e}"))?,
+                true => {
+                    let keys = &local.content_keys;
+                    crate::dedup::forget_blocking(&config.dedup, &a.source, &a.id, keys)
+                        .map_err(|e| anyhow::anyhow!("shared dedup store: {e}"))?
+                }
                 false => false,
             };
-            was || shared
+            local.was || shared
         }
         remote => {
             #[derive(serde::Deserialize)]

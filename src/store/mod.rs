@@ -919,9 +919,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes `(source, id)` from the dedup index, so a redelivery is accepted again; returns
-    /// the accept time it was indexed with, if it was.
-    pub fn forget(&self, source: &str, id: &str) -> Result<Option<u64>, StoreError> {
+    /// Removes `(source, id)` and the event's `content_keys` (Alipay, WeChat Pay v2: indexed
+    /// beside the id, see [`keys`]) from the dedup index, so a redelivery is accepted again;
+    /// returns the accept time the id (or else a content key) was indexed with, if it was.
+    pub fn forget(
+        &self,
+        source: &str,
+        id: &str,
+        content_keys: &[String],
+    ) -> Result<Option<u64>, StoreError> {
         // An id accepted a moment ago may still be on its way into the table: wait for the
         // indexer (a rebuild can hold it for longer than `settle_index` waits). And a start
         // re-inserts the keys of the records after the last checkpoint, which would bring
@@ -929,8 +935,15 @@ impl Store {
         if !self.settle_index_within(FORGET_SETTLE) || !self.move_checkpoint()? {
             return Err(StoreError::IndexBehind);
         }
-        let fp = self.index.seen.fingerprint(&dedup_key(source, 0, id));
-        self.index.seen.forget(fp).map_err(StoreError::Table)
+        let mut was = None;
+        let id_key = dedup_key(source, 0, id);
+        let content = content_keys.iter().map(|c| dedup_key(source, 1, c));
+        for key in std::iter::once(id_key).chain(content) {
+            let fp = self.index.seen.fingerprint(&key);
+            let at = self.index.seen.forget(fp).map_err(StoreError::Table)?;
+            was = was.or(at);
+        }
+        Ok(was)
     }
 }
 

@@ -114,7 +114,10 @@ async fn a_checkpoint_stays_put_while_index_writes_fail() {
     accept(&s, &entry("b"), 1000).await;
     s.checkpoint().unwrap();
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
-    assert!(matches!(s.forget("gh", "a"), Err(StoreError::IndexBehind)));
+    assert!(matches!(
+        s.forget("gh", "a", &[]),
+        Err(StoreError::IndexBehind)
+    ));
 }
 
 /// A start re-inserts the keys of the records after the last checkpoint: a forget since then
@@ -126,7 +129,7 @@ async fn a_forgotten_id_stays_forgotten_after_a_kill() {
     let s = open_store(&cfg);
     assert_eq!(accept(&s, &entry("a"), 1000).await, Accepted::New);
     assert_eq!(accept(&s, &entry("b"), 1000).await, Accepted::New);
-    assert_eq!(s.forget("gh", "a").unwrap(), Some(1000));
+    assert_eq!(s.forget("gh", "a", &[]).unwrap(), Some(1000));
     // Killed: no close, so no checkpoint after the forget.
     drop(s);
     let s = open_store(&cfg);
@@ -158,8 +161,8 @@ async fn dedup_within_window_then_forget() {
     s.sweep(1160).unwrap();
     assert_eq!(accept(&s, &entry("a"), 1150).await, Accepted::Duplicate);
     assert_eq!(accept(&s, &other, 1150).await, Accepted::New, "expired");
-    assert_eq!(s.forget("gh", "a").unwrap(), Some(1101));
-    assert_eq!(s.forget("gh", "a").unwrap(), None);
+    assert_eq!(s.forget("gh", "a", &[]).unwrap(), Some(1101));
+    assert_eq!(s.forget("gh", "a", &[]).unwrap(), None);
     assert_eq!(accept(&s, &entry("a"), 1151).await, Accepted::New);
     assert_eq!(accept(&s, &entry("a"), 1152).await, Accepted::Duplicate);
 }

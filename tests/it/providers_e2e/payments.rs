@@ -306,3 +306,54 @@ fn shifted(secs: i64) -> SystemTime {
         now + d
     }
 }
+
+/// Alipay and WeChat Pay v2 are deduplicated on the signed string as well as on the id
+/// (docs/security.md): `forget` removes both, so the provider's redelivery (the very same
+/// request) is accepted and published again.
+#[actix_web::test]
+async fn a_forgotten_payment_is_accepted_again() {
+    let f = Fixture::start().await;
+    let alipay_key = provider_fixture("alipay/alipay_private_key.pem");
+    let alipay_id = "2025010100222000000000000031";
+    let wx_id = "4200000000000000000000000131";
+    let requests = [
+        (
+            "alipay",
+            alipay_id,
+            f.sign("alipay", &["--private-key", &alipay_key, "--id", alipay_id]),
+        ),
+        (
+            "wxpay-v2-md5",
+            wx_id,
+            f.sign("wxpay-v2-md5", &["--id", wx_id]),
+        ),
+    ];
+    for (source, id, req) in &requests {
+        for round in ["first delivery", "after forget"] {
+            assert_eq!(f.send(req).await.status, 200, "{source}: {round}");
+            let m = f.take_one().await;
+            assert_eq!(m.body["id"], *id, "{source}: {round}");
+            assert!(
+                m.properties
+                    .headers()
+                    .as_ref()
+                    .is_none_or(|h| !h.inner().contains_key("x-hookgate-replay")),
+                "{source}: a delivery, not a replay"
+            );
+            assert_eq!(f.send(req).await.status, 200);
+            f.assert_nothing_published().await;
+            if round == "first delivery" {
+                let r =
+                    f.gw.client
+                        .post(f.gw.admin("/forget"))
+                        .json(&json!({ "source": source, "id": id }))
+                        .send()
+                        .await
+                        .unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.json::<Value>().await.unwrap(), json!({"forgotten": true}));
+            }
+        }
+    }
+    f.gw.stop().await;
+}
