@@ -8,6 +8,10 @@ local body = assert(io.open(os.getenv("BENCH_BODY"), "rb")):read("*a")
 local sig = os.getenv("BENCH_SIG")
 local run = os.getenv("BENCH_ID") or "wrk"
 local cap = tonumber(os.getenv("BENCH_MAX_PER_THREAD") or "0")
+-- BENCH_RATE_PER_THREAD (optional): each thread paces its requests to this many a second
+-- (a schedule kept across its connections; behind it, they send as fast as they can until
+-- caught up): the sustained rows offer a fixed rate instead of flat out.
+local per_thread = tonumber(os.getenv("BENCH_RATE_PER_THREAD") or "0")
 local threads = {}
 local next_tid = 0
 
@@ -22,6 +26,29 @@ function init(args)
   ok = 0
   capped = 0
   prefix = string.format("%s-t%d-", run, tid)
+end
+
+if per_thread > 0 then
+  local ffi = require("ffi")
+  ffi.cdef [[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock, bench_timespec *ts);
+  ]]
+  local ts = ffi.new("bench_timespec")
+  local function now()
+    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) / 1e9
+  end
+  local next_at
+
+  -- wrk calls delay() before each request and waits that many (whole) milliseconds.
+  function delay()
+    local t = now()
+    next_at = next_at or t
+    local wait = next_at - t
+    next_at = next_at + 1 / per_thread
+    return wait > 0 and math.floor(wait * 1000) or 0
+  end
 end
 
 function request()

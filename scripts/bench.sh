@@ -18,8 +18,9 @@
 #      broker stopped, then drain when it is back — on a private RabbitMQ node started here (the
 #      shared broker on :5672 is never stopped); disk bytes of the store vs envelope bytes.
 #   6. the two ingest ratios and the end-to-end ratio again in PAIRS alternating rounds (bare,
-#      hookgate relay on until drained, the raw publisher with as many events, hookgate broker
-#      down, back to back): on a shared machine the cores' speed drifts over the minutes
+#      hookgate relay on until drained, the raw publisher with as many events, hookgate paced
+#      at 0.9 of that raw rate (the sustained row: does it keep up), hookgate broker down, back
+#      to back): on a shared machine the cores' speed drifts over the minutes
 #      between the main rows' baseline and hookgate runs; the median and range of the rounds
 #      say how far to trust those rows.
 #
@@ -113,7 +114,7 @@ declare -A R   # results: R[label.key]=value
 flat() { local label=$1 url=$2 pid=$3 t0 b0 m0 k0 out
   b0=$(ticks "$broker_pid"); m0=$(machine_busy); k0=$(ticks "$pid"); t0=$(date +%s.%N)
   out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$suffix" \
-      BENCH_MAX_PER_THREAD=$((CAP / WRK_THREADS)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" \
+      BENCH_MAX_PER_THREAD=$((CAP / WRK_THREADS)) BENCH_RATE_PER_THREAD="${PACE_PER_THREAD:-0}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" \
       --timeout 10s -s scripts/bench-github.lua "$url" ; } 2>&1 )
   R[$label.t0]=$t0
   R[$label.srv_ticks]=$(( $(ticks "$pid") - k0 ))
@@ -314,6 +315,22 @@ for i in $(seq 1 "$PAIRS"); do
   broker_settle 30
   raw_publish "pair$i-raw" "${R[pair$i-on.acc]}"
   say "pair$i: end to end ${R[pair$i-on.e2e_eps]} events/s"
+  # Sustained: 0.9 of this round's raw rate offered for DURATION s (wrk paced by
+  # bench-github.lua's delay()), not flat out: whether hookgate keeps up with it, and the
+  # events confirmed per second from the first request to the last confirm.
+  broker_settle 30
+  R[pair$i-paced.offered]=$(calc "int(0.9 * ${R[pair$i-raw.eps]})")
+  hg_start "pair$i-paced" "$AMQP" "$q"
+  PACE_PER_THREAD=$(calc "${R[pair$i-paced.offered]} / $WRK_THREADS") \
+    flat "pair$i-paced" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
+  R[pair$i-paced.left]=$(pending "$hg_admin")
+  t_drained=$(wait_drained "$hg_admin" 300) || true
+  R[pair$i-paced.acc]=$(accepted "$hg_admin")
+  R[pair$i-paced.tail]=$(calc "$t_drained - ${R[pair$i-paced.t0]} - ${R[pair$i-paced.secs]}")
+  R[pair$i-paced.e2e_eps]=$(calc "${R[pair$i-paced.acc]} / ($t_drained - ${R[pair$i-paced.t0]})")
+  stop "$hg_pid"; rm -rf "$work/store-pair$i-paced"
+  rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  say "pair$i: offered ${R[pair$i-paced.offered]}/s, confirmed ${R[pair$i-paced.e2e_eps]} events/s, ${R[pair$i-paced.left]} pending at the end of the load"
   broker_settle 30
   hg_start "pair$i-down" "amqp://guest:guest@127.0.0.1:1/%2f" "unused"
   flat "pair$i-down" "http://127.0.0.1:$hg_port/hooks/gh" "$hg_pid"
@@ -371,6 +388,11 @@ if [ "$PAIRS" -gt 0 ]; then
     e2e+=("$(ratio "${R[pair$i-on.e2e_eps]}" "${R[pair$i-raw.eps]}")")
     pairs_txt+=("$(f0 "${R[pair$i-on.e2e_eps]}")/$(f0 "${R[pair$i-raw.eps]}")"); done
   echo "| the same in $PAIRS alternating rounds (hookgate/raw events/s: $(IFS=,; echo "${pairs_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${e2e[@]}") (median $(median "${e2e[@]}")) | ≥ 0.9 |"
+  paced=(); paced_txt=()
+  for i in $(seq 1 "$PAIRS"); do
+    paced+=("$(ratio "${R[pair$i-paced.e2e_eps]}" "${R[pair$i-raw.eps]}")")
+    paced_txt+=("${R[pair$i-paced.offered]}→$(f0 "${R[pair$i-paced.e2e_eps]}") ($(f1 "${R[pair$i-paced.tail]}") s, ${R[pair$i-paced.left]})"); done
+  echo "| sustained, paced: 0.9 × the round's raw rate offered for ${DURATION} s (offered→confirmed events/s, first request → last confirm; the drain after the load, and what was still pending when it ended: $(IFS=,; echo "${paced_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${paced[@]}") (median $(median "${paced[@]}")) | ≥ 0.9 (kept up: ≈ 0.9 × ${DURATION} / (${DURATION} + drain)) |"
 fi
 echo "| RSS idle | $(mb "${R[mem.idle_kb]}") | — | — | < 64 MB |"
 echo "| RSS peak (VmHWM) flat out | $(mb "${R[mem.flat_hwm_kb]}") | — | — | < 256 MB |"
