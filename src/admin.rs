@@ -280,7 +280,14 @@ async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
     };
     let store = gw.store.clone();
     let (source, id) = (f.source.clone(), f.id.clone());
-    match web::block(move || inspect::forget(&store, &source, &id)).await {
+    // A source no longer configured may have been a payment source: its log is read too.
+    let content_keyed = gw
+        .runtime
+        .load()
+        .sources
+        .get(&f.source)
+        .is_none_or(|s| s.kind.sets_content_key());
+    match web::block(move || inspect::forget(&store, &source, &id, content_keyed)).await {
         Ok(Ok(local)) => {
             tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget: id removed from the dedup index");
             // With replicas, the shared keys too (or another replica would still call it a

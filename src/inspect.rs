@@ -237,11 +237,7 @@ impl Statuses {
     fn load(store: &Store) -> Result<Statuses, StoreError> {
         Ok(Statuses {
             cursor: store.cursor(),
-            dead: store
-                .dead_letters()?
-                .into_iter()
-                .map(|(seq, _, info)| (seq, info))
-                .collect(),
+            dead: store.dead_infos()?,
             replayed: store.replayed_dead()?,
         })
     }
@@ -291,17 +287,6 @@ fn scan_segment(
     Ok(())
 }
 
-/// Dead letters whose segment retention dropped (older than the log's first record), oldest
-/// first.
-fn dead_before_log(
-    store: &Store,
-    log_first: u64,
-) -> Result<Vec<(u64, Entry, DeadInfo)>, StoreError> {
-    let mut dead = store.dead_letters()?;
-    dead.retain(|(seq, _, _)| *seq < log_first);
-    Ok(dead)
-}
-
 /// Events matching `filter`, newest first, at most `filter.limit`.
 pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError> {
     let statuses = Statuses::load(store)?;
@@ -337,10 +322,11 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
         }
     }
     let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
-    for (seq, e, _) in dead_before_log(store, log_first)?.into_iter().rev() {
+    for dead in store.dead_letters_before(log_first).rev() {
         if out.len() >= filter.limit {
             break;
         }
+        let (seq, e, _) = dead?;
         if filter.matches(&e, Status::Dead) {
             out.push(EventRow::new(seq, &e, Status::Dead));
         }
@@ -385,12 +371,11 @@ fn find(
         }
     }
     let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
-    if let Some((seq, e, _)) = dead_before_log(store, log_first)?
-        .into_iter()
-        .rev()
-        .find(|(_, e, _)| is_it(e))
-    {
-        return Ok(Some((seq, e, Status::Dead, replays)));
+    for dead in store.dead_letters_before(log_first).rev() {
+        let (seq, e, _) = dead?;
+        if is_it(&e) {
+            return Ok(Some((seq, e, Status::Dead, replays)));
+        }
     }
     Ok(newest_copy.map(|(seq, e)| {
         let status = statuses.of(seq);
@@ -432,45 +417,65 @@ pub struct Forgotten {
     pub content_keys: Vec<String>,
 }
 
-/// `hookgate forget` and `POST /forget` on this store: the id and the event's content keys
-/// (Alipay and WeChat Pay v2 sign parameters, not bytes, and are deduplicated on the signed
-/// string too: docs/security.md). Without the content key, the provider's redelivery (the
-/// same signed string) would still be a duplicate. The keys are read from the event's kept
-/// records, newest segment first; an event that retention has dropped keeps its content
-/// key in the index until the dedup window ends.
-pub fn forget(store: &Store, source: &str, id: &str) -> Result<Forgotten, StoreError> {
-    let content_keys = content_keys(store, source, id)?;
+/// `hookgate forget` and `POST /forget` on this store: the id, and for a source whose
+/// provider signs parameters (`content_keyed`: Alipay, WeChat Pay v2; or a source no longer
+/// configured) the event's content keys. Those events are deduplicated on the signed string
+/// too (docs/security.md): without it, the provider's redelivery (the same signed string)
+/// would still be a duplicate. The keys are read from the event's newest kept records, once
+/// the index has settled; an event that retention has dropped keeps its content key in the
+/// index until the dedup window ends, and a log that cannot be read costs only the content
+/// key (a warning), not the forget.
+pub fn forget(
+    store: &Store,
+    source: &str,
+    id: &str,
+    content_keyed: bool,
+) -> Result<Forgotten, StoreError> {
+    store.settle_for_forget()?;
+    let content_keys = match content_keyed {
+        true => content_keys(store, source, id).unwrap_or_else(|e| {
+            tracing::warn!(source, id, error = %e, "forget: the log could not be read for the event's content key; the id is forgotten without it");
+            Vec::new()
+        }),
+        false => Vec::new(),
+    };
     let was = store.forget(source, id, &content_keys)?.is_some();
     Ok(Forgotten { was, content_keys })
 }
 
-/// The distinct content keys of the kept records of `(source, id)` (a replay carries its
-/// original's).
+/// The distinct content keys of the kept records of `(source, id)` in the newest segment
+/// that holds any (a replay carries its original's), else of its dead letters whose
+/// segment is gone.
 fn content_keys(store: &Store, source: &str, id: &str) -> Result<Vec<String>, StoreError> {
-    let add = |keys: &mut Vec<String>, e: Entry| {
-        if let Some(c) = e
-            .content_key
-            .filter(|_| e.source == source && e.message_id == id)
-        {
+    let is_it = |e: &Entry| e.source == source && e.message_id == id;
+    let mut keys: Vec<String> = Vec::new();
+    let mut add = |e: Entry| {
+        if let Some(c) = e.content_key {
             if !keys.contains(&c) {
                 keys.push(c);
             }
         }
     };
-    let mut keys = Vec::new();
     let ranges = segment_ranges(store);
     for &range in ranges.iter().rev() {
+        let mut found = false;
         scan_segment(store, range, |_, e| {
-            add(&mut keys, e);
+            if is_it(&e) {
+                found = true;
+                add(e);
+            }
             Ok(())
         })?;
-        if !keys.is_empty() {
+        if found {
             return Ok(keys);
         }
     }
     let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
-    for (_, e, _) in dead_before_log(store, log_first)? {
-        add(&mut keys, e);
+    for dead in store.dead_letters_before(log_first) {
+        let (_, e, _) = dead?;
+        if is_it(&e) {
+            add(e);
+        }
     }
     Ok(keys)
 }
@@ -602,7 +607,8 @@ pub fn replay(
                 };
                 replayable && filter.matches(e, status)
             };
-            for (seq, e, _) in dead_before_log(store, log_first)? {
+            for dead in store.dead_letters_before(log_first) {
+                let (seq, e, _) = dead?;
                 if wanted(&e, Status::Dead) {
                     batch.push(seq, e, true)?;
                 }
@@ -850,7 +856,7 @@ mod tests {
             duplicate,
             "the same signed content under another id"
         );
-        let f = forget(&store, "gh", "n1").unwrap();
+        let f = forget(&store, "gh", "n1", true).unwrap();
         assert_eq!(f.content_keys, vec![format!("sha256:{}", "ab".repeat(32))]);
         assert!(f.was);
         assert_eq!(store.accept(&paid("n1"), NOW + 2, t).await.unwrap(), new);
@@ -1041,8 +1047,8 @@ mod tests {
             was,
             content_keys: vec![],
         };
-        assert_eq!(forget(&store, "gh", "e5").unwrap(), forgotten(true));
-        assert_eq!(forget(&store, "gh", "e5").unwrap(), forgotten(false));
+        assert_eq!(forget(&store, "gh", "e5", false).unwrap(), forgotten(true));
+        assert_eq!(forget(&store, "gh", "e5", true).unwrap(), forgotten(false));
         assert_eq!(
             store.accept(&again, NOW + 50, t).await.unwrap(),
             crate::store::Accepted::New

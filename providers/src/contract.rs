@@ -162,7 +162,17 @@ impl Reply {
 
     /// `202 {"id": …}`: the acknowledgement of GitHub, Standard Webhooks and HMAC sources.
     pub fn accepted_id(id: &str) -> Self {
-        Self::json(202, &serde_json::json!({ "id": id }))
+        // Written straight from the id: through a `serde_json::Value` this was 1 % of the
+        // gateway's CPU per accepted GitHub delivery (session 13's profile).
+        #[derive(serde::Serialize)]
+        struct Accepted<'a> {
+            id: &'a str,
+        }
+        Reply {
+            status: 202,
+            content_type: Some(Self::JSON),
+            body: serde_json::to_vec(&Accepted { id }).expect("a string serialises"),
+        }
     }
 }
 

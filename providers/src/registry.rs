@@ -105,6 +105,24 @@ impl ProviderKind {
         keys.secret.iter().chain(keys.public).copied()
     }
 
+    /// Whether its events may carry a content key (`Event::content_key`): the providers that
+    /// sign parsed parameters rather than the body's bytes (docs/security.md). `hookgate
+    /// forget` reads the log for the key only for these.
+    pub fn sets_content_key(self) -> bool {
+        match self {
+            ProviderKind::Alipay | ProviderKind::Wechatpay => true,
+            ProviderKind::Github
+            | ProviderKind::Dingtalk
+            | ProviderKind::Feishu
+            | ProviderKind::Standard
+            | ProviderKind::Hmac
+            | ProviderKind::Token
+            | ProviderKind::Gitlab
+            | ProviderKind::Gitee
+            | ProviderKind::Wecom => false,
+        }
+    }
+
     /// The headers in which every sender of this provider puts its event id, whether or not
     /// they are signed: what the gateway may quote (bounded) in the log line of a refusal.
     /// Empty where the id is inside the (possibly encrypted) body, or configured per source.

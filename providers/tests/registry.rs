@@ -176,3 +176,27 @@ fn id_headers_carry_the_event_id() {
         assert_eq!(sent, Some("evtregistry1"), "{}", s.name);
     }
 }
+
+/// `hookgate forget` looks for a content key only where `sets_content_key` says one can be:
+/// a provider whose events carry one and that is not marked would leave it in the dedup
+/// index, and its redelivery would stay a duplicate after a forget.
+#[test]
+fn content_keys_come_only_from_the_providers_that_say_so() {
+    let now = std::time::SystemTime::now();
+    for s in testkit::sources() {
+        let r = s.sample(now, "evtregistry2");
+        let raw = providers::RawRequest {
+            headers: &r.headers,
+            query: &r.query,
+            body: &r.body,
+        };
+        match providers::admit(s.build().as_ref(), &raw, now) {
+            Ok(providers::Admission::Event { event, .. }) => assert!(
+                event.content_key.is_none() || s.kind.sets_content_key(),
+                "{}: its events carry a content key; ProviderKind::sets_content_key says no",
+                s.name
+            ),
+            other => panic!("{}: the sample is an event, got {other:?}", s.name),
+        }
+    }
+}

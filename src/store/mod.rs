@@ -612,24 +612,37 @@ impl Store {
 
     /// Dead letters, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<(u64, Entry, DeadInfo)>, StoreError> {
-        let mut out = Vec::new();
+        self.dead_letters_before(u64::MAX).collect()
+    }
+
+    /// The dead letters of records before `end` (those whose segment retention dropped, when
+    /// `end` is the log's first record), oldest first (`.rev()`: newest first), decoded one at
+    /// a time: the dead list can be as long as the log (a missing binding makes every event
+    /// dead), so nothing reads it whole into memory.
+    pub fn dead_letters_before(
+        &self,
+        end: u64,
+    ) -> impl DoubleEndedIterator<Item = Result<(u64, Entry, DeadInfo), StoreError>> + '_ {
+        self.dead
+            .range(..end.to_be_bytes())
+            .filter_map(|item| match item {
+                Ok((_, v)) => dead_parts(&v).and_then(|(info, payload)| {
+                    let info = serde_json::from_slice::<DeadInfo>(info).ok()?;
+                    let (seq, e) = Entry::decode_payload(payload)?;
+                    Some(Ok((seq, e, info)))
+                }),
+                Err(e) => Some(Err(e.into())),
+            })
+    }
+
+    /// Why each dead letter is dead, by seq, without their envelopes: what telling a
+    /// record's status needs.
+    pub fn dead_infos(&self) -> Result<HashMap<u64, DeadInfo>, StoreError> {
+        let mut out = HashMap::new();
         for item in self.dead.iter() {
-            let (_, v) = item?;
-            let Some(n) = v
-                .get(..4)
-                .map(|b| u32::from_be_bytes(b.try_into().expect("4")))
-            else {
-                continue;
-            };
-            let n = n as usize;
-            let (Some(info), Some(payload)) = (v.get(4..4 + n), v.get(4 + n..)) else {
-                continue;
-            };
-            if let (Ok(info), Some((seq, e))) = (
-                serde_json::from_slice::<DeadInfo>(info),
-                Entry::decode_payload(payload),
-            ) {
-                out.push((seq, e, info));
+            let (k, v) = item?;
+            if let Some(info) = dead_parts(&v).and_then(|(i, _)| serde_json::from_slice(i).ok()) {
+                out.insert(be_u64(&k), info);
             }
         }
         Ok(out)
@@ -919,6 +932,17 @@ impl Store {
         Ok(out)
     }
 
+    /// What a forget waits for. An id accepted a moment ago may still be on its way into the
+    /// table: wait for the indexer (a rebuild can hold it for longer than `settle_index`
+    /// waits). And a start re-inserts the keys of the records after the last checkpoint, which
+    /// would bring back an id forgotten since: checkpoint past it first.
+    pub fn settle_for_forget(&self) -> Result<(), StoreError> {
+        if !self.settle_index_within(FORGET_SETTLE) || !self.move_checkpoint()? {
+            return Err(StoreError::IndexBehind);
+        }
+        Ok(())
+    }
+
     /// Removes `(source, id)` and the event's `content_keys` (Alipay, WeChat Pay v2: indexed
     /// beside the id, see [`keys`]) from the dedup index, so a redelivery is accepted again;
     /// returns the accept time the id (or else a content key) was indexed with, if it was.
@@ -928,13 +952,7 @@ impl Store {
         id: &str,
         content_keys: &[String],
     ) -> Result<Option<u64>, StoreError> {
-        // An id accepted a moment ago may still be on its way into the table: wait for the
-        // indexer (a rebuild can hold it for longer than `settle_index` waits). And a start
-        // re-inserts the keys of the records after the last checkpoint, which would bring
-        // back an id forgotten since: checkpoint past it first.
-        if !self.settle_index_within(FORGET_SETTLE) || !self.move_checkpoint()? {
-            return Err(StoreError::IndexBehind);
-        }
+        self.settle_for_forget()?;
         let mut was = None;
         let id_key = dedup_key(source, 0, id);
         let content = content_keys.iter().map(|c| dedup_key(source, 1, c));
@@ -1081,6 +1099,13 @@ fn upgrade_sled_index(db: &sled::Db, seen: &Seen) -> Result<usize, StoreError> {
     db.flush()?;
     tracing::info!(keys = n, "dedup index moved from sled to the dedup table");
     Ok(n)
+}
+
+/// A dead letter's value: `[info length: u32 BE][DeadInfo JSON][record payload]` (see
+/// [`Store::mark_dead`]), split into the info and the payload.
+fn dead_parts(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u32::from_be_bytes(v.get(..4)?.try_into().ok()?) as usize;
+    Some((v.get(4..4 + n)?, v.get(4 + n..)?))
 }
 
 fn be_u64(b: &[u8]) -> u64 {

@@ -298,6 +298,31 @@ async fn cursor_dead_letters_and_retention() {
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0].0, &dead[0].1.message_id), (seq, &"e0".to_string()));
     assert_eq!(dead[0].2.reason, "unroutable");
+    // One more, still in the log: only the first is before it; both have their info.
+    let (seq25, e25) = {
+        let mut r = s.reader(25).unwrap();
+        let (seq, _, e) = r.next_record().unwrap().unwrap();
+        (seq, e)
+    };
+    s.mark_dead(seq25, &e25, &info).unwrap();
+    let first = s.log.segments()[0].first;
+    assert!(seq < first && first <= seq25);
+    let ids = |end| {
+        s.dead_letters_before(end)
+            .map(|d| d.unwrap().1.message_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(first), ["e0"]);
+    assert_eq!(ids(u64::MAX), ["e0".to_string(), e25.message_id.clone()]);
+    let newest_first: Vec<u64> = s
+        .dead_letters_before(u64::MAX)
+        .rev()
+        .map(|d| d.unwrap().0)
+        .collect();
+    assert_eq!(newest_first, [seq25, seq]);
+    let infos = s.dead_infos().unwrap();
+    assert_eq!(infos.len(), 2);
+    assert_eq!(infos[&seq25].reason, "unroutable");
     // And the cursor survives a restart.
     s.close();
     drop(s);
