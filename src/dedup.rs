@@ -934,6 +934,7 @@ mod tests {
     use std::path::Path;
 
     use crate::config::Config;
+    use crate::store::Entry;
 
     fn parse(dedup: &str) -> Result<Config, String> {
         let text = format!("[store]\npath = \"x\"\n{dedup}");
@@ -1156,6 +1157,60 @@ mod tests {
             shared.take("unit", &[format!("{run}:live")]).await,
             super::Claim::Accepted
         ));
+    }
+
+    /// An Alipay or WeChat Pay v2 event holds two shared keys, its id and its content key;
+    /// `forget` (through the admin API, or on a stopped store) deletes both, built as the
+    /// claim built them, or the redelivery would still be a duplicate on every replica.
+    #[tokio::test]
+    async fn forget_deletes_the_content_key_with_the_id() {
+        let config = super::DedupConfig {
+            shared: "redis://127.0.0.1:6379/".into(),
+            key_prefix: format!("hookgate-unit-forget-{}", std::process::id()),
+            timeout_ms: 1000,
+            ..Default::default()
+        };
+        let shared = answering(&config).await;
+        let content_key = format!("sha256:{}", "cd".repeat(32));
+        let entry = Entry {
+            routing_key: "pay.alipay.trade.success".into(),
+            message_id: "2025010100222000000000000041".into(),
+            kind: "alipay.trade.success".into(),
+            source: "pay".into(),
+            provider: "alipay".into(),
+            content_key: Some(content_key.clone()),
+            timestamp: 1000,
+            replay: false,
+            body: b"{}".to_vec(),
+        };
+        let keys = shared.keys(&entry);
+        assert_eq!(keys.len(), 2);
+        let super::Claim::Held(held) = shared.take("pay", &keys).await else {
+            panic!("claim taken");
+        };
+        shared.confirm(held).await;
+        let again = [entry.message_id.clone(), content_key.clone()];
+        for k in &again {
+            let one = vec![format!("{}:pay:{k}", config.key_prefix)];
+            assert!(
+                matches!(shared.take("pay", &one).await, super::Claim::Accepted),
+                "{k}"
+            );
+        }
+        let id = &entry.message_id;
+        let blocking = super::forget_blocking(&config, "pay", id, &[]).unwrap();
+        assert!(blocking, "the id's key");
+        assert!(
+            matches!(shared.take("pay", &keys).await, super::Claim::Accepted),
+            "the content key is still there"
+        );
+        let ck = std::slice::from_ref(&content_key);
+        assert!(shared.forget("pay", id, ck).await.unwrap());
+        let super::Claim::Held(held) = shared.take("pay", &keys).await else {
+            panic!("both keys gone: a new claim");
+        };
+        shared.release(held).await;
+        assert!(!super::forget_blocking(&config, "pay", id, ck).unwrap());
     }
 
     #[test]
