@@ -391,8 +391,8 @@ if [ "$PAIRS" -gt 0 ]; then
   paced=(); paced_txt=()
   for i in $(seq 1 "$PAIRS"); do
     paced+=("$(ratio "${R[pair$i-paced.e2e_eps]}" "${R[pair$i-raw.eps]}")")
-    paced_txt+=("${R[pair$i-paced.offered]}→$(f0 "${R[pair$i-paced.e2e_eps]}") ($(f1 "${R[pair$i-paced.tail]}") s, ${R[pair$i-paced.left]})"); done
-  echo "| sustained, paced: 0.9 × the round's raw rate offered for ${DURATION} s (offered→confirmed events/s, first request → last confirm; the drain after the load, and what was still pending when it ended: $(IFS=,; echo "${paced_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${paced[@]}") (median $(median "${paced[@]}")) | ≥ 0.9 (kept up: ≈ 0.9 × ${DURATION} / (${DURATION} + drain)) |"
+    paced_txt+=("${R[pair$i-paced.offered]}→$(f0 "${R[pair$i-paced.e2e_eps]}") ($(f1 "${R[pair$i-paced.tail]}") s / ${R[pair$i-paced.left]})"); done
+  echo "| sustained, paced: 0.9 × the round's raw rate offered for ${DURATION} s (offered→confirmed events/s, first request → last confirm; the drain after the load / what was still pending when it ended: $(IFS=,; echo "${paced_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${paced[@]}") (median $(median "${paced[@]}")) | ≥ 0.9 (kept up: ≈ 0.9 × ${DURATION} / (${DURATION} + drain)) |"
 fi
 echo "| RSS idle | $(mb "${R[mem.idle_kb]}") | — | — | < 64 MB |"
 echo "| RSS peak (VmHWM) flat out | $(mb "${R[mem.flat_hwm_kb]}") | — | — | < 256 MB |"
