@@ -295,6 +295,15 @@ fn legacy_card_callback() {
     let mut h = headers.clone();
     h.remove(1);
     assert_eq!(admit(&p, &h, body).unwrap_err(), Rejection::missing(NONCE));
+    // Nothing separates timestamp and nonce in the signature: characters moved from one
+    // header to the other still verify, and are the same event, not a new one.
+    let p = feishu_cards("verification-token-xyz", None, false);
+    let (original, _) = event(admit(&p, &headers, body).unwrap());
+    let mut split = headers.clone();
+    split[0].1 = "170000000".into();
+    split[1].1 = "0nonce-abc".into();
+    let (moved, _) = event(admit(&p, &split, body).unwrap());
+    assert_eq!(moved.id, original.id);
 }
 
 #[test]
