@@ -21,9 +21,8 @@ use crate::store::Store;
 
 /// `hookgate events`: list kept events, newest first.
 #[derive(clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct EventsArgs {
-    /// Config file (also accepted after `show`).
+    /// Config file (before or after `show`: CONTRACT.md writes `events -c FILE show …`).
     #[arg(short, long, env = "HOOKGATE_CONFIG")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -198,10 +197,21 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
         json,
     }) = a.command
     {
+        let f = &a.filter;
+        let filtered = f.source.is_some()
+            || f.kind.is_some()
+            || f.status.is_some()
+            || f.since.is_some()
+            || f.until.is_some()
+            || f.limit.is_some();
+        anyhow::ensure!(
+            !filtered,
+            "`events show` takes --source and --id after `show`; the list's filters do not apply"
+        );
         let config = config
             .or(a.config)
             .context("give the config file: -c FILE")?;
-        return show(config, &source, &id, json);
+        return show(config, &source, &id, json || a.json);
     }
     let config = a.config.context("give the config file: -c FILE")?;
     let config = Config::load(&config)?;

@@ -439,6 +439,23 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     let (ok, shown, err) = hookgate(&["events", "show", "--source", "gh", "--id", "c1"], &file);
     assert!(ok, "{err}");
     assert!(shown.contains("status:       published"), "{shown}");
+    // CONTRACT.md's own form: the config before `show`.
+    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["events", "-c"])
+        .arg(&file)
+        .args(["--json", "show", "--source", "gh", "--id", "c1"])
+        .env_remove("HOOKGATE_ADMIN_TOKEN")
+        .env_remove("HOOKGATE_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["id"].as_str(), v["status"].as_str()),
+        (Some("c1"), Some("published")),
+        "{v}"
+    );
     let (ok, out, err) = hookgate(
         &["replay", "--source", "gh", "--since", "1h", "--dry-run"],
         &file,
