@@ -350,13 +350,19 @@ enum BodyError {
     Broken(String),
 }
 
+/// The most a body buffer reserves before the bytes arrive (it grows as they do).
+const FIRST_BODY_BUFFER: usize = 256 * 1024;
+
 /// Reads at most `limit` bytes; a longer (e.g. chunked) body is cut off there.
 async fn read_body(
     payload: &mut web::Payload,
     limit: usize,
     declared: Option<u64>,
 ) -> Result<BytesMut, BodyError> {
-    let mut buf = BytesMut::with_capacity(declared.map_or(8 * 1024, |n| n as usize).min(limit));
+    // The declared length is sized for, up to a bound: a sender that declares the limit and
+    // sends nothing would otherwise hold that much per connection before any check.
+    let first = declared.map_or(8 * 1024, |n| n as usize);
+    let mut buf = BytesMut::with_capacity(first.min(limit).min(FIRST_BODY_BUFFER));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
         if buf.len() + chunk.len() > limit {
