@@ -229,12 +229,19 @@ pub async fn admit(gw: &Gateway, source: &Source, request: &Request<'_>) -> Outc
         Ok(admitted) => admitted,
         Err(outcome) => return outcome,
     };
-    // Only now: a forger who cannot sign cannot use up the budget of the provider's real
-    // deliveries (docs/security.md).
-    if let Some(Err(wait)) = source.limiter.as_ref().map(|l| l.check()) {
-        return rate_limited(source, Limiter::Source, wait);
-    }
     let (entry, id, kind) = entry(source, event, request.received);
+    // Only now: a forger who cannot sign cannot use up the budget of the provider's real
+    // deliveries (docs/security.md). Nor can one who replays a captured delivery: what this
+    // node has accepted (or is writing) is answered as the duplicate it is (below) without a
+    // token.
+    if let Some(limiter) = &source.limiter {
+        let known = gw.store.lookup(&entry, entry.timestamp);
+        if matches!(known, Ok(crate::store::Local::Absent) | Err(_)) {
+            if let Err(wait) = limiter.check() {
+                return rate_limited(source, Limiter::Source, wait);
+            }
+        }
+    }
     let decided = crate::dedup::accept(
         &gw.store,
         gw.dedup.as_ref(),
