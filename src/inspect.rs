@@ -242,6 +242,15 @@ impl Statuses {
         })
     }
 
+    /// Where a replayed dead letter ended: the status of the last copy in its chain of
+    /// replays (each copy a later record, so the chain ends).
+    fn settled(&self, mut seq: u64) -> Status {
+        while let Some(&copy) = self.replayed.get(&seq).filter(|&&c| c > seq) {
+            seq = copy;
+        }
+        self.of(seq)
+    }
+
     fn of(&self, seq: u64) -> Status {
         if seq >= self.cursor {
             Status::Pending
@@ -599,7 +608,17 @@ pub fn replay(
         Selection::Many(filter) => {
             let ranges = segment_ranges(store);
             let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
-            let wanted = |e: &Entry, status: Status| {
+            let wanted = |seq: u64, e: &Entry, status: Status| {
+                let status = match status {
+                    // A dead letter since replayed: once its copy went out it is replayed as
+                    // the published event it became (the original, not the copy); while the
+                    // copy is pending or dead, the copy is the one (or none) to pick.
+                    Status::Replayed if !e.replay => match statuses.settled(seq) {
+                        Status::Published => Status::Published,
+                        _ => return false,
+                    },
+                    s => s,
+                };
                 let replayable = match status {
                     Status::Published => !e.replay,
                     Status::Dead => true,
@@ -609,14 +628,14 @@ pub fn replay(
             };
             for dead in store.dead_letters_before(log_first) {
                 let (seq, e, _) = dead?;
-                if wanted(&e, Status::Dead) {
+                if wanted(seq, &e, Status::Dead) {
                     batch.push(seq, e, true)?;
                 }
             }
             for range in ranges {
                 scan_segment(store, range, |seq, e| {
                     let status = statuses.of(seq);
-                    if wanted(&e, status) {
+                    if wanted(seq, &e, status) {
                         batch.push(seq, e, status == Status::Dead)?;
                     }
                     Ok(())
@@ -864,6 +883,74 @@ mod tests {
             store.accept(&paid("n1"), NOW + 3, t).await.unwrap(),
             duplicate
         );
+        store.close();
+    }
+
+    /// A dead letter replayed and then published is, for a later replay by filter, the
+    /// published event it became: picked once (the original), not skipped for good; while
+    /// its copy is dead, the copy alone is picked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replayed_dead_letter_is_replayed_again_by_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+        let t = std::time::Duration::from_secs(5);
+        store
+            .accept(&event("d0", "github.push", NOW), NOW, t)
+            .await
+            .unwrap();
+        let info = DeadInfo {
+            attempts: 3,
+            reason: "NO_ROUTE".into(),
+            dead_at: NOW,
+        };
+        let seq0 = store.cursor();
+        let e0 = store
+            .reader(seq0)
+            .unwrap()
+            .next_record()
+            .unwrap()
+            .unwrap()
+            .2;
+        store.mark_dead(seq0, &e0, &info).unwrap();
+        store.advance(seq0 + 1, 1, NOW).unwrap();
+        let s = store.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let count = |status: Option<Status>| {
+                let req = ReplayRequest {
+                    source: Some("gh".into()),
+                    status,
+                    since: Some("7d".into()),
+                    dry_run: true,
+                    ..Default::default()
+                };
+                replay(&s, &req, NOW + 100, &rt).unwrap()
+            };
+            assert_eq!(count(None), 1, "the dead letter");
+            let dead = ReplayRequest {
+                source: Some("gh".into()),
+                status: Some(Status::Dead),
+                ..Default::default()
+            };
+            assert_eq!(replay(&s, &dead, NOW + 100, &rt).unwrap(), 1);
+            assert_eq!(count(None), 0, "its copy is on its way");
+            // The copy is dead too: only the copy.
+            let copy = s.cursor();
+            let e1 = s.reader(copy).unwrap().next_record().unwrap().unwrap().2;
+            assert!(e1.replay);
+            s.mark_dead(copy, &e1, &info).unwrap();
+            s.advance(copy + 1, 1, NOW).unwrap();
+            assert_eq!((count(None), count(Some(Status::Published))), (1, 0));
+            assert_eq!(replay(&s, &dead, NOW + 100, &rt).unwrap(), 1);
+            // The second copy went out: the original is the published event it became.
+            let last = s.cursor();
+            s.advance(last + 1, 1, NOW).unwrap();
+            assert_eq!(count(None), 1);
+            assert_eq!(count(Some(Status::Published)), 1);
+            assert_eq!(count(Some(Status::Dead)), 0);
+        })
+        .await
+        .unwrap();
         store.close();
     }
 
