@@ -164,14 +164,15 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
 }
 
 /// Constant time, including the length (`Secret::matches` compares digests, not the tokens).
+/// The scheme is case-insensitive (RFC 9110, 11.1): `bearer tok` is `Bearer tok`.
 fn bearer_matches(token: &providers::Secret, given: Option<&header::HeaderValue>) -> bool {
-    let Some(given) = given
+    let Some((scheme, given)) = given
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
     else {
         return false;
     };
-    token.matches(given.trim())
+    scheme.eq_ignore_ascii_case("bearer") && token.matches(given.trim())
 }
 
 fn json(status: actix_web::http::StatusCode, body: serde_json::Value) -> HttpResponse {
@@ -289,7 +290,7 @@ async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
         .is_none_or(|s| s.kind.sets_content_key());
     match web::block(move || inspect::forget(&store, &source, &id, content_keyed)).await {
         Ok(Ok(local)) => {
-            tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget: id removed from the dedup index");
+            tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget");
             // With replicas, the shared keys too (or another replica would still call it a
             // duplicate).
             let shared = match &gw.dedup {

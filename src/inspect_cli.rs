@@ -387,7 +387,7 @@ pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
                 .find(|s| s.name == a.source)
                 .is_none_or(|s| s.provider.kind().sets_content_key());
             let local = crate::inspect::forget(store, &a.source, &a.id, content_keyed)?;
-            tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget: id removed from the dedup index");
+            tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget");
             let shared = match config.dedup.enabled() {
                 true => {
                     let keys = &local.content_keys;

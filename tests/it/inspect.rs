@@ -277,6 +277,12 @@ async fn the_admin_token_guards_every_route_but_the_probes() {
             .unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
+    // The scheme is case-insensitive (RFC 9110).
+    let r = gw
+        .client
+        .get(gw.admin("/events"))
+        .header("Authorization", "bearer tok-123");
+    assert_eq!(r.send().await.unwrap().status(), 200);
     for path in ["/healthz", "/readyz"] {
         let r = gw.client.get(gw.admin(path)).send().await.unwrap();
         assert!(r.status() == 200 || r.status() == 503, "{path}");
