@@ -327,10 +327,10 @@ async fn rejections(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         Ok(q) => q.into_inner(),
         Err(e) => return bad_request(e),
     };
-    let limit = q
-        .limit
-        .unwrap_or(inspect::DEFAULT_LIMIT)
-        .min(inspect::MAX_LIMIT);
+    let limit = match inspect::limit_of(q.limit) {
+        Ok(n) => n,
+        Err(e) => return bad_request(e),
+    };
     let rows = gw.rejections.recent(q.source.as_deref(), limit);
     HttpResponse::Ok().json(serde_json::json!({ "rejections": rows }))
 }

@@ -98,10 +98,7 @@ impl Query {
                 .map(|s| parse_when(s, now_secs).map_err(|e| format!("{name}: {e}")))
                 .transpose()
         };
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if limit == 0 || limit > MAX_LIMIT {
-            return Err(format!("limit: must be between 1 and {MAX_LIMIT}"));
-        }
+        let limit = limit_of(self.limit)?;
         Ok(Filter {
             source: self.source.clone(),
             kind: self.kind.clone(),
@@ -135,6 +132,15 @@ impl Filter {
 
     fn matches(&self, e: &Entry, status: Status) -> bool {
         self.matches_entry(e) && self.status.is_none_or(|s| s == status)
+    }
+}
+
+/// A listing's `limit` (events and rejections alike): [`DEFAULT_LIMIT`] when not given,
+/// else 1 to [`MAX_LIMIT`].
+pub fn limit_of(limit: Option<usize>) -> Result<usize, String> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(format!("limit: must be between 1 and {MAX_LIMIT}")),
     }
 }
 

@@ -439,7 +439,8 @@ pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
             // What the gateway kept when it last saved (every 5 s and at shutdown).
             let rings = crate::rejections::Rejections::default();
             rings.load(store)?;
-            rings.recent(a.source.as_deref(), a.limit.unwrap_or(50))
+            let limit = inspect::limit_of(a.limit).map_err(anyhow::Error::msg)?;
+            rings.recent(a.source.as_deref(), limit)
         }
         remote => {
             #[derive(serde::Deserialize)]

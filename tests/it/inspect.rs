@@ -354,6 +354,13 @@ async fn rejections_say_why_without_a_body_or_a_signature() {
     assert_eq!(s, 200);
     let rows = v["rejections"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{v}");
+    // The same bounds on `limit` as GET /events.
+    for limit in [0, 10_001] {
+        let (s, _) = get(&gw, &format!("/rejections?limit={limit}")).await;
+        assert_eq!(s, 400, "limit={limit}");
+    }
+    let (_, v) = get(&gw, "/rejections?source=gh&limit=1").await;
+    assert_eq!(v["rejections"].as_array().unwrap().len(), 1, "{v}");
     let (newest, oldest) = (&rows[0], &rows[1]);
     assert_eq!(oldest["reason"], "signature");
     assert_eq!(oldest["status"], 401);
