@@ -281,14 +281,8 @@ async fn forget(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
     };
     let store = gw.store.clone();
     let (source, id) = (f.source.clone(), f.id.clone());
-    // A source no longer configured may have been a payment source: its log is read too.
-    let content_keyed = gw
-        .runtime
-        .load()
-        .sources
-        .get(&f.source)
-        .is_none_or(|s| s.kind.sets_content_key());
-    match web::block(move || inspect::forget(&store, &source, &id, content_keyed)).await {
+    let provider = gw.runtime.load().sources.get(&f.source).map(|s| s.kind);
+    match web::block(move || inspect::forget(&store, &source, &id, provider)).await {
         Ok(Ok(local)) => {
             tracing::info!(who = %who(&req), via = "admin api", source = %f.source, id = %f.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget");
             // With replicas, the shared keys too (or another replica would still call it a

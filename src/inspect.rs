@@ -433,8 +433,8 @@ pub struct Forgotten {
 }
 
 /// `hookgate forget` and `POST /forget` on this store: the id, and for a source whose
-/// provider signs parameters (`content_keyed`: Alipay, WeChat Pay v2; or a source no longer
-/// configured) the event's content keys. Those events are deduplicated on the signed string
+/// provider signs parameters (`provider`'s `sets_content_key`: Alipay, WeChat Pay v2; `None`
+/// for a source no longer configured, which may have been one) the event's content keys. Those events are deduplicated on the signed string
 /// too (docs/security.md): without it, the provider's redelivery (the same signed string)
 /// would still be a duplicate. The keys are read from the event's newest kept records, once
 /// the index has settled; an event that retention has dropped keeps its content key in the
@@ -444,17 +444,17 @@ pub fn forget(
     store: &Store,
     source: &str,
     id: &str,
-    content_keyed: bool,
+    provider: Option<providers::ProviderKind>,
 ) -> Result<Forgotten, StoreError> {
     store.settle_for_forget()?;
-    let content_keys = match content_keyed {
+    let content_keys = match provider.is_none_or(providers::ProviderKind::sets_content_key) {
         true => content_keys(store, source, id).unwrap_or_else(|e| {
             tracing::warn!(source, id, error = %e, "forget: the log could not be read for the event's content key; the id is forgotten without it");
             Vec::new()
         }),
         false => Vec::new(),
     };
-    let was = store.forget(source, id, &content_keys)?.is_some();
+    let was = store.forget_settled(source, id, &content_keys)?.is_some();
     Ok(Forgotten { was, content_keys })
 }
 
@@ -881,7 +881,7 @@ mod tests {
             duplicate,
             "the same signed content under another id"
         );
-        let f = forget(&store, "gh", "n1", true).unwrap();
+        let f = forget(&store, "gh", "n1", None).unwrap();
         assert_eq!(f.content_keys, vec![format!("sha256:{}", "ab".repeat(32))]);
         assert!(f.was);
         assert_eq!(store.accept(&paid("n1"), NOW + 2, t).await.unwrap(), new);
@@ -1140,8 +1140,11 @@ mod tests {
             was,
             content_keys: vec![],
         };
-        assert_eq!(forget(&store, "gh", "e5", false).unwrap(), forgotten(true));
-        assert_eq!(forget(&store, "gh", "e5", true).unwrap(), forgotten(false));
+        assert_eq!(
+            forget(&store, "gh", "e5", Some(providers::ProviderKind::Github)).unwrap(),
+            forgotten(true)
+        );
+        assert_eq!(forget(&store, "gh", "e5", None).unwrap(), forgotten(false));
         assert_eq!(
             store.accept(&again, NOW + 50, t).await.unwrap(),
             crate::store::Accepted::New

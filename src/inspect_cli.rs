@@ -381,12 +381,9 @@ pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     let forgotten = match &backend {
         Backend::Store(store) => {
             audit_to_stderr();
-            let content_keyed = config
-                .sources
-                .iter()
-                .find(|s| s.name == a.source)
-                .is_none_or(|s| s.provider.kind().sets_content_key());
-            let local = crate::inspect::forget(store, &a.source, &a.id, content_keyed)?;
+            let source = config.sources.iter().find(|s| s.name == a.source);
+            let provider = source.map(|s| s.provider.kind());
+            let local = crate::inspect::forget(store, &a.source, &a.id, provider)?;
             tracing::info!(who = %local_user(), via = "cli on the store", source = %a.source, id = %a.id, forgotten = local.was, content_keys = local.content_keys.len(), "forget");
             let shared = match config.dedup.enabled() {
                 true => {

@@ -610,7 +610,7 @@ impl Store {
         Ok(())
     }
 
-    /// Dead letters, oldest first.
+    /// Dead letters, oldest first (the integration tests read them whole).
     pub fn dead_letters(&self) -> Result<Vec<(u64, Entry, DeadInfo)>, StoreError> {
         self.dead_letters_before(u64::MAX).collect()
     }
@@ -953,6 +953,17 @@ impl Store {
         content_keys: &[String],
     ) -> Result<Option<u64>, StoreError> {
         self.settle_for_forget()?;
+        self.forget_settled(source, id, content_keys)
+    }
+
+    /// [`Store::forget`] once [`Store::settle_for_forget`] has succeeded (a caller that reads
+    /// the log in between, as `inspect::forget` does, settles once, not twice).
+    pub fn forget_settled(
+        &self,
+        source: &str,
+        id: &str,
+        content_keys: &[String],
+    ) -> Result<Option<u64>, StoreError> {
         let mut was = None;
         let id_key = dedup_key(source, 0, id);
         let content = content_keys.iter().map(|c| dedup_key(source, 1, c));
