@@ -530,6 +530,8 @@ fn store_config(dir: &Path) -> StoreConfig {
         retain_secs: 259_200,
         retain_max_bytes: 10 << 30,
         segment_bytes: SEGMENT_BYTES,
+        // As the other candidates: a commit never waits for more records.
+        commit_delay_us: 0,
     }
 }
 
@@ -554,7 +556,7 @@ fn run_store(dir: &Path, w: &Arc<Workload>, writers: usize, events: u64) -> Time
 /// The log alone, no dedup index: not the workload (no dedup decision), a diagnostic of what
 /// the index adds.
 fn run_log_only(dir: &Path, w: &Arc<Workload>, writers: usize, events: u64) -> Timed {
-    let (log, _) = Log::<()>::open(dir, SEGMENT_BYTES, 1, |_| {}).expect("log");
+    let (log, _) = Log::<()>::open(dir, SEGMENT_BYTES, 1, Duration::ZERO, |_| {}).expect("log");
     let log = Arc::new(log);
     let t = {
         let log = log.clone();

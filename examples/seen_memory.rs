@@ -92,6 +92,7 @@ fn main() {
         retain_secs: 3600,
         retain_max_bytes: 1 << 40,
         segment_bytes: 64 << 20,
+        commit_delay_us: 0,
     };
     let rss_start = rss_kib();
     let store = Rc::new(Store::open(&config).expect("store"));

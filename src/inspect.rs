@@ -843,6 +843,7 @@ mod tests {
             retain_secs: 3600,
             retain_max_bytes: 1 << 30,
             segment_bytes: 2048,
+            commit_delay_us: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`limit`]: client IP, allowlists and rate limits, checked before the body is read.
 //! - [`outcome`]: the single place where a request's result becomes HTTP, a log line, a metric.
 //! - [`log`]: the event log, append-only segment files with group commit.
+//! - [`commit_delay`]: how long a group commit waits for more records (by how busy the CPUs are).
 //! - [`dedup`]: the shared dedup claim across replicas (Redis/Valkey).
 //! - [`store`]: the log plus the dedup table, statuses, retention (sled keeps the cursor and dead letters).
 //! - [`inspect`]: list, show, replay and forget kept events (admin API and command line).
@@ -29,6 +30,7 @@ pub mod admin;
 pub mod amqp_tls;
 pub mod app;
 pub mod cli;
+pub mod commit_delay;
 pub mod config;
 pub mod console;
 pub mod dedup;

@@ -8,7 +8,9 @@
 //! committer thread writes the whole buffer with one `write` and one `fdatasync`, then
 //! releases every record it covered at once ([`Durable`]). That is two thread hand-offs per
 //! request (worker → committer → worker), whatever the load, and one fsync for all the
-//! requests that arrived while the previous one ran.
+//! requests that arrived while the previous one ran. While the machine's CPUs are busy, a
+//! commit also waits up to `store.commit_delay_us` after its first record for more
+//! ([`crate::commit_delay`]).
 //!
 //! Preallocation: a new segment is a spare file written full of zeros and synced beforehand
 //! by a helper thread ([`Spare`]), so a commit writes into blocks the file already has and its
@@ -357,6 +359,7 @@ impl<T: Send + 'static> Log<T> {
         dir: &Path,
         segment_bytes: u64,
         min_next_seq: u64,
+        commit_delay: Duration,
         on_commit: impl FnMut(Vec<Committed<T>>) + Send + 'static,
     ) -> io::Result<(Log<T>, Recovered)> {
         fs::create_dir_all(dir)?;
@@ -447,6 +450,7 @@ impl<T: Send + 'static> Log<T> {
             spare: None,
             appends: 0,
             cut_pending: false,
+            delay: crate::commit_delay::CommitDelay::new(commit_delay),
             on_commit: Box::new(on_commit),
         };
         let handle = std::thread::Builder::new()
@@ -695,6 +699,8 @@ struct Committer<T> {
     /// A failed write was cut off the active segment and that cut is not known to be on
     /// disk: the roll-over makes it durable before the segment is left behind.
     cut_pending: bool,
+    /// How long a commit waits for more records: none unless the CPUs are busy.
+    delay: crate::commit_delay::CommitDelay,
     on_commit: OnCommit<T>,
 }
 
@@ -738,6 +744,15 @@ impl<T> Committer<T> {
                 if q.tags.is_empty() {
                     // Dropping the committer stops a spare still being written.
                     return;
+                }
+                // With the CPUs full, more records share the commit's fixed cost
+                // (crate::commit_delay); the records that arrive meanwhile join the batch.
+                let now = std::time::Instant::now();
+                let until = q.first_at + self.delay.get(now);
+                if until > now && !q.stop {
+                    drop(q);
+                    std::thread::sleep(until - now);
+                    q = lock(&self.shared.queue);
                 }
                 std::mem::swap(&mut q.buf, &mut buf);
                 std::mem::swap(&mut q.tags, &mut tags);
@@ -1287,7 +1302,14 @@ mod tests {
     type TestLog = Log<()>;
 
     fn open(dir: &Path, segment_bytes: u64) -> (TestLog, Recovered) {
-        Log::open(dir, segment_bytes, 1, |_: Vec<Committed<()>>| {}).unwrap()
+        Log::open(
+            dir,
+            segment_bytes,
+            1,
+            Duration::ZERO,
+            |_: Vec<Committed<()>>| {},
+        )
+        .unwrap()
     }
 
     async fn append(log: &TestLog, e: &Entry) -> u64 {
@@ -1742,7 +1764,14 @@ mod tests {
         fs::write(segment_path(dir.path(), 4), vec![0u8; 64 << 10]).unwrap();
         let later = tempfile::tempdir().unwrap();
         {
-            let (log, _) = Log::open(later.path(), 1 << 20, 6, |_: Vec<Committed<()>>| {}).unwrap();
+            let (log, _) = Log::open(
+                later.path(),
+                1 << 20,
+                6,
+                Duration::ZERO,
+                |_: Vec<Committed<()>>| {},
+            )
+            .unwrap();
             append(&log, &entry("b6", 100)).await;
             append(&log, &entry("b7", 100)).await;
         }
@@ -1910,7 +1939,14 @@ mod tests {
     #[tokio::test]
     async fn min_next_seq_keeps_numbers_growing_after_an_emptied_log() {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(dir.path(), 1 << 20, 42, |_: Vec<Committed<()>>| {}).unwrap();
+        let (log, _) = Log::open(
+            dir.path(),
+            1 << 20,
+            42,
+            Duration::ZERO,
+            |_: Vec<Committed<()>>| {},
+        )
+        .unwrap();
         assert_eq!(append(&log, &entry("a", 1)).await, 42);
     }
 }

@@ -86,6 +86,7 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub commit_wait_seconds: Histogram,
     pub commit_records: Histogram,
+    pub commit_delay_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub refusals: Family<RefusalLabels, Counter>,
     pub outbox_capacity: Gauge,
     pub dead_letters_kept: Gauge,
@@ -251,6 +252,12 @@ impl Metrics {
             "Records made durable by one group commit",
             commit_records.clone(),
         );
+        let commit_delay_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "log_commit_delay_seconds",
+            "How long a group commit now waits for more records after its first (by how busy the CPUs are; store.commit_delay_us at most)",
+            commit_delay_seconds.clone(),
+        );
         let task_restarts = Family::<TaskLabel, Counter>::default();
         registry.register(
             "task_restarts",
@@ -407,6 +414,7 @@ impl Metrics {
             commit_seconds,
             commit_wait_seconds,
             commit_records,
+            commit_delay_seconds,
             refusals,
             outbox_capacity,
             dead_letters_kept,

@@ -277,6 +277,7 @@ mod tests {
             retain_secs: 100,
             retain_max_bytes: 1 << 30,
             segment_bytes: 1 << 20,
+            commit_delay_us: 0,
         };
         let store = crate::store::Store::open(&cfg).unwrap();
         let r = Rejections::default();

@@ -151,6 +151,7 @@ impl Summary {
         put("store.retain_secs", st.retain_secs.to_string());
         put("store.retain_max_bytes", st.retain_max_bytes.to_string());
         put("store.segment_bytes", st.segment_bytes.to_string());
+        put("store.commit_delay_us", st.commit_delay_us.to_string());
         let a = &c.amqp;
         // The URL may hold the broker's password: shown redacted, compared by fingerprint.
         let urls: Vec<String> = a.url.iter().map(|u| redact_url(u)).collect();

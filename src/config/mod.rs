@@ -166,6 +166,10 @@ pub struct StoreConfig {
     /// Size at which the event log starts a new segment file (retention drops whole segments).
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
+    /// The most a group commit waits for more records after its first, while the machine's
+    /// CPUs are busy (`crate::commit_delay`); 0: never.
+    #[serde(default = "default_commit_delay_us")]
+    pub commit_delay_us: u64,
 }
 
 #[derive(Clone, Deserialize)]
@@ -323,6 +327,10 @@ fn default_retain_secs() -> u64 {
 fn default_retain_max_bytes() -> u64 {
     10 << 30
 }
+fn default_commit_delay_us() -> u64 {
+    1000
+}
+
 fn default_segment_bytes() -> u64 {
     64 << 20
 }

@@ -8,6 +8,7 @@ fn config(dir: &Path, max: u64) -> StoreConfig {
         retain_secs: 3600,
         retain_max_bytes: 1 << 30,
         segment_bytes: 4096,
+        commit_delay_us: 0,
     }
 }
 
