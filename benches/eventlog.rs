@@ -41,6 +41,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use hookgate::commit_delay::CommitDelay;
+
 use hookgate::config::StoreConfig;
 use hookgate::log::Log;
 use hookgate::store::{Accepted, Entry, Store};
@@ -556,7 +558,8 @@ fn run_store(dir: &Path, w: &Arc<Workload>, writers: usize, events: u64) -> Time
 /// The log alone, no dedup index: not the workload (no dedup decision), a diagnostic of what
 /// the index adds.
 fn run_log_only(dir: &Path, w: &Arc<Workload>, writers: usize, events: u64) -> Timed {
-    let (log, _) = Log::<()>::open(dir, SEGMENT_BYTES, 1, Duration::ZERO, |_| {}).expect("log");
+    let (log, _) =
+        Log::<()>::open(dir, SEGMENT_BYTES, 1, CommitDelay::never(), |_| {}).expect("log");
     let log = Arc::new(log);
     let t = {
         let log = log.clone();

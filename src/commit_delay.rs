@@ -81,6 +81,19 @@ impl CommitDelay {
         }
     }
 
+    /// Commits never wait.
+    pub fn never() -> CommitDelay {
+        CommitDelay::new(Duration::ZERO)
+    }
+
+    /// Always `d`, however busy the CPUs are (tests).
+    pub fn fixed(d: Duration) -> CommitDelay {
+        CommitDelay {
+            current: d,
+            ..CommitDelay::never()
+        }
+    }
+
     /// The delay to use for a commit starting `now`.
     pub fn get(&mut self, now: Instant) -> Duration {
         if self.stat.is_some() && now >= self.next_sample {

@@ -39,6 +39,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+
+use crate::commit_delay::CommitDelay;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
@@ -359,7 +361,7 @@ impl<T: Send + 'static> Log<T> {
         dir: &Path,
         segment_bytes: u64,
         min_next_seq: u64,
-        commit_delay: Duration,
+        commit_delay: CommitDelay,
         on_commit: impl FnMut(Vec<Committed<T>>) + Send + 'static,
     ) -> io::Result<(Log<T>, Recovered)> {
         fs::create_dir_all(dir)?;
@@ -450,7 +452,7 @@ impl<T: Send + 'static> Log<T> {
             spare: None,
             appends: 0,
             cut_pending: false,
-            delay: crate::commit_delay::CommitDelay::new(commit_delay),
+            delay: commit_delay,
             on_commit: Box::new(on_commit),
         };
         let handle = std::thread::Builder::new()
@@ -700,7 +702,7 @@ struct Committer<T> {
     /// disk: the roll-over makes it durable before the segment is left behind.
     cut_pending: bool,
     /// How long a commit waits for more records: none unless the CPUs are busy.
-    delay: crate::commit_delay::CommitDelay,
+    delay: CommitDelay,
     on_commit: OnCommit<T>,
 }
 
@@ -1306,7 +1308,7 @@ mod tests {
             dir,
             segment_bytes,
             1,
-            Duration::ZERO,
+            CommitDelay::never(),
             |_: Vec<Committed<()>>| {},
         )
         .unwrap()
@@ -1768,7 +1770,7 @@ mod tests {
                 later.path(),
                 1 << 20,
                 6,
-                Duration::ZERO,
+                CommitDelay::never(),
                 |_: Vec<Committed<()>>| {},
             )
             .unwrap();
@@ -1792,6 +1794,46 @@ mod tests {
         assert!(!dir.path().join(SPARE_TMP).exists());
         append(&log, &entry("a", 10)).await;
         assert_eq!(read_all(&log, 1).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_commit_delay_gathers_the_records_that_arrive_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let (log, _) = Log::open(
+            dir.path(),
+            1 << 20,
+            1,
+            CommitDelay::fixed(Duration::from_millis(300)),
+            move |b: Vec<Committed<()>>| lock(&seen).push(b.len()),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        log.append(&entry("a", 10), ()).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = log.append(&entry("b", 10), ()).unwrap();
+        log.durable(b).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(*lock(&batches), vec![2], "one commit for both");
+        // Without a delay the first goes alone.
+        let dir = tempfile::tempdir().unwrap();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let (log, _) = Log::open(
+            dir.path(),
+            1 << 20,
+            1,
+            CommitDelay::never(),
+            move |b: Vec<Committed<()>>| lock(&seen).push(b.len()),
+        )
+        .unwrap();
+        let a = log.append(&entry("a", 10), ()).unwrap();
+        log.durable(a).await.unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let b = log.append(&entry("b", 10), ()).unwrap();
+        log.durable(b).await.unwrap();
+        assert_eq!(*lock(&batches), vec![1, 1]);
     }
 
     #[tokio::test]
@@ -1943,7 +1985,7 @@ mod tests {
             dir.path(),
             1 << 20,
             42,
-            Duration::ZERO,
+            CommitDelay::never(),
             |_: Vec<Committed<()>>| {},
         )
         .unwrap();

@@ -316,7 +316,9 @@ impl Store {
             &log_dir(&config.path),
             config.segment_bytes,
             saved_cursor.max(last_checkpoint + 1),
-            std::time::Duration::from_micros(config.commit_delay_us),
+            crate::commit_delay::CommitDelay::new(std::time::Duration::from_micros(
+                config.commit_delay_us,
+            )),
             on_commit,
         )?;
         if recovered.cut_bytes > 0 {
