@@ -328,7 +328,7 @@ fn default_retain_max_bytes() -> u64 {
     10 << 30
 }
 fn default_commit_delay_us() -> u64 {
-    1000
+    2000
 }
 
 fn default_segment_bytes() -> u64 {

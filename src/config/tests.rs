@@ -72,6 +72,7 @@ fn defaults_apply() {
     let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();
     assert_eq!(c.server.listen, default_listen());
     assert_eq!(c.store.dedup_window_secs, 604_800);
+    assert_eq!(c.store.commit_delay_us, 2000);
     assert_eq!(c.amqp.url, ["amqp://guest:guest@127.0.0.1:5672/%2f"]);
     assert_eq!(c.sources[0].routing_key, "{source}.{type}");
     assert_eq!(
@@ -161,10 +162,15 @@ routing_key = "{nope}"
     let all = parse(text, &[]).unwrap_err().0.join("\n");
     assert!(all.contains("must match [a-z0-9]"), "{all}");
     assert!(all.contains("unknown placeholder `{nope}`"), "{all}");
-    let dup = format!("{MINIMAL}{MINIMAL}\n[store]\nmax_outbox_entries = 0\n");
+    let dup =
+        format!("{MINIMAL}{MINIMAL}\n[store]\nmax_outbox_entries = 0\ncommit_delay_us = 100001\n");
     let all = parse(&dup, &[("GH_SECRET", "s")]).unwrap_err().0.join("\n");
     assert!(all.contains("`gh` is used by another source"), "{all}");
     assert!(all.contains("store.max_outbox_entries"), "{all}");
+    assert!(
+        all.contains("store.commit_delay_us: at most 100000"),
+        "{all}"
+    );
 }
 
 #[test]

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The most `store.commit_delay_us` may be.
+const MAX_COMMIT_DELAY_US: u64 = 100_000;
+
 impl Config {
     /// Checks what types cannot: names, limits, duplicates, templates, provider keys.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -48,6 +51,12 @@ impl Config {
         }
         if self.store.segment_bytes < 4096 {
             errors.push("store.segment_bytes: must be at least 4096".into());
+        }
+        // Every accepted request may wait this long under load: more is a mistake, not a tune.
+        if self.store.commit_delay_us > MAX_COMMIT_DELAY_US {
+            errors.push(format!(
+                "store.commit_delay_us: at most {MAX_COMMIT_DELAY_US} (100 ms)"
+            ));
         }
         if self.amqp.max_attempts == 0 {
             errors.push("amqp.max_attempts: must be at least 1".into());
