@@ -57,8 +57,8 @@ mod testing;
 pub mod testkit;
 
 pub use contract::{
-    admit, Admission, ConfigError, Data, Event, Headers, Provider, RawRequest, Rejection, Reply,
-    MAX_UNSIGNED_BYTES,
+    admit, Admission, ConfigError, Data, Event, Headers, JsonText, Provider, RawRequest, Rejection,
+    Reply, MAX_UNSIGNED_BYTES,
 };
 pub use envelope::Envelope;
 pub use registry::{file_keys, ConfigKeys, ProviderConfig, ProviderKind};

@@ -156,7 +156,10 @@ impl crate::Provider for Github {
             "X-GitHub-Delivery is not a delivery GUID",
         )?;
         let json = json_payload(req)?;
-        let peek: Peek = serde_json::from_slice(&json)
+        let text =
+            std::str::from_utf8(&json).map_err(|_| Rejection::Malformed("body is not UTF-8"))?;
+        // The one parse of the payload: it checks all of it, so `data` keeps it unscanned.
+        let peek: Peek = serde_json::from_str(text)
             .map_err(|_| Rejection::Malformed("payload is not a JSON object"))?;
         let mut kind = format!("github.{event_name}");
         if let Some(action) = peek.action.as_deref().filter(|a| is_action(a)) {
@@ -173,7 +176,7 @@ impl crate::Provider for Github {
             provider_event: event_name.to_owned(),
             time: None,
             subject,
-            data: Data::json(&json)?,
+            data: Data::parsed(text),
             content_key: None,
         };
         Ok(Admission::Event {
