@@ -180,6 +180,52 @@ async fn refusals_publish_nothing() {
     gw.stop().await;
 }
 
+/// `/hooks/{source}`: one segment after `/hooks/`, nothing else; that segment as actix
+/// requotes it (an unreserved character sent percent-encoded names the same source).
+#[actix_web::test]
+async fn paths_under_hooks_route_by_their_one_segment() {
+    let exchange = unique("it-gh");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
+    let body = br#"{"zen":"x","hook_id":1}"#;
+    let base = format!("http://{}", gw.running.public_addr);
+    let post = |path: &str, r: &providers::sign::SampleRequest| {
+        let mut req = gw.client.post(format!("{base}{path}")).body(r.body.clone());
+        for (k, v) in &r.headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let delivery = github::delivery(SECRET, "push", "p1", body);
+    for path in [
+        "/hooks",
+        "/hooks/",
+        "/hooks/gh-main/",
+        "/hooks/gh-main/x",
+        "/hooks//gh-main",
+        "/hooksgh-main",
+        "/hook/gh-main",
+    ] {
+        let r = post(path, &delivery).await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(
+            r.text().await.unwrap(),
+            r#"{"error":"not found"}"#,
+            "{path}"
+        );
+    }
+    let r = gw.client.delete(gw.url("gh-main")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let encoded = github::delivery(SECRET, "push", "p2", body);
+    let r = post("/hooks/gh%2Dmain", &encoded).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let msgs = consumer.take(1, Duration::from_secs(10)).await;
+    assert_eq!(msgs[0].body["source"], "/hookgate/gh-main");
+    consumer.assert_empty(Duration::from_millis(300)).await;
+    gw.stop().await;
+}
+
 #[actix_web::test]
 async fn oversized_bodies_are_refused() {
     let exchange = unique("it-gh");
