@@ -1796,44 +1796,38 @@ mod tests {
         assert_eq!(read_all(&log, 1).len(), 1);
     }
 
+    /// A log whose commits' sizes are collected, in order.
+    fn counting_commits(dir: &Path, delay: CommitDelay) -> (TestLog, Arc<Mutex<Vec<usize>>>) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let (log, _) = Log::open(dir, 1 << 20, 1, delay, move |b: Vec<Committed<()>>| {
+            lock(&seen).push(b.len())
+        })
+        .unwrap();
+        (log, sizes)
+    }
+
     #[tokio::test]
     async fn a_commit_delay_gathers_the_records_that_arrive_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let seen = batches.clone();
-        let (log, _) = Log::open(
-            dir.path(),
-            1 << 20,
-            1,
-            CommitDelay::fixed(Duration::from_millis(300)),
-            move |b: Vec<Committed<()>>| lock(&seen).push(b.len()),
-        )
-        .unwrap();
+        let (log, sizes) =
+            counting_commits(dir.path(), CommitDelay::fixed(Duration::from_millis(300)));
         let started = std::time::Instant::now();
         log.append(&entry("a", 10), ()).unwrap();
         std::thread::sleep(Duration::from_millis(30));
         let b = log.append(&entry("b", 10), ()).unwrap();
         log.durable(b).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300));
-        assert_eq!(*lock(&batches), vec![2], "one commit for both");
+        assert_eq!(*lock(&sizes), vec![2], "one commit for both");
         // Without a delay the first goes alone.
         let dir = tempfile::tempdir().unwrap();
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let seen = batches.clone();
-        let (log, _) = Log::open(
-            dir.path(),
-            1 << 20,
-            1,
-            CommitDelay::never(),
-            move |b: Vec<Committed<()>>| lock(&seen).push(b.len()),
-        )
-        .unwrap();
+        let (log, sizes) = counting_commits(dir.path(), CommitDelay::never());
         let a = log.append(&entry("a", 10), ()).unwrap();
         log.durable(a).await.unwrap();
         std::thread::sleep(Duration::from_millis(30));
         let b = log.append(&entry("b", 10), ()).unwrap();
         log.durable(b).await.unwrap();
-        assert_eq!(*lock(&batches), vec![1, 1]);
+        assert_eq!(*lock(&sizes), vec![1, 1]);
     }
 
     #[tokio::test]

@@ -188,14 +188,7 @@ async fn paths_under_hooks_route_by_their_one_segment() {
     let consumer = Consumer::bind(&exchange, "#").await;
     let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
     let body = br#"{"zen":"x","hook_id":1}"#;
-    let base = format!("http://{}", gw.running.public_addr);
-    let post = |path: &str, r: &providers::sign::SampleRequest| {
-        let mut req = gw.client.post(format!("{base}{path}")).body(r.body.clone());
-        for (k, v) in &r.headers {
-            req = req.header(k, v);
-        }
-        req.send()
-    };
+    let at = |path: &str| format!("http://{}{path}", gw.running.public_addr);
     let delivery = github::delivery(SECRET, "push", "p1", body);
     for path in [
         "/hooks",
@@ -206,7 +199,7 @@ async fn paths_under_hooks_route_by_their_one_segment() {
         "/hooksgh-main",
         "/hook/gh-main",
     ] {
-        let r = post(path, &delivery).await.unwrap();
+        let r = gw.send_to(&at(path), &delivery).await;
         assert_eq!(r.status(), 404, "{path}");
         assert_eq!(
             r.text().await.unwrap(),
@@ -218,7 +211,7 @@ async fn paths_under_hooks_route_by_their_one_segment() {
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
     let encoded = github::delivery(SECRET, "push", "p2", body);
-    let r = post("/hooks/gh%2Dmain", &encoded).await.unwrap();
+    let r = gw.send_to(&at("/hooks/gh%2Dmain"), &encoded).await;
     assert_eq!(r.status(), 202);
     let msgs = consumer.take(1, Duration::from_secs(10)).await;
     assert_eq!(msgs[0].body["source"], "/hookgate/gh-main");

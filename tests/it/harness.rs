@@ -123,10 +123,16 @@ impl Gateway {
         source: &str,
         r: &providers::sign::SampleRequest,
     ) -> reqwest::Response {
-        let mut req = self
-            .client
-            .post(r.url(&self.url(source)))
-            .body(r.body.clone());
+        self.send_to(&self.url(source), r).await
+    }
+
+    /// Posts a provider sample request to `url` (any path on the public listener).
+    pub async fn send_to(
+        &self,
+        url: &str,
+        r: &providers::sign::SampleRequest,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(r.url(url)).body(r.body.clone());
         for (k, v) in &r.headers {
             req = req.header(k, v);
         }
