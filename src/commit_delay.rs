@@ -111,20 +111,21 @@ impl CommitDelay {
         let read = file
             .seek(SeekFrom::Start(0))
             .and_then(|_| file.read_to_string(&mut self.buf));
-        let Some(now) = read.ok().and_then(|_| parse_cpu_line(&self.buf)) else {
-            self.current = Duration::ZERO;
-            return;
-        };
-        if let Some((busy0, total0)) = self.last.replace(now) {
-            let total = now.1.saturating_sub(total0);
-            if total > 0 {
-                let busy = now.0.saturating_sub(busy0) as f64 / total as f64;
-                self.current = delay_for(busy, self.max);
-                crate::metrics::get()
-                    .commit_delay_seconds
-                    .set(self.current.as_secs_f64());
+        match read.ok().and_then(|_| parse_cpu_line(&self.buf)) {
+            None => self.current = Duration::ZERO,
+            Some(now) => {
+                if let Some((busy0, total0)) = self.last.replace(now) {
+                    let total = now.1.saturating_sub(total0);
+                    if total > 0 {
+                        let busy = now.0.saturating_sub(busy0) as f64 / total as f64;
+                        self.current = delay_for(busy, self.max);
+                    }
+                }
             }
         }
+        crate::metrics::get()
+            .commit_delay_seconds
+            .set(self.current.as_secs_f64());
     }
 }
 

@@ -111,7 +111,11 @@ impl Data {
     /// serde_json (`from_str` / `from_slice` into any type: that checks every byte's JSON syntax
     /// up to the end, and `text` being a `str` is its UTF-8). One full scan of a 7 KB body
     /// instead of two was ~3 % of the gateway's CPU per GitHub delivery (session 14).
-    pub fn parsed(text: &str) -> Self {
+    pub(crate) fn parsed(text: &str) -> Self {
+        debug_assert!(
+            serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+            "Data::parsed of text that is not JSON"
+        );
         Data::Json(JsonText(trim_json_whitespace(text).into()))
     }
 }
