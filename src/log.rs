@@ -39,10 +39,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
-
-use crate::commit_delay::CommitDelay;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
+
+use crate::commit_delay::CommitDelay;
 
 /// One kept event: what the relay publishes, without parsing the envelope again.
 #[derive(Debug, Clone, PartialEq, Eq)]
