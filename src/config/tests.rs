@@ -389,6 +389,12 @@ fn routing_keys_render() {
         render_routing_key("x.{provider}.{type}", "gh", "github.push", "github"),
         "x.github.github.push"
     );
+    assert_eq!(
+        render_routing_key("{type}{{source}}.{x}.{source}{", "gh", "t", "p"),
+        "t{gh}.{x}.gh{"
+    );
+    assert_eq!(render_routing_key("plain", "gh", "t", "p"), "plain");
+    assert_eq!(render_routing_key("", "gh", "t", "p"), "");
 }
 
 #[test]
