@@ -32,6 +32,7 @@
 # Usage: scripts/bench.sh            (release build; RabbitMQ via scripts/ensure-rabbitmq.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
@@ -42,8 +43,6 @@ BACKLOG="${BACKLOG:-100000}"
 WEBHOOK="${WEBHOOK:-1}"
 PROFILE="${PROFILE:-0}"
 PAIRS="${PAIRS:-3}"
-BODY_BYTES=7168
-SECRET="bench-secret"
 AMQP="amqp://guest:guest@127.0.0.1:5672/%2f"
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 loadavg0="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -70,15 +69,8 @@ need openssl openssl
 cargo build -q --release --locked --bin hookgate --example load --example baseline >&2
 
 # ---------- helpers ----------
-# Below the kernel's ephemeral range (32768 up by default): a port there can be the local end of
-# one of wrk's or lapin's connections, which no probe sees and which makes the bind fail.
-eph_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() { local p; while :; do p=$((10000 + RANDOM % (eph_low > 11000 ? eph_low - 10000 : 1000)))
-  (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }; done; }
 wait_port() { for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
   say "port $1 never opened"; return 1; }
-# utime+stime of a process, clock ticks
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 tck=$(getconf CLK_TCK)
 machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
@@ -103,10 +95,7 @@ sample_rss() { while kill -0 "$1" 2>/dev/null; do rss_kb "$1" >>"$2" 2>/dev/null
 max_of() { sort -n "$1" | tail -1; }
 
 suffix="$(date +%s)-$$"
-body="$work/body.json"
-pad=$(head -c $((BODY_BYTES - 120)) /dev/zero | tr '\0' x)
-printf '{"ref":"refs/heads/main","after":"%040d","repository":{"full_name":"octo-org/bench"},"pad":"%s"}' 0 "$pad" >"$body"
-sig="sha256=$(openssl dgst -sha256 -hmac "$SECRET" -r <"$body" | cut -d' ' -f1)"
+github_fixture "$work"
 
 declare -A R   # results: R[label.key]=value
 
@@ -134,26 +123,6 @@ openloop() { local label=$1 url=$2 line
   for kv in $line; do case $kv in *=*) R[$label.lat_${kv%%=*}]=${kv#*=};; esac; done
 }
 
-hg_config() { # file, store dir, amqp url, queue, port, admin port
-cat >"$1" <<TOML
-[server]
-listen = "127.0.0.1:$5"
-admin_listen = "127.0.0.1:$6"
-trusted_proxies = ["127.0.0.1/32"]
-[store]
-path = "$2"
-[amqp]
-url = "$3"
-exchange = "hookgate-bench"
-[[amqp.queues]]
-name = "$4"
-bindings = ["#"]
-[[sources]]
-name = "gh"
-provider = "github"
-secrets = ["$SECRET"]
-TOML
-}
 hg_start() { # label, amqp url, queue -> sets hg_pid hg_port hg_admin
   hg_port=$(free_port); hg_admin=$(free_port)
   hg_config "$work/$1.toml" "$work/store-$1" "$2" "$3" "$hg_port" "$hg_admin"

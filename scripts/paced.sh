@@ -18,6 +18,7 @@
 # coordinated omission). Loopback only; every run is bounded by SECS plus a 60 s drain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 RATE=${1:?usage: scripts/paced.sh RATE SECS}
 SECS=${2:?usage: scripts/paced.sh RATE SECS}
 PAIRS=${PAIRS:-3}
@@ -31,17 +32,10 @@ if [ -z "${BIN:-}" ]; then
 fi
 [ "${LATENCY:-0}" = 1 ] && [ ! -x "$TARGET/examples/load" ] && cargo build -q --release --locked --example load >&2
 
-SECRET=bench-secret
 work=$(mktemp -d); hp=""
 cleanup() { [ -n "$hp" ] && { kill "$hp" 2>/dev/null; wait "$hp" 2>/dev/null; }; rm -rf "$work"; }
 trap cleanup EXIT
-body=$work/body.json; pad=$(head -c $((7168 - 120)) /dev/zero | tr '\0' x)
-printf '{"ref":"refs/heads/main","after":"%040d","repository":{"full_name":"octo-org/bench"},"pad":"%s"}' 0 "$pad" >"$body"
-sig="sha256=$(openssl dgst -sha256 -hmac "$SECRET" -r <"$body" | cut -d' ' -f1)"
-eph_low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() { local p; while :; do p=$((10000 + RANDOM % (eph_low > 11000 ? eph_low - 10000 : 1000)))
-  (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }; done; }
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+github_fixture "$work"
 tck=$(getconf CLK_TCK)
 broker_pid=$(ss -ltnpH 'sport = :5672' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
 # Per thread name: voluntary switches, involuntary switches, CPU ticks (summed over threads).
@@ -55,30 +49,12 @@ run() { # label, binary, store extra
   local label=$1 bin=$2 extra=$3 port admin q amqp
   port=$(free_port); admin=$(free_port); q="paced-$$-$RANDOM"
   amqp="amqp://guest:guest@127.0.0.1:5672/%2f"; [ "${DOWN:-0}" = 1 ] && amqp="amqp://guest:guest@127.0.0.1:1/%2f"
-  cat >"$work/c.toml" <<TOML
-[server]
-listen = "127.0.0.1:$port"
-admin_listen = "127.0.0.1:$admin"
-trusted_proxies = ["127.0.0.1/32"]
-[store]
-path = "$work/store"
-$extra
-[amqp]
-url = "$amqp"
-exchange = "hookgate-paced"
-[[amqp.queues]]
-name = "$q"
-bindings = ["#"]
-[[sources]]
-name = "gh"
-provider = "github"
-secrets = ["$SECRET"]
-TOML
+  hg_config "$work/c.toml" "$work/store" "$amqp" "$q" "$port" "$admin" "$extra"
   RUST_LOG=warn "$bin" serve -c "$work/c.toml" 2>"$work/hookgate.log" & hp=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$admin") 2>/dev/null && break; sleep 0.1; done; sleep 1
   if [ "${LATENCY:-0}" = 1 ]; then
     "$TARGET/examples/load" --url "http://127.0.0.1:$port/hooks/gh" --secret "$SECRET" --rate "$RATE" \
-      --count $((RATE * SECS)) --concurrency 512 --body-bytes 7168 --max-secs $((SECS + 30)) \
+      --count $((RATE * SECS)) --concurrency 512 --body-bytes $BODY_BYTES --max-secs $((SECS + 30)) \
       --warmup-secs 1 --label "$label" --id-prefix "$label-$$-$RANDOM"
   else
     local h0 b0 t0 out left t1 a gen commits
