@@ -8,12 +8,16 @@
 //! is free and waiting would only add latency; with the cores full (the broker, the load and
 //! hookgate on the same machine) it is CPU taken from the events. So the delay follows how busy
 //! the machine's CPUs are: none below [`QUIET`], the configured maximum above [`SATURATED`],
-//! in proportion between. The CPUs are read from `/proc/stat` at most every [`SAMPLE`]; where
-//! that cannot be read, commits never wait.
+//! in proportion between. The CPUs are read from `/proc/stat` every [`SAMPLE`] by a thread of
+//! its own, never by the committer: a read costs 15-40 µs (more on a large machine, and a
+//! container's lxcfs `/proc/stat` can hang), which would lengthen the commit it preceded.
+//! Where it cannot be read, commits never wait.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 /// The share of busy CPU time below which a commit never waits.
 const QUIET: f64 = 0.7;
@@ -44,73 +48,107 @@ pub fn parse_cpu_line(stat: &str) -> Option<(u64, u64)> {
     if values.len() < 4 {
         return None;
     }
-    let total: u64 = values.iter().sum();
-    let idle = values[3] + values.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    // Saturating: the counters are the kernel's, but a garbled line must not panic a test build.
+    let total = values.iter().fold(0u64, |a, &v| a.saturating_add(v));
+    let idle = values[3].saturating_add(values.get(4).copied().unwrap_or(0));
+    Some((total.saturating_sub(idle), total))
 }
 
-/// The committer's current delay, re-sampled as it goes.
+/// The committer's current delay: a number another thread keeps current.
 pub struct CommitDelay {
-    max: Duration,
-    stat: Option<File>,
-    last: Option<(u64, u64)>,
-    next_sample: Instant,
-    current: Duration,
-    buf: String,
+    /// Microseconds.
+    current: Arc<AtomicU64>,
+    /// Dropped with this: the sampler thread then ends at once.
+    _stop: Option<mpsc::Sender<()>>,
 }
 
 impl CommitDelay {
-    /// `max` zero: never waits, and `/proc/stat` is never opened.
+    /// Follows the CPUs, up to `max`. `max` zero: never waits, and `/proc/stat` is never
+    /// opened (nor a thread started).
     pub fn new(max: Duration) -> CommitDelay {
-        let stat = if max.is_zero() {
-            None
-        } else {
-            File::open("/proc/stat")
-                .inspect_err(|e| {
-                    tracing::warn!(error = %e, "cannot read /proc/stat: commits will not wait for more records");
-                })
-                .ok()
+        let current = Arc::new(AtomicU64::new(0));
+        if max.is_zero() {
+            return CommitDelay::never();
+        }
+        let stat = match File::open("/proc/stat") {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read /proc/stat: commits will not wait for more records");
+                return CommitDelay::never();
+            }
         };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let mut sampler = Sampler::new(stat, max);
+        let shared = current.clone();
+        let started = std::thread::Builder::new()
+            .name("hookgate-cpu".into())
+            .spawn(move || {
+                // Ends when the sender is dropped (or, never sent to, on disconnect only).
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(SAMPLE) {
+                    let d = sampler.sample();
+                    shared.store(d.as_micros() as u64, Ordering::Relaxed);
+                    crate::metrics::get()
+                        .commit_delay_seconds
+                        .set(d.as_secs_f64());
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "no thread to read the CPUs: commits will not wait for more records");
+            return CommitDelay::never();
+        }
         CommitDelay {
-            max,
-            stat,
-            last: None,
-            next_sample: Instant::now(),
-            current: Duration::ZERO,
-            buf: String::new(),
+            current,
+            _stop: Some(stop),
         }
     }
 
     /// Commits never wait.
     pub fn never() -> CommitDelay {
-        CommitDelay::new(Duration::ZERO)
+        CommitDelay::fixed(Duration::ZERO)
     }
 
     /// Always `d`, however busy the CPUs are (tests).
     pub fn fixed(d: Duration) -> CommitDelay {
         CommitDelay {
-            current: d,
-            ..CommitDelay::never()
+            current: Arc::new(AtomicU64::new(d.as_micros() as u64)),
+            _stop: None,
         }
     }
 
-    /// The delay to use for a commit starting `now`.
-    pub fn get(&mut self, now: Instant) -> Duration {
-        if self.stat.is_some() && now >= self.next_sample {
-            self.next_sample = now + SAMPLE;
-            self.sample();
+    /// The delay for a commit starting now: a load, no I/O.
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.current.load(Ordering::Relaxed))
+    }
+}
+
+/// Turns two readings of `/proc/stat` into a delay.
+struct Sampler {
+    max: Duration,
+    stat: File,
+    last: Option<(u64, u64)>,
+    current: Duration,
+    buf: String,
+}
+
+impl Sampler {
+    fn new(stat: File, max: Duration) -> Sampler {
+        Sampler {
+            max,
+            stat,
+            last: None,
+            current: Duration::ZERO,
+            buf: String::new(),
         }
-        self.current
     }
 
-    fn sample(&mut self) {
-        let Some(file) = self.stat.as_mut() else {
-            return;
-        };
+    /// Reads the counters again; the delay for how busy the CPUs were since the last read
+    /// (the previous delay after the first read, zero when they cannot be read).
+    fn sample(&mut self) -> Duration {
         self.buf.clear();
-        let read = file
+        let read = self
+            .stat
             .seek(SeekFrom::Start(0))
-            .and_then(|_| file.read_to_string(&mut self.buf));
+            .and_then(|_| self.stat.read_to_string(&mut self.buf));
         match read.ok().and_then(|_| parse_cpu_line(&self.buf)) {
             None => self.current = Duration::ZERO,
             Some(now) => {
@@ -123,9 +161,7 @@ impl CommitDelay {
                 }
             }
         }
-        crate::metrics::get()
-            .commit_delay_seconds
-            .set(self.current.as_secs_f64());
+        self.current
     }
 }
 
@@ -158,24 +194,55 @@ mod tests {
 
     #[test]
     fn a_zero_maximum_never_waits_and_never_reads_the_cpus() {
-        let mut d = CommitDelay::new(Duration::ZERO);
-        assert!(d.stat.is_none());
-        assert_eq!(d.get(Instant::now()), Duration::ZERO);
+        let d = CommitDelay::new(Duration::ZERO);
+        assert!(d._stop.is_none(), "no sampler thread");
+        assert_eq!(d.get(), Duration::ZERO);
+        assert_eq!(
+            CommitDelay::fixed(Duration::from_micros(700)).get(),
+            Duration::from_micros(700)
+        );
     }
 
     #[test]
-    fn the_machine_is_sampled_at_most_every_sample_period() {
-        let mut d = CommitDelay::new(Duration::from_millis(1));
-        let t0 = Instant::now();
-        d.get(t0);
-        let first = d.last.expect("first sample on Linux");
-        // Burn some CPU so the counters move, then ask again within the period: no new sample.
-        let spin = Instant::now();
+    fn a_sample_compares_two_readings_of_the_cpus() {
+        let max = Duration::from_millis(1);
+        let mut s = Sampler::new(File::open("/proc/stat").expect("Linux"), max);
+        assert_eq!(s.sample(), Duration::ZERO, "one reading says nothing yet");
+        let first = s.last.expect("a reading");
+        // Burn some CPU so the counters move.
+        let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(30) {}
-        d.get(t0 + Duration::from_millis(50));
-        assert_eq!(d.last, Some(first));
-        d.get(t0 + SAMPLE);
-        assert_ne!(d.last, Some(first));
-        assert!(d.get(t0 + SAMPLE) <= Duration::from_millis(1));
+        assert!(s.sample() <= max);
+        assert_ne!(s.last, Some(first));
+    }
+
+    #[test]
+    fn garbled_counters_never_panic() {
+        let big = format!("cpu {} {} 1 {} 1\n", u64::MAX, u64::MAX, u64::MAX);
+        assert!(parse_cpu_line(&big).is_some());
+    }
+
+    #[test]
+    fn the_sampler_thread_ends_with_its_delay() {
+        let threads = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter(|t| {
+                    let comm = t.as_ref().unwrap().path().join("comm");
+                    std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "hookgate-cpu")
+                })
+                .count()
+        };
+        let d = CommitDelay::new(Duration::from_millis(1));
+        assert!(d._stop.is_some());
+        assert!(d.get() <= Duration::from_millis(1));
+        assert!(threads() >= 1);
+        let before = threads();
+        drop(d);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while threads() >= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(threads() < before, "the sampler thread ended");
     }
 }

@@ -734,7 +734,7 @@ impl<T> Committer<T> {
         let mut tags = Vec::new();
         let mut woken = Vec::new();
         loop {
-            let (first_at, stopping) = {
+            let first_at = {
                 let mut q = lock(&self.shared.queue);
                 while q.tags.is_empty() && !q.stop {
                     q = self
@@ -747,22 +747,29 @@ impl<T> Committer<T> {
                     // Dropping the committer stops a spare still being written.
                     return;
                 }
-                (q.first_at, q.stop)
-            };
-            // With the CPUs full, more records share the commit's fixed cost
-            // (crate::commit_delay); the records that arrive meanwhile join the batch. Outside
-            // the lock every append takes: the delay may read /proc/stat first.
-            let now = std::time::Instant::now();
-            let until = first_at + self.delay.get(now);
-            if until > now && !stopping {
-                std::thread::sleep(until - now);
-            }
-            {
+                // With the CPUs full, more records share the commit's fixed cost
+                // (crate::commit_delay); the records that arrive meanwhile join the batch
+                // (they do not wake this thread: only a batch's first does). `close` cuts the
+                // wait short.
+                let first_at = q.first_at;
+                let until = first_at + self.delay.get();
+                loop {
+                    let now = std::time::Instant::now();
+                    if q.stop || now >= until {
+                        break;
+                    }
+                    q = self
+                        .shared
+                        .wake
+                        .wait_timeout(q, until - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
                 // Only this thread empties the queue: `first_at` still dates its first record.
-                let mut q = lock(&self.shared.queue);
                 std::mem::swap(&mut q.buf, &mut buf);
                 std::mem::swap(&mut q.tags, &mut tags);
-            }
+                first_at
+            };
             let (first, upto) = (tags[0].0, tags[tags.len() - 1].0);
             let started = std::time::Instant::now();
             let written = self.write(first, &mut buf);
