@@ -122,8 +122,29 @@ fn mac_ok(alg: MacAlg, secret: &Secret, body: &[u8], expected: &[u8]) -> bool {
 #[derive(Deserialize)]
 struct Peek {
     action: Option<String>,
-    repository: Option<Repository>,
-    organization: Option<Organization>,
+    repository: Option<Object<Repository>>,
+    organization: Option<Object<Organization>>,
+}
+
+/// `T` read from a JSON object only: serde reads a struct from an array too, by position, so
+/// `["opened",{"full_name":"a/b"}]` would have been a `github.*.opened` event about `a/b`.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
 }
 
 #[derive(Deserialize)]
@@ -159,7 +180,7 @@ impl crate::Provider for Github {
         let text =
             std::str::from_utf8(&json).map_err(|_| Rejection::Malformed("body is not UTF-8"))?;
         // The one parse of the payload: it checks all of it, so `data` keeps it unscanned.
-        let peek: Peek = serde_json::from_str(text)
+        let Object(peek) = serde_json::from_str::<Object<Peek>>(text)
             .map_err(|_| Rejection::Malformed("payload is not a JSON object"))?;
         let mut kind = format!("github.{event_name}");
         if let Some(action) = peek.action.as_deref().filter(|a| is_action(a)) {
@@ -168,8 +189,8 @@ impl crate::Provider for Github {
         }
         let subject = peek
             .repository
-            .and_then(|r| r.full_name)
-            .or_else(|| peek.organization.and_then(|o| o.login));
+            .and_then(|Object(r)| r.full_name)
+            .or_else(|| peek.organization.and_then(|Object(o)| o.login));
         let event = Event {
             id: delivery.to_owned(),
             kind,

@@ -177,6 +177,21 @@ fn refusals() {
         admit(&p, headers(Some(("X-Hub-Signature-256", sig))), b"not json").unwrap_err(),
         Rejection::Malformed(_)
     ));
+    // signed JSON, but an array where an object belongs: serde would read the struct from it
+    // by position (an `opened` event about `a/b`)
+    for body in [
+        &br#"["opened",{"full_name":"a/b"},null]"#[..],
+        br#"{"action":"opened","repository":["a/b"]}"#,
+        br#"{"organization":["octo"]}"#,
+    ] {
+        let sig = signature_256("mysecret", body);
+        assert_eq!(
+            admit(&p, headers(Some(("X-Hub-Signature-256", sig))), body).unwrap_err(),
+            Rejection::Malformed("payload is not a JSON object"),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
     // signed, missing delivery id
     let mut h = headers(Some(("X-Hub-Signature-256", good)));
     h.remove(1);
