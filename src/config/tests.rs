@@ -393,6 +393,12 @@ fn routing_keys_render() {
         render_routing_key("{type}{{source}}.{x}.{source}{", "gh", "t", "p"),
         "t{gh}.{x}.gh{"
     );
+    // A value is written as it is, never searched for placeholders again (types are shaped so
+    // that none holds a brace; this pins the rule, not a reachable input).
+    assert_eq!(
+        render_routing_key("{source}.{type}.{provider}", "gh", "x.{provider}", "github"),
+        "gh.x.{provider}.github"
+    );
     assert_eq!(render_routing_key("plain", "gh", "t", "p"), "plain");
     assert_eq!(render_routing_key("", "gh", "t", "p"), "");
 }
