@@ -9,8 +9,8 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::http::uri::Authority;
+use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -36,12 +36,35 @@ pub fn exposure_problem(server: &crate::config::ServerConfig) -> Option<String> 
 pub struct AdminToken(pub Option<providers::Secret>);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/events", web::get().to(events))
-        .route("/events/{source}/{id}", web::get().to(event))
-        .route("/replay", web::post().to(replay))
-        .route("/forget", web::post().to(forget))
-        .route("/rejections", web::get().to(rejections))
-        .route("/outbox", web::get().to(outbox));
+    cfg.service(one_method("/events", Method::GET, web::get().to(events)))
+        .service(one_method(
+            "/events/{source}/{id}",
+            Method::GET,
+            web::get().to(event),
+        ))
+        .service(one_method("/replay", Method::POST, web::post().to(replay)))
+        .service(one_method("/forget", Method::POST, web::post().to(forget)))
+        .service(one_method(
+            "/rejections",
+            Method::GET,
+            web::get().to(rejections),
+        ))
+        .service(one_method("/outbox", Method::GET, web::get().to(outbox)));
+}
+
+/// `path` served by `route` alone: any other method is a 405 naming the one it takes (actix
+/// would answer 404, as if the route did not exist).
+fn one_method(path: &str, method: Method, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move || {
+            let allow = method.clone();
+            async move {
+                HttpResponse::MethodNotAllowed()
+                    .insert_header((header::ALLOW, allow.as_str()))
+                    .finish()
+            }
+        }))
 }
 
 /// `hookgate outbox` and `GET /outbox`: what waits for the broker.
@@ -115,8 +138,7 @@ pub async fn require_token(
         Some(_) if OPEN_PATHS.contains(&req.path()) => true,
         // The console's static files only: its data comes from the routes below, with the token.
         Some(_)
-            if req.method() == actix_web::http::Method::GET
-                && crate::console::ASSET_PATHS.contains(&req.path()) =>
+            if req.method() == Method::GET && crate::console::ASSET_PATHS.contains(&req.path()) =>
         {
             true
         }
@@ -144,7 +166,9 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
     if token {
         return Ok(());
     }
-    if CHANGING_PATHS.contains(&req.path())
+    // POST: the one method those routes take (any other is a 405 that changes nothing).
+    if req.method() == Method::POST
+        && CHANGING_PATHS.contains(&req.path())
         && !req.content_type().eq_ignore_ascii_case("application/json")
     {
         return Err("a request that changes something must be Content-Type: application/json");
@@ -257,6 +281,16 @@ async fn replay(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
             })
         }
         Ok(Err(ReplayError::Invalid(e))) => bad_request(e),
+        // The backlog bound, as ingest answers it: 503, try again once it has drained.
+        Ok(Err(ReplayError::Full { replayed, message })) => {
+            if replayed > 0 {
+                tracing::info!(who = %who(&req), via = "admin api", request = %filter, replayed, dry_run = false, "replay cut short by store.max_outbox_entries");
+            }
+            json(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": message, "replayed": replayed }),
+            )
+        }
         Ok(Err(e @ ReplayError::NotFound(..))) => json(
             actix_web::http::StatusCode::NOT_FOUND,
             serde_json::json!({ "error": e.to_string() }),

@@ -566,6 +566,10 @@ pub enum ReplayError {
     Invalid(String),
     #[error("no event {0} of source {1} is kept")]
     NotFound(String, String),
+    /// The backlog would pass `store.max_outbox_entries`: `replayed` went out before it did
+    /// (0 when refused up front).
+    #[error("{message}")]
+    Full { replayed: usize, message: String },
     #[error("{0}")]
     Store(#[from] StoreError),
 }
@@ -591,17 +595,55 @@ pub fn replay(
     // admin listener) would each see the same dead letters and enqueue them twice.
     let _one_at_a_time = REPLAYING.lock().unwrap_or_else(PoisonError::into_inner);
     let statuses = Statuses::load(store)?;
+    if !req.dry_run {
+        // Refused whole rather than cut short: counted first (a second read of what it
+        // selects; replays are rare, and a half-done replay by filter is hard to finish).
+        let wanted = select(
+            store,
+            &statuses,
+            &selection,
+            &mut Batch::counting(store, rt),
+        )?;
+        let (pending, max) = (store.pending(), store.max_pending());
+        if pending.saturating_add(wanted as u64) > max {
+            return Err(ReplayError::Full {
+                replayed: 0,
+                message: format!(
+                    "nothing replayed: {wanted} events selected and {pending} already waiting for the broker would pass store.max_outbox_entries ({max}); replay fewer (a narrower --since/--until, --type or --status) or once the backlog has drained"
+                ),
+            });
+        }
+    }
     let mut batch = Batch {
-        store,
-        rt,
         dry_run: req.dry_run,
-        items: Vec::new(),
-        done: 0,
+        ..Batch::counting(store, rt)
     };
+    match select(store, &statuses, &selection, &mut batch) {
+        Ok(n) => Ok(n),
+        // Ingest filled the backlog meanwhile.
+        Err(ReplayError::Store(StoreError::Full(_))) => Err(ReplayError::Full {
+            replayed: batch.done,
+            message: format!(
+                "the backlog reached store.max_outbox_entries ({}) after {} of the selected events were replayed; replay the rest once it has drained",
+                store.max_pending(),
+                batch.done
+            ),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Feeds the records `selection` picks to `batch`, flushes it, and returns how many it took.
+fn select(
+    store: &Store,
+    statuses: &Statuses,
+    selection: &Selection,
+    batch: &mut Batch<'_>,
+) -> Result<usize, ReplayError> {
     match selection {
         Selection::One { source, id } => {
-            let Some((seq, e, status, _)) = find(store, &statuses, &source, &id)? else {
-                return Err(ReplayError::NotFound(id, source));
+            let Some((seq, e, status, _)) = find(store, statuses, source, id)? else {
+                return Err(ReplayError::NotFound(id.clone(), source.clone()));
             };
             if status == Status::Pending {
                 // Its copy and the original would both go out.
@@ -663,7 +705,18 @@ struct Batch<'a> {
     done: usize,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    /// A batch that only counts (a dry run).
+    fn counting(store: &'a Store, rt: &'a tokio::runtime::Handle) -> Batch<'a> {
+        Batch {
+            store,
+            rt,
+            dry_run: true,
+            items: Vec::new(),
+            done: 0,
+        }
+    }
+
     fn push(&mut self, seq: u64, mut e: Entry, dead: bool) -> Result<(), StoreError> {
         if self.dry_run {
             self.done += 1;
@@ -896,6 +949,65 @@ mod tests {
     /// A dead letter replayed and then published is, for a later replay by filter, the
     /// published event it became: picked once (the original), not skipped for good; while
     /// its copy is dead, the copy alone is picked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_never_grows_the_backlog_past_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.max_outbox_entries = 3;
+        let store = std::sync::Arc::new(Store::open(&c).unwrap());
+        let t = std::time::Duration::from_secs(5);
+        for id in ["p0", "p1", "p2"] {
+            store
+                .accept(&event(id, "github.push", NOW), NOW, t)
+                .await
+                .unwrap();
+        }
+        // Published, then one more waits for the broker.
+        store.advance(store.cursor() + 3, 3, NOW).unwrap();
+        store
+            .accept(&event("w0", "github.issues", NOW), NOW, t)
+            .await
+            .unwrap();
+        assert_eq!(store.pending(), 1);
+        let s = store.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut req = ReplayRequest {
+                source: Some("gh".into()),
+                since: Some("7d".into()),
+                kind: Some("github.push".into()),
+                status: Some(Status::Published),
+                ..Default::default()
+            };
+            // 1 pending + 3 replayed > 3: refused whole, nothing appended.
+            let Err(ReplayError::Full { replayed, message }) = replay(&s, &req, NOW + 100, &rt)
+            else {
+                panic!("refused")
+            };
+            assert_eq!(replayed, 0);
+            assert!(
+                message.contains("store.max_outbox_entries (3)"),
+                "{message}"
+            );
+            assert_eq!(s.pending(), 1);
+            req.dry_run = true;
+            assert_eq!(
+                replay(&s, &req, NOW + 100, &rt).unwrap(),
+                3,
+                "a dry run counts"
+            );
+            req.dry_run = false;
+            // Once the backlog drained, the same replay goes through, up to the bound.
+            s.advance(s.cursor() + 1, 1, NOW).unwrap();
+            assert_eq!(replay(&s, &req, NOW + 100, &rt).unwrap(), 3);
+            assert_eq!(s.pending(), 3);
+            let more = rt.block_on(s.append(&event("x", "github.push", NOW)));
+            assert!(matches!(more, Err(StoreError::Full(3))), "{more:?}");
+        })
+        .await
+        .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replayed_dead_letter_is_replayed_again_by_filter() {
         let dir = tempfile::tempdir().unwrap();

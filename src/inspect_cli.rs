@@ -168,9 +168,14 @@ impl Backend {
                 format!("the store is locked (a gateway runs?) and its admin listener {addr} did not answer")
             })?;
         if status == 401 {
-            bail!(
-                "the admin listener wants a token: set HOOKGATE_ADMIN_TOKEN or server.admin_token"
-            );
+            match token {
+                None => bail!(
+                    "the admin listener wants a token: set HOOKGATE_ADMIN_TOKEN or server.admin_token"
+                ),
+                Some(_) => bail!(
+                    "the admin listener refused the token (HOOKGATE_ADMIN_TOKEN, else server.admin_token): it is not the running gateway's"
+                ),
+            }
         }
         if !(200..300).contains(&status) {
             let why = serde_json::from_str::<serde_json::Value>(&text)
@@ -351,7 +356,17 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         Backend::Store(store) => {
             audit_to_stderr();
             let rt = tokio::runtime::Builder::new_current_thread().build()?;
-            let n = inspect::replay(store, &req, crate::now_secs(), rt.handle())?;
+            let n = match inspect::replay(store, &req, crate::now_secs(), rt.handle()) {
+                Ok(n) => n,
+                Err(e) => {
+                    if let inspect::ReplayError::Full { replayed, .. } = &e {
+                        if *replayed > 0 {
+                            tracing::info!(who = %local_user(), via = "cli on the store", request = %serde_json::to_string(&req)?, replayed, dry_run = false, "replay cut short by store.max_outbox_entries");
+                        }
+                    }
+                    return Err(e.into());
+                }
+            };
             tracing::info!(who = %local_user(), via = "cli on the store", request = %serde_json::to_string(&req)?, replayed = n, dry_run = req.dry_run, "replay");
             n
         }

@@ -547,8 +547,14 @@ impl Store {
         Ok(false)
     }
 
-    /// Appends `entry` without dedup (a replay); returns its seq once it is on disk.
+    /// Appends `entry` without dedup (a replay); returns its seq once it is on disk. Bounded
+    /// by `store.max_outbox_entries` as ingest is ([`StoreError::Full`]): a replay must not
+    /// grow the backlog past what the operator allowed on disk.
     pub async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
+        let pending = self.pending();
+        if pending >= self.max_pending {
+            return Err(StoreError::Full(pending));
+        }
         let seq = self
             .log
             .append(entry, Tag::unindexed())
@@ -560,6 +566,11 @@ impl Store {
 
     pub fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// `store.max_outbox_entries`: the most pending events ingest and replay may leave.
+    pub fn max_pending(&self) -> u64 {
+        self.max_pending
     }
 
     /// Highest seq on disk; the relay never reads past it.

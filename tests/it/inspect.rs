@@ -532,7 +532,18 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, no_token).unwrap();
     let (ok, _, err) = hookgate(&list, &bare);
-    assert!(!ok && err.contains("token"), "{err}");
+    assert!(!ok && err.contains("wants a token"), "{err}");
+    // A token that is not the gateway's is told apart from none.
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("cli-token", "not-the-token"),
+    )
+    .unwrap();
+    let (ok, _, err) = hookgate(&list, &wrong);
+    assert!(!ok && err.contains("refused the token"), "{err}");
 
     let deadline = Instant::now() + T;
     while gw.readyz().await["outbox_pending"] != 0 {
@@ -612,5 +623,10 @@ async fn the_admin_listener_refuses_what_a_browser_page_could_send() {
     }
     let (s, v) = post(&gw, "/replay", json!({"source": "gh", "since": "1h"})).await;
     assert_eq!((s, &v["replayed"]), (200, &json!(0)), "{v}");
+    // The wrong method on a route that changes something is that, not a refused content type.
+    for path in ["/replay", "/forget"] {
+        let r = gw.client.get(gw.admin(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "GET {path}");
+    }
     gw.stop().await;
 }
