@@ -58,8 +58,10 @@ pub fn parse_cpu_line(stat: &str) -> Option<(u64, u64)> {
 pub struct CommitDelay {
     /// Microseconds.
     current: Arc<AtomicU64>,
-    /// Dropped with this: the sampler thread then ends at once.
+    /// Dropped with this: the sampler thread then ends at once (never joined: a read that
+    /// hangs must not hang the log's close).
     _stop: Option<mpsc::Sender<()>>,
+    _sampler: Option<std::thread::JoinHandle<()>>,
 }
 
 impl CommitDelay {
@@ -92,13 +94,16 @@ impl CommitDelay {
                         .set(d.as_secs_f64());
                 }
             });
-        if let Err(e) = started {
-            tracing::warn!(error = %e, "no thread to read the CPUs: commits will not wait for more records");
-            return CommitDelay::never();
-        }
-        CommitDelay {
-            current,
-            _stop: Some(stop),
+        match started {
+            Ok(sampler) => CommitDelay {
+                current,
+                _stop: Some(stop),
+                _sampler: Some(sampler),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to read the CPUs: commits will not wait for more records");
+                CommitDelay::never()
+            }
         }
     }
 
@@ -112,6 +117,7 @@ impl CommitDelay {
         CommitDelay {
             current: Arc::new(AtomicU64::new(d.as_micros() as u64)),
             _stop: None,
+            _sampler: None,
         }
     }
 
@@ -195,7 +201,10 @@ mod tests {
     #[test]
     fn a_zero_maximum_never_waits_and_never_reads_the_cpus() {
         let d = CommitDelay::new(Duration::ZERO);
-        assert!(d._stop.is_none(), "no sampler thread");
+        assert!(
+            d._stop.is_none() && d._sampler.is_none(),
+            "no sampler thread"
+        );
         assert_eq!(d.get(), Duration::ZERO);
         assert_eq!(
             CommitDelay::fixed(Duration::from_micros(700)).get(),
@@ -224,25 +233,20 @@ mod tests {
 
     #[test]
     fn the_sampler_thread_ends_with_its_delay() {
-        let threads = || {
-            std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .filter(|t| {
-                    let comm = t.as_ref().unwrap().path().join("comm");
-                    std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "hookgate-cpu")
-                })
-                .count()
-        };
         let d = CommitDelay::new(Duration::from_millis(1));
-        assert!(d._stop.is_some());
         assert!(d.get() <= Duration::from_millis(1));
-        assert!(threads() >= 1);
-        let before = threads();
-        drop(d);
+        let CommitDelay {
+            _stop: stop,
+            _sampler: sampler,
+            ..
+        } = d;
+        let sampler = sampler.expect("a sampler thread");
+        assert!(!sampler.is_finished());
+        drop(stop);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while threads() >= before && std::time::Instant::now() < deadline {
+        while !sampler.is_finished() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(threads() < before, "the sampler thread ended");
+        assert!(sampler.is_finished(), "the sampler thread ended");
     }
 }

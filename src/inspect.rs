@@ -735,19 +735,33 @@ impl<'a> Batch<'a> {
         if items.is_empty() {
             return Ok(());
         }
+        // The batch's room in the backlog at once: a full backlog cuts a replay between two
+        // batches, never inside one.
+        self.store.reserve(items.len() as u64)?;
         // join_all polls in order, and an append takes its seq on the first poll: the
         // replayed records keep their order in the log.
         let appended = self.rt.block_on(futures_util::future::join_all(
-            items.iter().map(|(_, e, _)| self.store.append(e)),
+            items.iter().map(|(_, e, _)| self.store.append_reserved(e)),
         ));
+        // Every copy that is on disk goes out: its dead letter leaves the dead list and it is
+        // counted, whatever failed beside it.
+        let mut failed = None;
         for ((seq, _, dead), new_seq) in items.iter().zip(appended) {
-            let new_seq = new_seq?;
-            if *dead {
-                self.store.remove_dead(*seq, new_seq)?;
+            match new_seq {
+                Ok(new_seq) => {
+                    if *dead {
+                        if let Err(e) = self.store.remove_dead(*seq, new_seq) {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                    self.done += 1;
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
-            self.done += 1;
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 

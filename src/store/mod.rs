@@ -476,16 +476,15 @@ impl Store {
                     if self.seen_within_window(&fps, now_secs)? {
                         return Ok(Accepted::Duplicate);
                     }
-                    let pending = self.pending();
-                    if pending >= self.max_pending {
-                        return Err(StoreError::Full(pending));
-                    }
+                    self.reserve(1)?;
                     let tag = Tag {
                         fps: fps.clone(),
                         at: now_secs,
                     };
-                    let seq = self.log.append(entry, tag).map_err(|_| StoreError::Write)?;
-                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    let seq = self.log.append(entry, tag).map_err(|_| {
+                        self.pending.fetch_sub(1, Ordering::Relaxed);
+                        StoreError::Write
+                    })?;
                     for fp in fps {
                         inflight.insert(fp, seq);
                     }
@@ -547,21 +546,33 @@ impl Store {
         Ok(false)
     }
 
-    /// Appends `entry` without dedup (a replay); returns its seq once it is on disk. Bounded
-    /// by `store.max_outbox_entries` as ingest is ([`StoreError::Full`]): a replay must not
-    /// grow the backlog past what the operator allowed on disk.
-    pub async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
-        let pending = self.pending();
-        if pending >= self.max_pending {
-            return Err(StoreError::Full(pending));
-        }
-        let seq = self
-            .log
-            .append(entry, Tag::unindexed())
-            .map_err(|_| StoreError::Write)?;
-        self.pending.fetch_add(1, Ordering::Relaxed);
+    /// Room for `n` more pending events, taken whole or not at all: `store.max_outbox_entries`
+    /// bounds ingest and replay alike, so the backlog's disk stays within what the operator
+    /// allowed. In one step, so two takers at `max - 1` cannot both pass.
+    pub fn reserve(&self, n: u64) -> Result<(), StoreError> {
+        self.pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                (p.saturating_add(n) <= self.max_pending).then_some(p + n)
+            })
+            .map(|_| ())
+            .map_err(StoreError::Full)
+    }
+
+    /// Appends `entry` without dedup (a replay) into room taken by [`Store::reserve`]; returns
+    /// its seq once it is on disk.
+    pub async fn append_reserved(&self, entry: &Entry) -> Result<u64, StoreError> {
+        let seq = self.log.append(entry, Tag::unindexed()).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Write
+        })?;
         self.log.durable(seq).await.map_err(|_| StoreError::Write)?;
         Ok(seq)
+    }
+
+    /// [`Store::reserve`] one, then [`Store::append_reserved`].
+    pub async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
+        self.reserve(1)?;
+        self.append_reserved(entry).await
     }
 
     pub fn pending(&self) -> u64 {
