@@ -960,9 +960,8 @@ mod tests {
         store.close();
     }
 
-    /// A dead letter replayed and then published is, for a later replay by filter, the
-    /// published event it became: picked once (the original), not skipped for good; while
-    /// its copy is dead, the copy alone is picked.
+    /// A replay takes room in the backlog as ingest does: refused whole when it would pass
+    /// `store.max_outbox_entries`, accepted once the backlog drained, never past the bound.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_never_grows_the_backlog_past_its_bound() {
         let dir = tempfile::tempdir().unwrap();
@@ -1022,6 +1021,9 @@ mod tests {
         .unwrap();
     }
 
+    /// A dead letter replayed and then published is, for a later replay by filter, the
+    /// published event it became: picked once (the original), not skipped for good; while
+    /// its copy is dead, the copy alone is picked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replayed_dead_letter_is_replayed_again_by_filter() {
         let dir = tempfile::tempdir().unwrap();
