@@ -8,6 +8,27 @@ use serde_json::Value;
 use crate::contract::{ConfigError, Rejection, MAX_UNSIGNED_BYTES};
 use crate::Secret;
 
+/// `T` read from a JSON object only: serde reads a struct from an array too, by position, so
+/// without this `["opened",{"full_name":"a/b"}]` would fill a struct's first two fields.
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// A value hookgate cannot trust (unsigned, or signed but used as an id or a type) checked for
 /// the shape the provider sends: non-empty, at most [`MAX_UNSIGNED_BYTES`], no control
 /// character, and every character accepted by `shape`. Otherwise `Rejection::Malformed(why)`

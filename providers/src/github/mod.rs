@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::crypto::{self, MacAlg};
 use crate::registry::ConfigKeys;
-use crate::shared::{bounded, require_secrets, shape};
+use crate::shared::{bounded, require_secrets, shape, Object};
 use crate::{
     form, Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
 };
@@ -124,27 +124,6 @@ struct Peek {
     action: Option<String>,
     repository: Option<Object<Repository>>,
     organization: Option<Object<Organization>>,
-}
-
-/// `T` read from a JSON object only: serde reads a struct from an array too, by position, so
-/// `["opened",{"full_name":"a/b"}]` would have been a `github.*.opened` event about `a/b`.
-struct Object<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Fields<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(Fields(std::marker::PhantomData))
-            .map(Object)
-    }
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::crypto::{self, b64, b64_lenient, ct_eq, MacAlg};
 use crate::registry::ConfigKeys;
-use crate::shared::{digits, dotted_type, rfc3339_millis, unix_secs, within_window};
+use crate::shared::{digits, dotted_type, rfc3339_millis, unix_secs, within_window, Object};
 use crate::{
     Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
 };
@@ -248,15 +248,8 @@ struct Peek {
 
 impl Peek {
     fn of(body: &[u8]) -> Peek {
-        // Only a JSON object carries these fields (serde would map an array positionally).
-        let is_object = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b'{');
-        if !is_object {
-            return Peek::default();
-        }
-        serde_json::from_slice(body).unwrap_or_default()
+        // Only a JSON object carries these fields.
+        serde_json::from_slice::<Object<Peek>>(body).map_or_else(|_| Peek::default(), |o| o.0)
     }
 }
 
