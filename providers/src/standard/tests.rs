@@ -543,3 +543,15 @@ fn public_key_of(signing_key: &str) -> Result<String, String> {
         b64_encode(pair.public_key().as_ref())
     ))
 }
+
+#[test]
+fn only_a_json_object_carries_type_and_timestamp() {
+    let p = Peek::of(br#" {"type":"user.created","timestamp":"2024-01-01T00:00:00Z"}"#);
+    assert_eq!(p.kind, Some(serde_json::json!("user.created")));
+    assert!(p.timestamp.is_some());
+    // serde would read the struct from an array by position.
+    let p = Peek::of(br#"["user.created","2024-01-01T00:00:00Z"]"#);
+    assert!(p.kind.is_none() && p.timestamp.is_none());
+    let p = Peek::of(b"not json");
+    assert!(p.kind.is_none() && p.timestamp.is_none());
+}
