@@ -1014,7 +1014,7 @@ mod tests {
             s.advance(s.cursor() + 1, 1, NOW).unwrap();
             assert_eq!(replay(&s, &req, NOW + 100, &rt).unwrap(), 3);
             assert_eq!(s.pending(), 3);
-            let more = rt.block_on(s.append(&event("x", "github.push", NOW)));
+            let more = s.reserve(1);
             assert!(matches!(more, Err(StoreError::Full(3))), "{more:?}");
         })
         .await

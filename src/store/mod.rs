@@ -481,10 +481,7 @@ impl Store {
                         fps: fps.clone(),
                         at: now_secs,
                     };
-                    let seq = self.log.append(entry, tag).map_err(|_| {
-                        self.pending.fetch_sub(1, Ordering::Relaxed);
-                        StoreError::Write
-                    })?;
+                    let seq = self.append_to_log(entry, tag)?;
                     for fp in fps {
                         inflight.insert(fp, seq);
                     }
@@ -558,21 +555,21 @@ impl Store {
             .map_err(StoreError::Full)
     }
 
+    /// Queues `entry` in room taken by [`Store::reserve`], giving the room back if the log
+    /// is closed (a record appended is counted until its commit settles it).
+    fn append_to_log(&self, entry: &Entry, tag: Tag) -> Result<u64, StoreError> {
+        self.log.append(entry, tag).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            StoreError::Write
+        })
+    }
+
     /// Appends `entry` without dedup (a replay) into room taken by [`Store::reserve`]; returns
     /// its seq once it is on disk.
     pub async fn append_reserved(&self, entry: &Entry) -> Result<u64, StoreError> {
-        let seq = self.log.append(entry, Tag::unindexed()).map_err(|_| {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            StoreError::Write
-        })?;
+        let seq = self.append_to_log(entry, Tag::unindexed())?;
         self.log.durable(seq).await.map_err(|_| StoreError::Write)?;
         Ok(seq)
-    }
-
-    /// [`Store::reserve`] one, then [`Store::append_reserved`].
-    pub async fn append(&self, entry: &Entry) -> Result<u64, StoreError> {
-        self.reserve(1)?;
-        self.append_reserved(entry).await
     }
 
     pub fn pending(&self) -> u64 {
