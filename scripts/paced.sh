@@ -54,13 +54,13 @@ run() { # label, binary, store extra
   hg_config "$work/c.toml" "$work/store" "$amqp" "$q" "$port" "$admin" "$extra"
   RUST_LOG=warn "$bin" serve -c "$work/c.toml" 2>"$work/hookgate.log" & hp=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$admin") 2>/dev/null && break; sleep 0.1; done; sleep 1
+  pending() { curl -s "http://127.0.0.1:$admin/readyz" | sed -n 's/.*"outbox_pending":\([0-9]*\).*/\1/p'; }
   if [ -n "${WARM:-}" ]; then
     # The state bench.sh measures its open loop in: the same process after a flat-out run
     # (a grown store and dedup table), the relay's backlog drained first (at most 60 s).
     BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="warm-$label-$$-$RANDOM" BENCH_MAX_PER_THREAD=100000000 \
       wrk -t2 -c64 -d"${WARM}s" --timeout 10s -s scripts/bench-github.lua "http://127.0.0.1:$port/hooks/gh" >/dev/null
-    if [ "${DOWN:-0}" != 1 ]; then for _ in $(seq 600); do
-      [ "$(curl -s "http://127.0.0.1:$admin/readyz" | sed -n 's/.*"outbox_pending":\([0-9]*\).*/\1/p')" = 0 ] && break; sleep 0.1; done; fi
+    if [ "${DOWN:-0}" != 1 ]; then for _ in $(seq 600); do [ "$(pending)" = 0 ] && break; sleep 0.1; done; fi
     sleep 5
   fi
   if [ "${LATENCY:-0}" = 1 ]; then
@@ -73,7 +73,6 @@ run() { # label, binary, store extra
     out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$$-$RANDOM" \
       BENCH_MAX_PER_THREAD=100000000 BENCH_RATE_PER_THREAD=$((RATE / 2)) wrk -t2 -c64 -d"${SECS}s" \
       --timeout 10s -s scripts/bench-github.lua "http://127.0.0.1:$port/hooks/gh"; } 2>&1 )
-    pending() { curl -s "http://127.0.0.1:$admin/readyz" | sed -n 's/.*"outbox_pending":\([0-9]*\).*/\1/p'; }
     left=$(pending)
     if [ "${DOWN:-0}" != 1 ]; then for _ in $(seq 3000); do [ "$(pending)" = 0 ] && break; sleep 0.02; done; fi
     t1=$(date +%s.%N)

@@ -68,7 +68,6 @@ impl CommitDelay {
     /// Follows the CPUs, up to `max`. `max` zero: never waits, and `/proc/stat` is never
     /// opened (nor a thread started).
     pub fn new(max: Duration) -> CommitDelay {
-        let current = Arc::new(AtomicU64::new(0));
         if max.is_zero() {
             return CommitDelay::never();
         }
@@ -81,11 +80,12 @@ impl CommitDelay {
         };
         let (stop, stopped) = mpsc::channel::<()>();
         let mut sampler = Sampler::new(stat, max);
+        let current = Arc::new(AtomicU64::new(0));
         let shared = current.clone();
         let started = std::thread::Builder::new()
             .name("hookgate-cpu".into())
             .spawn(move || {
-                // Ends when the sender is dropped (or, never sent to, on disconnect only).
+                // Nothing is ever sent: the sender's drop (a disconnect) ends it.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(SAMPLE) {
                     let d = sampler.sample();
                     shared.store(d.as_micros() as u64, Ordering::Relaxed);

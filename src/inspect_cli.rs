@@ -356,17 +356,13 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         Backend::Store(store) => {
             audit_to_stderr();
             let rt = tokio::runtime::Builder::new_current_thread().build()?;
-            let n = match inspect::replay(store, &req, crate::now_secs(), rt.handle()) {
-                Ok(n) => n,
-                Err(e) => {
-                    if let inspect::ReplayError::Full { replayed, .. } = &e {
-                        if *replayed > 0 {
-                            tracing::info!(who = %local_user(), via = "cli on the store", request = %serde_json::to_string(&req)?, replayed, dry_run = false, "replay cut short by store.max_outbox_entries");
-                        }
-                    }
-                    return Err(e.into());
+            let result = inspect::replay(store, &req, crate::now_secs(), rt.handle());
+            if let Err(inspect::ReplayError::Full { replayed, .. }) = &result {
+                if *replayed > 0 {
+                    tracing::info!(who = %local_user(), via = "cli on the store", request = %serde_json::to_string(&req)?, replayed, dry_run = false, "replay cut short by store.max_outbox_entries");
                 }
-            };
+            }
+            let n = result?;
             tracing::info!(who = %local_user(), via = "cli on the store", request = %serde_json::to_string(&req)?, replayed = n, dry_run = req.dry_run, "replay");
             n
         }
