@@ -235,6 +235,8 @@ struct Writer {
 
 /// The least time between two write-backs of the table's dirty pages ([`Seen::write_back`]).
 const WRITE_BACK_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Pages of the table (128 KiB of file) written back at a time; see [`Seen::write_back`].
+const WRITE_BACK_CHUNK: u64 = 32;
 
 pub(crate) struct Seen {
     dir: PathBuf,
@@ -439,6 +441,12 @@ impl Seen {
     /// written again, and in a table of a few thousand pages under thousands of inserts a
     /// second every 20 ms batch rewrote most of them (flat out: ~3.4 KB of table pages per
     /// 7 KB request, ~1.8 KB at most every 200 ms; docs/event-log.md).
+    ///
+    /// In ranges of [`WRITE_BACK_CHUNK`] pages, each waited for before the next: the whole
+    /// file at once queued some 350 pages (1.4 MB at 2,000 req/s) ahead of the log's next
+    /// `fdatasync`, the stalls behind the p99 with the broker down (docs/benchmarks.md,
+    /// session 16). The wait is the indexer's, which no request waits for: keys not yet in
+    /// the table are in the in-flight map.
     pub(crate) fn write_back(&self) {
         use std::os::fd::AsRawFd;
         let now = self.opened_at.elapsed().as_millis() as u64;
@@ -448,12 +456,27 @@ impl Seen {
         }
         self.written_back_ms.store(now, Ordering::Relaxed);
         let table = self.table.load();
-        // SAFETY: a plain syscall on a file descriptor `table` keeps open for the call.
-        let r = unsafe {
-            libc::sync_file_range(table.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if r != 0 {
-            tracing::debug!(error = %io::Error::last_os_error(), "dedup table write-back");
+        let fd = table.file.as_raw_fd();
+        let chunk = WRITE_BACK_CHUNK * PAGE as u64;
+        let end = (table.pages + 1) * PAGE as u64;
+        let mut offset = 0;
+        while offset < end {
+            // SAFETY: a plain syscall on a file descriptor `table` keeps open for the call.
+            let r = unsafe {
+                libc::sync_file_range(
+                    fd,
+                    offset as libc::off64_t,
+                    chunk as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                )
+            };
+            if r != 0 {
+                tracing::debug!(error = %io::Error::last_os_error(), "dedup table write-back");
+                return;
+            }
+            offset += chunk;
         }
     }
 
