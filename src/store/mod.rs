@@ -147,11 +147,14 @@ impl Index {
             }
             items.extend(c.tag.fps.iter().map(|&fp| (fp, c.tag.at, c.seq)));
         }
-        let indexed = match self.seen.insert(&items) {
-            Ok(()) => {
-                self.seen.write_back();
-                true
-            }
+        // A failed write-back counts as a failed insert: the table's pages may not reach the
+        // disk, so the checkpoint must not move past them (it stays put while `failing`).
+        let indexed = match self
+            .seen
+            .insert(&items)
+            .and_then(|()| self.seen.write_back())
+        {
+            Ok(()) => true,
             // The records are on disk; the next start re-indexes them from the log.
             Err(e) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {

@@ -43,6 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
+
+use crate::log::{sync_range, WAIT};
 use providers::sha256;
 
 pub(crate) const FILE: &str = "seen.idx";
@@ -231,12 +233,25 @@ struct Writer {
     used: u64,
     /// `now` of the last sweep that looked at the table.
     last_scan: Option<u64>,
+    /// One bit per bucket page of the current table: written since the last write-back.
+    dirty: Vec<u64>,
+}
+
+impl Writer {
+    fn touched(&mut self, page: u64) {
+        self.dirty[(page / 64) as usize] |= 1 << (page % 64);
+    }
+}
+
+/// A clear [`Writer::dirty`] for a table of `pages`.
+fn clean(pages: u64) -> Vec<u64> {
+    vec![0; pages.div_ceil(64) as usize]
 }
 
 /// The least time between two write-backs of the table's dirty pages ([`Seen::write_back`]).
 const WRITE_BACK_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-/// Pages of the table (128 KiB of file) written back at a time; see [`Seen::write_back`].
-const WRITE_BACK_CHUNK: u64 = 32;
+/// Dirty pages of the table (128 KiB) written back at a time; see [`Seen::write_back`].
+const WRITE_BACK_CHUNK: usize = 32;
 
 pub(crate) struct Seen {
     dir: PathBuf,
@@ -256,6 +271,9 @@ pub(crate) struct Seen {
     /// Test hook: inserts fail as a failing disk would.
     #[cfg(test)]
     pub(crate) fail_inserts: std::sync::atomic::AtomicBool,
+    /// Test hook: write-backs fail as a failing disk would.
+    #[cfg(test)]
+    pub(crate) fail_write_back: std::sync::atomic::AtomicBool,
 }
 
 impl Seen {
@@ -297,6 +315,7 @@ impl Seen {
             }
             Ok(())
         })?;
+        let dirty = clean(table.pages);
         let seen = Seen {
             dir: dir.to_owned(),
             hash_key,
@@ -306,6 +325,7 @@ impl Seen {
             writer: Mutex::new(Writer {
                 used,
                 last_scan: None,
+                dirty,
             }),
             dropped: AtomicU64::new(0),
             written_back_ms: AtomicU64::new(0),
@@ -314,6 +334,8 @@ impl Seen {
             collide: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             fail_inserts: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_write_back: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((seen, opened))
     }
@@ -404,8 +426,12 @@ impl Seen {
         match (probe.found, probe.free) {
             // Already there with a later (or the same) acceptance.
             (Some((_, _, s)), _) if s.at >= at => Ok(()),
-            (Some((page, i, _)), _) => table.write_slot(page, i, &new),
+            (Some((page, i, _)), _) => {
+                w.touched(page);
+                table.write_slot(page, i, &new)
+            }
             (None, Some((page, i, never_used))) => {
+                w.touched(page);
                 table.write_slot(page, i, &new)?;
                 w.used += never_used as u64;
                 Ok(())
@@ -431,53 +457,80 @@ impl Seen {
         Ok(Some(s.at))
     }
 
-    /// Starts writing the table's dirty pages out without waiting for them (Linux
-    /// `sync_file_range(WRITE)`), after every batch of inserts. Each insert dirties a whole
-    /// 4 KiB page; left to the checkpoint's `fdatasync`, a few seconds of them leave as one
-    /// burst of tens of MB that queues ahead of the log's own fsync (measured: p99 at
-    /// 2 000 req/s). Trickled out, the checkpoint finds little left to sync.
+    /// Writes the pages the inserts dirtied since the last call out to the disk (Linux
+    /// `sync_file_range`), after a batch of inserts. Each insert dirties a whole 4 KiB page;
+    /// left to the checkpoint's `fdatasync`, a few seconds of them leave as one burst of tens
+    /// of MB that queues ahead of the log's own fsync (measured: p99 at 2 000 req/s).
+    /// Trickled out, the checkpoint finds little left to sync.
     ///
     /// At most every [`WRITE_BACK_EVERY`]: a page dirtied again after its last write-back is
     /// written again, and in a table of a few thousand pages under thousands of inserts a
     /// second every 20 ms batch rewrote most of them (flat out: ~3.4 KB of table pages per
     /// 7 KB request, ~1.8 KB at most every 200 ms; docs/event-log.md).
     ///
-    /// In ranges of [`WRITE_BACK_CHUNK`] pages, each waited for before the next: the whole
-    /// file at once queued some 350 pages (1.4 MB at 2,000 req/s) ahead of the log's next
-    /// `fdatasync`, the stalls behind the p99 with the broker down (docs/benchmarks.md,
-    /// session 16). The wait is the indexer's, which no request waits for: keys not yet in
-    /// the table are in the in-flight map.
-    pub(crate) fn write_back(&self) {
-        use std::os::fd::AsRawFd;
+    /// In file order, [`WRITE_BACK_CHUNK`] dirty pages at a time, each group started before
+    /// the one before it is waited for: at most two groups (256 KiB) are on the device at
+    /// once. Started all at once, some 350 pages (1.4 MB at 2,000 req/s) queued ahead of the
+    /// log's next `fdatasync`, the stalls behind the p99 with the broker down
+    /// (docs/benchmarks.md, session 16). The waits are the indexer's (a dozen device round
+    /// trips at that rate): requests look in the in-flight map and never wait for it, but
+    /// what settles the index (checkpoints, `forget`, `close`) waits for the walk to end.
+    ///
+    /// An error is the caller's to keep: a wait reports a failed write-back of the file
+    /// (Linux `errseq`) to this call and not again to the checkpoint's `fdatasync` on the same
+    /// file, so a checkpoint after it could otherwise record pages that never reached the disk.
+    pub(crate) fn write_back(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail_write_back.load(Ordering::Relaxed) {
+            return Err(io::Error::other("injected by a test"));
+        }
         let now = self.opened_at.elapsed().as_millis() as u64;
         let last = self.written_back_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) < WRITE_BACK_EVERY.as_millis() as u64 {
-            return;
+            return Ok(());
         }
-        self.written_back_ms.store(now, Ordering::Relaxed);
-        let table = self.table.load();
-        let fd = table.file.as_raw_fd();
-        let chunk = WRITE_BACK_CHUNK * PAGE as u64;
-        let end = (table.pages + 1) * PAGE as u64;
-        let mut offset = 0;
-        while offset < end {
-            // SAFETY: a plain syscall on a file descriptor `table` keeps open for the call.
-            let r = unsafe {
-                libc::sync_file_range(
-                    fd,
-                    offset as libc::off64_t,
-                    chunk as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                        | libc::SYNC_FILE_RANGE_WRITE
-                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                )
-            };
-            if r != 0 {
-                tracing::debug!(error = %io::Error::last_os_error(), "dedup table write-back");
-                return;
+        // The pages and the table they belong to, together (a rebuild swaps both).
+        let (dirty, table) = {
+            let mut w = self.writer();
+            let fresh = clean(self.table.load().pages);
+            (
+                std::mem::replace(&mut w.dirty, fresh),
+                self.table.load_full(),
+            )
+        };
+        let mut pages = dirty.iter().enumerate().flat_map(|(i, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                let bit = rest.trailing_zeros();
+                rest &= rest.checked_sub(1)?;
+                Some(i as u64 * 64 + bit as u64)
+            })
+        });
+        let mut started: Option<(u64, u64)> = None;
+        while let Some(first) = pages.next() {
+            // A rebuild synced its new file whole; the old one's pages can go with it.
+            if !Arc::ptr_eq(&table, &self.table.load()) {
+                break;
             }
-            offset += chunk;
+            let last = pages
+                .by_ref()
+                .take(WRITE_BACK_CHUNK - 1)
+                .last()
+                .unwrap_or(first);
+            // File offsets: bucket page p is at (p + 1) pages.
+            let span = ((first + 1) * PAGE as u64, (last - first + 1) * PAGE as u64);
+            sync_range(&table.file, span, libc::SYNC_FILE_RANGE_WRITE)?;
+            if let Some(before) = started.replace(span) {
+                sync_range(&table.file, before, WAIT)?;
+            }
         }
+        if let Some(last) = started {
+            sync_range(&table.file, last, WAIT)?;
+        }
+        // From the end: a walk longer than the interval must not start the next one at once.
+        let done = self.opened_at.elapsed().as_millis() as u64;
+        self.written_back_ms.store(done, Ordering::Relaxed);
+        Ok(())
     }
 
     /// `fdatasync` of the table: every insert before it is on disk.
@@ -567,6 +620,8 @@ impl Seen {
         );
         self.table.store(Arc::new(table));
         w.used = live;
+        // The new file was synced whole.
+        w.dirty = clean(pages);
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
         Ok(())
     }

@@ -102,6 +102,36 @@ async fn an_id_whose_index_write_failed_stays_a_duplicate() {
     ));
 }
 
+/// A failed write-back of the table's pages is a failed index write: the wait that saw the
+/// error took it from the file (a later `fdatasync` would not report it again), so the
+/// checkpoint must stay before the records whose pages may not be on disk.
+#[tokio::test]
+async fn a_failed_write_back_keeps_the_checkpoint_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&config(dir.path(), 10));
+    accept(&s, &entry("a"), 1000).await;
+    s.checkpoint().unwrap();
+    assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
+    s.index.seen.fail_write_back.store(true, Ordering::Relaxed);
+    accept(&s, &entry("b"), 1000).await;
+    s.settle_index();
+    assert!(s.index.failing.load(Ordering::Relaxed));
+    assert_eq!(s.problem(), Some("dedup index writes fail"));
+    s.checkpoint().unwrap();
+    assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
+    assert!(matches!(
+        s.accept(&entry("b"), 1001, Duration::from_secs(5)).await,
+        Ok(Accepted::Duplicate)
+    ));
+    s.close();
+    drop(s);
+    let s = open_store(&config(dir.path(), 10));
+    assert!(matches!(
+        s.accept(&entry("b"), 1002, Duration::from_secs(5)).await,
+        Ok(Accepted::Duplicate)
+    ));
+}
+
 /// Keys that failed to reach the table are re-inserted by a start only if the checkpoint did
 /// not move past them.
 #[tokio::test]
@@ -382,6 +412,57 @@ fn table(dir: &Path, window: u64, min_pages: u64) -> Seen {
 
 fn fp(s: &Seen, i: u64) -> u128 {
     s.fingerprint(format!("gh\0id-{i}").as_bytes())
+}
+
+/// Dirty and under-write-back pages of `file` (Linux `cachestat`, 6.5+); `None` where the
+/// kernel cannot say.
+fn dirty_pages(file: &Path) -> Option<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    let f = std::fs::File::open(file).unwrap();
+    let range = Range { off: 0, len: 0 };
+    let mut stat = Stat::default();
+    // SAFETY: `cachestat(fd, &range, &mut stat, 0)` (syscall 451 on every architecture)
+    // writes only into `stat`.
+    let r = unsafe { libc::syscall(451, f.as_raw_fd(), &range, &mut stat, 0) };
+    (r == 0).then_some((stat.nr_dirty, stat.nr_writeback))
+}
+
+/// The write-back leaves none of the pages the inserts dirtied dirty or in flight: keys
+/// scattered over a 1,024-page table, more dirty pages than one group.
+#[test]
+fn table_write_back_writes_every_page_the_inserts_dirtied() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 1024);
+    let items: Vec<_> = (0..300).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    s.insert(&items).unwrap();
+    let file = dir.path().join(seen::FILE);
+    match dirty_pages(&file) {
+        Some((dirty, _)) if dirty > 100 => {}
+        other => {
+            eprintln!(
+                "skipped: the kernel or the file system does not count dirty pages ({other:?})"
+            );
+            return;
+        }
+    }
+    // At most one write-back per interval, counted from the open.
+    std::thread::sleep(Duration::from_millis(250));
+    s.write_back().unwrap();
+    assert_eq!(dirty_pages(&file), Some((0, 0)));
 }
 
 #[test]
