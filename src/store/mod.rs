@@ -147,19 +147,22 @@ impl Index {
             }
             items.extend(c.tag.fps.iter().map(|&fp| (fp, c.tag.at, c.seq)));
         }
-        // A failed write-back counts as a failed insert: the table's pages may not reach the
-        // disk, so the checkpoint must not move past them (it stays put while `failing`).
-        let indexed = match self
-            .seen
-            .insert(&items)
-            .and_then(|()| self.seen.write_back())
-        {
-            Ok(()) => true,
+        let fail = |e: std::io::Error| {
+            if !self.failing.swap(true, Ordering::Relaxed) {
+                tracing::error!(error = %e, "dedup index write failed");
+            }
+        };
+        let indexed = match self.seen.insert(&items) {
+            // A failed write-back leaves the keys in the table (its pages in memory) but
+            // maybe not on disk: the table refuses every sync from then on, so no checkpoint
+            // passes them, and a restart re-indexes them from the log.
+            Ok(()) => {
+                self.seen.write_back().unwrap_or_else(fail);
+                true
+            }
             // The records are on disk; the next start re-indexes them from the log.
             Err(e) => {
-                if !self.failing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %e, "dedup index write failed");
-                }
+                fail(e);
                 false
             }
         };
@@ -876,7 +879,7 @@ impl Store {
             Some(INDEXER_STOPPED)
         } else if self.log.failing() {
             Some("event log writes fail")
-        } else if self.index.failing.load(Ordering::Relaxed) {
+        } else if self.index.failing.load(Ordering::Relaxed) || self.index.seen.failed() {
             Some("dedup index writes fail")
         } else {
             None

@@ -262,8 +262,14 @@ pub(crate) struct Seen {
     writer: Mutex<Writer>,
     /// Dead slots (expired or forgotten) dropped by rebuilds since the last sweep reported.
     dropped: AtomicU64,
-    /// When [`Seen::write_back`] last started one, in ms since `opened_at`.
+    /// When [`Seen::write_back`] last finished one, in ms since `opened_at`.
     written_back_ms: AtomicU64,
+    /// Held by whatever waits for the table's writes to reach the disk (a write-back, `sync`,
+    /// `forget`'s sync), and the first error one of them saw. Linux reports a failed
+    /// write-back once per open file, to the first wait after it: recorded here under the
+    /// lock, it stays visible to every later `sync` (none succeeds again until a restart,
+    /// which re-indexes from the log what the last good checkpoint did not cover).
+    lost: Mutex<Option<String>>,
     opened_at: std::time::Instant,
     /// Test hook: every key's home bucket is page 0 (to force overflow chains).
     #[cfg(test)]
@@ -329,6 +335,7 @@ impl Seen {
             }),
             dropped: AtomicU64::new(0),
             written_back_ms: AtomicU64::new(0),
+            lost: Mutex::new(None),
             opened_at: std::time::Instant::now(),
             #[cfg(test)]
             collide: std::sync::atomic::AtomicBool::new(false),
@@ -453,7 +460,7 @@ impl Seen {
             return Ok(None);
         }
         table.write_slot(page, i, &Slot { at: 0, ..s })?;
-        table.file.sync_data()?;
+        self.synced(&table)?;
         Ok(Some(s.at))
     }
 
@@ -476,14 +483,10 @@ impl Seen {
     /// trips at that rate): requests look in the in-flight map and never wait for it, but
     /// what settles the index (checkpoints, `forget`, `close`) waits for the walk to end.
     ///
-    /// An error is the caller's to keep: a wait reports a failed write-back of the file
-    /// (Linux `errseq`) to this call and not again to the checkpoint's `fdatasync` on the same
-    /// file, so a checkpoint after it could otherwise record pages that never reached the disk.
+    /// A wait takes a failed write-back's error from the file (Linux `errseq`): the walk runs
+    /// under [`Seen::lost`] and records it there, so no later `sync` succeeds and no
+    /// checkpoint can record pages that never reached the disk.
     pub(crate) fn write_back(&self) -> io::Result<()> {
-        #[cfg(test)]
-        if self.fail_write_back.load(Ordering::Relaxed) {
-            return Err(io::Error::other("injected by a test"));
-        }
         let now = self.opened_at.elapsed().as_millis() as u64;
         let last = self.written_back_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) < WRITE_BACK_EVERY.as_millis() as u64 {
@@ -498,6 +501,28 @@ impl Seen {
                 self.table.load_full(),
             )
         };
+        let mut lost = self.lost();
+        if let Some(e) = lost.as_ref() {
+            return Err(lost_error(e));
+        }
+        let walked = Self::walk(&table, &dirty, || Arc::ptr_eq(&table, &self.table.load()));
+        #[cfg(test)]
+        let walked = match self.fail_write_back.load(Ordering::Relaxed) {
+            true => Err(io::Error::other("injected by a test")),
+            false => walked,
+        };
+        if let Err(e) = &walked {
+            *lost = Some(e.to_string());
+        }
+        drop(lost);
+        // From the end: a walk longer than the interval must not start the next one at once.
+        let done = self.opened_at.elapsed().as_millis() as u64;
+        self.written_back_ms.store(done, Ordering::Relaxed);
+        walked
+    }
+
+    /// [`Seen::write_back`]'s groups, while `current` (the table was not swapped).
+    fn walk(table: &Table, dirty: &[u64], current: impl Fn() -> bool) -> io::Result<()> {
         let mut pages = dirty.iter().enumerate().flat_map(|(i, &word)| {
             let mut rest = word;
             std::iter::from_fn(move || {
@@ -509,7 +534,7 @@ impl Seen {
         let mut started: Option<(u64, u64)> = None;
         while let Some(first) = pages.next() {
             // A rebuild synced its new file whole; the old one's pages can go with it.
-            if !Arc::ptr_eq(&table, &self.table.load()) {
+            if !current() {
                 break;
             }
             let last = pages
@@ -527,16 +552,34 @@ impl Seen {
         if let Some(last) = started {
             sync_range(&table.file, last, WAIT)?;
         }
-        // From the end: a walk longer than the interval must not start the next one at once.
-        let done = self.opened_at.elapsed().as_millis() as u64;
-        self.written_back_ms.store(done, Ordering::Relaxed);
         Ok(())
     }
 
     /// `fdatasync` of the table: every insert before it is on disk.
     pub(crate) fn sync(&self) -> io::Result<()> {
         let _w = self.writer();
-        self.table.load().file.sync_data()
+        self.synced(&self.table.load())
+    }
+
+    /// `fdatasync` of `table` under [`Seen::lost`]: fails for good once any wait failed.
+    fn synced(&self, table: &Table) -> io::Result<()> {
+        let mut lost = self.lost();
+        if let Some(e) = lost.as_ref() {
+            return Err(lost_error(e));
+        }
+        table
+            .file
+            .sync_data()
+            .inspect_err(|e| *lost = Some(e.to_string()))
+    }
+
+    fn lost(&self) -> MutexGuard<'_, Option<String>> {
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether a write of the table failed to reach the disk (until a restart).
+    pub(crate) fn failed(&self) -> bool {
+        self.lost().is_some()
     }
 
     /// Whether the file answers (readiness).
@@ -703,6 +746,12 @@ fn validate(file: File) -> Result<(Table, [u8; 32]), String> {
     }
     let key = header[24..56].try_into().expect("32");
     Ok((Table::new(file, pages), key))
+}
+
+fn lost_error(e: &str) -> io::Error {
+    io::Error::other(format!(
+        "an earlier write of the dedup table failed ({e}); restart once the disk is fixed"
+    ))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
