@@ -43,9 +43,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
+use providers::sha256;
 
 use crate::log::{sync_range, WAIT};
-use providers::sha256;
 
 pub(crate) const FILE: &str = "seen.idx";
 pub(crate) const NEW_FILE: &str = "seen.idx.new";
@@ -270,6 +270,8 @@ pub(crate) struct Seen {
     /// lock, it stays visible to every later `sync` (none succeeds again until a restart,
     /// which re-indexes from the log what the last good checkpoint did not cover).
     lost: Mutex<Option<String>>,
+    /// Whether `lost` holds an error, for readiness without waiting for a walk.
+    failed: std::sync::atomic::AtomicBool,
     opened_at: std::time::Instant,
     /// Test hook: every key's home bucket is page 0 (to force overflow chains).
     #[cfg(test)]
@@ -336,6 +338,7 @@ impl Seen {
             dropped: AtomicU64::new(0),
             written_back_ms: AtomicU64::new(0),
             lost: Mutex::new(None),
+            failed: std::sync::atomic::AtomicBool::new(false),
             opened_at: std::time::Instant::now(),
             #[cfg(test)]
             collide: std::sync::atomic::AtomicBool::new(false),
@@ -512,7 +515,7 @@ impl Seen {
             false => walked,
         };
         if let Err(e) = &walked {
-            *lost = Some(e.to_string());
+            self.record(&mut lost, e);
         }
         drop(lost);
         // From the end: a walk longer than the interval must not start the next one at once.
@@ -570,7 +573,12 @@ impl Seen {
         table
             .file
             .sync_data()
-            .inspect_err(|e| *lost = Some(e.to_string()))
+            .inspect_err(|e| self.record(&mut lost, e))
+    }
+
+    fn record(&self, lost: &mut Option<String>, e: &io::Error) {
+        *lost = Some(e.to_string());
+        self.failed.store(true, Ordering::Release);
     }
 
     fn lost(&self) -> MutexGuard<'_, Option<String>> {
@@ -579,7 +587,7 @@ impl Seen {
 
     /// Whether a write of the table failed to reach the disk (until a restart).
     pub(crate) fn failed(&self) -> bool {
-        self.lost().is_some()
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Whether the file answers (readiness).
