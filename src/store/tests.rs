@@ -72,6 +72,15 @@ async fn a_lost_table_resets_the_checkpoint_before_it_is_refilled() {
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 2);
 }
 
+/// `id` is a duplicate in `s`, and again once `s` is closed and its store (in `dir`) reopened.
+async fn a_duplicate_now_and_after_a_restart(s: Store, dir: &Path, id: &str) {
+    assert_eq!(accept(&s, &entry(id), 1001).await, Accepted::Duplicate);
+    s.close();
+    drop(s);
+    let s = open_store(&config(dir, 10));
+    assert_eq!(accept(&s, &entry(id), 1002).await, Accepted::Duplicate);
+}
+
 /// A record whose keys the indexer could not write stays in the in-flight map: its id is a
 /// duplicate until a restart re-indexes it from the log.
 #[tokio::test]
@@ -89,17 +98,7 @@ async fn an_id_whose_index_write_failed_stays_a_duplicate() {
         "the failed index write shows"
     );
     // Its keys are not in the table; the in-flight map keeps them until a restart re-indexes.
-    assert!(matches!(
-        s.accept(&entry("b"), 1001, Duration::from_secs(5)).await,
-        Ok(Accepted::Duplicate)
-    ));
-    s.close();
-    drop(s);
-    let s = open_store(&config(dir.path(), 10));
-    assert!(matches!(
-        s.accept(&entry("b"), 1002, Duration::from_secs(5)).await,
-        Ok(Accepted::Duplicate)
-    ));
+    a_duplicate_now_and_after_a_restart(s, dir.path(), "b").await;
 }
 
 /// A failed write-back of the table's pages: the wait that saw the error took it from the
@@ -124,17 +123,7 @@ async fn a_failed_write_back_keeps_the_checkpoint_where_it_was() {
     assert!(s.checkpoint().is_err());
     assert!(s.checkpoint().is_err());
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
-    assert!(matches!(
-        s.accept(&entry("b"), 1001, Duration::from_secs(5)).await,
-        Ok(Accepted::Duplicate)
-    ));
-    s.close();
-    drop(s);
-    let s = open_store(&config(dir.path(), 10));
-    assert!(matches!(
-        s.accept(&entry("b"), 1002, Duration::from_secs(5)).await,
-        Ok(Accepted::Duplicate)
-    ));
+    a_duplicate_now_and_after_a_restart(s, dir.path(), "b").await;
 }
 
 /// Keys that failed to reach the table are re-inserted by a start only if the checkpoint did
