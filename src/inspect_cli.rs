@@ -221,6 +221,7 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
     let config = a.config.context("give the config file: -c FILE")?;
     let config = Config::load(&config)?;
     let f = a.filter;
+    note_unknown_source(&config, f.source.as_deref());
     let query = Query {
         source: f.source,
         kind: f.kind,
@@ -339,6 +340,7 @@ fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<(
 
 pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
+    note_unknown_source(&config, Some(&a.source));
     let req = ReplayRequest {
         source: Some(a.source),
         id: a.id,
@@ -388,6 +390,7 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
 
 pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
+    note_unknown_source(&config, Some(&a.source));
     let backend = Backend::open(&config);
     let forgotten = match &backend {
         Backend::Store(store) => {
@@ -441,6 +444,7 @@ pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
 
 pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
+    note_unknown_source(&config, a.source.as_deref());
     let backend = Backend::open(&config);
     let rows: Vec<Rejection> = match &backend {
         Backend::Store(store) => {
@@ -557,6 +561,21 @@ fn encode(s: &str) -> String {
 
 /// `GET path` on the admin listener of the gateway `config` describes, with the token from
 /// `HOOKGATE_ADMIN_TOKEN` or `server.admin_token`: `(status, body)`.
+/// A `--source` the config does not name is most often a typo, and would only give an empty
+/// answer: said on stderr. Not an error: events of a source removed from the config are kept
+/// and listed until retention drops them.
+fn note_unknown_source(config: &Config, source: Option<&str>) {
+    let Some(source) = source else { return };
+    if config.sources.iter().any(|s| s.name == source) {
+        return;
+    }
+    let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    eprintln!(
+        "note: the config has no source {source:?} (its sources: {}); a typo? Only events kept from a source of that name, removed since, can match",
+        names.join(", ")
+    );
+}
+
 pub fn admin_get(config: &Config, path: &str) -> anyhow::Result<(u16, String)> {
     let token = std::env::var("HOOKGATE_ADMIN_TOKEN")
         .ok()
@@ -667,6 +686,7 @@ const TAIL_EVERY: Duration = Duration::from_millis(300);
 
 pub fn tail(a: TailArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
+    note_unknown_source(&config, a.source.as_deref());
     let backend = Backend::open(&config);
     if let Backend::Store(store) = &backend {
         store.close();

@@ -485,6 +485,22 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     assert!(out.contains("removed from the dedup index"), "{out}");
     let (ok, out, err) = hookgate(&["rejections", "--json"], &file);
     assert!(ok && out.is_empty(), "{out} {err}");
+    // A source the config does not name: the same (empty) answer, and a note on stderr.
+    let (ok, out, err) = hookgate(&["events", "--source", "hg", "--json"], &file);
+    assert!(ok && out.is_empty(), "{out} {err}");
+    assert!(
+        err.contains(r#"the config has no source "hg" (its sources: gh"#),
+        "{err}"
+    );
+    let (ok, out, err) = hookgate(
+        &["replay", "--source", "hg", "--since", "1h", "--dry-run"],
+        &file,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "would replay 0 events (dry run)");
+    assert!(err.contains(r#"no source "hg""#), "{err}");
+    let (ok, _, err) = hookgate(&["events", "--source", "gh", "--limit", "1"], &file);
+    assert!(ok && !err.contains("no source"), "{err}");
 
     // `tail` follows what is accepted after it starts, envelopes with --json.
     let mut tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
