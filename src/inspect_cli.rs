@@ -559,8 +559,6 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// `GET path` on the admin listener of the gateway `config` describes, with the token from
-/// `HOOKGATE_ADMIN_TOKEN` or `server.admin_token`: `(status, body)`.
 /// A `--source` the config does not name is most often a typo, and would only give an empty
 /// answer: said on stderr. Not an error: events of a source removed from the config are kept
 /// and listed until retention drops them.
@@ -576,6 +574,8 @@ fn note_unknown_source(config: &Config, source: Option<&str>) {
     );
 }
 
+/// `GET path` on the admin listener of the gateway `config` describes, with the token from
+/// `HOOKGATE_ADMIN_TOKEN` or `server.admin_token`: `(status, body)`.
 pub fn admin_get(config: &Config, path: &str) -> anyhow::Result<(u16, String)> {
     let token = std::env::var("HOOKGATE_ADMIN_TOKEN")
         .ok()

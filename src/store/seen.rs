@@ -632,8 +632,23 @@ impl Seen {
 
     /// Copies the live slots at `now` into a new file sized for a load of at most 1/2,
     /// syncs it, renames it over the table and swaps it in.
+    /// A failure is kept in [`Seen::lost`]: it may come after the rename (the directory's
+    /// sync), when `seen.idx` is already the new file while the old one stays in use, or from
+    /// the old file's own writes, which the sync below collects.
     fn rebuild(&self, w: &mut Writer, now: u64) -> io::Result<()> {
+        self.rebuild_once(w, now).inspect_err(|e| {
+            let mut lost = self.lost();
+            if lost.is_none() {
+                self.record(&mut lost, e);
+            }
+        })
+    }
+
+    fn rebuild_once(&self, w: &mut Writer, now: u64) -> io::Result<()> {
         let old = self.table.load_full();
+        // Errors of the old file's write-backs since the last wait: after the swap no walk
+        // or sync of it would see them.
+        self.synced(&old)?;
         let mut live = 0u64;
         old.scan(|s| {
             live += s.live(now, self.window) as u64;
