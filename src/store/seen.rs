@@ -282,6 +282,9 @@ pub(crate) struct Seen {
     /// Test hook: write-backs fail as a failing disk would.
     #[cfg(test)]
     pub(crate) fail_write_back: std::sync::atomic::AtomicBool,
+    /// Test hook: rebuilds fail after their new file took the table's name.
+    #[cfg(test)]
+    pub(crate) fail_rebuild: std::sync::atomic::AtomicBool,
 }
 
 impl Seen {
@@ -346,6 +349,8 @@ impl Seen {
             fail_inserts: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             fail_write_back: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_rebuild: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((seen, opened))
     }
@@ -636,7 +641,13 @@ impl Seen {
     /// sync), when `seen.idx` is already the new file while the old one stays in use, or from
     /// the old file's own writes, which the sync below collects.
     fn rebuild(&self, w: &mut Writer, now: u64) -> io::Result<()> {
-        self.rebuild_once(w, now).inspect_err(|e| {
+        let rebuilt = self.rebuild_once(w, now);
+        #[cfg(test)]
+        let rebuilt = match self.fail_rebuild.load(Ordering::Relaxed) {
+            true => Err(io::Error::other("injected by a test")),
+            false => rebuilt,
+        };
+        rebuilt.inspect_err(|e| {
             let mut lost = self.lost();
             if lost.is_none() {
                 self.record(&mut lost, e);

@@ -507,6 +507,22 @@ fn table_insert_and_lookup() {
     assert_ne!(fp(&table(other.path(), 100, 64), 1), fp(&s, 1));
 }
 
+/// A rebuild that fails (here after its new file took the table's name, as a failed sync of
+/// the directory would) leaves the table refusing every sync until a restart.
+#[test]
+fn table_a_failed_rebuild_refuses_every_sync_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = table(dir.path(), 100, 64);
+    s.fail_rebuild.store(true, Ordering::Relaxed);
+    // Past the 3/4 load of 8,192 slots: the insert that crosses it rebuilds.
+    let items: Vec<_> = (0..7000).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    assert!(s.insert(&items).is_err());
+    assert!(s.failed());
+    s.fail_rebuild.store(false, Ordering::Relaxed);
+    assert!(s.sync().is_err());
+    assert!(s.sync().is_err());
+}
+
 #[test]
 fn table_new_keys_are_answered_by_the_filter_without_a_page_read() {
     let dir = tempfile::tempdir().unwrap();
