@@ -503,11 +503,8 @@ impl Seen {
         // The pages and the table they belong to, together (a rebuild swaps both).
         let (dirty, table) = {
             let mut w = self.writer();
-            let fresh = clean(self.table.load().pages);
-            (
-                std::mem::replace(&mut w.dirty, fresh),
-                self.table.load_full(),
-            )
+            let table = self.table.load_full();
+            (std::mem::replace(&mut w.dirty, clean(table.pages)), table)
         };
         let mut lost = self.lost();
         if let Some(e) = lost.as_ref() {

@@ -408,6 +408,11 @@ fn fp(s: &Seen, i: u64) -> u128 {
     s.fingerprint(format!("gh\0id-{i}").as_bytes())
 }
 
+/// `(fingerprint, at, seq)` of the keys `ids`, all accepted at 1000, seq = id + 1.
+fn keys(s: &Seen, ids: std::ops::Range<u64>) -> Vec<(u128, u64, u64)> {
+    ids.map(|i| (fp(s, i), 1000, i + 1)).collect()
+}
+
 /// Dirty and under-write-back pages of `file` (Linux `cachestat`, 6.5+); `None` where the
 /// kernel cannot say.
 fn dirty_pages(file: &Path) -> Option<(u64, u64)> {
@@ -450,7 +455,7 @@ fn dirty_pages(file: &Path) -> Option<(u64, u64)> {
 fn table_write_back_writes_every_page_the_inserts_dirtied() {
     let dir = tempfile::tempdir().unwrap();
     let s = table(dir.path(), 100, 1024);
-    let items: Vec<_> = (0..300).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    let items = keys(&s, 0..300);
     s.insert(&items).unwrap();
     let file = dir.path().join(seen::FILE);
     let Some((dirty, _)) = dirty_pages(&file) else {
@@ -515,7 +520,7 @@ fn table_a_failed_rebuild_refuses_every_sync_after_it() {
     let s = table(dir.path(), 100, 64);
     s.fail_rebuild.store(true, Ordering::Relaxed);
     // Past the 3/4 load of 8,192 slots: the insert that crosses it rebuilds.
-    let items: Vec<_> = (0..7000).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    let items = keys(&s, 0..7000);
     assert!(s.insert(&items).is_err());
     assert!(s.failed());
     s.fail_rebuild.store(false, Ordering::Relaxed);
@@ -528,7 +533,7 @@ fn table_new_keys_are_answered_by_the_filter_without_a_page_read() {
     let dir = tempfile::tempdir().unwrap();
     let s = table(dir.path(), 100, 64);
     // 6,000 keys in 8,192 slots: just under the 3/4 load that grows the table.
-    let items: Vec<_> = (0..6000).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    let items = keys(&s, 0..6000);
     s.insert(&items).unwrap();
     assert_eq!(s.stats().0, 64, "not grown");
     let absent = |s: &Seen| {
@@ -552,7 +557,7 @@ fn table_new_keys_are_answered_by_the_filter_without_a_page_read() {
     for &(f, at, seq) in &items {
         assert_eq!(s.lookup(f, 1001).unwrap(), Some(Hit { at, seq }));
     }
-    let more: Vec<_> = (6000..7000).map(|i| (fp(&s, i), 1000, i + 1)).collect();
+    let more = keys(&s, 6000..7000);
     s.insert(&more).unwrap();
     assert!(s.stats().0 > 64, "grown");
     assert!(absent(&s) < 500);

@@ -469,12 +469,15 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
         (Some("c1"), Some("published")),
         "{v}"
     );
-    let (ok, out, err) = hookgate(
-        &["replay", "--source", "gh", "--since", "1h", "--dry-run"],
-        &file,
-    );
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), "would replay 4 events (dry run)");
+    let dry_run = |source: &str| {
+        let (ok, out, err) = hookgate(
+            &["replay", "--source", source, "--since", "1h", "--dry-run"],
+            &file,
+        );
+        assert!(ok, "{err}");
+        (out.trim().to_string(), err)
+    };
+    assert_eq!(dry_run("gh").0, "would replay 4 events (dry run)");
     let (ok, out, err) = hookgate(&["replay", "--source", "gh", "--id", "c0"], &file);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "replayed 1 events");
@@ -492,12 +495,8 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
         err.contains(r#"the config has no source "hg" (its sources: gh"#),
         "{err}"
     );
-    let (ok, out, err) = hookgate(
-        &["replay", "--source", "hg", "--since", "1h", "--dry-run"],
-        &file,
-    );
-    assert!(ok, "{err}");
-    assert_eq!(out.trim(), "would replay 0 events (dry run)");
+    let (out, err) = dry_run("hg");
+    assert_eq!(out, "would replay 0 events (dry run)");
     assert!(err.contains(r#"no source "hg""#), "{err}");
     let (ok, _, err) = hookgate(&["events", "--source", "gh", "--limit", "1"], &file);
     assert!(ok && !err.contains("no source"), "{err}");
