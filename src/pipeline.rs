@@ -325,6 +325,12 @@ async fn run(
         }
         Ok(Ok(b)) => b,
     };
+    // A GET reaches a source only for a provider's URL verification (WeCom), which has no
+    // body: one with a body is not that, and must not be taken as an event either.
+    if req.method() == actix_web::http::Method::GET && !body.is_empty() {
+        let detail = "a GET carries no body (it is only a URL verification)".into();
+        return (refuse(source, Refusal::Malformed, detail), Some(body));
+    }
     let headers = ActixHeaders(req.headers());
     let request = Request {
         client,

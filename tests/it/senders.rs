@@ -575,6 +575,24 @@ async fn wecom_url_verification_and_messages() {
         body: text(&forged.body),
     };
     assert_eq!(f.send(&forged).await.status, 401);
+    // A signed message sent as a GET is not an event (a GET is only the URL verification).
+    let mut get = f.gw.client.get(&r.url).body(r.body.clone());
+    for (k, v) in &r.headers {
+        get = get.header(k, v);
+    }
+    assert_eq!(self::reply(get.send().await.unwrap()).await.status, 400);
+    // A captured message replayed as a URL verification (its signature is the one a GET of
+    // its ciphertext would carry) verifies, but its plaintext is never echoed.
+    let start = r.body.find("<Encrypt><![CDATA[").unwrap() + "<Encrypt><![CDATA[".len();
+    let encrypt = &r.body[start..start + r.body[start..].find("]]>").unwrap()];
+    let replay = format!(
+        "{}&echostr={}",
+        r.url,
+        providers::testkit::form::encode(encrypt.as_bytes())
+    );
+    let echo = f.get(&replay).await;
+    assert_eq!(echo.status, 400, "{}", echo.text());
+    assert!(!echo.text().contains("hello"), "{}", echo.text());
     f.assert_nothing_published().await;
     // GET stays 405 for other providers and unknown sources.
     assert_eq!(f.get(&f.gw.url("alerts")).await.status, 405);

@@ -4,9 +4,11 @@
 //! - **URL verification** (`GET`): the query carries `msg_signature`, `timestamp`, `nonce` and
 //!   `echostr`. The signature is SHA-1 over the sorted (token, timestamp, nonce, echostr);
 //!   `echostr` decrypts to a random string, answered as the plain-text body, exactly (no
-//!   quotes, BOM or newline). Nothing is published. The gateway routes `GET /hooks/{source}`
-//!   here with an empty body ([`crate::Provider::verifies_with_get`]); a request without a
-//!   body but with `echostr` is taken as this probe whatever its method.
+//!   quotes, BOM or newline); anything else (a message's XML: its signature is computed the
+//!   same way, so a captured one verifies as an `echostr`) is a 400, never echoed. Nothing is
+//!   published. The gateway routes `GET /hooks/{source}` here only without a body
+//!   ([`crate::Provider::verifies_with_get`]); a request without a body but with `echostr` is
+//!   taken as this probe whatever its method.
 //! - **Events and messages** (`POST`): the body is `<xml><ToUserName/><AgentID/><Encrypt/>
 //!   </xml>`; the signature covers `Encrypt`. The ciphertext is [`crate::msgcrypt`]'s
 //!   (shared with DingTalk): AES-256-CBC with the 43-character EncodingAESKey, PKCS#7 to 32
@@ -147,9 +149,8 @@ impl crate::Provider for Wecom {
                 .ok_or(Rejection::missing(ECHOSTR))?;
             self.check(req, &echostr)?;
             let plain = self.open(&echostr)?;
-            let text = String::from_utf8(plain)
-                .map_err(|_| Rejection::Malformed("echostr is not UTF-8"))?;
-            return Ok(Admission::Control(Reply::text(200, &text)));
+            return verification_answer(&plain)
+                .map(|text| Admission::Control(Reply::text(200, text)));
         }
         let outer = parse_xml(req.body)?;
         let encrypt = outer
@@ -205,6 +206,23 @@ impl crate::Provider for Wecom {
     }
 }
 
+/// The longest plaintext a URL verification's `echostr` is answered with.
+const MAX_ECHO: usize = 64;
+
+/// The plaintext of a verified `echostr`, if it is what WeCom's URL verification sends: a short
+/// random token (digits in WeCom's sample). A message's signature is computed the same way
+/// over its `Encrypt`, so a captured message replayed as a verification GET verifies too;
+/// echoing its plaintext would decrypt it for anyone. Its XML is refused here instead.
+fn verification_answer(plain: &[u8]) -> Result<&str, Rejection> {
+    let token = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    match plain.len() <= MAX_ECHO && !plain.is_empty() && plain.iter().all(token) {
+        // ASCII only, so UTF-8.
+        true => Ok(std::str::from_utf8(plain).unwrap_or_default()),
+        false => Err(Rejection::Malformed(
+            "echostr does not decrypt to a verification token",
+        )),
+    }
+}
 /// The children of a `<xml>` root as a JSON object: an element with text (or CDATA) is a
 /// string, one with child elements an object, a name repeated at one level an array. A
 /// DOCTYPE (entity declarations), processing instructions and mixed content are refused.

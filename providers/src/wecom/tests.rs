@@ -124,6 +124,37 @@ fn official_url_verification_is_answered_with_the_plaintext() {
 }
 
 #[test]
+fn a_captured_message_replayed_as_a_url_verification_is_not_decrypted_for_the_sender() {
+    // A message's signature is the one a verification of its `Encrypt` would carry: the
+    // official message, replayed as a GET with its ciphertext as `echostr`, verifies.
+    let p = official();
+    let encrypt = parse_xml(POST_BODY.as_bytes()).unwrap()["Encrypt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replay = format!(
+        "{}&echostr={}",
+        post_query(POST_SIG),
+        crate::form::encode(encrypt.as_bytes())
+    );
+    let r = admit_q(&p, &replay, b"").unwrap_err();
+    assert!(matches!(r, Rejection::Malformed(_)), "{r:?}");
+    assert_eq!(r.status(), 400);
+    assert!(
+        !r.to_string().contains("hello"),
+        "nothing of the plaintext: {r}"
+    );
+    // What a verification string may be: short, a token.
+    assert_eq!(
+        verification_answer(b"1616140317555161061"),
+        Ok("1616140317555161061")
+    );
+    assert!(verification_answer(b"").is_err());
+    assert!(verification_answer(b"<xml>hello</xml>").is_err());
+    assert!(verification_answer("x".repeat(MAX_ECHO + 1).as_bytes()).is_err());
+}
+
+#[test]
 fn official_message_is_decrypted_and_normalized() {
     let p = official();
     let (e, ack) = event(admit_q(&p, &post_query(POST_SIG), POST_BODY.as_bytes()));
