@@ -227,7 +227,7 @@ pub enum Rejection {
     BadSignature,
     #[error("timestamp outside the allowed window")]
     StaleTimestamp,
-    #[error("verification token does not match")]
+    #[error("verification token missing or does not match")]
     BadToken,
     /// Verified, but addressed to someone else (Alipay app_id, WeChat mchid, DingTalk owner key).
     #[error("{0} does not match this source")]

@@ -3,7 +3,8 @@
 
 use percent_encoding::percent_decode;
 
-fn decode(part: &[u8]) -> Vec<u8> {
+/// One component (`+` a space, then percent-decoded once).
+pub(crate) fn decode(part: &[u8]) -> Vec<u8> {
     let plus: Vec<u8> = part
         .iter()
         .map(|&b| if b == b'+' { b' ' } else { b })

@@ -197,6 +197,28 @@ pub enum ProviderConfig {
 }
 
 impl ProviderConfig {
+    /// Provider `kind`'s keys (a source's table without `provider`) read from `de`. The
+    /// tagged enum's own `Deserialize` buffers the table first, so a wrapper that follows the
+    /// key path (`serde_path_to_error`) loses it there; through this it names the key.
+    pub fn deserialize_as<'de, D: serde::Deserializer<'de>>(
+        kind: ProviderKind,
+        de: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match kind {
+            ProviderKind::Github => ProviderConfig::Github(Deserialize::deserialize(de)?),
+            ProviderKind::Alipay => ProviderConfig::Alipay(Deserialize::deserialize(de)?),
+            ProviderKind::Wechatpay => ProviderConfig::Wechatpay(Deserialize::deserialize(de)?),
+            ProviderKind::Dingtalk => ProviderConfig::Dingtalk(Deserialize::deserialize(de)?),
+            ProviderKind::Feishu => ProviderConfig::Feishu(Deserialize::deserialize(de)?),
+            ProviderKind::Standard => ProviderConfig::Standard(Deserialize::deserialize(de)?),
+            ProviderKind::Hmac => ProviderConfig::Hmac(Deserialize::deserialize(de)?),
+            ProviderKind::Token => ProviderConfig::Token(Deserialize::deserialize(de)?),
+            ProviderKind::Gitlab => ProviderConfig::Gitlab(Deserialize::deserialize(de)?),
+            ProviderKind::Gitee => ProviderConfig::Gitee(Deserialize::deserialize(de)?),
+            ProviderKind::Wecom => ProviderConfig::Wecom(Deserialize::deserialize(de)?),
+        })
+    }
+
     /// Builds the adapter; every problem is reported, not just the first. A source that would
     /// verify nothing (no secret, empty secret, no key) is an error: hookgate fails closed.
     pub fn build(&self) -> Result<Box<dyn Provider>, Vec<ConfigError>> {

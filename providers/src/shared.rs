@@ -312,8 +312,9 @@ pub fn event_id(
     })
 }
 
-/// The event name of a generic sender, from the configured header or pointer. Never signed:
-/// bounded and free of control characters before it is sanitized into a type.
+/// The event name of a generic sender, from the configured header or pointer. Unsigned (a
+/// header, or a `token` source's body): bounded and free of control characters before it is
+/// sanitized into a type, wherever it comes from.
 pub fn event_name(
     loc: Option<&Locator>,
     req: &crate::RawRequest<'_>,
@@ -334,7 +335,18 @@ pub fn event_name(
             })
             .transpose()?
             .map(str::to_owned),
-        Some(Locator::Pointer(p)) => value.pointer(p).and_then(scalar),
+        Some(Locator::Pointer(p)) => value
+            .pointer(p)
+            .and_then(scalar)
+            .map(|v| {
+                bounded(
+                    &v,
+                    shape::text,
+                    "the event type in the body is too long or has control characters",
+                )?;
+                Ok(v)
+            })
+            .transpose()?,
     })
 }
 

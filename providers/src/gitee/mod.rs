@@ -100,7 +100,8 @@ impl Gitee {
 
     /// Password mode, else signature mode within the window.
     fn verify(&self, req: &RawRequest<'_>, now: SystemTime) -> Result<(), Rejection> {
-        let given = req.require_header(TOKEN)?;
+        // Missing or wrong, the token is what failed (`token` in the rejections, not `signature`).
+        let given = req.require_header(TOKEN).map_err(|_| Rejection::BadToken)?;
         if self.tokens.matches(given) {
             return Ok(());
         }
@@ -204,19 +205,25 @@ impl crate::Provider for Gitee {
         for field in REDACTED_FIELDS {
             body.remove(field);
         }
-        let hook_name = str_of(&body, "hook_name")
-            .map(str::to_owned)
-            .or_else(|| {
-                req.header(EVENT)
-                    .map(|e| e.trim().to_ascii_lowercase().replace(' ', "_"))
-            })
-            .filter(|s| !s.is_empty())
-            .ok_or(Rejection::Malformed("body has no hook_name"))?;
-        let segment = |s: &str| crate::shared::type_name_or_unknown(&s.replace('.', "_"));
-        let mut kind = format!("gitee.{}", segment(&hook_name));
+        // The token does not cover the body: what becomes the type is held to what Gitee
+        // sends (`push_hooks`, `merge_request_hooks`; actions `open`, `state_change`).
+        let lower_name = |v: &str, why| {
+            crate::shared::bounded(v, crate::shared::shape::lower_name, why).map(str::to_owned)
+        };
+        let hook_name = match str_of(&body, "hook_name") {
+            Some(name) => lower_name(name, "hook_name is not a lowercase name")?,
+            None => req
+                .header(EVENT)
+                .map(|e| e.trim().to_ascii_lowercase().replace(' ', "_"))
+                .filter(|s| !s.is_empty())
+                .map(|e| lower_name(&e, "X-Gitee-Event is not a hook's name"))
+                .transpose()?
+                .ok_or(Rejection::Malformed("body has no hook_name"))?,
+        };
+        let mut kind = format!("gitee.{hook_name}");
         if let Some(action) = str_of(&body, "action") {
             kind.push('.');
-            kind.push_str(&segment(action));
+            kind.push_str(&lower_name(action, "action is not a lowercase name")?);
         }
         let provider_event = match req.header(EVENT).map(str::trim).filter(|e| !e.is_empty()) {
             Some(e) => {

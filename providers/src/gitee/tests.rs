@@ -134,7 +134,8 @@ fn signature_mode_refusals() {
     );
     assert_eq!(
         admit(&p, &[], &body, at_ms(NOW)).unwrap_err(),
-        Rejection::missing("x-gitee-token")
+        Rejection::BadToken,
+        "missing is the token failing (`token` in the rejections)"
     );
     // A shorter window.
     let short = Gitee::new(&Config {
@@ -188,6 +189,22 @@ fn password_mode() {
     let ev = h(&[("X-Gitee-Token", "pwd"), ("X-Gitee-Event", "Note Hook")]);
     let (e, _) = event(admit(&p, &ev, br#"{"action":"comment"}"#, at_ms(NOW)));
     assert_eq!(e.kind, "gitee.note_hook.comment");
+    // The body is not covered by the token: names that become the type are held to Gitee's
+    // shape, never mapped into it.
+    let long = format!(r#"{{"hook_name":"{}"}}"#, "p".repeat(201));
+    for body in [
+        r#"{"hook_name":"push\nhooks"}"#,
+        r#"{"hook_name":"Push.Hooks"}"#,
+        r#"{"hook_name":"push_hooks","action":"o\u0007pen"}"#,
+        r#"{"hook_name":"push_hooks","action":"state change"}"#,
+        long.as_str(),
+    ] {
+        let r = admit(&p, &ok, body.as_bytes(), at_ms(NOW)).unwrap_err();
+        assert!(matches!(r, Rejection::Malformed(_)), "{body}: {r:?}");
+    }
+    let odd = h(&[("X-Gitee-Token", "pwd"), ("X-Gitee-Event", "Note-Hook")]);
+    let r = admit(&p, &odd, b"{}", at_ms(NOW)).unwrap_err();
+    assert!(matches!(r, Rejection::Malformed(_)), "{r:?}");
 }
 
 #[test]

@@ -75,6 +75,11 @@ fn header<'r>(req: &RawRequest<'r>, name: &str) -> Option<&'r str> {
     req.header(name).map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// An unsigned name checked for the `[a-z0-9_]` shape GitLab's names have.
+fn lower_name<'v>(v: &'v str, why: &'static str) -> Result<&'v str, Rejection> {
+    crate::shared::bounded(v, crate::shared::shape::lower_name, why)
+}
+
 fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
     v.pointer(pointer)
         .and_then(Value::as_str)
@@ -87,7 +92,8 @@ impl crate::Provider for Gitlab {
     }
 
     fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
-        let token = req.require_header(TOKEN)?;
+        // Missing or wrong, the token is what failed (`token` in the rejections, not `signature`).
+        let token = req.require_header(TOKEN).map_err(|_| Rejection::BadToken)?;
         if !self.tokens.matches(token) {
             return Err(Rejection::BadToken);
         }
@@ -109,17 +115,21 @@ impl crate::Provider for Gitlab {
             .to_owned(),
             (None, None) => crate::shared::sha256_key(req.body),
         };
+        // The token does not cover the body: what becomes the type is held to what GitLab
+        // sends (`merge_request`, `project_create`; actions `open`, `approved`), never mapped.
         let name = str_at(&value, "/object_kind")
             .or_else(|| str_at(&value, "/event_name"))
             .ok_or(Rejection::Malformed(
                 "body has neither object_kind nor event_name",
             ))?;
-        // Each of the two is one segment of the type: a dot in it must not add a level.
-        let segment = |s: &str| crate::shared::type_name_or_unknown(&s.replace('.', "_"));
-        let mut kind = format!("gitlab.{}", segment(name));
+        let name = lower_name(name, "object_kind or event_name is not a lowercase name")?;
+        let mut kind = format!("gitlab.{name}");
         if let Some(action) = str_at(&value, "/object_attributes/action") {
             kind.push('.');
-            kind.push_str(&segment(action));
+            kind.push_str(lower_name(
+                action,
+                "object_attributes.action is not a lowercase name",
+            )?);
         }
         let subject = str_at(&value, "/project/path_with_namespace")
             .or_else(|| str_at(&value, "/path_with_namespace"))

@@ -193,32 +193,65 @@ impl Token {
         }
     }
 
-    /// The token as sent, or the refusal for a request without one.
-    fn presented(&self, req: &RawRequest<'_>) -> Result<String, Rejection> {
+    /// The token as sent (a query value in both its readings), or the refusal for a request
+    /// without one: missing or wrong, the token is what failed (`Rejection::BadToken`).
+    fn presented(&self, req: &RawRequest<'_>) -> Result<Vec<String>, Rejection> {
+        let header = |name: &str| {
+            req.header(name)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .ok_or(Rejection::BadToken)
+        };
         match &self.place {
             Place::Header(h) => {
-                let v = req.require_configured_header(h)?;
-                Ok(match h.as_str() {
+                let v = header(h)?;
+                Ok(vec![match h.as_str() {
                     AUTHORIZATION => strip_scheme(v, "bearer").unwrap_or(v),
                     _ => v,
                 }
-                .to_owned())
+                .to_owned()])
             }
-            Place::Query(q) => req
-                .query_param(q)
-                .filter(|v| !v.is_empty())
-                .ok_or(Rejection::BadToken),
+            Place::Query(q) => {
+                let readings = query_readings(req.query, q);
+                match readings.is_empty() {
+                    true => Err(Rejection::BadToken),
+                    false => Ok(readings),
+                }
+            }
             Place::Basic => {
-                let v = req.require_header(AUTHORIZATION)?;
-                let creds = strip_scheme(v, "basic")
+                let creds = strip_scheme(header(AUTHORIZATION)?, "basic")
                     .and_then(b64)
                     .and_then(|b| String::from_utf8(b).ok())
                     .ok_or(Rejection::BadToken)?;
                 let (_user, password) = creds.split_once(':').ok_or(Rejection::BadToken)?;
-                Ok(password.to_owned())
+                Ok(vec![password.to_owned()])
             }
         }
     }
+}
+
+/// The first non-empty value of `name` in `query`, read both ways a sender may mean it: as a
+/// form (`+` a space, what `RawRequest::query_param` reads) and percent-decoded only (a token
+/// with a `+` pasted into the sender's URL as it is). One reading when the two agree.
+fn query_readings(query: &str, name: &str) -> Vec<String> {
+    let percent = |v: &str| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let form = |v: &str| String::from_utf8_lossy(&crate::form::decode(v.as_bytes())).into_owned();
+    let Some(raw) = query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (form(k) == name && !v.is_empty()).then_some(v)
+    }) else {
+        return Vec::new();
+    };
+    let mut readings = vec![form(raw)];
+    let kept = percent(raw);
+    if kept != readings[0] {
+        readings.push(kept);
+    }
+    readings
 }
 
 /// `value` without the auth scheme `scheme` (case-insensitive) and the blanks after it.
@@ -259,7 +292,11 @@ impl crate::Provider for Token {
 
     fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
         let given = self.presented(req)?;
-        if !self.tokens.matches(&given) {
+        // Every reading is compared (`|`, not `||`).
+        if !given
+            .iter()
+            .fold(false, |ok, g| ok | self.tokens.matches(g))
+        {
             return Err(Rejection::BadToken);
         }
         let (data, value) = body_data(req)?;

@@ -65,7 +65,8 @@ fn header_token_with_rotation() {
     }
     assert_eq!(
         admit_q(&p, &[], "", ALERTMANAGER).unwrap_err(),
-        Rejection::missing("x-webhook-token")
+        Rejection::BadToken,
+        "missing is the token failing (`token` in the rejections)"
     );
     assert_eq!(
         admit_q(&p, &h(&[("X-Webhook-Token", "new-token")]), "", b"{oops")
@@ -117,7 +118,7 @@ fn bearer_and_basic() {
     }
     assert_eq!(
         admit_q(&basic, &[], "", b"{}").unwrap_err(),
-        Rejection::missing("authorization")
+        Rejection::BadToken
     );
 }
 
@@ -149,6 +150,28 @@ fn query_token_and_form_bodies() {
     // An empty body is `null` data.
     let (e, _) = event(admit_q(&p, &[], "token=a%20b%26c", b""));
     assert_eq!(serde_json::to_string(&e.data).unwrap(), "null");
+    // A token with a `+`, pasted into the sender's URL as it is, is the token too; encoded
+    // as a form would (`%2B`) as well.
+    let plus = build(serde_json::json!({"tokens": ["q+tok/abc="], "query": "token"}));
+    for query in [
+        "token=q+tok/abc=",
+        "token=q%2Btok%2Fabc%3D",
+        "a=1&token=q+tok/abc=",
+    ] {
+        assert!(admit_q(&plus, &[], query, b"{}").is_ok(), "{query}");
+    }
+    for query in [
+        "token=q+tok/abc",
+        "token=q%20tok/abc=",
+        "tok=q+tok/abc=",
+        "token=",
+    ] {
+        assert_eq!(
+            admit_q(&plus, &[], query, b"{}").unwrap_err(),
+            Rejection::BadToken,
+            "{query}"
+        );
+    }
 }
 
 #[test]
@@ -187,6 +210,25 @@ fn id_and_type_locations() {
     )
     .unwrap_err();
     assert_eq!(r.status(), 400);
+    // A type from the body is held to what a type header is: bounded, no control character.
+    let p = build(serde_json::json!({"tokens": ["t"], "header": "X-Token",
+        "type_pointer": "/status"}));
+    let long = format!(r#"{{"status":"{}"}}"#, "f".repeat(201));
+    for body in [
+        r#"{"status":"fir\ning"}"#,
+        r#"{"status":"a\u0007"}"#,
+        long.as_str(),
+    ] {
+        let r = admit_q(&p, &h(&[("X-Token", "t")]), "", body.as_bytes()).unwrap_err();
+        assert!(matches!(r, Rejection::Malformed(_)), "{body}: {r:?}");
+    }
+    let (e, _) = event(admit_q(
+        &p,
+        &h(&[("X-Token", "t")]),
+        "",
+        br#"{"status":"Firing Now"}"#,
+    ));
+    assert_eq!(e.kind, "token.firing_now");
 }
 
 #[test]
