@@ -70,7 +70,7 @@ const REFUSED: [&str; 9] = [
     "forbidden",
     "timeout",
     "too_large",
-    "rejected",
+    "method_not_allowed",
     "rate_limited",
     "unavailable",
     "probe",

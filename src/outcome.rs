@@ -56,6 +56,13 @@ pub enum Outcome {
         reply: Reply,
     },
     UnknownSource,
+    /// 404: a path that is not `/hooks/{source}`.
+    NotFound,
+    /// 405: a method the source (or, for an unknown source, any source) does not serve;
+    /// `allow` is the `Allow` header.
+    MethodNotAllowed {
+        allow: &'static str,
+    },
 }
 
 /// What a request's log line says besides its outcome.
@@ -213,6 +220,8 @@ impl Outcome {
             Outcome::Unavailable { .. } => "unavailable",
             Outcome::Claimed { .. } => "claimed",
             Outcome::UnknownSource => "unknown_source",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
@@ -227,7 +236,8 @@ impl Outcome {
             | Outcome::RateLimited { reply, .. }
             | Outcome::Unavailable { reply, .. }
             | Outcome::Claimed { reply, .. } => reply.status,
-            Outcome::UnknownSource => 404,
+            Outcome::UnknownSource | Outcome::NotFound => 404,
+            Outcome::MethodNotAllowed { .. } => 405,
         }
     }
 
@@ -271,7 +281,10 @@ impl Outcome {
             Outcome::Accepted { .. } | Outcome::Duplicate { .. } | Outcome::Control(_) => {
                 (Level::INFO, false)
             }
-            Outcome::Probe(_) | Outcome::UnknownSource => (Level::INFO, true),
+            Outcome::Probe(_)
+            | Outcome::UnknownSource
+            | Outcome::NotFound
+            | Outcome::MethodNotAllowed { .. } => (Level::INFO, true),
             Outcome::Rejected { .. } | Outcome::RateLimited { .. } => (Level::WARN, true),
             Outcome::Unavailable { .. } => (Level::ERROR, true),
             // Another replica is accepting this id now: normal with replicas, retried.
@@ -316,6 +329,8 @@ impl Outcome {
                 "claimed by another replica, 503",
             ),
             Outcome::UnknownSource => (None, "-", "", "unknown source"),
+            Outcome::NotFound => (None, "-", "", "no such route"),
+            Outcome::MethodNotAllowed { .. } => (None, "-", "", "method not allowed"),
         };
         let id = id.or(r.claimed_id.as_deref()).unwrap_or("-");
         let source = r.source.unwrap_or(r.requested);
@@ -377,6 +392,13 @@ impl Outcome {
             Outcome::UnknownSource => HttpResponse::NotFound()
                 .content_type("application/json")
                 .body(r#"{"error":"unknown source"}"#),
+            Outcome::NotFound => HttpResponse::NotFound()
+                .content_type("application/json")
+                .body(r#"{"error":"not found"}"#),
+            Outcome::MethodNotAllowed { allow } => HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, allow))
+                .content_type("application/json")
+                .body(r#"{"error":"method not allowed"}"#),
         }
     }
 }

@@ -76,7 +76,9 @@ impl Reason {
             Outcome::Accepted { .. }
             | Outcome::Duplicate { .. }
             | Outcome::Control(_)
-            | Outcome::UnknownSource => return None,
+            | Outcome::UnknownSource
+            | Outcome::NotFound
+            | Outcome::MethodNotAllowed { .. } => return None,
         };
         Some((reason, status))
     }

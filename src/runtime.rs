@@ -308,6 +308,14 @@ pub fn apply(
 ) -> Result<Changes, ReloadError> {
     check_beyond_load(config).map_err(ReloadError)?;
     let current = gw.runtime.load();
+    if config.sources.is_empty() && !current.sources.is_empty() {
+        // A file cut off before its `[[sources]]` is still valid TOML: taken, every provider
+        // would get 404 until the next reload. A gateway meant to run without sources (only
+        // draining its log) is started that way.
+        return Err(ReloadError(
+            "the new config has no sources (a file written half-way?); a gateway without sources needs a restart".into(),
+        ));
+    }
     let mut next = Runtime::build(config, Some(&current)).map_err(ReloadError)?;
     let changes = diff(&current.summary, &next.summary);
     next.summary.restart = current.summary.restart.clone();

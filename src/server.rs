@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Server, Service};
-use actix_web::http::{header, ConnectionType, Method};
+use actix_web::http::{ConnectionType, Method};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use bytes::Bytes;
 
@@ -49,14 +49,39 @@ async fn hooks(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>) 
         .strip_prefix('/')
         .filter(|n| !n.is_empty() && !n.contains('/'));
     let Some(name) = name else {
-        return not_found(payload).await;
+        return not_found(req, payload, gw).await;
     };
     let name = name.to_owned();
     match *req.method() {
         Method::POST => hook(req, &name, payload, gw).await,
         Method::GET => hook_get(req, &name, payload, gw).await,
-        _ => method_not_allowed(payload).await,
+        _ => method_not_allowed(req, &name, payload, gw),
     }
+}
+
+/// The request's own line and counts for an outcome no source's pipeline decided (a wrong
+/// path or method, an unknown source): `source` when the path names a configured one.
+fn unrouted(
+    req: &HttpRequest,
+    requested: &str,
+    gw: &Gateway,
+    outcome: Outcome,
+    started: Instant,
+) -> HttpResponse {
+    let rt = gw.runtime.load();
+    let source = rt.sources.get(requested);
+    let mut cut = requested.len().min(MAX_REQUESTED);
+    while !requested.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let info = RequestInfo {
+        source: source.map(|s| s.name.as_str()),
+        requested: &requested[..cut],
+        provider: source.map(|s| s.kind.as_str()),
+        client_ip: pipeline::request_client_ip(&rt, req),
+        claimed_id: None,
+    };
+    outcome.finish(&info, started.elapsed())
 }
 
 async fn hook(
@@ -70,20 +95,7 @@ async fn hook(
     let rt = gw.runtime.load_full();
     let client = pipeline::request_client_ip(&rt, &req);
     let response = match rt.sources.get(requested) {
-        None => {
-            let mut cut = requested.len().min(MAX_REQUESTED);
-            while !requested.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let info = RequestInfo {
-                source: None,
-                requested: &requested[..cut],
-                provider: None,
-                client_ip: client,
-                claimed_id: None,
-            };
-            Outcome::UnknownSource.finish(&info, started.elapsed())
-        }
+        None => unrouted(&req, requested, &gw, Outcome::UnknownSource, started),
         Some(source) => {
             let outcome = pipeline::process(&gw, &rt, source, client, &req, &mut payload).await;
             let refused = !matches!(
@@ -157,23 +169,38 @@ async fn hook_get(
         .is_some_and(|s| s.provider.verifies_with_get());
     match verifies_with_get {
         true => hook(req, name, payload, gw).await,
-        _ => method_not_allowed(payload).await,
+        _ => method_not_allowed(req, name, payload, gw),
     }
 }
 
-async fn method_not_allowed(payload: web::Payload) -> HttpResponse {
-    let r = HttpResponse::MethodNotAllowed()
-        .insert_header((header::ALLOW, "POST"))
-        .content_type("application/json")
-        .body(r#"{"error":"method not allowed"}"#);
-    close_if_unread(r, payload)
+fn method_not_allowed(
+    req: HttpRequest,
+    name: &str,
+    payload: web::Payload,
+    gw: web::Data<Gateway>,
+) -> HttpResponse {
+    let gets = gw
+        .runtime
+        .load()
+        .sources
+        .get(name)
+        .is_some_and(|s| s.provider.verifies_with_get());
+    let allow = if gets { "GET, POST" } else { "POST" };
+    let outcome = Outcome::MethodNotAllowed { allow };
+    close_if_unread(unrouted(&req, name, &gw, outcome, Instant::now()), payload)
 }
 
-async fn not_found(payload: web::Payload) -> HttpResponse {
-    let r = HttpResponse::NotFound()
-        .content_type("application/json")
-        .body(r#"{"error":"not found"}"#);
-    close_if_unread(r, payload)
+/// Any path that is not `/hooks/{source}`.
+async fn not_found(
+    req: HttpRequest,
+    payload: web::Payload,
+    gw: web::Data<Gateway>,
+) -> HttpResponse {
+    let path = req.path().to_owned();
+    close_if_unread(
+        unrouted(&req, &path, &gw, Outcome::NotFound, Instant::now()),
+        payload,
+    )
 }
 
 /// Whether the peer may keep its connection open: only trusted proxies (see the module doc),

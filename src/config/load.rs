@@ -180,23 +180,50 @@ fn parse_source(
             None
         }
     };
-    let provider = if !table.contains_key("provider") {
+    let ids = || {
         let ids: Vec<&str> = providers::ProviderKind::ALL
             .iter()
             .map(|k| k.as_str())
             .collect();
-        errors.push(format!(
-            "{label}.provider: missing (one of {})",
-            ids.join(", ")
-        ));
-        None
-    } else {
-        let keys = table.clone();
-        match ProviderConfig::deserialize(toml::Value::Table(table)) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(serde_error(&label, e.message(), &keys));
-                None
+        ids.join(", ")
+    };
+    let kind = table.remove("provider");
+    let provider = match kind
+        .as_ref()
+        .map(|k| k.as_str().and_then(providers::ProviderKind::from_id))
+    {
+        None => {
+            errors.push(format!("{label}.provider: missing (one of {})", ids()));
+            None
+        }
+        Some(None) => {
+            // A provider id is not a secret: named, so a typo is seen.
+            let given: String = match kind.as_ref().and_then(|k| k.as_str()) {
+                Some(s) => s.chars().take(64).collect(),
+                None => "(not a string)".into(),
+            };
+            errors.push(format!(
+                "{label}.provider: unknown provider `{given}`, expected one of {}",
+                ids()
+            ));
+            None
+        }
+        Some(Some(kind)) => {
+            let keys = table.clone();
+            let value = toml::Value::Table(table);
+            let mut track = serde_path_to_error::Track::new();
+            let de = serde_path_to_error::Deserializer::new(value, &mut track);
+            match ProviderConfig::deserialize_as(kind, de) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let path = track.path().to_string();
+                    errors.push(if path.is_empty() || path == "." {
+                        serde_error(&label, e.message(), &keys)
+                    } else {
+                        format!("{label}.{path}: {}", redact_values(e.message()))
+                    });
+                    None
+                }
             }
         }
     };

@@ -43,6 +43,29 @@ name = "gh2"
 provider = "github"
 secrets = ["s3cr3t-value"]
 rate_limit = { per_second = 1, burst = "lots" }
+[[sources]]
+name = "al"
+provider = "alipay"
+app_id = 2021
+alipay_public_keys = ["k"]
+[[sources]]
+name = "hm"
+provider = "hmac"
+secrets = ["s3cr3t-value", 5]
+signature_header = "X-Sig"
+[[sources]]
+name = "dt"
+provider = "dingtalk"
+mode = "outgoing"
+[[sources]]
+name = "x"
+provider = "gitbucket"
+[[sources]]
+name = "hm2"
+provider = "hmac"
+secrets = ["s3cr3t-value"]
+signature_header = "X-Sig"
+tolerance_secs = -5
 "#;
     let all = parse(text, &[]).unwrap_err().0.join("\n");
     for expected in [
@@ -51,6 +74,12 @@ rate_limit = { per_second = 1, burst = "lots" }
         "amqp.queues[0].kind: invalid type",
         "sources[0] (gh).max_body_bytes: invalid type: string, expected usize",
         "sources[1] (gh2).rate_limit.burst: invalid type: string",
+        // A provider's own keys are named too, whatever the value's type.
+        "sources[2] (al).app_id: invalid type: integer `2021`, expected a string",
+        "sources[3] (hm).secrets[1]: invalid type: integer",
+        "sources[4] (dt).mode: unknown variant `outgoing`",
+        "sources[5] (x).provider: unknown provider `gitbucket`, expected one of github, alipay",
+        "sources[6] (hm2).tolerance_secs: invalid value: integer `-5`",
     ] {
         assert!(all.contains(expected), "{expected}\n{all}");
     }
@@ -126,11 +155,13 @@ secrets = []
     let all = err.0.join("\n");
     assert!(all.contains("server.lisen: unknown field `lisen`"), "{all}");
     assert!(
-        all.contains("sources[0] (Bad Name): unknown field `secrte`"),
+        all.contains("sources[0] (Bad Name).secrte: unknown field `secrte`"),
         "{all}"
     );
     assert!(
-        all.contains("sources[1] (Also Bad): unknown variant `nope`"),
+        all.contains(
+            "sources[1] (Also Bad).provider: unknown provider `nope`, expected one of github"
+        ),
         "{all}"
     );
     assert!(
@@ -169,6 +200,37 @@ routing_key = "{nope}"
     assert!(all.contains("store.max_outbox_entries"), "{all}");
     assert!(
         all.contains("store.commit_delay_us: at most 100000"),
+        "{all}"
+    );
+    // A duration past what a clock can add fails here, not at the first request (a request
+    // timeout of i64::MAX seconds panicked every connection's deadline).
+    let huge = format!(
+        "{MINIMAL}\n[server]\nrequest_timeout_secs = 9223372036854775807\n[store]\ndedup_window_secs = 9223372036854775807\n[dedup]\nclaim_secs = 9223372036854775806\n"
+    );
+    let all = parse(&huge, &[("GH_SECRET", "s")])
+        .unwrap_err()
+        .0
+        .join("\n");
+    for key in [
+        "server.request_timeout_secs",
+        "store.dedup_window_secs",
+        "dedup.claim_secs",
+    ] {
+        assert!(
+            all.contains(&format!("{key}: must be at most")),
+            "{key}: {all}"
+        );
+    }
+    let most = format!("{MINIMAL}\n[server]\nrequest_timeout_secs = 3600\n");
+    assert!(parse(&most, &[("GH_SECRET", "s")]).is_ok());
+    // An empty admin token (a variable left unset) is not "no token".
+    let empty = format!("{MINIMAL}\n[server]\nadmin_token = \"${{ADMIN_TOKEN:-}}\"\n");
+    let all = parse(&empty, &[("GH_SECRET", "s")])
+        .unwrap_err()
+        .0
+        .join("\n");
+    assert!(
+        all.contains("server.admin_token: must not be empty"),
         "{all}"
     );
 }

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// The most a timeout (`request_timeout_secs`, …) may be: an hour.
+const HOUR: u64 = 3600;
+/// The most a window (`dedup_window_secs`, `retain_secs`, …) may be: ten years.
+const TEN_YEARS: u64 = 10 * 365 * 86_400;
+
 /// The most `store.commit_delay_us` may be.
 const MAX_COMMIT_DELAY_US: u64 = 100_000;
 
@@ -12,7 +17,48 @@ impl Config {
         if self.server.request_timeout_secs == 0 {
             errors.push("server.request_timeout_secs: must be at least 1".into());
         }
+        // Durations end up added to clocks (a request's deadline, a claim's expiry in ms):
+        // past these they overflow at the first request instead of failing here.
+        for (key, secs, max) in [
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+                HOUR,
+            ),
+            (
+                "server.shutdown_timeout_secs",
+                self.server.shutdown_timeout_secs,
+                HOUR,
+            ),
+            (
+                "amqp.reconnect_max_secs",
+                self.amqp.reconnect_max_secs,
+                HOUR,
+            ),
+            (
+                "store.dedup_window_secs",
+                self.store.dedup_window_secs,
+                TEN_YEARS,
+            ),
+            ("store.retain_secs", self.store.retain_secs, TEN_YEARS),
+            ("dedup.claim_secs", self.dedup.claim_secs, TEN_YEARS),
+        ] {
+            if secs > max {
+                errors.push(format!("{key}: must be at most {max}"));
+            }
+        }
         errors.extend(body_limit_problem("server", self.server.max_body_bytes));
+        // An empty token (`${ADMIN_TOKEN:-}` with the variable unset, an empty file) would
+        // pass the exposed-listener check while protecting nothing a person meant it to.
+        if self
+            .server
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            errors
+                .push("server.admin_token: must not be empty (leave the key out for none)".into());
+        }
         if self.server.max_connections == 0 {
             errors.push("server.max_connections: must be at least 1".into());
         }

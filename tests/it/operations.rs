@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use providers::github;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::{amqp_url, unique};
 
@@ -231,6 +231,13 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
     );
     assert_eq!(gw.send("gh", &forged).await, 401);
     assert_eq!(gw.send("nope", &forged).await, 404);
+    // A wrong method or path never reaches a source, and is a line too.
+    let public = |path: &str| format!("http://127.0.0.1:{}{path}", gw.public);
+    let put = gw.http.put(public("/hooks/gh")).send().await.unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "POST");
+    let elsewhere = gw.http.post(public("/elsewhere")).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 404);
     // Verified, over the source's burst of 2 (a slow machine may earn a token back meanwhile:
     // a few more tries).
     let mut limited_id = None;
@@ -305,6 +312,17 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
     let unknown = find("unknown_source");
     assert_eq!(unknown["status"], 404);
     assert_eq!(unknown["source"], "nope");
+    let put = find("method_not_allowed");
+    assert_eq!(
+        (put["status"].as_u64(), &put["source"]),
+        (Some(405), &json!("gh"))
+    );
+    assert_eq!(put["provider"], "github");
+    let elsewhere = find("not_found");
+    assert_eq!(
+        (elsewhere["status"].as_u64(), &elsewhere["source"]),
+        (Some(404), &json!("/elsewhere"))
+    );
     let limited = find("rate_limited");
     assert_eq!(limited["status"], 429);
     assert_eq!(limited["id"], limited_id.as_str());
@@ -469,6 +487,18 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
         .await,
         401
     );
+    // A file cut off before its `[[sources]]` (valid TOML, no source): refused too, rather
+    // than answering 404 to every provider.
+    let full = text(public, admin, new, "");
+    let cut = &full[..full.find("[[sources]]").unwrap()];
+    std::fs::write(&gw.config, cut).unwrap();
+    gw.signal(libc::SIGHUP);
+    gw.wait_metric(error, 2).await;
+    assert_eq!(
+        gw.send("gh", &github::delivery(new, "push", "r-5b", b"{}"))
+            .await,
+        202
+    );
 
     // A new listener address: reported as needing a restart, the rest applied.
     let moved = free_port();
@@ -513,7 +543,14 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
     assert_eq!(reloaded[0]["added"], "gh2");
     assert_eq!(reloaded[0]["changed"], "gh");
     let refused = with("config reload refused; the running config stays");
-    assert_eq!(refused.len(), 1, "{log}");
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(
+        refused[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no sources"),
+        "{log}"
+    );
     assert!(
         refused[0]["reason"]
             .as_str()
