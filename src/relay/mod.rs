@@ -176,6 +176,9 @@ pub async fn run(
     });
     // The node of the last connection: connecting to another one is a failover.
     let mut last_used: Option<usize> = None;
+    // An outage is logged when it starts and then once every `UNREACHABLE_LOG_EVERY` with the
+    // attempts since, not at every attempt (a line each 5 s for as long as a broker is down).
+    let mut outage = Outage::default();
     while !cancel.is_cancelled() {
         let (i, wait) = nodes.next(Instant::now());
         if !wait.is_zero() {
@@ -204,6 +207,7 @@ pub async fn run(
                     metrics::get().amqp_failovers.inc();
                 }
                 last_used = Some(i);
+                outage = Outage::default();
                 tracing::info!(exchange = %config.exchange, node = %node, node_index = i, nodes = nodes.len(), "broker connected");
                 status.set_connected(true);
                 status.set_error(None);
@@ -236,12 +240,51 @@ pub async fn run(
             }
             Err(e) => {
                 let backoff = nodes.failed(i, Instant::now(), None);
-                tracing::warn!(error = %e, node = %node, node_index = i, node_backoff_ms = backoff.as_millis() as u64, pending = store.pending(), "broker unreachable");
+                match outage.attempt(Instant::now()) {
+                    Some(attempts) => {
+                        tracing::warn!(error = %e, node = %node, node_index = i, node_backoff_ms = backoff.as_millis() as u64, pending = store.pending(), attempts, "broker unreachable")
+                    }
+                    None => {
+                        tracing::debug!(error = %e, node = %node, node_index = i, "broker unreachable")
+                    }
+                }
                 status.set_error(Some(format!("{node}: {e}")));
             }
         }
     }
     status.set_state("stopped");
+}
+
+/// How often a broker that stays unreachable is logged again.
+const UNREACHABLE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// The failed connection attempts since the broker was last reached.
+#[derive(Default)]
+struct Outage {
+    /// When a failure was last logged, and the attempts since then.
+    logged: Option<(Instant, u64)>,
+}
+
+impl Outage {
+    /// One more failed attempt at `now`: `Some(attempts since the last line)` when it is to
+    /// be logged (the outage's first, or one `UNREACHABLE_LOG_EVERY` after the last line).
+    fn attempt(&mut self, now: Instant) -> Option<u64> {
+        match &mut self.logged {
+            Some((at, n)) if now.duration_since(*at) < UNREACHABLE_LOG_EVERY => {
+                *n += 1;
+                None
+            }
+            Some((_, n)) => {
+                let attempts = *n + 1;
+                self.logged = Some((now, 0));
+                Some(attempts)
+            }
+            None => {
+                self.logged = Some((now, 0));
+                Some(1)
+            }
+        }
+    }
 }
 
 /// Closes `conn` politely, but never waits long: on a connection whose socket was reset the
@@ -890,6 +933,19 @@ fn properties(e: &Entry, message_id: ShortString, kind: ShortString) -> BasicPro
 mod tests {
     use super::*;
     use tokio::time::Instant;
+
+    #[test]
+    fn an_outage_is_logged_when_it_starts_and_then_once_a_minute() {
+        let t0 = std::time::Instant::now();
+        let mut o = Outage::default();
+        assert_eq!(o.attempt(t0), Some(1));
+        for s in 1..12 {
+            assert_eq!(o.attempt(t0 + Duration::from_secs(5 * s)), None);
+        }
+        // 60 s after the first line: the 11 attempts between, and this one.
+        assert_eq!(o.attempt(t0 + Duration::from_secs(60)), Some(12));
+        assert_eq!(o.attempt(t0 + Duration::from_secs(65)), None);
+    }
 
     #[test]
     fn a_few_records_wait_for_the_linger_then_go() {
