@@ -588,6 +588,12 @@ impl Shared {
             if e.replay || e.timestamp < since {
                 continue;
             }
+            // Forgotten since it was accepted (`hookgate forget`): owing it would write it
+            // back as accepted on every replica. The store's open re-indexed the log, so an
+            // id the table does not have was forgotten (or has expired).
+            if let Ok(crate::store::Local::Absent) = store.lookup(&e, now) {
+                continue;
+            }
             let left = (e.timestamp + self.window.as_secs()).saturating_sub(now);
             self.owe(Owed {
                 source: e.source.clone(),
@@ -1122,6 +1128,61 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         shared
+    }
+
+    /// A start owes the shared store this replica's recent events (a crash may have left
+    /// their claims unconfirmed), but not one forgotten since: a restart within `claim_secs`
+    /// of a `forget` wrote the id back as accepted on every replica (found by a review).
+    #[tokio::test]
+    async fn a_start_owes_nothing_for_an_id_forgotten_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::StoreConfig {
+            path: dir.path().join("store"),
+            dedup_window_secs: 3600,
+            max_outbox_entries: 100,
+            retain_secs: 3600,
+            retain_max_bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+            commit_delay_us: 0,
+        };
+        let now = crate::now_secs();
+        let entry = |id: &str| Entry {
+            routing_key: "gh.github.push".into(),
+            message_id: id.into(),
+            kind: "github.push".into(),
+            source: "gh".into(),
+            provider: "github".into(),
+            content_key: None,
+            timestamp: now,
+            replay: false,
+            body: b"{}".to_vec(),
+        };
+        let s = crate::store::Store::open(&cfg).unwrap();
+        for id in ["kept", "forgotten"] {
+            s.accept(&entry(id), now, std::time::Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        assert!(s.forget("gh", "forgotten", &[]).unwrap().is_some());
+        s.close();
+        drop(s);
+        let s =
+            crate::store::Store::open_waiting(&cfg, std::time::Duration::from_secs(10)).unwrap();
+        // Nothing answers there: what is owed is only queued.
+        let config = super::DedupConfig {
+            shared: "redis://127.0.0.1:1/".into(),
+            ..Default::default()
+        };
+        let shared = super::Shared::new(&config, 3600).unwrap().unwrap();
+        assert_eq!(shared.owe_recent(&s).unwrap(), 1);
+        let owed: Vec<_> = shared
+            .owed
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|o| o.keys.clone())
+            .collect();
+        assert_eq!(owed, shared.keys(&entry("kept")));
     }
 
     /// Fallback acceptances whose window ran out during a long outage are owed nothing; a

@@ -237,6 +237,8 @@ struct Statuses {
     cursor: u64,
     dead: HashMap<u64, DeadInfo>,
     replayed: HashMap<u64, u64>,
+    /// Published records below this are past `store.retain_secs`.
+    expired_below: u64,
 }
 
 impl Statuses {
@@ -245,16 +247,30 @@ impl Statuses {
             cursor: store.cursor(),
             dead: store.dead_infos()?,
             replayed: store.replayed_dead()?,
+            expired_below: store.published_expired_below(crate::now_secs()),
         })
     }
 
+    /// Whether record `seq` is still kept: a published one only for `store.retain_secs`
+    /// (retention deletes whole segments, so its file may outlive that; it is not listed,
+    /// shown or replayed then). Pending, dead and replayed records always are.
+    fn kept(&self, seq: u64) -> bool {
+        seq >= self.expired_below || self.of(seq) != Status::Published
+    }
+
     /// Where a replayed dead letter ended: the status of the last copy in its chain of
-    /// replays (each copy a later record, so the chain ends).
-    fn settled(&self, mut seq: u64) -> Status {
+    /// replays.
+    fn settled(&self, seq: u64) -> Status {
+        self.of(self.last_copy(seq))
+    }
+
+    /// The last copy in `seq`'s chain of replays (`seq` itself when it was never replayed;
+    /// each copy is a later record, so the chain ends).
+    fn last_copy(&self, mut seq: u64) -> u64 {
         while let Some(&copy) = self.replayed.get(&seq).filter(|&&c| c > seq) {
             seq = copy;
         }
-        self.of(seq)
+        seq
     }
 
     fn of(&self, seq: u64) -> Status {
@@ -317,7 +333,7 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
                 newest = newest.max(Some(e.timestamp));
             }
             let status = statuses.of(seq);
-            if filter.matches(&e, status) {
+            if statuses.kept(seq) && filter.matches(&e, status) {
                 keep.push_back(EventRow::new(seq, &e, status));
                 if keep.len() > want {
                     keep.pop_front();
@@ -360,7 +376,8 @@ fn find(
     source: &str,
     id: &str,
 ) -> Result<Option<Found>, StoreError> {
-    let is_it = |e: &Entry| e.source == source && e.message_id == id;
+    let is_it =
+        |seq: u64, e: &Entry| e.source == source && e.message_id == id && statuses.kept(seq);
     let ranges = segment_ranges(store);
     let mut replays = Vec::new();
     let mut newest_copy: Option<(u64, Entry)> = None;
@@ -368,7 +385,7 @@ fn find(
         let mut replays_here = Vec::new();
         let mut original = None;
         scan_segment(store, range, |seq, e| {
-            if is_it(&e) {
+            if is_it(seq, &e) {
                 if e.replay {
                     replays_here.push(EventRow::new(seq, &e, statuses.of(seq)));
                     newest_copy = Some((seq, e));
@@ -388,7 +405,7 @@ fn find(
     let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
     for dead in store.dead_letters_before(log_first).rev() {
         let (seq, e, _) = dead?;
-        if is_it(&e) {
+        if is_it(seq, &e) {
             return Ok(Some((seq, e, Status::Dead, replays)));
         }
     }
@@ -651,7 +668,28 @@ fn select(
                     "{id} of source {source} is still pending: the relay will publish it"
                 )));
             }
-            batch.push(seq, e, status == Status::Dead)?;
+            // A dead letter replayed before: what its last copy became decides, as a replay by
+            // filter sees it. A copy still pending is on its way; a dead one is the dead
+            // letter to take off the list (replaying the original beside it left the copy
+            // dead, to go out again with the next `--status dead`).
+            let (seq, status) = match status {
+                Status::Replayed => {
+                    let last = statuses.last_copy(seq);
+                    (last, statuses.of(last))
+                }
+                s => (seq, s),
+            };
+            match status {
+                Status::Pending => {
+                    return Err(ReplayError::Invalid(format!(
+                        "{id} of source {source} was replayed and its copy is still pending: the relay will publish it"
+                    )))
+                }
+                // Its copy went out: the event is replayed again as the published event it
+                // became (a new copy of the original's envelope).
+                Status::Published | Status::Replayed => batch.push(seq, e, false)?,
+                Status::Dead => batch.push(seq, e, true)?,
+            }
         }
         Selection::Many(filter) => {
             let ranges = segment_ranges(store);
@@ -683,7 +721,7 @@ fn select(
             for range in ranges {
                 scan_segment(store, range, |seq, e| {
                     let status = statuses.of(seq);
-                    if wanted(seq, &e, status) {
+                    if statuses.kept(seq) && wanted(seq, &e, status) {
                         batch.push(seq, e, status == Status::Dead)?;
                     }
                     Ok(())
@@ -1083,6 +1121,60 @@ mod tests {
             assert_eq!(count(None), 1);
             assert_eq!(count(Some(Status::Published)), 1);
             assert_eq!(count(Some(Status::Dead)), 0);
+        })
+        .await
+        .unwrap();
+        store.close();
+    }
+
+    /// `retain_secs = 0`: a published event is gone for inspection and replay at once, though
+    /// its segment's file is deleted only when retention drops the whole segment (found by a
+    /// black-box review: they stayed listable, showable and replayable).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_no_retention_a_published_event_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::StoreConfig {
+            retain_secs: 0,
+            segment_bytes: 1 << 20,
+            ..config(dir.path())
+        };
+        let store = std::sync::Arc::new(Store::open(&cfg).unwrap());
+        let mut seqs = Vec::new();
+        for id in ["p1", "d1", "p2"] {
+            let e = event(id, "github.push", NOW);
+            store
+                .accept(&e, NOW, std::time::Duration::from_secs(5))
+                .await
+                .unwrap();
+            seqs.push((store.durable_upto(), e));
+        }
+        let (dead_seq, dead) = &seqs[1];
+        let info = DeadInfo {
+            attempts: 2,
+            reason: "NO_ROUTE".into(),
+            dead_at: NOW,
+        };
+        store.mark_dead(*dead_seq, dead, &info).unwrap();
+        store.advance(seqs[2].0 + 1, 3, NOW).unwrap();
+        let s = store.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let rows = list(&s, &Query::default().resolve(NOW).unwrap()).unwrap();
+            let ids: Vec<_> = rows.iter().map(|r| (r.id.as_str(), r.status)).collect();
+            assert_eq!(ids, [("d1", Status::Dead)], "only the dead letter is kept");
+            assert!(show(&s, "gh", "p1").unwrap().is_none());
+            assert!(show(&s, "gh", "d1").unwrap().is_some());
+            let by_id = |id: &str| ReplayRequest {
+                source: Some("gh".into()),
+                id: Some(id.into()),
+                dry_run: true,
+                ..ReplayRequest::default()
+            };
+            assert!(matches!(
+                replay(&s, &by_id("p2"), NOW, &rt),
+                Err(ReplayError::NotFound(..))
+            ));
+            assert_eq!(replay(&s, &by_id("d1"), NOW, &rt).unwrap(), 1);
         })
         .await
         .unwrap();

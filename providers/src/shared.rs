@@ -305,10 +305,19 @@ pub fn event_id(
             "the event id header is too long or not a visible token",
         )?
         .to_owned(),
-        Some(Locator::Pointer(p)) => value
-            .pointer(p)
-            .and_then(scalar)
-            .ok_or(Rejection::Malformed("the event id is not in the body"))?,
+        Some(Locator::Pointer(p)) => match value.pointer(p) {
+            // A fraction, or an integer past 64 bits, is read as a double: two events whose
+            // ids differ past its precision would share one id, the second dropped as a
+            // duplicate. Refused rather than rounded.
+            Some(Value::Number(n)) if !(n.is_i64() || n.is_u64()) => {
+                return Err(Rejection::Malformed(
+                    "the event id is a number that is not a 64-bit integer (send it as a string)",
+                ))
+            }
+            v => v
+                .and_then(scalar)
+                .ok_or(Rejection::Malformed("the event id is not in the body"))?,
+        },
     })
 }
 

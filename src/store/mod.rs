@@ -834,6 +834,30 @@ impl Store {
         }
     }
 
+    /// Records below this were published `store.retain_secs` ago or more (every published one
+    /// with 0): no longer kept for inspection or replay, though retention, which deletes whole
+    /// segments, may not have deleted their files yet.
+    pub fn published_expired_below(&self, now_secs: u64) -> u64 {
+        let cursor = self.cursor();
+        if self.retain_secs == 0 {
+            return cursor;
+        }
+        let Ok(tree) = self.db.open_tree(PUBLISHED) else {
+            return 0;
+        };
+        let cutoff = now_secs.saturating_sub(self.retain_secs);
+        // Cursor saves in order, their times growing with them: the expired ones come first
+        // (and retention trims them with their segments, so there are few).
+        let mut below = 0;
+        for (k, v) in tree.iter().flatten() {
+            if be_u64(&v) > cutoff {
+                break;
+            }
+            below = be_u64(&k);
+        }
+        below.min(cursor)
+    }
+
     /// When record `seq` was published, at the latest (the first cursor save past it); `None`
     /// while it is pending or when that save was trimmed with its segment.
     pub fn published_at(&self, seq: u64) -> Option<u64> {

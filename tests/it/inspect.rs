@@ -210,6 +210,46 @@ async fn a_dead_letter_is_listed_shown_and_replayed_off_the_dead_list() {
     gw.stop().await;
 }
 
+/// A dead letter replayed while its route is still missing dies again as a copy. Replayed by
+/// id then, the dead copy is the one that goes out and leaves the dead list; before, a new
+/// copy of the original went out beside it and the dead copy was published again by the
+/// next `status = dead` replay (found by a black-box review).
+#[actix_web::test]
+async fn a_replay_by_id_takes_the_dead_copy_of_an_earlier_replay() {
+    let exchange = unique("it-inspect-chain");
+    let mut c = config(&sources(), &exchange, &amqp_url(), None, "");
+    c.amqp.max_attempts = 2;
+    let gw = Gateway::start(c).await;
+    let dead_letters = |n: u64| {
+        let gw = &gw;
+        async move {
+            let deadline = Instant::now() + T;
+            while gw.readyz().await["dead_letters"] != n {
+                assert!(Instant::now() < deadline, "never {n} dead letters");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            wait_published(gw).await;
+        }
+    };
+    send(&gw, "issues", "chain-1").await;
+    dead_letters(1).await;
+    let (_, v) = post(&gw, "/replay", json!({"source": "gh", "status": "dead"})).await;
+    assert_eq!(v["replayed"], 1, "{v}");
+    // The copy has no route either: dead again.
+    dead_letters(1).await;
+    let issues = Consumer::bind(&exchange, "gh.github.issues").await;
+    let (s, v) = post(&gw, "/replay", json!({"source": "gh", "id": "chain-1"})).await;
+    assert_eq!((s, &v["replayed"]), (200, &json!(1)), "{v}");
+    let m = &issues.take(1, T).await[0];
+    assert!(is_replay(m));
+    assert_eq!(message_id(m), "chain-1");
+    dead_letters(0).await;
+    let (_, v) = post(&gw, "/replay", json!({"source": "gh", "status": "dead"})).await;
+    assert_eq!(v["replayed"], 0, "nothing left dead: {v}");
+    issues.assert_empty(Duration::from_millis(500)).await;
+    gw.stop().await;
+}
+
 #[actix_web::test]
 async fn a_forgotten_id_is_accepted_again() {
     let exchange = unique("it-forget");

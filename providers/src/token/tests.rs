@@ -229,6 +229,29 @@ fn id_and_type_locations() {
         br#"{"status":"Firing Now"}"#,
     ));
     assert_eq!(e.kind, "token.firing_now");
+    // A numeric id as written while it is a 64-bit integer; past that (or a fraction) it would
+    // be rounded, and two events could share one id: refused.
+    let p = build(serde_json::json!({"tokens": ["t"], "header": "X-Token", "id_pointer": "/id"}));
+    let with = h(&[("X-Token", "t")]);
+    for (body, id) in [
+        (r#"{"id":18446744073709551615}"#, "18446744073709551615"),
+        (r#"{"id":-9223372036854775808}"#, "-9223372036854775808"),
+        (
+            r#"{"id":"12345678901234567890123"}"#,
+            "12345678901234567890123",
+        ),
+    ] {
+        let (e, _) = event(admit_q(&p, &with, "", body.as_bytes()));
+        assert_eq!(e.id, id);
+    }
+    for body in [
+        r#"{"id":12345678901234567890123}"#,
+        r#"{"id":1.5}"#,
+        r#"{"id":1e3}"#,
+    ] {
+        let r = admit_q(&p, &with, "", body.as_bytes()).unwrap_err();
+        assert!(matches!(r, Rejection::Malformed(_)), "{body}: {r:?}");
+    }
 }
 
 #[test]
