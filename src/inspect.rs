@@ -421,7 +421,11 @@ pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>
     let Some((seq, e, status, replays)) = find(store, &statuses, source, id)? else {
         return Ok(None);
     };
-    let dead = statuses.dead.get(&seq);
+    // A dead letter replayed since: what its last copy died of, while that copy is dead.
+    let dead = statuses
+        .dead
+        .get(&seq)
+        .or_else(|| statuses.dead.get(&statuses.last_copy(seq)));
     let envelope = serde_json::from_slice(&e.body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.body).into()));
     Ok(Some(EventDetail {
@@ -529,6 +533,9 @@ pub struct ReplayRequest {
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    /// By filter: at most this many, the oldest first (as the events' filter takes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
     /// Count only.
     #[serde(default)]
     pub dry_run: bool,
@@ -545,7 +552,11 @@ impl ReplayRequest {
     pub fn selection(&self, now_secs: u64) -> Result<Selection, String> {
         if let Some(id) = &self.id {
             let source = self.source.clone().ok_or("id: needs source")?;
-            if self.kind.is_some() || self.status.is_some() || self.since.is_some() {
+            if self.kind.is_some()
+                || self.status.is_some()
+                || self.since.is_some()
+                || self.limit.is_some()
+            {
                 return Err("id: give either source + id, or a filter".into());
             }
             return Ok(Selection::One {
@@ -571,7 +582,11 @@ impl ReplayRequest {
             limit: None,
         };
         let mut filter = q.resolve(now_secs)?;
-        filter.limit = usize::MAX;
+        filter.limit = match self.limit {
+            None => usize::MAX,
+            Some(0) => return Err("limit: at least 1".into()),
+            Some(n) => n,
+        };
         Ok(Selection::Many(filter))
     }
 }
@@ -712,17 +727,24 @@ fn select(
                 };
                 replayable && filter.matches(e, status)
             };
+            // `limit`: the oldest first, in log order.
+            let mut left = filter.limit;
             for dead in store.dead_letters_before(log_first) {
                 let (seq, e, _) = dead?;
-                if wanted(seq, &e, Status::Dead) {
+                if left > 0 && wanted(seq, &e, Status::Dead) {
                     batch.push(seq, e, true)?;
+                    left -= 1;
                 }
             }
             for range in ranges {
+                if left == 0 {
+                    break;
+                }
                 scan_segment(store, range, |seq, e| {
                     let status = statuses.of(seq);
-                    if statuses.kept(seq) && wanted(seq, &e, status) {
+                    if left > 0 && statuses.kept(seq) && wanted(seq, &e, status) {
                         batch.push(seq, e, status == Status::Dead)?;
+                        left -= 1;
                     }
                     Ok(())
                 })?;
@@ -938,6 +960,26 @@ mod tests {
             panic!()
         };
         assert_eq!((f.since, f.limit), (Some(NOW - 3600), usize::MAX));
+        let limited = ReplayRequest {
+            limit: Some(5),
+            ..since.clone()
+        };
+        let Ok(Selection::Many(f)) = limited.selection(NOW) else {
+            panic!()
+        };
+        assert_eq!(f.limit, 5);
+        for bad in [
+            ReplayRequest {
+                limit: Some(0),
+                ..since.clone()
+            },
+            ReplayRequest {
+                limit: Some(1),
+                ..one.clone()
+            },
+        ] {
+            assert!(bad.selection(NOW).is_err(), "{bad:?}");
+        }
     }
 
     fn config(dir: &std::path::Path) -> crate::config::StoreConfig {
@@ -1047,6 +1089,13 @@ mod tests {
                 3,
                 "a dry run counts"
             );
+            req.limit = Some(2);
+            assert_eq!(
+                replay(&s, &req, NOW + 100, &rt).unwrap(),
+                2,
+                "at most limit"
+            );
+            req.limit = None;
             req.dry_run = false;
             // Once the backlog drained, the same replay goes through, up to the bound.
             s.advance(s.cursor() + 1, 1, NOW).unwrap();

@@ -77,7 +77,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     source: String,
     /// One event; otherwise a filter with --since (or --status dead).
-    #[arg(long, conflicts_with_all = ["kind", "status", "since", "until"])]
+    #[arg(long, conflicts_with_all = ["kind", "status", "since", "until", "limit"])]
     id: Option<String>,
     #[arg(long = "type")]
     kind: Option<String>,
@@ -88,6 +88,9 @@ pub struct ReplayArgs {
     since: Option<String>,
     #[arg(long, value_name = "WHEN")]
     until: Option<String>,
+    /// By filter: at most N, the oldest first.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Count only.
     #[arg(long)]
     dry_run: bool,
@@ -348,6 +351,7 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
         status: a.status,
         since: a.since,
         until: a.until,
+        limit: a.limit,
         dry_run: a.dry_run,
     };
     // Checked here too, so a mistake is not a locked-store round trip.
