@@ -255,7 +255,16 @@ impl Statuses {
     /// (retention deletes whole segments, so its file may outlive that; it is not listed,
     /// shown or replayed then). Pending, dead and replayed records always are.
     fn kept(&self, seq: u64) -> bool {
-        seq >= self.expired_below || self.of(seq) != Status::Published
+        match self.of(seq) {
+            Status::Published => seq >= self.expired_below,
+            // A dead letter replayed since is, once its copy went out, the published event it
+            // became: kept as long as that copy is.
+            Status::Replayed => {
+                let last = self.last_copy(seq);
+                self.of(last) != Status::Published || last >= self.expired_below
+            }
+            Status::Pending | Status::Dead => true,
+        }
     }
 
     /// Where a replayed dead letter ended: the status of the last copy in its chain of
@@ -533,7 +542,8 @@ pub struct ReplayRequest {
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
-    /// By filter: at most this many, the oldest first (as the events' filter takes it).
+    /// By filter: at most this many, the newest (as the events' listing with the same filter
+    /// shows them); they go out in log order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Count only.
@@ -727,28 +737,43 @@ fn select(
                 };
                 replayable && filter.matches(e, status)
             };
-            // `limit`: the oldest first, in log order.
-            let mut left = filter.limit;
-            for dead in store.dead_letters_before(log_first) {
-                let (seq, e, _) = dead?;
-                if left > 0 && wanted(seq, &e, Status::Dead) {
-                    batch.push(seq, e, true)?;
-                    left -= 1;
-                }
-            }
-            for range in ranges {
-                if left == 0 {
-                    break;
-                }
-                scan_segment(store, range, |seq, e| {
-                    let status = statuses.of(seq);
-                    if left > 0 && statuses.kept(seq) && wanted(seq, &e, status) {
-                        batch.push(seq, e, status == Status::Dead)?;
-                        left -= 1;
+            // Every selected record in log order: `(seq, entry, dead)`.
+            let each = |f: &mut dyn FnMut(u64, Entry, bool) -> Result<(), StoreError>| {
+                for dead in store.dead_letters_before(log_first) {
+                    let (seq, e, _) = dead?;
+                    if wanted(seq, &e, Status::Dead) {
+                        f(seq, e, true)?;
                     }
+                }
+                for &range in &ranges {
+                    scan_segment(store, range, |seq, e| {
+                        let status = statuses.of(seq);
+                        if statuses.kept(seq) && wanted(seq, &e, status) {
+                            f(seq, e, status == Status::Dead)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok::<(), StoreError>(())
+            };
+            // `limit`: the newest N, as the events' listing with the same filter shows them
+            // (counted first), sent in log order.
+            let mut skip = 0;
+            if filter.limit != usize::MAX {
+                let mut total = 0usize;
+                each(&mut |_, _, _| {
+                    total += 1;
                     Ok(())
                 })?;
+                skip = total.saturating_sub(filter.limit);
             }
+            each(&mut |seq, e, dead| match skip {
+                0 => batch.push(seq, e, dead),
+                _ => {
+                    skip -= 1;
+                    Ok(())
+                }
+            })?;
         }
     }
     batch.flush()?;
@@ -1176,6 +1201,54 @@ mod tests {
         store.close();
     }
 
+    /// A replay by filter with `limit` takes the newest events the filter selects (those the
+    /// listing with the same filter shows), and sends them in log order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replay_limit_takes_the_newest_in_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+        for (i, id) in ["e0", "e1", "e2", "e3"].iter().enumerate() {
+            let e = event(id, "github.push", NOW + i as u64);
+            let t = std::time::Duration::from_secs(5);
+            store.accept(&e, NOW + i as u64, t).await.unwrap();
+        }
+        let end = store.durable_upto() + 1;
+        store.advance(end, 4, NOW).unwrap();
+        let s = store.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let req = ReplayRequest {
+                source: Some("gh".into()),
+                since: Some("1h".into()),
+                limit: Some(2),
+                ..ReplayRequest::default()
+            };
+            let listed = list(
+                &s,
+                &Query {
+                    limit: Some(2),
+                    ..Query::default()
+                }
+                .resolve(NOW + 10)
+                .unwrap(),
+            )
+            .unwrap();
+            let listed: Vec<_> = listed.iter().map(|r| r.id.clone()).collect();
+            assert_eq!(listed, ["e3", "e2"]);
+            assert_eq!(replay(&s, &req, NOW + 10, &rt).unwrap(), 2);
+            let mut r = s.reader(end).unwrap();
+            let mut copies = Vec::new();
+            while let Some((_, _, e)) = r.next_record().unwrap() {
+                assert!(e.replay);
+                copies.push(e.message_id);
+            }
+            assert_eq!(copies, ["e2", "e3"]);
+        })
+        .await
+        .unwrap();
+        store.close();
+    }
+
     /// `retain_secs = 0`: a published event is gone for inspection and replay at once, though
     /// its segment's file is deleted only when retention drops the whole segment (found by a
     /// black-box review: they stayed listable, showable and replayable).
@@ -1224,6 +1297,22 @@ mod tests {
                 Err(ReplayError::NotFound(..))
             ));
             assert_eq!(replay(&s, &by_id("d1"), NOW, &rt).unwrap(), 1);
+            // Replayed for real, and its copy published: the published event it became is
+            // not kept either.
+            let req = ReplayRequest {
+                dry_run: false,
+                ..by_id("d1")
+            };
+            assert_eq!(replay(&s, &req, NOW, &rt).unwrap(), 1);
+            assert_eq!(s.pending(), 1);
+            s.advance(s.durable_upto() + 1, 1, NOW).unwrap();
+            let rows = list(&s, &Query::default().resolve(NOW).unwrap()).unwrap();
+            assert!(
+                rows.is_empty(),
+                "{:?}",
+                rows.iter().map(|r| &r.id).collect::<Vec<_>>()
+            );
+            assert!(show(&s, "gh", "d1").unwrap().is_none());
         })
         .await
         .unwrap();

@@ -318,6 +318,12 @@ async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
         .body(m.render())
 }
 
+async fn admin_not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("application/json")
+        .body(r#"{"error":"not found"}"#)
+}
+
 pub fn admin(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server, SocketAddr)> {
     let data = web::Data::from(gw);
     let token = web::Data::new(crate::admin::AdminToken(config.admin_token.clone()));
@@ -332,7 +338,9 @@ pub fn admin(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server
             .configure(crate::admin::routes)
             .configure(crate::runtime::routes)
             .configure(crate::console::routes)
-            .default_service(web::to(not_found))
+            // Not `not_found`: an admin miss (a browser's /favicon.ico) is not a request of
+            // the public listener's, to be logged and counted with them.
+            .default_service(web::to(admin_not_found))
             // Outermost: on every admin response, the 401s included.
             .wrap(crate::console::security_headers())
     })

@@ -268,7 +268,16 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
     let secret = p.tokens.first();
     let ts = unix_millis(o.now).to_string();
     let sig = sign(secret, &ts);
-    let hook = o.event.as_deref().unwrap_or("push_hooks");
+    // `--event` as the body names it (`merge_request_hooks`) or as the header does ("Merge
+    // Request Hook").
+    let event = o.event.as_deref().map(|e| {
+        let e = e.trim().to_ascii_lowercase().replace(' ', "_");
+        match e.strip_suffix("_hook") {
+            Some(stem) => format!("{stem}_hooks"),
+            None => e,
+        }
+    });
+    let hook = event.as_deref().unwrap_or("push_hooks");
     let body = match &o.payload {
         Some(b) => b.clone(),
         None => {

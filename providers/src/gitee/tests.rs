@@ -229,6 +229,9 @@ fn samples_and_config() {
             Some("merge_request_hooks"),
             "gitee.merge_request_hooks.open",
         ),
+        // The header's name for it works as well.
+        (Some("Merge Request Hook"), "gitee.merge_request_hooks.open"),
+        (Some("Push Hook"), "gitee.push_hooks"),
     ] {
         o.event = ev.map(str::to_owned);
         let s = sample(&c, &o).unwrap();

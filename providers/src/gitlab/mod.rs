@@ -157,10 +157,16 @@ impl crate::Provider for Gitlab {
 pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
     let p = Gitlab::new(c).map_err(joined)?;
     let id = o.id_or_random("");
+    // `--event` as the body names it (`merge_request`) or as the header does ("Merge Request
+    // Hook").
+    let event = o.event.as_deref().map(|e| {
+        let e = e.trim().to_ascii_lowercase();
+        e.strip_suffix(" hook").unwrap_or(&e).replace(' ', "_")
+    });
     let body = match &o.payload {
         Some(b) => b.clone(),
         None => {
-            let kind = o.event.as_deref().unwrap_or("push");
+            let kind = event.as_deref().unwrap_or("push");
             let mut v = serde_json::json!({
                 "object_kind": kind,
                 "event_name": kind,
@@ -173,7 +179,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
             v.to_string().into_bytes()
         }
     };
-    let hook = match o.event.as_deref().unwrap_or("push") {
+    let hook = match event.as_deref().unwrap_or("push") {
         "push" => "Push Hook".to_owned(),
         "tag_push" => "Tag Push Hook".to_owned(),
         "merge_request" => "Merge Request Hook".to_owned(),

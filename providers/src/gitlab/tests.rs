@@ -173,6 +173,9 @@ fn samples_are_admitted() {
     for (ev, kind) in [
         (None, "gitlab.push"),
         (Some("merge_request"), "gitlab.merge_request.open"),
+        // The header's name for it works as well.
+        (Some("Merge Request Hook"), "gitlab.merge_request.open"),
+        (Some("Push Hook"), "gitlab.push"),
     ] {
         o.event = ev.map(str::to_owned);
         let s = sample(&c, &o).unwrap();
