@@ -105,12 +105,9 @@ pub fn request_client_ip(rt: &Runtime, req: &HttpRequest) -> IpAddr {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    client_ip(
-        peer,
-        &header_values(req, &rt.forwarded_header.header_name()),
-        rt.forwarded_header,
-        &rt.trusted_proxies,
-    )
+    let values = header_values(req, &rt.forwarded_header.header_name());
+    let values: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
+    client_ip(peer, &values, rt.forwarded_header, &rt.trusted_proxies)
 }
 
 /// A request as the core stages see it: no HTTP framework type, so the stages are plain
@@ -351,10 +348,15 @@ fn too_large(source: &Source, declared: Option<u64>) -> Outcome {
     refuse(source, Refusal::TooLarge, detail)
 }
 
-fn header_values<'a>(req: &'a HttpRequest, name: &HeaderName) -> Vec<&'a str> {
+/// Every field value of `name`, in order. A value with bytes past ASCII (obs-text) is kept,
+/// those bytes replaced: dropped whole, a client's `X-Forwarded-For: \xff` took the address
+/// the proxy appended to it along, and the proxy itself became the client (inside an
+/// allowlist that trusts it; found by a black-box review). Kept, it is an unparseable hop,
+/// and the walk stops left of the proxy's own entry.
+fn header_values<'a>(req: &'a HttpRequest, name: &HeaderName) -> Vec<std::borrow::Cow<'a, str>> {
     req.headers()
         .get_all(name)
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .collect()
 }
 

@@ -414,6 +414,47 @@ async fn allowlist_behind_a_trusted_proxy_uses_the_rightmost_untrusted_hop() {
     gw.stop().await;
 }
 
+/// A source open to the proxies' own network only (an internal sender behind the same
+/// proxy): a client outside it writes a byte past ASCII into its own forwarding header, to
+/// which the proxy appends the client's real address. The whole line was dropped, leaving the
+/// proxy as the client, inside the allowlist (found by a black-box review); the byte is now
+/// an unparseable hop left of the real address.
+#[actix_web::test]
+async fn a_forwarding_header_with_bytes_past_ascii_does_not_make_the_proxy_the_client() {
+    let exchange = unique("it-guard");
+    let gw = Gateway::start(gateway_config(
+        "trusted_proxies = [\"127.0.0.0/8\"]",
+        "",
+        &amqp_url(),
+        &exchange,
+        &gh_source("internal", "allow_ips = [\"127.0.0.0/8\"]"),
+    ))
+    .await;
+    for value in [
+        &b"\xff, 203.0.113.5"[..],
+        "caf\u{e9}, 203.0.113.5".as_bytes(),
+    ] {
+        let r = push("obs-text");
+        let mut req = gw.client.post(gw.url("internal")).body(r.body.clone());
+        for (k, v) in &r.headers {
+            req = req.header(k, v);
+        }
+        let value = reqwest::header::HeaderValue::from_bytes(value).unwrap();
+        let r = req.header("X-Forwarded-For", value).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    // The proxy's own request (its address appended, nothing left of it) is let in.
+    let r = send_with(
+        &gw,
+        "internal",
+        &push("inside"),
+        &[("X-Forwarded-For", "127.0.0.5")],
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    gw.stop().await;
+}
+
 /// What is tried, the extra headers, the status expected.
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
 
