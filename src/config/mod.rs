@@ -404,10 +404,17 @@ pub fn render_routing_key(template: &str, source: &str, kind: &str, provider: &s
     out
 }
 
-/// Whether `ip` lies in any of `nets`.
+/// Whether `ip` lies in any of `nets`. Addresses compare as IPv4 where they are IPv4-mapped,
+/// and so do nets written that way (`::ffff:10.0.0.0/104`): they matched nothing before.
 pub fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
-    nets.iter().any(|n| n.contains(&ip))
+    let mapped = match ip {
+        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+        IpAddr::V6(_) => None,
+    };
+    nets.iter().any(|n| {
+        n.contains(&ip) || matches!((n, mapped), (IpNet::V6(_), Some(m)) if n.contains(&m))
+    })
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) compare as IPv4.

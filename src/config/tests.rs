@@ -470,4 +470,11 @@ fn mapped_ipv6_matches_v4_nets() {
     let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
     assert!(contains(&nets, "::ffff:10.1.2.3".parse().unwrap()));
     assert!(!contains(&nets, "11.1.2.3".parse().unwrap()));
+    // A net written IPv4-mapped matches the IPv4 addresses it maps (found by a review: it
+    // matched nothing, since addresses compare as IPv4).
+    let mapped: Vec<IpNet> = vec!["::ffff:127.0.0.0/104".parse().unwrap()];
+    assert!(contains(&mapped, "127.0.0.1".parse().unwrap()));
+    assert!(contains(&mapped, "::ffff:127.0.0.1".parse().unwrap()));
+    assert!(!contains(&mapped, "128.0.0.1".parse().unwrap()));
+    assert!(!contains(&mapped, "::1".parse().unwrap()));
 }
