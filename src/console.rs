@@ -34,6 +34,8 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
+        // Event data is not kept in a browser's cache (the assets set their own `no-cache`).
+        .add((header::CACHE_CONTROL, "no-store"))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

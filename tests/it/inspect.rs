@@ -658,6 +658,23 @@ async fn the_admin_listener_refuses_what_a_browser_page_could_send() {
         .await
         .unwrap();
     assert_eq!(simple.status(), 403);
+    // The router decodes `/%72eplay` to `/replay`: refused all the same (it was let through).
+    for path in ["/%72eplay", "/%66orget", "/repl%61y"] {
+        let r = gw
+            .client
+            .post(gw.admin(path))
+            .header("Content-Type", "text/plain")
+            .body(r#"{"source":"gh","id":"x"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // Event data is never kept in a browser's cache.
+    let r = gw.client.get(gw.admin("/events")).send().await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let r = gw.client.get(gw.admin("/console.js")).send().await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-cache");
     let rebound = gw
         .client
         .get(gw.admin("/events"))
