@@ -130,7 +130,9 @@ pub const DEDUP_ERROR_STEPS: [&str; 4] = ["claim", "confirm", "release", "backlo
 pub const DEDUP_CALL_STEPS: [&str; 3] = ["claim", "confirm", "release"];
 
 /// Background tasks under supervision (`app::supervise`).
-pub const TASKS: [&str; 4] = ["maintenance", "relay", "rejections", "limiter"];
+/// Every task `app.rs` supervises (`dedup` only with `[dedup] shared`, its series at 0 all the
+/// same: an alert's `increase()` misses a series' first sample).
+pub const TASKS: [&str; 5] = ["maintenance", "relay", "rejections", "limiter", "dedup"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TaskLabel {

@@ -272,12 +272,20 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     let store_problem = gw.store.problem();
-    let problems = gw.health.problems();
+    let mut problems = gw.health.problems();
     let shared = gw.dedup.as_ref().map_or("off", |d| d.status());
     // Under `accept` this replica keeps serving with its own dedup; under `reject` it refuses.
     let dedup_blocks = shared == "unavailable"
         && gw.dedup.as_ref().map(|d| d.on_unavailable) == Some(crate::dedup::OnUnavailable::Reject);
-    let ready = store_problem.is_none() && problems.is_empty() && !dedup_blocks;
+    // Every reason for a 503 is in `problems` (they were in `store` and `dedup` only).
+    if let Some(p) = store_problem {
+        problems.push(format!("store: {p}"));
+    }
+    if dedup_blocks {
+        problems
+            .push("dedup: the shared store is unavailable and on_unavailable = \"reject\"".into());
+    }
+    let ready = problems.is_empty();
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not ready" },
         "store": store_problem.unwrap_or("ok"),

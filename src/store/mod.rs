@@ -211,6 +211,8 @@ pub struct Store {
     cursor: AtomicU64,
     /// Accept time (Unix secs) of the record at the cursor; 0 when nothing is pending.
     oldest_pending_at: AtomicU64,
+    /// `(cursor, accept time of its record)`: [`Store::oldest_pending_at`] without the relay.
+    oldest_cache: Mutex<Option<(u64, u64)>>,
     /// `relay.cursor`: the cursor again, written in place at every save ([`CursorFile`]).
     cursor_file: CursorFile,
     /// Woken whenever a record is committed.
@@ -348,6 +350,7 @@ impl Store {
             pending,
             cursor: AtomicU64::new(cursor),
             oldest_pending_at: AtomicU64::new(0),
+            oldest_cache: Mutex::new(None),
             cursor_file,
             committed,
             indexer: Mutex::new(Some(indexer)),
@@ -680,15 +683,34 @@ impl Store {
         self.dead.len()
     }
 
-    /// Accept time of the oldest pending record (Unix secs), if any.
+    /// Accept time of the oldest pending record (Unix secs), if any. The relay says it while
+    /// it has events in flight; otherwise (the broker down or unreachable since the start, the
+    /// very case the age is watched for) it is read from the record at the cursor, once per
+    /// cursor position (it read 0 there before: found by a review).
     pub fn oldest_pending_at(&self) -> Option<u64> {
-        match (
-            self.pending(),
-            self.oldest_pending_at.load(Ordering::Relaxed),
-        ) {
-            (0, _) | (_, 0) => None,
-            (_, at) => Some(at),
+        if self.pending() == 0 {
+            return None;
         }
+        match self.oldest_pending_at.load(Ordering::Relaxed) {
+            0 => self.oldest_at_cursor(),
+            at => Some(at),
+        }
+    }
+
+    fn oldest_at_cursor(&self) -> Option<u64> {
+        let cursor = self.cursor();
+        let mut cached = self
+            .oldest_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at_cursor, at)) = *cached {
+            if at_cursor == cursor {
+                return Some(at);
+            }
+        }
+        let (_, _, e) = self.reader(cursor).ok()?.next_record().ok()??;
+        *cached = Some((cursor, e.timestamp));
+        Some(e.timestamp)
     }
 
     pub fn log_bytes(&self) -> u64 {

@@ -960,3 +960,26 @@ async fn a_start_resumes_from_the_cursor_file_ahead_of_sled() {
     s.advance(4, 1, 1000).unwrap();
     assert_eq!(CursorFile::open(&cfg.path).unwrap().read(), Some(4));
 }
+
+/// The age of the oldest pending event is what is watched while the broker is down: with no
+/// relay to say it (nothing in flight), it is read from the record at the cursor (it was
+/// `None`, the gauge 0, for as long as the broker was unreachable; found by a review).
+#[tokio::test]
+async fn the_oldest_pending_time_is_known_without_the_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&config(dir.path(), 10));
+    assert_eq!(s.oldest_pending_at(), None);
+    for (id, at) in [("a", 1000), ("b", 1005)] {
+        let e = Entry {
+            timestamp: at,
+            ..entry(id)
+        };
+        accept(&s, &e, at).await;
+    }
+    assert_eq!(s.oldest_pending_at(), Some(1000));
+    // The relay confirmed the first and has nothing in flight.
+    s.advance(s.cursor() + 1, 1, 0).unwrap();
+    assert_eq!(s.oldest_pending_at(), Some(1005));
+    s.advance(s.cursor() + 1, 1, 0).unwrap();
+    assert_eq!(s.oldest_pending_at(), None);
+}

@@ -57,10 +57,12 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("hookgate_broker_connected"), "{text}");
-    // Admin routes only on the admin listener, and no hooks there.
+    // Admin routes only on the admin listener, and no hooks there (JSON: without a token,
+    // any other POST is refused before routing, 403).
     assert_eq!(
         gw.client
             .post(gw.admin("/hooks/gh-main"))
+            .header("Content-Type", "application/json")
             .send()
             .await
             .unwrap()

@@ -516,6 +516,9 @@ async fn redis_stopped_and_restarted_mid_run() {
         assert_eq!(wait_shared(gw, "unavailable").await, 200);
     }
     assert_eq!(wait_shared(strict, "unavailable").await, 503);
+    // The 503's reason is in `problems`, like every other (the list was empty).
+    let problems = strict.readyz().await["problems"].to_string();
+    assert!(problems.contains("on_unavailable"), "{problems}");
     let r = strict.send(&src, &push("strict-refused")).await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
