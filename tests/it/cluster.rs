@@ -507,7 +507,9 @@ async fn amqps_client_certificate_for_a_node_that_requires_one() {
     }
 }
 
-/// Every document of the Kubernetes example, in the order kustomization.yaml lists the files.
+/// Every document of the Kubernetes example, in the order kustomization.yaml lists the files,
+/// and the example Secret, which it must not list (`kubectl apply -k` would overwrite a real
+/// Secret with the example's values; found by a review).
 fn kubernetes_docs() -> Vec<serde_json::Value> {
     use serde::Deserialize;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
@@ -515,8 +517,17 @@ fn kubernetes_docs() -> Vec<serde_json::Value> {
     let kustomization: serde_json::Value =
         serde_norway::from_str(&read("kustomization.yaml")).unwrap();
     let mut docs = Vec::new();
-    for file in kustomization["resources"].as_array().unwrap() {
-        let text = read(file.as_str().unwrap());
+    let resources = kustomization["resources"].as_array().unwrap();
+    assert!(
+        !resources.iter().any(|r| r == "secret.example.yaml"),
+        "apply -k must not overwrite the real Secret"
+    );
+    let files = resources
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .chain(["secret.example.yaml"]);
+    for file in files {
+        let text = read(file);
         for doc in serde_norway::Deserializer::from_str(&text) {
             docs.push(serde_json::Value::deserialize(doc).unwrap());
         }
