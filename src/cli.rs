@@ -105,7 +105,9 @@ struct SignArgs {
     /// File with the event payload (JSON; for Alipay a JSON object of parameters).
     #[arg(long)]
     payload: Option<PathBuf>,
-    /// PEM private key for RSA providers (Alipay's, or the WeChat Pay platform's).
+    /// The private key to sign with where the config holds only the public one: a PEM file
+    /// for RSA providers (Alipay's, or the WeChat Pay platform's), a file holding the `whsk_`
+    /// key for a Standard Webhooks source with only its `whpk_` key (v1a, Ed25519).
     #[arg(long)]
     private_key: Option<PathBuf>,
     /// WeChat Pay: the serial / public-key id to sign as.
@@ -496,6 +498,11 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
         }
         let running: crate::runtime::Summary =
             serde_json::from_str(&body).context("--diff: GET /config answered unexpected JSON")?;
+        if let Some(problem) =
+            crate::runtime::sources_problem(config.sources.len(), running.sources.len())
+        {
+            bail!("--diff: a reload would be refused: {problem}");
+        }
         let changes = crate::runtime::diff(&running, &crate::runtime::Summary::of(&config));
         let lines = changes.lines();
         if lines.is_empty() {

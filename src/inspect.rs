@@ -542,8 +542,9 @@ pub struct ReplayRequest {
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
-    /// By filter: at most this many, the newest (as the events' listing with the same filter
-    /// shows them); they go out in log order.
+    /// By filter: at most this many, the newest of what the filter selects for a replay
+    /// (published originals and dead letters; a listing also shows pending events and
+    /// copies); they go out in log order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
     /// Count only.
@@ -756,8 +757,7 @@ fn select(
                 }
                 Ok::<(), StoreError>(())
             };
-            // `limit`: the newest N, as the events' listing with the same filter shows them
-            // (counted first), sent in log order.
+            // `limit`: the newest N of what is selected (counted first), sent in log order.
             let mut skip = 0;
             if filter.limit != usize::MAX {
                 let mut total = 0usize;
@@ -1201,8 +1201,8 @@ mod tests {
         store.close();
     }
 
-    /// A replay by filter with `limit` takes the newest events the filter selects (those the
-    /// listing with the same filter shows), and sends them in log order.
+    /// A replay by filter with `limit` takes the newest events the filter selects (here,
+    /// published ones only: the same as the listing shows), and sends them in log order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_limit_takes_the_newest_in_log_order() {
         let dir = tempfile::tempdir().unwrap();

@@ -292,6 +292,16 @@ pub fn check_beyond_load(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a reload from `running` sources to `new` ones is refused, if it is: a file cut off
+/// before its `[[sources]]` is still valid TOML, and taken, every provider would get 404 until
+/// the next reload. A gateway meant to run without sources (only draining its log) is started
+/// that way. `check --diff` says the same.
+pub fn sources_problem(new: usize, running: usize) -> Option<&'static str> {
+    (new == 0 && running > 0).then_some(
+        "the new config has no sources (a file written half-way?); a gateway without sources needs a restart",
+    )
+}
+
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -308,13 +318,8 @@ pub fn apply(
 ) -> Result<Changes, ReloadError> {
     check_beyond_load(config).map_err(ReloadError)?;
     let current = gw.runtime.load();
-    if config.sources.is_empty() && !current.sources.is_empty() {
-        // A file cut off before its `[[sources]]` is still valid TOML: taken, every provider
-        // would get 404 until the next reload. A gateway meant to run without sources (only
-        // draining its log) is started that way.
-        return Err(ReloadError(
-            "the new config has no sources (a file written half-way?); a gateway without sources needs a restart".into(),
-        ));
+    if let Some(problem) = sources_problem(config.sources.len(), current.sources.len()) {
+        return Err(ReloadError(problem.into()));
     }
     let mut next = Runtime::build(config, Some(&current)).map_err(ReloadError)?;
     let changes = diff(&current.summary, &next.summary);

@@ -405,15 +405,17 @@ pub fn render_routing_key(template: &str, source: &str, kind: &str, provider: &s
 }
 
 /// Whether `ip` lies in any of `nets`. Addresses compare as IPv4 where they are IPv4-mapped,
-/// and so do nets written that way (`::ffff:10.0.0.0/104`): they matched nothing before.
+/// and so do nets written that way (`::ffff:10.0.0.0/104`: they matched nothing before). Only
+/// those: `::/0` is every IPv6 address, not every IPv4 one too.
 pub fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
-    let mapped = match ip {
-        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
-        IpAddr::V6(_) => None,
-    };
-    nets.iter().any(|n| {
-        n.contains(&ip) || matches!((n, mapped), (IpNet::V6(_), Some(m)) if n.contains(&m))
+    nets.iter().any(|n| match (n, ip) {
+        (IpNet::V6(n6), IpAddr::V4(v4)) => {
+            n6.prefix_len() >= 96
+                && n6.network().to_ipv4_mapped().is_some()
+                && n6.contains(&v4.to_ipv6_mapped())
+        }
+        _ => n.contains(&ip),
     })
 }
 

@@ -477,4 +477,11 @@ fn mapped_ipv6_matches_v4_nets() {
     assert!(contains(&mapped, "::ffff:127.0.0.1".parse().unwrap()));
     assert!(!contains(&mapped, "128.0.0.1".parse().unwrap()));
     assert!(!contains(&mapped, "::1".parse().unwrap()));
+    // Other IPv6 nets are IPv6 only, however wide.
+    for wide in ["::/0", "::/64", "2001:db8::/32"] {
+        let nets: Vec<IpNet> = vec![wide.parse().unwrap()];
+        assert!(!contains(&nets, "127.0.0.1".parse().unwrap()), "{wide}");
+    }
+    let all_v6: Vec<IpNet> = vec!["::/0".parse().unwrap()];
+    assert!(contains(&all_v6, "2001:db8::1".parse().unwrap()));
 }

@@ -211,8 +211,8 @@ pub struct Store {
     cursor: AtomicU64,
     /// Accept time (Unix secs) of the record at the cursor; 0 when nothing is pending.
     oldest_pending_at: AtomicU64,
-    /// `(cursor, accept time of its record)`: [`Store::oldest_pending_at`] without the relay.
-    oldest_cache: Mutex<Option<(u64, u64)>>,
+    /// `(cursor, accept time of its record)`: [`Store::oldest_pending_at_disconnected`].
+    oldest_cache: Mutex<Option<(u64, Option<u64>)>>,
     /// `relay.cursor`: the cursor again, written in place at every save ([`CursorFile`]).
     cursor_file: CursorFile,
     /// Woken whenever a record is committed.
@@ -683,34 +683,47 @@ impl Store {
         self.dead.len()
     }
 
-    /// Accept time of the oldest pending record (Unix secs), if any. The relay says it while
-    /// it has events in flight; otherwise (the broker down or unreachable since the start, the
-    /// very case the age is watched for) it is read from the record at the cursor, once per
-    /// cursor position (it read 0 there before: found by a review).
+    /// Accept time of the oldest pending record (Unix secs), if any, as the relay last said
+    /// it (the oldest in flight; none while it has nothing in flight).
     pub fn oldest_pending_at(&self) -> Option<u64> {
-        if self.pending() == 0 {
-            return None;
-        }
-        match self.oldest_pending_at.load(Ordering::Relaxed) {
-            0 => self.oldest_at_cursor(),
-            at => Some(at),
+        match (
+            self.pending(),
+            self.oldest_pending_at.load(Ordering::Relaxed),
+        ) {
+            (0, _) | (_, 0) => None,
+            (_, at) => Some(at),
         }
     }
 
-    fn oldest_at_cursor(&self) -> Option<u64> {
+    /// [`Store::oldest_pending_at`] for a relay that is not connected: the broker down or
+    /// unreachable since the start, the very case the age is watched for (it read 0 there:
+    /// found by a review). What the relay does not say is read from the record at the cursor,
+    /// once per cursor position (a reader finds a record by reading its segment from the
+    /// start: while the relay is connected the cursor moves all the time, so not then).
+    pub fn oldest_pending_at_disconnected(&self) -> Option<u64> {
+        if self.pending() == 0 {
+            return None;
+        }
+        if let Some(at) = self.oldest_pending_at() {
+            return Some(at);
+        }
         let cursor = self.cursor();
         let mut cached = self
             .oldest_cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((at_cursor, at)) = *cached {
-            if at_cursor == cursor {
-                return Some(at);
+        match *cached {
+            Some((at_cursor, at)) if at_cursor == cursor => at,
+            _ => {
+                let at = self
+                    .reader(cursor)
+                    .ok()
+                    .and_then(|mut r| r.next_record().ok().flatten())
+                    .map(|(_, _, e)| e.timestamp);
+                *cached = Some((cursor, at));
+                at
             }
         }
-        let (_, _, e) = self.reader(cursor).ok()?.next_record().ok()??;
-        *cached = Some((cursor, e.timestamp));
-        Some(e.timestamp)
     }
 
     pub fn log_bytes(&self) -> u64 {

@@ -66,7 +66,7 @@ pub fn sample(c: &Config, o: &SampleOptions) -> Result<SampleRequest, String> {
         entries.push(sign_v1a(signing_key, &id, &timestamp, &body)?);
     }
     if entries.is_empty() {
-        return Err("no whsec_ secret configured; give a whsk_ private key to sign v1a".into());
+        return Err("no whsec_ secret configured: to sign v1a, give the whsk_ private key that goes with the whpk_ key, in a file: --private-key FILE".into());
     }
     Ok(SampleRequest {
         query: String::new(),
