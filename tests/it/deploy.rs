@@ -250,11 +250,17 @@ fn systemd_unit_verifies_and_is_hardened() {
         "CapabilityBoundingSet=\n",
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "SystemCallFilter=@system-service",
+        // The commit delay reads /proc/stat; the relay lowers its priority (found by a review).
+        "SystemCallFilter=setpriority",
         "Restart=on-failure",
         "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(unit.contains(directive), "{directive:?} missing");
     }
+    assert!(
+        !unit.lines().any(|l| l.starts_with("ProcSubset=")),
+        "hides /proc/stat from the commit delay"
+    );
     // verify wants the binaries to exist: point it at the one this test was built with.
     const INSTALLED: &str = "/usr/local/bin/hookgate";
     assert!(unit.contains(INSTALLED));
