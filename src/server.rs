@@ -161,16 +161,19 @@ async fn hook_get(
     payload: web::Payload,
     gw: web::Data<Gateway>,
 ) -> HttpResponse {
-    let verifies_with_get = gw
-        .runtime
-        .load()
-        .sources
-        .get(name)
-        .is_some_and(|s| s.provider.verifies_with_get());
-    match verifies_with_get {
+    match verifies_with_get(&gw, name) {
         true => hook(req, name, payload, gw).await,
         _ => method_not_allowed(req, name, payload, gw),
     }
+}
+
+/// Whether `name` is a source whose provider verifies its URL with a GET.
+fn verifies_with_get(gw: &Gateway, name: &str) -> bool {
+    gw.runtime
+        .load()
+        .sources
+        .get(name)
+        .is_some_and(|s| s.provider.verifies_with_get())
 }
 
 fn method_not_allowed(
@@ -179,13 +182,10 @@ fn method_not_allowed(
     payload: web::Payload,
     gw: web::Data<Gateway>,
 ) -> HttpResponse {
-    let gets = gw
-        .runtime
-        .load()
-        .sources
-        .get(name)
-        .is_some_and(|s| s.provider.verifies_with_get());
-    let allow = if gets { "GET, POST" } else { "POST" };
+    let allow = match verifies_with_get(&gw, name) {
+        true => "GET, POST",
+        false => "POST",
+    };
     let outcome = Outcome::MethodNotAllowed { allow };
     close_if_unread(unrouted(&req, name, &gw, outcome, Instant::now()), payload)
 }
