@@ -1146,17 +1146,7 @@ mod tests {
             commit_delay_us: 0,
         };
         let now = crate::now_secs();
-        let entry = |id: &str| Entry {
-            routing_key: "gh.github.push".into(),
-            message_id: id.into(),
-            kind: "github.push".into(),
-            source: "gh".into(),
-            provider: "github".into(),
-            content_key: None,
-            timestamp: now,
-            replay: false,
-            body: b"{}".to_vec(),
-        };
+        let entry = |id: &str| Entry::test_push(id, now, b"{}".to_vec());
         let s = crate::store::Store::open(&cfg).unwrap();
         for id in ["kept", "forgotten"] {
             s.accept(&entry(id), now, std::time::Duration::from_secs(5))

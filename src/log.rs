@@ -62,6 +62,24 @@ pub struct Entry {
     pub body: Vec<u8>,
 }
 
+#[cfg(test)]
+impl Entry {
+    /// A GitHub push of source `gh` (unit tests).
+    pub(crate) fn test_push(id: &str, timestamp: u64, body: Vec<u8>) -> Entry {
+        Entry {
+            routing_key: "gh.github.push".into(),
+            message_id: id.into(),
+            kind: "github.push".into(),
+            source: "gh".into(),
+            provider: "github".into(),
+            content_key: None,
+            timestamp,
+            replay: false,
+            body,
+        }
+    }
+}
+
 const PAYLOAD_VERSION: u8 = 2;
 const FRAME_HEADER: usize = 8;
 /// Larger frames are corruption: no source accepts bodies near this size.

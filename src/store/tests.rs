@@ -13,17 +13,8 @@ fn config(dir: &Path, max: u64) -> StoreConfig {
 }
 
 fn entry(id: &str) -> Entry {
-    Entry {
-        routing_key: "gh.github.push".into(),
-        message_id: id.into(),
-        kind: "github.push".into(),
-        source: "gh".into(),
-        provider: "github".into(),
-        content_key: None,
-        timestamp: 1000,
-        replay: false,
-        body: format!("{{\"id\":\"{id}\",\"pad\":\"{}\"}}", "p".repeat(500)).into_bytes(),
-    }
+    let body = format!("{{\"id\":\"{id}\",\"pad\":\"{}\"}}", "p".repeat(500));
+    Entry::test_push(id, 1000, body.into_bytes())
 }
 
 const T: Duration = Duration::from_secs(5);
