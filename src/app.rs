@@ -228,7 +228,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         // if it is gone, the process stops and the service manager restarts it.
         tokio::spawn({
             let (store, health, cancel) = (store.clone(), health.clone(), cancel.clone());
-            let broker = broker.clone();
             async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 loop {
@@ -237,11 +236,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     m.log_bytes.set(store.log_bytes() as i64);
                     m.log_segments.set(store.log_segments() as i64);
                     m.outbox_pending.set(store.pending() as i64);
-                    let oldest = match broker.connected() {
-                        true => store.oldest_pending_at(),
-                        false => store.oldest_pending_at_disconnected(),
-                    };
-                    let age = oldest.map_or(0, |at| crate::now_secs().saturating_sub(at));
+                    let age = store
+                        .oldest_pending_at()
+                        .map_or(0, |at| crate::now_secs().saturating_sub(at));
                     m.oldest_pending_age.set(age as i64);
                     let stopped = store.problem().filter(|p| {
                         [

@@ -292,11 +292,7 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
         "config": "loaded",
         "sources": gw.runtime.load().sources.len(),
         "outbox_pending": gw.store.pending(),
-        "oldest_pending_age_secs": match gw.broker.connected() {
-            true => gw.store.oldest_pending_at(),
-            false => gw.store.oldest_pending_at_disconnected(),
-        }
-        .map(|at| crate::now_secs().saturating_sub(at)),
+        "oldest_pending_age_secs": gw.store.oldest_pending_at().map(|at| crate::now_secs().saturating_sub(at)),
         "dead_letters": gw.store.dead_count(),
         "problems": problems,
         "dedup": { "shared": shared },

@@ -211,8 +211,8 @@ pub struct Store {
     cursor: AtomicU64,
     /// Accept time (Unix secs) of the record at the cursor; 0 when nothing is pending.
     oldest_pending_at: AtomicU64,
-    /// `(cursor, accept time of its record)`: [`Store::oldest_pending_at_disconnected`].
-    oldest_cache: Mutex<Option<(u64, Option<u64>)>>,
+    /// `(cursor, accept time of its record, when read)`: [`Store::oldest_pending_at`].
+    oldest_read: Mutex<Option<(u64, Option<u64>, std::time::Instant)>>,
     /// `relay.cursor`: the cursor again, written in place at every save ([`CursorFile`]).
     cursor_file: CursorFile,
     /// Woken whenever a record is committed.
@@ -350,7 +350,7 @@ impl Store {
             pending,
             cursor: AtomicU64::new(cursor),
             oldest_pending_at: AtomicU64::new(0),
-            oldest_cache: Mutex::new(None),
+            oldest_read: Mutex::new(None),
             cursor_file,
             committed,
             indexer: Mutex::new(Some(indexer)),
@@ -683,47 +683,39 @@ impl Store {
         self.dead.len()
     }
 
-    /// Accept time of the oldest pending record (Unix secs), if any, as the relay last said
-    /// it (the oldest in flight; none while it has nothing in flight).
+    /// Accept time of the oldest pending record (Unix secs), if any. The relay says it while
+    /// it has records in flight and saves; otherwise (a broker down, unreachable, blocking
+    /// publishers, or refusing one record over and over: the very cases the age is watched
+    /// for; it read 0 there, found by two reviews) it is read from the record at the cursor.
+    /// A reader finds a record by reading its segment from the start, so that is done at most
+    /// once per cursor position and once per [`OLDEST_REREAD`]: between two reads of a moving
+    /// cursor it says nothing (the relay is working: the age is near 0).
     pub fn oldest_pending_at(&self) -> Option<u64> {
-        match (
-            self.pending(),
-            self.oldest_pending_at.load(Ordering::Relaxed),
-        ) {
-            (0, _) | (_, 0) => None,
-            (_, at) => Some(at),
-        }
-    }
-
-    /// [`Store::oldest_pending_at`] for a relay that is not connected: the broker down or
-    /// unreachable since the start, the very case the age is watched for (it read 0 there:
-    /// found by a review). What the relay does not say is read from the record at the cursor,
-    /// once per cursor position (a reader finds a record by reading its segment from the
-    /// start: while the relay is connected the cursor moves all the time, so not then).
-    pub fn oldest_pending_at_disconnected(&self) -> Option<u64> {
         if self.pending() == 0 {
             return None;
         }
-        if let Some(at) = self.oldest_pending_at() {
+        if let at @ 1.. = self.oldest_pending_at.load(Ordering::Relaxed) {
             return Some(at);
         }
         let cursor = self.cursor();
-        let mut cached = self
-            .oldest_cache
+        let mut last = self
+            .oldest_read
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match *cached {
-            Some((at_cursor, at)) if at_cursor == cursor => at,
-            _ => {
-                let at = self
-                    .reader(cursor)
-                    .ok()
-                    .and_then(|mut r| r.next_record().ok().flatten())
-                    .map(|(_, _, e)| e.timestamp);
-                *cached = Some((cursor, at));
-                at
-            }
+        match *last {
+            Some((at_cursor, Some(at), _)) if at_cursor == cursor => return Some(at),
+            Some((_, _, read_at)) if read_at.elapsed() < OLDEST_REREAD => return None,
+            _ => {}
         }
+        // `None` when the record is not on disk yet (counted pending a moment before its
+        // commit): read again after OLDEST_REREAD.
+        let at = self
+            .reader(cursor)
+            .ok()
+            .and_then(|mut r| r.next_record().ok().flatten())
+            .map(|(_, _, e)| e.timestamp);
+        *last = Some((cursor, at, std::time::Instant::now()));
+        at
     }
 
     pub fn log_bytes(&self) -> u64 {
@@ -1062,6 +1054,13 @@ impl Store {
         Ok(was)
     }
 }
+
+/// How often [`Store::oldest_pending_at`] may read the log for the record at the cursor.
+const OLDEST_REREAD: Duration = if cfg!(test) {
+    Duration::ZERO
+} else {
+    Duration::from_secs(10)
+};
 
 /// `relay.cursor` in the store's directory: 16 bytes, `HGC1`, the cursor (u64 BE) and a
 /// crc32 of both, rewritten in place with one `pwrite` (within one sector) at every cursor

@@ -959,7 +959,7 @@ async fn a_start_resumes_from_the_cursor_file_ahead_of_sled() {
 async fn the_oldest_pending_time_is_known_without_the_relay() {
     let dir = tempfile::tempdir().unwrap();
     let s = open_store(&config(dir.path(), 10));
-    assert_eq!(s.oldest_pending_at_disconnected(), None);
+    assert_eq!(s.oldest_pending_at(), None);
     for (id, at) in [("a", 1000), ("b", 1005)] {
         let e = Entry {
             timestamp: at,
@@ -967,14 +967,17 @@ async fn the_oldest_pending_time_is_known_without_the_relay() {
         };
         accept(&s, &e, at).await;
     }
-    assert_eq!(s.oldest_pending_at(), None, "the relay has said nothing");
-    assert_eq!(s.oldest_pending_at_disconnected(), Some(1000));
-    // The relay confirmed the first and has nothing in flight, then lost the broker.
+    assert_eq!(
+        s.oldest_pending_at(),
+        Some(1000),
+        "the relay has said nothing"
+    );
+    // The relay confirmed the first and has nothing in flight (a stall, an outage).
     s.advance(s.cursor() + 1, 1, 0).unwrap();
-    assert_eq!(s.oldest_pending_at_disconnected(), Some(1005));
+    assert_eq!(s.oldest_pending_at(), Some(1005));
     // What the relay says while it has something in flight wins.
     s.advance(s.cursor(), 0, 1003).unwrap();
-    assert_eq!(s.oldest_pending_at_disconnected(), Some(1003));
+    assert_eq!(s.oldest_pending_at(), Some(1003));
     s.advance(s.cursor() + 1, 1, 0).unwrap();
-    assert_eq!(s.oldest_pending_at_disconnected(), None);
+    assert_eq!(s.oldest_pending_at(), None);
 }
