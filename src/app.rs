@@ -354,7 +354,17 @@ impl Running {
     ) -> Result<crate::runtime::Changes, crate::runtime::ReloadError> {
         let config = Config::load(path).map_err(|e| crate::runtime::ReloadError(e.to_string()))?;
         crate::runtime::apply(&self.gateway, &config, || {
-            self.reload_tls().map(|_| ()).map_err(|e| e.to_string())
+            // The files in use are read again where the new config still names them. New
+            // paths need a restart (reported as such); files moved away from the old ones
+            // must not refuse the rest of the reload (they did; found by a review).
+            let same_paths = match (&self.tls, &config.server.tls) {
+                (Some(certs), Some(t)) => certs.paths() == (t.cert.as_path(), t.key.as_path()),
+                _ => false,
+            };
+            match same_paths {
+                true => self.reload_tls().map(|_| ()).map_err(|e| e.to_string()),
+                false => Ok(()),
+            }
         })
     }
 

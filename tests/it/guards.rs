@@ -906,8 +906,39 @@ async fn tls_serves_the_certificate_and_reloads_it() {
     assert!(err.contains("server.tls.cert"), "{err}");
     assert_eq!(post_tls(&b_crt, &url, &push("tls-c")).await.unwrap(), 202);
 
-    let msgs = consumer.take(3, Duration::from_secs(10)).await;
-    assert_eq!(ids(&msgs), ["tls-a", "tls-b", "tls-c"]);
+    // The files moved to new paths (a restart-only change) and the old ones gone: the rest
+    // of a reload (a source added) still applies; the certificate in use keeps serving (the
+    // reload was refused over the old paths; found by a review).
+    let moved = dir.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    std::fs::write(moved.join("cert.pem"), &b_crt).unwrap();
+    std::fs::write(moved.join("key.pem"), &b_key).unwrap();
+    std::fs::remove_file(&cert).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let file = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[store]\npath = \"{}\"\n[amqp]\nurl = \"{}\"\nexchange = \"{exchange}\"\n{}{}",
+            moved.join("cert.pem").display(),
+            moved.join("key.pem").display(),
+            dir.path().join("store").display(),
+            amqp_url(),
+            gh_source("gh", ""),
+            gh_source("added", ""),
+        ),
+    )
+    .unwrap();
+    let changes = gw.running.reload(&file).unwrap();
+    assert_eq!(changes.added, ["added"]);
+    let added = url.replace("/hooks/gh", "/hooks/added");
+    assert_eq!(
+        post_tls(&b_crt, &added, &push("tls-added")).await.unwrap(),
+        202
+    );
+
+    let msgs = consumer.take(4, Duration::from_secs(10)).await;
+    assert_eq!(ids(&msgs), ["tls-a", "tls-b", "tls-c", "tls-added"]);
     consumer.assert_empty(Duration::from_millis(300)).await;
     gw.stop().await;
 }
