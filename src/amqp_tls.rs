@@ -67,20 +67,38 @@ pub fn is_amqps(url: &str) -> bool {
 /// system roots). Errors name the key.
 pub fn client_config(tls: Option<&AmqpTlsConfig>) -> Result<rustls::ClientConfig, String> {
     let tls = tls.cloned().unwrap_or_default();
-    match (&tls.cert, &tls.key) {
-        (Some(_), None) => return Err("amqp.tls.cert: set without amqp.tls.key".into()),
-        (None, Some(_)) => return Err("amqp.tls.key: set without amqp.tls.cert".into()),
+    files_client_config(
+        "amqp.tls",
+        tls.ca.as_deref(),
+        tls.cert.as_deref(),
+        tls.key.as_deref(),
+    )
+}
+
+/// A rustls client configuration from a CA file (else the system roots) and an optional client
+/// certificate and key: every file read, parsed and checked against the others (a key that is
+/// not the certificate's), errors naming `{section}.ca`, `.cert` or `.key`. `[amqp.tls]`, and
+/// `[dedup.tls]` (whose Redis client reads the files itself, later: checked here first).
+pub fn files_client_config(
+    section: &str,
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<rustls::ClientConfig, String> {
+    match (cert, key) {
+        (Some(_), None) => return Err(format!("{section}.cert: set without {section}.key")),
+        (None, Some(_)) => return Err(format!("{section}.key: set without {section}.cert")),
         _ => {}
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = match &tls.ca {
+    let roots = match ca {
         Some(ca) => {
-            let certs = read_certs(ca).map_err(|e| format!("amqp.tls.ca: {e}"))?;
+            let certs = read_certs(ca).map_err(|e| format!("{section}.ca: {e}"))?;
             let mut roots = RootCertStore::empty();
             for (i, c) in certs.into_iter().enumerate() {
                 roots.add(c).map_err(|e| {
                     format!(
-                        "amqp.tls.ca: certificate {} of {} is not a usable CA certificate: {e}",
+                        "{section}.ca: certificate {} of {} is not a usable CA certificate: {e}",
                         i + 1,
                         ca.display()
                     )
@@ -92,20 +110,20 @@ pub fn client_config(tls: Option<&AmqpTlsConfig>) -> Result<rustls::ClientConfig
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("amqp.tls: {e}"))?
+        .map_err(|e| format!("{section}: {e}"))?
         .with_root_certificates(roots);
-    match (&tls.cert, &tls.key) {
+    match (cert, key) {
         (Some(cert), Some(key)) => {
-            let chain = read_certs(cert).map_err(|e| format!("amqp.tls.cert: {e}"))?;
+            let chain = read_certs(cert).map_err(|e| format!("{section}.cert: {e}"))?;
             let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
                 format!(
-                    "amqp.tls.key: {}: no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
+                    "{section}.key: {}: no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
                     key.display()
                 )
             })?;
             builder.with_client_auth_cert(chain, key_der).map_err(|e| {
                 format!(
-                    "amqp.tls.key: {} does not fit amqp.tls.cert {}: {e}",
+                    "{section}.key: {} does not fit {section}.cert {}: {e}",
                     key.display(),
                     cert.display()
                 )

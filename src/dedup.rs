@@ -198,6 +198,16 @@ impl DedupConfig {
                     read("cert", &t.cert)?,
                     read("key", &t.key)?,
                 );
+                // Checked as `[amqp.tls]` is (redis-rs takes a file without a certificate as
+                // an empty root store, and a key that is not the certificate's only at connect
+                // time: `check` passed both, and the store was then never reachable; found by
+                // a review).
+                crate::amqp_tls::files_client_config(
+                    "dedup.tls",
+                    t.ca.as_deref(),
+                    t.cert.as_deref(),
+                    t.key.as_deref(),
+                )?;
                 let client_tls = match (cert, key) {
                     (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
                         client_cert,
@@ -334,6 +344,8 @@ pub struct Shared {
     budget: Duration,
     pub on_unavailable: OnUnavailable,
     up: AtomicBool,
+    /// Whether [`Shared::check`] has run once.
+    checked: AtomicBool,
     misses: AtomicU32,
     /// Set on a READONLY answer (the primary became a replica): the probe reconnects anew,
     /// which resolves the service name again.
@@ -391,6 +403,7 @@ impl Shared {
             budget,
             on_unavailable: config.on_unavailable,
             up: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
             misses: AtomicU32::new(0),
             stale: AtomicBool::new(false),
             owed: Mutex::new(VecDeque::new()),
@@ -627,13 +640,18 @@ impl Shared {
     /// Probes once and records the result: at start, before the listeners open, so the first
     /// requests know whether to ask the store (bounded by a second when it does not answer).
     pub async fn check(&self) -> bool {
-        let up = self.probe().await;
-        if up != self.up.swap(up, Ordering::Relaxed) {
+        let probed = self.probe().await;
+        let up = probed.is_ok();
+        // The first check says it too: a store unreachable from the start (a wrong CA, a
+        // wrong name) was never logged, since `up` starts false (found by a review).
+        let first = !self.checked.swap(true, Ordering::Relaxed);
+        if up != self.up.swap(up, Ordering::Relaxed) || (first && !up) {
             metrics::get().dedup_shared_up.set(up as i64);
-            if up {
-                tracing::info!("shared dedup store available");
-            } else {
-                tracing::warn!(on_unavailable = ?self.on_unavailable, "shared dedup store unavailable");
+            match probed {
+                Ok(()) => tracing::info!("shared dedup store available"),
+                Err(why) => {
+                    tracing::warn!(error = %why, on_unavailable = ?self.on_unavailable, "shared dedup store unavailable")
+                }
             }
         }
         up
@@ -655,8 +673,8 @@ impl Shared {
         }
     }
 
-    /// A write (a READONLY replica fails it) within [`PROBE_TIMEOUT`].
-    async fn probe(&self) -> bool {
+    /// A write (a READONLY replica fails it) within [`PROBE_TIMEOUT`]; `Err` says why not.
+    async fn probe(&self) -> Result<(), String> {
         if self.stale.swap(false, Ordering::Relaxed) {
             match manager(&self.client, self.budget) {
                 Ok(c) => *self.conn.write().unwrap_or_else(PoisonError::into_inner) = c,
@@ -669,15 +687,15 @@ impl Shared {
         cmd.arg(&key).arg(1).arg("PX").arg(10_000);
         let probe = cmd.query_async::<()>(&mut conn);
         match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 if e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
                     self.stale.store(true, Ordering::Relaxed);
                 }
                 tracing::debug!(error = %e, "shared dedup probe failed");
-                false
+                Err(e.to_string())
             }
-            Err(_) => false,
+            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
         }
     }
 
@@ -1012,6 +1030,28 @@ mod tests {
             let e = parse(toml).expect_err(toml);
             assert!(e.contains(expect), "{toml}: {e}");
         }
+        // Files that are there but unusable, checked as `[amqp.tls]` checks them (redis-rs
+        // took a key as an empty root store, and a key of another certificate until connect).
+        let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+        for (files, expect) in [
+            (format!("ca = \"{tls}/a.key\""), "dedup.tls.ca"),
+            (
+                format!("ca = \"{tls}/a.crt\"\ncert = \"{tls}/a.crt\"\nkey = \"{tls}/b.key\""),
+                "does not fit dedup.tls.cert",
+            ),
+            (
+                format!("ca = \"{tls}/a.crt\"\ncert = \"{tls}/a.key\"\nkey = \"{tls}/a.key\""),
+                "dedup.tls.cert",
+            ),
+        ] {
+            let toml = format!("[dedup]\nshared = \"rediss://h\"\n[dedup.tls]\n{files}\n");
+            let e = parse(&toml).expect_err(&toml);
+            assert!(e.contains(expect), "{toml}: {e}");
+        }
+        let good = format!(
+            "[dedup]\nshared = \"rediss://h\"\n[dedup.tls]\nca = \"{tls}/a.crt\"\ncert = \"{tls}/a.crt\"\nkey = \"{tls}/a.key\"\n"
+        );
+        assert!(parse(&good).is_ok(), "{:?}", parse(&good).err());
     }
 
     /// A private redis-server on `port` (AOF on, so a kill -9 and restart keeps its keys).

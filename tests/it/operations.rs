@@ -621,3 +621,43 @@ fn issue_15_a_config_type_error_names_the_key() {
         "{stderr}"
     );
 }
+
+/// A shared dedup store unreachable from the start is said at start, with why (it was only at
+/// DEBUG: the state starts "down", so nothing changed; found by a review).
+#[actix_web::test]
+async fn a_shared_dedup_store_unreachable_from_the_start_is_logged() {
+    let store = tempfile::tempdir().unwrap();
+    let broker = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let redis = free_port();
+    let gw = Served::start(
+        |p, a| {
+            server_toml(
+                p,
+                a,
+                &store.path().join("s"),
+                &broker,
+                &unique("it-ops-dedup"),
+            ) + &format!("[dedup]\nshared = \"redis://127.0.0.1:{redis}/\"\n")
+                + &github_source("gh", "dedup-log-secret", "")
+        },
+        &["--log-format", "json"],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.log().contains("shared dedup store unavailable") {
+        assert!(Instant::now() < deadline, "never logged: {}", gw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, log) = gw.stop();
+    assert!(status.success(), "{log}");
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "shared dedup store unavailable")
+        .unwrap();
+    assert!(
+        line["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{line}"
+    );
+    assert_eq!(line["level"], "WARN", "{line}");
+}
