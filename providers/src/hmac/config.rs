@@ -24,9 +24,9 @@ pub struct Config {
     pub algorithm: Option<String>,
     /// `hex` (default; compared case-insensitively, by decoding) or `base64`.
     pub encoding: Option<String>,
-    /// Text before the encoded MAC (`sha256=`, `v0=`), stripped before decoding.
-    #[serde(default)]
-    pub prefix: String,
+    /// Text before the encoded MAC (`sha256=`, `v0=`), stripped before decoding; none when
+    /// unset. An `Option`, so that `prefix = ""` set by hand can override a preset's.
+    pub prefix: Option<String>,
     /// What is signed: a template over `{body}`, `{timestamp}` and `{id}`; default `{body}`.
     pub signed_payload: Option<String>,
     /// The signature header is a `k=v` list; every value of this key is a candidate signature
@@ -254,7 +254,7 @@ impl HmacSource {
             secrets: c.secrets.clone(),
             algorithm,
             encoding,
-            prefix: c.prefix.clone(),
+            prefix: c.prefix.clone().unwrap_or_default(),
             signature_header,
             signature_param,
             separator,

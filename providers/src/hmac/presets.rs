@@ -53,7 +53,7 @@ fn preset(name: &str) -> Option<Config> {
         // docs.slack.dev "Verifying requests from Slack"; Events API url_verification.
         "slack" => Config {
             signature_header: s("X-Slack-Signature"),
-            prefix: "v0=".into(),
+            prefix: Some("v0=".into()),
             timestamp_header: s("X-Slack-Request-Timestamp"),
             tolerance_secs: Some(300),
             signed_payload: s("v0:{timestamp}:{body}"),
@@ -65,7 +65,7 @@ fn preset(name: &str) -> Option<Config> {
         // docs.github.com "Validating webhook deliveries" (the `github` provider does more).
         "github" => Config {
             signature_header: s("X-Hub-Signature-256"),
-            prefix: "sha256=".into(),
+            prefix: Some("sha256=".into()),
             id_header: s("X-GitHub-Delivery"),
             type_header: s("X-GitHub-Event"),
             ..base
@@ -113,27 +113,43 @@ pub fn resolve(c: &Config) -> Result<Config, ConfigError> {
         )
     })?;
     let c = c.clone();
+    // Each pair is one choice (a header, or a place in the body or the signature header):
+    // set by hand, either half replaces the preset's pair, whose other half is not merged in
+    // beside it (`id_header` on `stripe` was refused as "id_header or id_pointer, not both").
+    let pair = |hand: (Option<String>, Option<String>),
+                preset: (Option<String>, Option<String>)| {
+        if hand.0.is_some() || hand.1.is_some() {
+            hand
+        } else {
+            preset
+        }
+    };
+    let (id_header, id_pointer) = pair((c.id_header, c.id_pointer), (p.id_header, p.id_pointer));
+    let (type_header, type_pointer) = pair(
+        (c.type_header, c.type_pointer),
+        (p.type_header, p.type_pointer),
+    );
+    let (timestamp_header, timestamp_param) = pair(
+        (c.timestamp_header, c.timestamp_param),
+        (p.timestamp_header, p.timestamp_param),
+    );
     Ok(Config {
         preset: c.preset,
         secrets: c.secrets,
         signature_header: c.signature_header.or(p.signature_header),
         algorithm: c.algorithm.or(p.algorithm),
         encoding: c.encoding.or(p.encoding),
-        prefix: if c.prefix.is_empty() {
-            p.prefix
-        } else {
-            c.prefix
-        },
+        prefix: c.prefix.or(p.prefix),
         signed_payload: c.signed_payload.or(p.signed_payload),
         signature_param: c.signature_param.or(p.signature_param),
         param_separator: c.param_separator.or(p.param_separator),
-        timestamp_header: c.timestamp_header.or(p.timestamp_header),
-        timestamp_param: c.timestamp_param.or(p.timestamp_param),
+        timestamp_header,
+        timestamp_param,
         tolerance_secs: c.tolerance_secs.or(p.tolerance_secs),
-        id_header: c.id_header.or(p.id_header),
-        id_pointer: c.id_pointer.or(p.id_pointer),
-        type_header: c.type_header.or(p.type_header),
-        type_pointer: c.type_pointer.or(p.type_pointer),
+        id_header,
+        id_pointer,
+        type_header,
+        type_pointer,
         challenge_pointer: c.challenge_pointer.or(p.challenge_pointer),
     })
 }
@@ -186,6 +202,58 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// A key set by hand wins, as the docs say: a header in place of the preset's body pointer
+    /// (either half of a pair replaces the preset's pair; both were merged and refused as
+    /// "not both"), and an empty prefix in place of the preset's (it was taken as unset).
+    #[test]
+    fn keys_set_by_hand_replace_the_presets() {
+        let p = build(
+            json!({"provider": "hmac", "preset": "stripe", "secrets": ["k"],
+            "id_header": "X-Id", "type_header": "X-Type"}),
+        );
+        let body = br#"{"id":"evt_body","type":"body.type"}"#;
+        let ts = "1700000000";
+        let mut signed = format!("{ts}.").into_bytes();
+        signed.extend_from_slice(body);
+        let sig = hex::encode(crate::crypto::hmac(
+            crate::crypto::MacAlg::Sha256,
+            b"k",
+            &[&signed],
+        ));
+        let headers = h(&[
+            ("Stripe-Signature", &format!("t={ts},v1={sig}")),
+            ("X-Id", "evt_header"),
+            ("X-Type", "header.type"),
+        ]);
+        let (e, _) = event(admit(p.as_ref(), &headers, body, at(1_700_000_000)));
+        assert_eq!(
+            (e.id.as_str(), e.kind.as_str()),
+            ("evt_header", "hmac.header.type")
+        );
+        for pair in [
+            json!({"provider": "hmac", "preset": "linear", "secrets": ["k"], "type_header": "Linear-Event"}),
+            json!({"provider": "hmac", "preset": "paddle", "secrets": ["k"], "timestamp_header": "X-Ts",
+                "signed_payload": "{timestamp}:{body}"}),
+        ] {
+            let c: ProviderConfig = serde_json::from_value(pair.clone()).unwrap();
+            assert!(c.build().is_ok(), "{pair}: {:?}", c.build().err());
+        }
+        let bare =
+            build(json!({"provider": "hmac", "preset": "github", "secrets": ["k"], "prefix": ""}));
+        let body = br#"{"a":1}"#;
+        let sig = hex::encode(crate::crypto::hmac(
+            crate::crypto::MacAlg::Sha256,
+            b"k",
+            &[body],
+        ));
+        let headers = h(&[
+            ("X-Hub-Signature-256", sig.as_str()),
+            ("X-GitHub-Delivery", "d-1"),
+            ("X-GitHub-Event", "push"),
+        ]);
+        assert!(admit(bare.as_ref(), &headers, body, at(1_700_000_000)).is_ok());
     }
 
     /// Slack's worked example (docs.slack.dev "Verifying requests from Slack"): the signature
