@@ -31,6 +31,10 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Save the cursor at least every this many finished records, even while a window is full.
 const SAVE_EVERY: u64 = 256;
 
+/// Plain nacks in a row after which a record is dead: with the retry delay doubling from
+/// 100 ms to `amqp.reconnect_max_secs` (5 s by default), about 4.5 minutes of refusals.
+pub const NACKS_BEFORE_DEAD: u32 = 60;
+
 /// The limits the state machine follows (from `[amqp]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -146,6 +150,8 @@ pub struct Window<T> {
     limits: Limits,
     /// Refusals per record, until it is published or dead (kept across reconnects).
     attempts: HashMap<u64, u32>,
+    /// Plain nacks in a row per record: back-pressure, retried, until [`NACKS_BEFORE_DEAD`].
+    nacks: HashMap<u64, u32>,
     /// One publish at a time, after a refusal until the backlog is empty (kept across
     /// reconnects).
     single: bool,
@@ -174,6 +180,7 @@ impl<T> Window<T> {
         Window {
             limits,
             attempts: HashMap::new(),
+            nacks: HashMap::new(),
             single: false,
             flights: VecDeque::new(),
             done_ahead: BTreeSet::new(),
@@ -315,6 +322,7 @@ impl<T> Window<T> {
     /// The broker confirmed `f`.
     pub fn confirmed(&mut self, f: Front) -> Confirmed {
         self.attempts.remove(&f.seq);
+        self.nacks.remove(&f.seq);
         let save = self.finish();
         let recovered = std::mem::take(&mut self.erred);
         if recovered {
@@ -328,7 +336,7 @@ impl<T> Window<T> {
     /// [`Window::confirmed_ahead`] for each the broker took) and calls [`Window::settled`].
     pub fn refused(&mut self, f: Front, how: Refusal) -> Option<Dead> {
         let dead = match how {
-            Refusal::Nack => None,
+            Refusal::Nack => self.charge_nack(f.seq),
             Refusal::Returned => self.charge(f.seq),
         };
         self.behind = self.flights.front().map(|n| (n.front.seq, n.front.pos));
@@ -338,6 +346,7 @@ impl<T> Window<T> {
     /// While settling after a refusal: the broker confirmed `f`, behind the refused record.
     pub fn confirmed_ahead(&mut self, f: Front) {
         self.attempts.remove(&f.seq);
+        self.nacks.remove(&f.seq);
         self.done_ahead.insert(f.seq);
     }
 
@@ -438,6 +447,27 @@ impl<T> Window<T> {
     }
 
     /// Counts a refusal of `seq`; at `max_attempts` it is dead.
+    /// A plain nack (a queue at its `max-length` with `reject-publish`) is back-pressure: the
+    /// record is retried in order, never charged an attempt. But a record the queue can never
+    /// take (larger than its `max-length-bytes`) would be nacked for ever, with every other
+    /// event waiting behind it: after [`NACKS_BEFORE_DEAD`] nacks in a row it is dead (found
+    /// by a review). A consumer that makes room lets the next retry through long before.
+    fn charge_nack(&mut self, seq: u64) -> Option<Dead> {
+        let n = self.nacks.entry(seq).or_insert(0);
+        *n += 1;
+        let nacks = *n;
+        if nacks < NACKS_BEFORE_DEAD {
+            return None;
+        }
+        self.nacks.remove(&seq);
+        self.attempts.remove(&seq);
+        self.finished += 1;
+        Some(Dead {
+            seq,
+            attempts: nacks,
+        })
+    }
+
     fn charge(&mut self, seq: u64) -> Option<Dead> {
         let n = self.attempts.entry(seq).or_insert(0);
         *n += 1;
@@ -446,6 +476,7 @@ impl<T> Window<T> {
             return None;
         }
         self.attempts.remove(&seq);
+        self.nacks.remove(&seq);
         self.finished += 1;
         Some(Dead { seq, attempts })
     }
