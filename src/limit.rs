@@ -22,7 +22,7 @@ use crate::config::{canonical, contains, ForwardedHeader, RateLimit};
 /// unparseable hop's right neighbour (a trusted proxy, or the peer itself).
 pub fn client_ip(
     peer: IpAddr,
-    values: &[&str],
+    values: &[impl AsRef<str>],
     header: ForwardedHeader,
     trusted: &[IpNet],
 ) -> IpAddr {
@@ -30,7 +30,7 @@ pub fn client_ip(
     if !contains(trusted, peer) {
         return peer;
     }
-    let hops = values.iter().flat_map(|v| v.split(','));
+    let hops = values.iter().flat_map(|v| v.as_ref().split(','));
     let mut client = peer;
     for hop in hops.rev() {
         let parsed = match header {
@@ -182,7 +182,7 @@ mod tests {
             ip("10.9.9.9")
         );
         // no header: the peer
-        assert_eq!(client_ip(peer, &[], XFF, &trusted), peer);
+        assert_eq!(client_ip(peer, &[] as &[&str], XFF, &trusted), peer);
         // ports are dropped
         assert_eq!(
             client_ip(peer, &["198.51.100.7:1234"], XFF, &trusted),

@@ -1335,15 +1335,8 @@ mod tests {
 
     fn entry(id: &str, body_len: usize) -> Entry {
         Entry {
-            routing_key: "gh.github.push".into(),
-            message_id: id.into(),
-            kind: "github.push".into(),
-            source: "gh".into(),
-            provider: "github".into(),
             content_key: id.len().is_multiple_of(2).then(|| format!("sha256:{id}")),
-            timestamp: 1_700_000_000,
-            replay: false,
-            body: vec![b'x'; body_len],
+            ..Entry::test_push(id, 1_700_000_000, vec![b'x'; body_len])
         }
     }
 

@@ -106,7 +106,6 @@ pub fn request_client_ip(rt: &Runtime, req: &HttpRequest) -> IpAddr {
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let values = header_values(req, &rt.forwarded_header.header_name());
-    let values: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
     client_ip(peer, &values, rt.forwarded_header, &rt.trusted_proxies)
 }
 

@@ -93,10 +93,10 @@ async fn hook(
     let started = Instant::now();
     // One snapshot for the whole request: a reload meanwhile does not change its config.
     let rt = gw.runtime.load_full();
-    let client = pipeline::request_client_ip(&rt, &req);
     let response = match rt.sources.get(requested) {
         None => unrouted(&req, requested, &gw, Outcome::UnknownSource, started),
         Some(source) => {
+            let client = pipeline::request_client_ip(&rt, &req);
             let outcome = pipeline::process(&gw, &rt, source, client, &req, &mut payload).await;
             let refused = !matches!(
                 outcome,
