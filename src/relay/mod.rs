@@ -6,12 +6,19 @@
 //! `amqp.max_attempts` times (dead: kept in the store's dead-letter list, counted, requeued by
 //! `hookgate replay`). Refusals that count: returned as unroutable, and a channel closed by the
 //! broker over the one message in flight (too large, …). A plain nack is a queue's
-//! back-pressure (reject-publish at its max-length): retried in order, never made dead. The cursor (first unfinished record) is saved as records finish; a
-//! crash republishes what finished after the last save (at-least-once).
+//! back-pressure (reject-publish at its max-length): retried in order, never made dead (unless
+//! nacked 60 times in a row). The cursor (first unfinished record) is saved as records finish;
+//! a crash republishes what finished after the last save (at-least-once).
 //!
-//! A refusal (nack, returned unroutable, a channel closed by the broker over one message)
-//! switches to one publish at a time from the refused record on, until the backlog is empty:
-//! retries keep their order, and a refusal can be charged to the one record that caused it.
+//! A record returned as unroutable names itself (its `basic.return`), so it is parked: kept
+//! aside and sent again when its back-off is due, while the records behind it go on. The
+//! contract's "never stops for one event" is meant literally: one unroutable event used to
+//! hold every other one for its retries (~1.5 s), and one-at-a-time mode until the backlog
+//! was empty could keep the relay at one publish per round trip for good under load. A nack,
+//! or a channel closed by the broker with several in flight, switches to one publish at a
+//! time from the first unfinished record, so retries keep their order and a closed channel
+//! can be charged to the one record that caused it, until a window's worth of confirms in a
+//! row (or an empty backlog).
 //! A lost connection drops the channel and reconnects with capped exponential backoff; the
 //! attempts and the one-at-a-time mode survive the reconnect. With several nodes in `amqp.url`
 //! the reconnect goes to the next node that is not backing off ([`crate::nodes`]): the log is
@@ -55,7 +62,7 @@ use crate::nodes::Nodes;
 use crate::store::{DeadInfo, SharedStore};
 use returns::{Confirm, Returns};
 pub use thread::RelayThread;
-use window::{Dead, Limits, Read, Refusal, Resume, Save, Window};
+use window::{Dead, Limits, Read, Resume, Returned, Save, Window};
 
 /// What `/readyz` reports about the broker: what the relay is really doing.
 #[derive(Default)]
@@ -462,6 +469,23 @@ impl<'a> Drain<'a> {
             // sent ends the batch; it is made dead once the batch is in flight, as it would be
             // had they gone out one by one.
             let (mut batch, mut outgoing) = (Vec::new(), Vec::new());
+            // Returned records whose retry is due go first, whatever the linger says.
+            let mut again = Vec::new();
+            while let Some((front, (entry, _))) = self.window.due(tokio::time::Instant::now()) {
+                match Outgoing::new(&self.config.exchange, &entry) {
+                    Ok(out) => {
+                        batch.push((front.seq, front.pos, entry));
+                        outgoing.push(out);
+                        again.push(front);
+                    }
+                    // It was published once with the same exchange: cannot happen.
+                    Err(why) => {
+                        let (dead, save) = self.window.unpublishable_again(front);
+                        self.dead(dead, &entry, why)?;
+                        self.apply(save)?;
+                    }
+                }
+            }
             let mut unpublishable = None;
             let waiting = (durable + 1).saturating_sub(self.window.read_next());
             let gathered = stopping
@@ -518,12 +542,18 @@ impl<'a> Drain<'a> {
                     }
                 },
             };
+            let mut again = again.into_iter();
             for ((seq, pos, entry), sent) in batch.into_iter().zip(sent) {
                 match sent {
                     Ok(confirm) => {
-                        let at = entry.timestamp;
-                        self.window
-                            .sent(seq, pos, at, (entry, Confirm::Pending(confirm)));
+                        let carried = (entry, Confirm::Pending(confirm));
+                        match again.next() {
+                            Some(front) => self.window.sent_again(front, carried),
+                            None => {
+                                let at = carried.0.timestamp;
+                                self.window.sent(seq, pos, at, carried);
+                            }
+                        }
                     }
                     // The channel failed (not this record's fault): reconnect, read it again.
                     Err(e) => {
@@ -547,12 +577,21 @@ impl<'a> Drain<'a> {
                 // Lingering, only its deadline ends the wait, not every commit (at 2,000 req/s
                 // that was a wake-up per commit). Otherwise the next commit, or a look every
                 // 250 ms: the connection may have died while idle.
+                // A parked record's retry ends the wait too.
+                let due = self.window.next_due();
                 let woken = async {
                     match waiting_since {
-                        Some(since) => tokio::time::sleep_until(since + LINGER).await,
+                        Some(since) => {
+                            let until = due.map_or(since + LINGER, |d| d.min(since + LINGER));
+                            tokio::time::sleep_until(until).await
+                        }
                         None => {
                             let commit = self.store.committed.notified();
-                            let _ = tokio::time::timeout(Duration::from_millis(250), commit).await;
+                            let now = tokio::time::Instant::now();
+                            let look = Duration::from_millis(250);
+                            let wait =
+                                due.map_or(look, |d| d.saturating_duration_since(now).min(look));
+                            let _ = tokio::time::timeout(wait, commit).await;
                         }
                     }
                 };
@@ -576,7 +615,7 @@ impl<'a> Drain<'a> {
                     continue;
                 }
             };
-            let (how, why) = match confirm {
+            let why = match confirm {
                 Ok(Confirmation::Ack(None)) => {
                     count_published(&entry);
                     let c = self.window.confirmed(front);
@@ -586,18 +625,35 @@ impl<'a> Drain<'a> {
                     }
                     continue;
                 }
-                Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) => (
-                    Refusal::Returned,
-                    format!(
+                Ok(Confirmation::Ack(Some(r)) | Confirmation::Nack(Some(r))) => {
+                    // Unroutable: parked for its next try while the rest goes on.
+                    count_failure("returned");
+                    let why = format!(
                         "returned by the broker: {} {} (routing key {})",
                         r.reply_code, r.reply_text, entry.routing_key
-                    ),
-                ),
-                Ok(Confirmation::Nack(None)) => (
-                    Refusal::Nack,
-                    format!("nacked by the broker (routing key {})", entry.routing_key),
-                ),
-                Ok(Confirmation::NotRequested) => (Refusal::Nack, "no confirm requested".into()),
+                    );
+                    let spent = Confirm::Done(Box::new(Ok(Confirmation::NotRequested)));
+                    let now = tokio::time::Instant::now();
+                    match self.window.returned(front, (entry, spent), now) {
+                        Returned::Parked { delay } => {
+                            tracing::warn!(reason = %why, seq = front.seq, retry_in_ms = delay.as_millis() as u64, "publish returned; will retry");
+                            self.status.set_error(Some(why));
+                        }
+                        Returned::Dead {
+                            dead,
+                            payload: (entry, _),
+                            save,
+                        } => {
+                            self.dead(dead, &entry, why)?;
+                            self.apply(save)?;
+                        }
+                    }
+                    continue;
+                }
+                Ok(Confirmation::Nack(None)) => {
+                    format!("nacked by the broker (routing key {})", entry.routing_key)
+                }
+                Ok(Confirmation::NotRequested) => "no confirm requested".into(),
                 Err(e) => {
                     // The broker closed the channel over a message (406 too large, 403 a
                     // policy: soft errors); the window charges it only when it was the one
@@ -621,16 +677,13 @@ impl<'a> Drain<'a> {
                     return Err(e.into());
                 }
             };
-            count_failure(match how {
-                Refusal::Returned => "returned",
-                Refusal::Nack => "nack",
-            });
-            let dead = self.window.refused(front, how);
+            count_failure("nack");
+            let dead = self.window.nacked(front);
             if let Some(dead) = dead {
                 self.dead(dead, &entry, why.clone())?;
             }
-            // Settle the rest of the window: what the broker took there is skipped on the
-            // re-read, the rest is sent again one at a time.
+            // A nack: settle the rest of the window: what the broker took there is skipped on
+            // the re-read, the rest is sent again one at a time.
             while let Some((ahead, (entry, confirm))) = self.window.pop() {
                 let outcome = match self.outcome(&entry, confirm, cancel.cancelled()).await {
                     Ok(outcome) => outcome,

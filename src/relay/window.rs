@@ -5,23 +5,34 @@
 //! RabbitMQ (see `tests.rs`).
 //!
 //! The rules (the module doc of [`super`] says why):
-//! - records are sent in log order, up to `max_in_flight` at once; after a refusal one at a
-//!   time (`single`) until the backlog is empty, so retries keep their order and a refusal
-//!   can be charged to the one record that caused it;
-//! - a record returned as unroutable is charged an attempt and is dead at `max_attempts`; a
-//!   plain nack is back-pressure: retried, never charged; a channel closed by the broker is
-//!   charged only when the record was alone in flight; an unpublishable record is dead at
-//!   once;
-//! - after a refusal the rest of the window is settled: what the broker confirmed there is
-//!   skipped when the log is read again (`done_ahead`), the rest is sent again; each record
+//! - records are sent in log order, up to `max_in_flight` at once;
+//! - a record returned as unroutable is charged an attempt and is dead at `max_attempts`;
+//!   until then it is *parked*: kept aside, out of order, and sent again when its back-off
+//!   (100 ms doubling per attempt, capped) is due, while the records behind it go on (a
+//!   return names its record, so nothing else need wait: one unroutable event used to hold
+//!   every other one for its whole retry schedule, and an attacker replaying a signed body
+//!   under a made-up unsigned event type could keep the relay there);
+//! - a plain nack is back-pressure: the rest of the window is settled, and the log is read
+//!   again from the first unfinished record one at a time (`single`), so retries keep their
+//!   order, until `max_in_flight` confirms in a row or an empty backlog, then with the full
+//!   window again; a nack is never charged an attempt (but [`NACKS_BEFORE_DEAD`] in a row
+//!   make a record dead);
+//! - a channel closed by the broker is charged only to a record alone in flight, so after
+//!   one with several in flight the log is read again one at a time the same way; an
+//!   unpublishable record is dead at once;
+//! - what the broker confirmed while an earlier record was unfinished is skipped when the
+//!   log is read again (`done_ahead`), as is what died there (`dead_ahead`); each record
 //!   finishes (published or dead) once per connection, so the backlog count stays right;
-//! - the cursor is the first record neither published nor dead: the front of the window, or
-//!   the next record to read when nothing is in flight;
-//! - attempts and `single` survive a reconnect; the window, `done_ahead` and the retry
-//!   back-off belong to one connection.
+//! - the cursor is the first record neither published nor dead: the oldest in flight or
+//!   parked, or the next record to read;
+//! - attempts, `single` and what is known finished ahead of the cursor survive a reconnect;
+//!   the window, parked records (read from the log again) and the nack back-off belong to
+//!   one connection.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::log::Position;
 
@@ -48,6 +59,13 @@ pub struct Limits {
 struct Flight<T> {
     front: Front,
     payload: T,
+}
+
+/// A record returned as unroutable, waiting for its next try ([`Window::due`]).
+struct Parked<T> {
+    front: Front,
+    payload: T,
+    due: Instant,
 }
 
 /// The record whose confirm the caller awaits (taken off the window by [`Window::pop`]).
@@ -89,13 +107,17 @@ pub struct Dead {
     pub attempts: u32,
 }
 
-/// How the broker refused the record at the front.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Returned as unroutable (`mandatory`): the record's fault, charged an attempt.
-    Returned,
-    /// A plain nack: a queue's back-pressure (reject-publish), retried, never charged.
-    Nack,
+/// After a return ([`Window::returned`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Returned<T> {
+    /// Parked until `delay` has passed; the rest goes on.
+    Parked { delay: Duration },
+    /// That was its last attempt: move it to the dead-letter list, then apply `save`.
+    Dead {
+        dead: Dead,
+        payload: T,
+        save: Option<Save>,
+    },
 }
 
 /// After a confirm.
@@ -106,10 +128,11 @@ pub struct Confirmed {
     pub recovered: bool,
 }
 
-/// After a refusal, once the rest of the window is settled ([`Window::settled`]).
+/// After a nack, once the rest of the window is settled ([`Window::settled`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resume {
-    /// Read the log again from `pos` (record `seq`), one at a time, after `delay`.
+    /// Read the log again from `pos` (record `seq`: the refused one, or a parked record
+    /// before it), one at a time, after `delay`.
     Retry {
         seq: u64,
         pos: Position,
@@ -117,7 +140,8 @@ pub enum Resume {
         save: Option<Save>,
     },
     /// The refused record is dead; read on from `from` when records were in flight behind
-    /// it (those the broker did not confirm are sent again), else where the reader is.
+    /// it or parked (those the broker did not confirm are sent again), else where the
+    /// reader is.
     Next {
         from: Option<Position>,
         save: Option<Save>,
@@ -152,12 +176,21 @@ pub struct Window<T> {
     attempts: HashMap<u64, u32>,
     /// Plain nacks in a row per record: back-pressure, retried, until [`NACKS_BEFORE_DEAD`].
     nacks: HashMap<u64, u32>,
-    /// One publish at a time, after a refusal until the backlog is empty (kept across
-    /// reconnects).
+    /// One publish at a time after a nack or a closed channel, until `max_in_flight`
+    /// confirms in a row (every record that was in flight then has gone through alone) or
+    /// the backlog is empty (kept across reconnects).
     single: bool,
+    /// Confirms in a row while `single`.
+    streak: usize,
     flights: VecDeque<Flight<T>>,
-    /// Records after a refused one that the broker confirmed meanwhile: skipped on the re-read.
-    done_ahead: BTreeSet<u64>,
+    /// Returned records waiting for their next try.
+    parked: Vec<Parked<T>>,
+    /// Records out of log order, parked or sent again: seq → (position, accept time).
+    held: BTreeMap<u64, (Position, u64)>,
+    /// Records the broker confirmed while an earlier one was unfinished: skipped when the
+    /// log is read again; `true` once counted as finished (confirmed in turn), `false` when
+    /// settled behind a nack (counted when skipped: the re-read always comes).
+    done_ahead: BTreeMap<u64, bool>,
     /// Unpublishable records made dead behind records in flight: skipped (not dead again)
     /// when a refusal of one of those reads the log again.
     dead_ahead: BTreeSet<u64>,
@@ -167,8 +200,9 @@ pub struct Window<T> {
     saved: u64,
     /// Records finished since the cursor was last saved.
     finished: u64,
+    /// The back-off after a nack.
     retry_delay: Duration,
-    /// A refusal is being reported; the next confirm clears it.
+    /// A refusal is being reported; the next confirm with nothing parked clears it.
     erred: bool,
     /// The record that was in flight right behind a refused one that is now dead: where
     /// the log is read again once the window is settled.
@@ -182,8 +216,11 @@ impl<T> Window<T> {
             attempts: HashMap::new(),
             nacks: HashMap::new(),
             single: false,
+            streak: 0,
             flights: VecDeque::new(),
-            done_ahead: BTreeSet::new(),
+            parked: Vec::new(),
+            held: BTreeMap::new(),
+            done_ahead: BTreeMap::new(),
             dead_ahead: BTreeSet::new(),
             read_next: 0,
             saved: 0,
@@ -200,6 +237,8 @@ impl<T> Window<T> {
     /// those are neither sent nor counted again.
     pub fn connect(&mut self, cursor: u64) {
         self.flights.clear();
+        self.parked.clear();
+        self.held.clear();
         self.done_ahead = self.done_ahead.split_off(&cursor);
         self.dead_ahead = self.dead_ahead.split_off(&cursor);
         self.read_next = cursor;
@@ -219,6 +258,12 @@ impl<T> Window<T> {
         self.single
     }
 
+    /// Returned records waiting for their next try.
+    #[cfg(test)]
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
     /// Refusals counted so far for `seq`.
     #[cfg(test)]
     pub fn attempts(&self, seq: u64) -> u32 {
@@ -231,9 +276,12 @@ impl<T> Window<T> {
         self.room_for(0)
     }
 
-    /// Whether one more record may be sent when `queued` more are about to be.
+    /// Whether one more record may be sent when `queued` more are about to be. Parked
+    /// records take room in the window (their entries are kept) but do not stop the one
+    /// publish of `single`.
     pub fn room_for(&self, queued: usize) -> bool {
-        self.flights.len() + queued < self.limit()
+        let n = self.flights.len() + queued;
+        n < self.limit() && n + self.parked.len() < self.limits.max_in_flight
     }
 
     /// How many records may be in flight now (1 while retrying one at a time).
@@ -246,17 +294,22 @@ impl<T> Window<T> {
 
     /// How many more records may be sent now.
     pub fn free(&self) -> usize {
-        self.limit().saturating_sub(self.flights.len())
+        let held = self.flights.len() + self.parked.len();
+        (self.limit().saturating_sub(self.flights.len()))
+            .min(self.limits.max_in_flight.saturating_sub(held))
     }
 
     /// Record `seq` was read (durable, in log order).
     pub fn read(&mut self, seq: u64) -> Read {
         self.read_next = seq + 1;
-        if self.done_ahead.remove(&seq) {
-            self.finished += 1;
+        // Kept until the cursor passes them: a parked record before them can make the log
+        // be read here again.
+        if let Some(counted) = self.done_ahead.get_mut(&seq) {
+            self.finished += u64::from(!*counted);
+            *counted = true;
             return Read::Skip;
         }
-        if self.dead_ahead.remove(&seq) {
+        if self.dead_ahead.contains(&seq) {
             // Counted when it died.
             return Read::Skip;
         }
@@ -274,9 +327,44 @@ impl<T> Window<T> {
         self.flights.push_back(Flight { front, payload });
     }
 
+    /// A parked record taken by [`Window::due`] was handed to the channel again.
+    pub fn sent_again(&mut self, front: Front, payload: T) {
+        self.flights.push_back(Flight { front, payload });
+    }
+
+    /// A parked record whose retry is due at `now` (the oldest first): send it again and
+    /// report [`Window::sent_again`] (or [`Window::send_failed`]).
+    pub fn due(&mut self, now: Instant) -> Option<(Front, T)> {
+        let i = (0..self.parked.len())
+            .filter(|&i| self.parked[i].due <= now)
+            .min_by_key(|&i| self.parked[i].front.seq)?;
+        let p = self.parked.swap_remove(i);
+        Some((p.front, p.payload))
+    }
+
+    /// When the next parked record is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.parked.iter().map(|p| p.due).min()
+    }
+
+    /// A parked record taken by [`Window::due`] can no longer be sent: dead at once.
+    pub fn unpublishable_again(&mut self, f: Front) -> (Dead, Option<Save>) {
+        self.held.remove(&f.seq);
+        self.attempts.remove(&f.seq);
+        if f.seq > self.first_unfinished().0 {
+            self.dead_ahead.insert(f.seq);
+        }
+        self.finished += 1;
+        let dead = Dead {
+            seq: f.seq,
+            attempts: 1,
+        };
+        (dead, self.finish_dead())
+    }
+
     /// Record `seq` can never be sent as it is (a field over AMQP's limits): dead at once.
     pub fn unpublishable(&mut self, seq: u64) -> Dead {
-        if !self.flights.is_empty() {
+        if seq > self.first_unfinished().0 {
             self.dead_ahead.insert(seq);
         }
         self.attempts.remove(&seq);
@@ -288,8 +376,10 @@ impl<T> Window<T> {
     /// read it again, with everything still in flight.
     pub fn send_failed(&mut self, seq: u64) -> Reconnect {
         // Others were in flight: their confirms are lost, so the retries go one at a time.
-        self.single |= !self.flights.is_empty();
-        let from = self.flights.front().map_or(seq, |f| f.front.seq);
+        if !self.flights.is_empty() {
+            self.one_at_a_time();
+        }
+        let from = self.flights.front().map_or(seq, |f| f.front.seq).min(seq);
         self.reconnect_from(from)
     }
 
@@ -316,6 +406,7 @@ impl<T> Window<T> {
         let save = self.save();
         // The backlog is empty: back to a full window.
         let idle = !std::mem::take(&mut self.single);
+        self.streak = 0;
         Drained { save, idle }
     }
 
@@ -323,81 +414,141 @@ impl<T> Window<T> {
     pub fn confirmed(&mut self, f: Front) -> Confirmed {
         self.attempts.remove(&f.seq);
         self.nacks.remove(&f.seq);
-        let save = self.finish();
-        let recovered = std::mem::take(&mut self.erred);
-        if recovered {
-            self.retry_delay = FIRST_RETRY;
+        self.held.remove(&f.seq);
+        if f.seq > self.first_unfinished().0 {
+            self.done_ahead.insert(f.seq, true);
         }
+        let save = self.finish();
+        self.retry_delay = FIRST_RETRY;
+        if self.single {
+            // A queue that still refuses (a slow consumer behind `reject-publish`) nacks
+            // again long before this: one at a time keeps its order. Under a steady load the
+            // backlog may never empty, so a refusal that has passed must not keep the relay
+            // at one publish per round trip for good.
+            self.streak += 1;
+            if self.streak >= self.limits.max_in_flight {
+                self.single = false;
+                self.streak = 0;
+            }
+        }
+        let recovered = self.held.is_empty() && std::mem::take(&mut self.erred);
         Confirmed { save, recovered }
     }
 
-    /// The broker refused `f`. Returns the record's death if this was its last attempt.
-    /// Then the caller settles the rest of the window ([`Window::pop`] until empty,
-    /// [`Window::confirmed_ahead`] for each the broker took) and calls [`Window::settled`].
-    pub fn refused(&mut self, f: Front, how: Refusal) -> Option<Dead> {
-        let dead = match how {
-            Refusal::Nack => self.charge_nack(f.seq),
-            Refusal::Returned => self.charge(f.seq),
-        };
+    /// The broker returned `f` as unroutable: charged an attempt, and parked until its retry
+    /// is due at `now` + its back-off, or dead if that was its last attempt.
+    pub fn returned(&mut self, f: Front, payload: T, now: Instant) -> Returned<T> {
+        self.held.remove(&f.seq);
+        self.erred = true;
+        match self.charge(f.seq) {
+            Some(dead) => {
+                if f.seq > self.first_unfinished().0 {
+                    self.dead_ahead.insert(f.seq);
+                }
+                Returned::Dead {
+                    dead,
+                    payload,
+                    save: self.finish_dead(),
+                }
+            }
+            None => {
+                let attempts = self.attempts.get(&f.seq).copied().unwrap_or(1);
+                let delay = FIRST_RETRY
+                    .saturating_mul(1u32 << (attempts - 1).min(16))
+                    .min(self.limits.max_delay);
+                self.held.insert(f.seq, (f.pos, f.at));
+                self.parked.push(Parked {
+                    front: f,
+                    payload,
+                    due: now + delay,
+                });
+                Returned::Parked { delay }
+            }
+        }
+    }
+
+    /// The broker nacked `f`. Returns the record's death if it was nacked
+    /// [`NACKS_BEFORE_DEAD`] times in a row. Then the caller settles the rest of the window
+    /// ([`Window::pop`] until empty, [`Window::confirmed_ahead`] for each the broker took)
+    /// and calls [`Window::settled`].
+    pub fn nacked(&mut self, f: Front) -> Option<Dead> {
+        let dead = self.charge_nack(f.seq);
         self.behind = self.flights.front().map(|n| (n.front.seq, n.front.pos));
         dead
     }
 
-    /// While settling after a refusal: the broker confirmed `f`, behind the refused record.
+    /// While settling after a nack: the broker confirmed `f`, behind the refused record.
     pub fn confirmed_ahead(&mut self, f: Front) {
         self.attempts.remove(&f.seq);
         self.nacks.remove(&f.seq);
-        self.done_ahead.insert(f.seq);
+        // One sent again is behind the re-read's start when it was the first unfinished:
+        // counted now. The others are counted when the re-read skips them.
+        let counted = self.held.remove(&f.seq).is_some();
+        self.finished += u64::from(counted);
+        self.done_ahead.insert(f.seq, counted);
     }
 
-    /// The window behind refused record `f` is settled (the caller popped every flight);
-    /// `dead` is what [`Window::refused`] returned for it.
+    /// The window behind nacked record `f` is settled (the caller popped every flight);
+    /// `dead` is what [`Window::nacked`] returned for it. The log is read again from the
+    /// first unfinished record: `f`, a parked record, or the first unconfirmed one behind.
     pub fn settled(&mut self, f: Front, dead: Option<Dead>) -> Resume {
-        self.single = true;
+        self.one_at_a_time();
         let behind = self.behind.take();
+        self.held.remove(&f.seq);
+        let mine = dead.is_none().then_some((f.seq, f.pos));
+        let first = self.reread_from([mine, behind]);
         if dead.is_some() {
-            // Records that were in flight behind it and not confirmed must be read again
-            // (the confirmed ones are skipped by `done_ahead`); else the reader goes on.
-            let from = behind.map(|(seq, pos)| {
-                self.read_next = seq;
-                pos
-            });
+            if first.is_some_and(|(seq, _)| seq < f.seq) {
+                self.dead_ahead.insert(f.seq);
+            }
+            // Records that were in flight behind it and not confirmed (or parked) must be
+            // read again (the confirmed ones are skipped by `done_ahead`); else the reader
+            // goes on.
             return Resume::Next {
-                from,
+                from: first.map(|(_, pos)| pos),
                 save: self.finish_dead(),
             };
         }
-        self.read_next = f.seq;
+        let (seq, pos) = first.expect("the nacked record itself");
         self.erred = true;
         let delay = self.retry_delay;
         self.retry_delay = (self.retry_delay * 2).min(self.limits.max_delay);
         Resume::Retry {
-            seq: f.seq,
-            pos: f.pos,
+            seq,
+            pos,
             delay,
             save: self.save(),
         }
     }
 
-    /// The channel failed while the window behind refused record `f` was being settled
-    /// (`dead` is what [`Window::refused`] returned, already applied): what was still in
+    /// The channel failed while the window behind nacked record `f` was being settled
+    /// (`dead` is what [`Window::nacked`] returned, already applied): what was still in
     /// flight is sent again on the next channel, one at a time, from `f` or, if it is dead,
-    /// from the record that was behind it.
+    /// from the record that was behind it (or a parked one before either).
     pub fn settle_failed(&mut self, f: Front, dead: Option<Dead>) -> Reconnect {
-        self.single = true;
+        self.one_at_a_time();
         let behind = self.behind.take();
+        self.held.remove(&f.seq);
         let from = match dead {
-            Some(_) => behind.map_or(self.read_next.max(f.seq + 1), |(seq, _)| seq),
+            Some(_) => {
+                if self.held.keys().next().is_some_and(|&h| h < f.seq) {
+                    self.dead_ahead.insert(f.seq);
+                }
+                behind.map_or(self.read_next.max(f.seq + 1), |(seq, _)| seq)
+            }
             None => f.seq,
         };
         self.reconnect_from(from)
     }
 
-    /// Forgets what is in flight: the next channel reads again from `from`, and nobody is
-    /// charged for it.
+    /// Forgets what is in flight and parked: the next channel reads again from `from` (or
+    /// the first parked record before it), and nobody is charged for it.
     fn reconnect_from(&mut self, from: u64) -> Reconnect {
+        let from = self.held.keys().next().map_or(from, |&h| h.min(from));
         self.read_next = from;
         self.flights.clear();
+        self.parked.clear();
+        self.held.clear();
         Reconnect {
             from,
             charged: false,
@@ -406,32 +557,71 @@ impl<T> Window<T> {
         }
     }
 
+    /// After a nack (settled), the first of `candidates` and the parked records: the
+    /// reader goes back there; parked records are read from the log again.
+    fn reread_from(&mut self, candidates: [Option<(u64, Position)>; 2]) -> Option<(u64, Position)> {
+        let held = self.held.iter().next().map(|(&seq, &(pos, _))| (seq, pos));
+        let first = candidates.into_iter().chain([held]).flatten().min();
+        self.parked.clear();
+        self.held.clear();
+        if let Some((seq, _)) = first {
+            self.read_next = seq;
+        }
+        first
+    }
+
+    /// One publish at a time, for a window's worth of confirms in a row.
+    fn one_at_a_time(&mut self) {
+        self.single = true;
+        self.streak = 0;
+    }
+
+    /// The first record neither published nor dead, with its position and accept time
+    /// when it is in flight or parked (else it is the next one to read).
+    fn first_unfinished(&self) -> (u64, Option<u64>) {
+        let mut first = (self.read_next, None);
+        if let Some(f) = self.flights.front() {
+            if f.front.seq < first.0 {
+                first = (f.front.seq, Some(f.front.at));
+            }
+        }
+        // Out of order: a parked record, or one sent again (in flight behind later ones).
+        if let Some((&seq, &(_, at))) = self.held.iter().next() {
+            if seq < first.0 {
+                first = (seq, Some(at));
+            }
+        }
+        first
+    }
+
     /// The broker closed the channel while `f` was awaited: `refused` when it did so over a
     /// message (a protocol error: too large, a policy) rather than a lost connection. Only
     /// a record alone in flight can be blamed.
     pub fn closed(&mut self, f: Front, refused: bool) -> Reconnect {
         let charged = refused && f.alone;
+        self.held.remove(&f.seq);
         let dead = if charged { self.charge(f.seq) } else { None };
-        self.read_next = match dead {
-            Some(_) => self.flights.front().map_or(f.seq + 1, |n| n.front.seq),
+        let from = match dead {
+            Some(_) => {
+                if self.held.keys().next().is_some_and(|&h| h < f.seq) {
+                    self.dead_ahead.insert(f.seq);
+                }
+                self.flights.front().map_or(f.seq + 1, |n| n.front.seq)
+            }
             None => f.seq,
         };
-        self.flights.clear();
-        self.single = true;
+        self.one_at_a_time();
         Reconnect {
-            from: self.read_next,
             charged,
             dead,
-            save: self.save(),
+            ..self.reconnect_from(from)
         }
     }
 
     /// Saves the cursor if it moved or records finished (on shutdown, a lost connection).
     pub fn save(&mut self) -> Option<Save> {
-        let (cursor, oldest_at) = match self.flights.front() {
-            Some(f) => (f.front.seq, f.front.at),
-            None => (self.read_next, 0),
-        };
+        let (cursor, at) = self.first_unfinished();
+        let oldest_at = at.unwrap_or(0);
         if cursor == self.saved && self.finished == 0 {
             return None;
         }
@@ -441,8 +631,9 @@ impl<T> Window<T> {
             oldest_at,
         };
         self.saved = cursor;
-        // What the cursor passed is never read again on this connection.
+        // What the cursor passed is never read again.
         self.dead_ahead = self.dead_ahead.split_off(&cursor);
+        self.done_ahead = self.done_ahead.split_off(&cursor);
         Some(save)
     }
 

@@ -25,11 +25,25 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
     // Only pushes are bound: an `issues` event is returned unroutable on every attempt.
     let consumer = Consumer::bind(&exchange, "ghdl.github.push").await;
     let mut c = config(&sources("ghdl"), &exchange, &amqp_url(), None, "");
-    c.amqp.max_attempts = 3;
+    // Retries 100, 200, 400, 800 and 1,000 ms apart: dead ~2.5 s after its first return.
+    c.amqp.max_attempts = 6;
     let gw = Gateway::start(c).await;
 
     let issue = github::delivery(SECRET, "issues", "dead-1", br#"{"action":"opened"}"#);
     assert_eq!(gw.send("ghdl", &issue).await.status(), 202);
+    // Its first return is reported; what comes after must not wait for its retries.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = gw.readyz().await;
+        if v["broker"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NO_ROUTE"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never returned: {v}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for i in 0..5 {
         let r = gw.send("ghdl", &push(&format!("live-{i}"), b"{}")).await;
         assert_eq!(r.status(), 202);
@@ -44,8 +58,14 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
         ["live-0", "live-1", "live-2", "live-3", "live-4"],
         "in order, none lost"
     );
+    // They did not wait for its retries: it is parked aside while they go (it used to hold
+    // every event behind it until it was dead).
+    assert!(
+        gw.running.gateway.store.dead_letters().unwrap().is_empty(),
+        "the events behind it waited for its retries"
+    );
 
-    // Dead after the third refusal (retries back off), then the backlog is empty.
+    // Dead after the sixth refusal (retries back off), then the backlog is empty.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     // The dead letter is kept before the relay saves its cursor past it, so `/readyz` may
     // show it dead and still pending for a moment: wait for both.
@@ -70,7 +90,7 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
     let dead = gw.running.gateway.store.dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].1.message_id, "dead-1");
-    assert_eq!(dead[0].2.attempts, 3);
+    assert_eq!(dead[0].2.attempts, 6);
     assert!(dead[0].2.reason.contains("NO_ROUTE"), "{:?}", dead[0].2);
 
     // And later events still flow.

@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use proptest::prelude::*;
 
 use super::*;
@@ -47,11 +49,11 @@ fn pop(w: &mut Window<u64>, seq: u64) -> Front {
     f
 }
 
-/// A refusal with nothing behind: returns the retry delay, or `None` when it died.
-fn refuse_alone(w: &mut Window<u64>, seq: u64, how: Refusal) -> Option<Duration> {
+/// A nack with nothing behind: returns the retry delay, or `None` when it died.
+fn nack_alone(w: &mut Window<u64>, seq: u64) -> Option<Duration> {
     let f = pop(w, seq);
     assert!(f.alone);
-    let dead = w.refused(f, how);
+    let dead = w.nacked(f);
     match w.settled(f, dead) {
         Resume::Retry {
             seq: s,
@@ -151,124 +153,197 @@ fn a_full_window_saves_every_256_finished() {
     assert_eq!(w.confirmed(f).save, save(256, 256, at(256)));
 }
 
+/// Returns `f` as unroutable; `Some(delay)` when parked, `None` when dead (checked to be `f`).
+fn return_(w: &mut Window<u64>, f: Front, now: Instant) -> Option<Duration> {
+    match w.returned(f, f.seq, now) {
+        Returned::Parked { delay } => Some(delay),
+        Returned::Dead { dead, payload, .. } => {
+            assert_eq!((dead.seq, payload), (f.seq, f.seq));
+            None
+        }
+    }
+}
+
+/// Takes the parked record due at `now` (it must be `seq`) and sends it again.
+fn send_again(w: &mut Window<u64>, seq: u64, now: Instant) {
+    let (f, payload) = w.due(now).expect("a parked record is due");
+    assert_eq!((f.seq, payload), (seq, seq));
+    w.sent_again(f, payload);
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 #[test]
-fn an_unroutable_record_is_dead_at_max_attempts_and_those_behind_it_are_skipped() {
+fn an_unroutable_record_is_parked_while_the_ones_behind_it_go_on_and_dead_at_max_attempts() {
+    let t0 = Instant::now();
     let mut w = window(4, 3);
     send(&mut w, 0..4);
     let f = pop(&mut w, 0);
     assert!(!f.alone);
-    assert_eq!(w.refused(f, Refusal::Returned), None);
-    assert_eq!(w.attempts(0), 1);
-    // The broker took 1 and 3, refused 2 (nack): 2 is sent again, 1 and 3 are not.
-    let one = pop(&mut w, 1);
-    w.confirmed_ahead(one);
-    let _two = pop(&mut w, 2);
-    let three = pop(&mut w, 3);
-    w.confirmed_ahead(three);
-    assert!(w.pop().is_none());
-    let r = w.settled(f, None);
-    assert_eq!(
-        r,
-        Resume::Retry {
-            seq: 0,
-            pos: pos(0),
-            delay: Duration::from_millis(100),
-            save: None,
-        },
-        "cursor 0 was saved already"
-    );
-    assert!(w.single());
-    // Read again from 0, one at a time: refused twice more, dead at the third attempt.
-    send(&mut w, 0..1);
-    assert!(!w.room(), "one at a time");
-    assert_eq!(
-        refuse_alone(&mut w, 0, Refusal::Returned),
-        Some(Duration::from_millis(200))
-    );
-    assert_eq!(w.attempts(0), 2);
-    send(&mut w, 0..1);
+    assert_eq!(return_(&mut w, f, t0), Some(ms(100)));
+    assert_eq!((w.attempts(0), w.parked()), (1, 1));
+    assert!(!w.single(), "a return names its record: nothing else waits");
+    assert!(!w.room(), "a parked record keeps its slot");
+    // The ones behind it are confirmed meanwhile; the cursor stays at 0.
+    for seq in 1..4 {
+        let f = pop(&mut w, seq);
+        let c = w.confirmed(f);
+        assert!(!c.recovered, "0 is still parked");
+        let want = if seq == 3 { save(0, 3, at(0)) } else { None };
+        assert_eq!(c.save, want, "seq {seq}");
+    }
+    send(&mut w, 4..6);
+    assert_eq!(w.due(t0 + ms(99)).map(|(f, _)| f.seq), None, "not yet");
+    assert_eq!(w.next_due(), Some(t0 + ms(100)));
+    send_again(&mut w, 0, t0 + ms(100));
+    for seq in 4..6 {
+        let f = pop(&mut w, seq);
+        assert_eq!(w.confirmed(f).save, None);
+    }
     let f = pop(&mut w, 0);
-    assert_eq!(
-        w.refused(f, Refusal::Returned),
-        Some(Dead {
-            seq: 0,
-            attempts: 3
-        })
-    );
-    assert_eq!(w.attempts(0), 0, "forgotten once dead");
-    assert_eq!(
-        w.settled(
-            f,
-            Some(Dead {
-                seq: 0,
-                attempts: 3
-            })
-        ),
-        Resume::Next {
-            from: None,
-            save: save(1, 1, 0)
+    assert!(f.alone);
+    assert_eq!(return_(&mut w, f, t0 + ms(110)), Some(ms(200)), "doubled");
+    assert_eq!(w.drained().save, save(0, 2, at(0)));
+    send_again(&mut w, 0, t0 + ms(310));
+    let f = pop(&mut w, 0);
+    match w.returned(f, 0, t0 + ms(320)) {
+        Returned::Dead { dead, save: s, .. } => {
+            assert_eq!(
+                dead,
+                Dead {
+                    seq: 0,
+                    attempts: 3
+                }
+            );
+            assert_eq!(
+                s,
+                save(6, 1, 0),
+                "the cursor passes the dead one and those behind"
+            );
         }
-    );
-    // The reader goes on: 1 and 3 were confirmed meanwhile, 2 was not.
-    assert_eq!(w.read(1), Read::Skip);
-    send(&mut w, 2..3);
-    let f = pop(&mut w, 2);
-    assert_eq!(
-        w.confirmed(f).save,
-        save(3, 2, 0),
-        "1 skipped and 2 published"
-    );
-    assert_eq!(w.read(3), Read::Skip);
-    send(&mut w, 4..5);
-    let f = pop(&mut w, 4);
-    assert_eq!(w.confirmed(f).save, save(5, 2, 0));
-    // The backlog is empty: back to a full window.
-    assert!(w.single());
-    assert_eq!(
-        w.drained(),
-        Drained {
-            save: None,
-            idle: false
-        }
-    );
-    assert!(!w.single());
-    send(&mut w, 5..9);
-    assert!(!w.room());
+        other => panic!("{other:?}"),
+    }
+    assert_eq!((w.attempts(0), w.parked()), (0, 0));
+    let f = pop_none_then_send(&mut w, 6);
+    assert!(w.confirmed(f).recovered);
+}
+
+/// Reads and sends `seq` alone and takes it back off the window (nothing else in flight).
+fn pop_none_then_send(w: &mut Window<u64>, seq: u64) -> Front {
+    assert!(w.pop().is_none());
+    send(w, seq..seq + 1);
+    pop(w, seq)
 }
 
 #[test]
-fn a_dead_record_counts_once_and_the_unconfirmed_ones_behind_it_are_sent_again() {
-    // max_attempts = 1: the first refusal is fatal, with a full window behind it.
-    let mut w = window(4, 1);
+fn what_was_confirmed_behind_a_parked_record_is_not_sent_again_after_a_reconnect() {
+    let t0 = Instant::now();
+    let mut w = window(8, 5);
     send(&mut w, 0..4);
     let f = pop(&mut w, 0);
-    let dead = w.refused(f, Refusal::Returned);
-    assert_eq!(
-        dead,
-        Some(Dead {
-            seq: 0,
-            attempts: 1
-        })
-    );
-    let one = pop(&mut w, 1);
-    w.confirmed_ahead(one);
-    pop(&mut w, 2); // returned too: not this record's verdict yet
-    let three = pop(&mut w, 3);
-    w.confirmed_ahead(three);
-    assert_eq!(
-        w.settled(f, dead),
-        Resume::Next {
-            from: Some(pos(1)),
-            save: save(1, 1, 0)
-        },
-        "the cursor stops at 1: 2 is neither published nor dead"
-    );
+    assert_eq!(return_(&mut w, f, t0), Some(ms(100)));
+    for seq in 1..3 {
+        let f = pop(&mut w, seq);
+        w.confirmed(f);
+    }
+    // The connection is lost with 3 in flight and 0 parked: read again from 0.
+    let f = pop(&mut w, 3);
+    let r = w.closed(f, false);
+    assert_eq!(r.from, 0);
+    assert_eq!(r.save, save(0, 2, 0));
+    w.connect(0);
+    assert_eq!(w.parked(), 0, "read from the log again");
+    assert_eq!(w.attempts(0), 1, "attempts survive");
+    assert_eq!(w.read(0), Read::Publish);
+    w.sent(0, pos(0), at(0), 0);
     assert_eq!(w.read(1), Read::Skip);
-    send(&mut w, 2..3);
-    let f = pop(&mut w, 2);
-    assert_eq!(w.confirmed(f).save, save(3, 2, 0));
-    assert_eq!(w.read(3), Read::Skip);
-    assert_eq!(w.drained().save, save(4, 1, 0));
+    assert_eq!(w.read(2), Read::Skip);
+    assert_eq!(w.read(3), Read::Publish);
+    w.sent(3, pos(3), at(3), 3);
+    assert_eq!(w.save(), None, "1 and 2 were counted when confirmed");
+}
+
+#[test]
+fn a_nack_of_a_record_sent_again_reads_the_log_again_from_it() {
+    let t0 = Instant::now();
+    let mut w = window(8, 2);
+    send(&mut w, 0..2);
+    for seq in 0..2 {
+        let f = pop(&mut w, seq);
+        assert_eq!(return_(&mut w, f, t0), Some(ms(100)));
+    }
+    // Both due at once: the older goes first.
+    send_again(&mut w, 0, t0 + ms(100));
+    send_again(&mut w, 1, t0 + ms(100));
+    // 0 is nacked (back-pressure); 1, behind it, is left unsettled.
+    let f0 = pop(&mut w, 0);
+    assert_eq!(w.nacked(f0), None);
+    pop(&mut w, 1);
+    match w.settled(f0, None) {
+        Resume::Retry { seq, pos: p, .. } => assert_eq!((seq, p), (0, pos(0))),
+        other => panic!("{other:?}"),
+    }
+    assert!(w.single());
+    send(&mut w, 0..1);
+    let f = pop(&mut w, 0);
+    assert_eq!(w.confirmed(f).save, save(1, 1, 0));
+    // 1 is read again and keeps its attempt: its second return is its last.
+    send(&mut w, 1..2);
+    let f = pop(&mut w, 1);
+    match w.returned(f, 1, t0 + ms(200)) {
+        Returned::Dead { dead, save: s, .. } => {
+            assert_eq!(
+                dead,
+                Dead {
+                    seq: 1,
+                    attempts: 2
+                }
+            );
+            assert_eq!(s, save(2, 1, 0));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_nack_behind_a_parked_record_reads_the_log_again_from_the_parked_one() {
+    let t0 = Instant::now();
+    let mut w = window(4, 5);
+    send(&mut w, 0..3);
+    let f = pop(&mut w, 0);
+    assert_eq!(return_(&mut w, f, t0), Some(ms(100)));
+    let f = pop(&mut w, 1);
+    assert_eq!(w.nacked(f), None);
+    let two = pop(&mut w, 2);
+    w.confirmed_ahead(two);
+    assert_eq!(
+        w.settled(f, None),
+        Resume::Retry {
+            seq: 0,
+            pos: pos(0),
+            delay: ms(100),
+            save: None,
+        },
+        "from the parked record, one at a time"
+    );
+    assert_eq!(w.parked(), 0);
+    assert!(w.single());
+    for seq in 0..2 {
+        send(&mut w, seq..seq + 1);
+        assert!(!w.room(), "one at a time");
+        let f = pop(&mut w, seq);
+        w.confirmed(f);
+    }
+    assert_eq!(w.read(2), Read::Skip, "confirmed while it was settled");
+    send(&mut w, 3..4);
+    let f = pop(&mut w, 3);
+    assert_eq!(
+        w.confirmed(f).save,
+        save(4, 2, 0),
+        "2 counted once, when skipped"
+    );
 }
 
 /// A record the queue can never take (larger than its max-length-bytes) is nacked for ever:
@@ -279,11 +354,11 @@ fn a_record_nacked_again_and_again_is_dead_in_the_end() {
     let mut w = window(4, 1);
     for _ in 1..super::NACKS_BEFORE_DEAD {
         send(&mut w, 0..1);
-        assert!(refuse_alone(&mut w, 0, Refusal::Nack).is_some());
+        assert!(nack_alone(&mut w, 0).is_some());
     }
     send(&mut w, 0..1);
     let f = pop(&mut w, 0);
-    let dead = w.refused(f, Refusal::Nack);
+    let dead = w.nacked(f);
     assert_eq!(
         dead,
         Some(Dead {
@@ -295,7 +370,7 @@ fn a_record_nacked_again_and_again_is_dead_in_the_end() {
     // Record 1: nacked a while, then taken (a consumer made room): its count is gone.
     for _ in 1..super::NACKS_BEFORE_DEAD {
         send(&mut w, 1..2);
-        assert!(refuse_alone(&mut w, 1, Refusal::Nack).is_some());
+        assert!(nack_alone(&mut w, 1).is_some());
     }
     send(&mut w, 1..2);
     let f = pop(&mut w, 1);
@@ -308,12 +383,12 @@ fn nacks_are_retried_in_order_and_never_charged_an_attempt() {
     let mut w = window(4, 1);
     send(&mut w, 0..2);
     let f = pop(&mut w, 0);
-    assert_eq!(w.refused(f, Refusal::Nack), None);
+    assert_eq!(w.nacked(f), None);
     pop(&mut w, 1); // nacked too
     assert!(matches!(w.settled(f, None), Resume::Retry { seq: 0, .. }));
     for _ in 0..20 {
         send(&mut w, 0..1);
-        assert!(refuse_alone(&mut w, 0, Refusal::Nack).is_some());
+        assert!(nack_alone(&mut w, 0).is_some());
         assert_eq!(w.attempts(0), 0, "back-pressure is not charged");
     }
     send(&mut w, 0..1);
@@ -385,11 +460,15 @@ fn a_channel_closed_over_the_one_record_in_flight_charges_it() {
 
 #[test]
 fn attempts_and_one_at_a_time_survive_a_reconnect() {
+    let t0 = Instant::now();
     let mut w = window(8, 3);
+    send(&mut w, 0..2);
+    let f = pop(&mut w, 0);
+    assert_eq!(return_(&mut w, f, t0), Some(ms(100)));
+    let f = pop(&mut w, 1);
+    assert!(nack_alone_front(&mut w, f).is_some());
+    // The connection is lost while 0 is in flight again, one at a time.
     send(&mut w, 0..1);
-    assert!(refuse_alone(&mut w, 0, Refusal::Returned).is_some());
-    send(&mut w, 0..1);
-    // The connection is lost while 0 is in flight again.
     let f = pop(&mut w, 0);
     let r = w.closed(f, false);
     assert_eq!(r.from, 0);
@@ -398,70 +477,90 @@ fn attempts_and_one_at_a_time_survive_a_reconnect() {
     assert!(w.single());
     send(&mut w, 0..1);
     assert!(!w.room());
-    assert!(refuse_alone(&mut w, 0, Refusal::Returned).is_some());
-    send(&mut w, 0..1);
-    assert_eq!(
-        refuse_alone(&mut w, 0, Refusal::Returned),
-        None,
-        "dead at 3"
+    let f = pop(&mut w, 0);
+    assert_eq!(return_(&mut w, f, t0), Some(ms(200)), "its second attempt");
+}
+
+/// A nack of `f` (already popped, nothing else in flight): the retry delay, or `None` when
+/// it died.
+fn nack_alone_front(w: &mut Window<u64>, f: Front) -> Option<Duration> {
+    let dead = w.nacked(f);
+    match w.settled(f, dead) {
+        Resume::Retry { delay, .. } => Some(delay),
+        Resume::Next { .. } => None,
+    }
+}
+
+#[test]
+fn one_at_a_time_ends_after_a_window_of_confirms_in_a_row() {
+    let mut w = window(4, 5);
+    send(&mut w, 0..3);
+    let f = pop(&mut w, 0);
+    assert_eq!(w.nacked(f), None);
+    pop(&mut w, 1);
+    pop(&mut w, 2);
+    assert!(matches!(w.settled(f, None), Resume::Retry { seq: 0, .. }));
+    // Nacked again after two confirms: the count starts over.
+    for seq in 0..2 {
+        send(&mut w, seq..seq + 1);
+        let f = pop(&mut w, seq);
+        w.confirmed(f);
+    }
+    send(&mut w, 2..3);
+    assert!(nack_alone(&mut w, 2).is_some());
+    for seq in 2..6 {
+        assert!(w.single(), "one at a time at {seq}");
+        send(&mut w, seq..seq + 1);
+        assert!(!w.room());
+        let f = pop(&mut w, seq);
+        w.confirmed(f);
+    }
+    assert!(
+        !w.single(),
+        "under load, not only once the backlog is empty"
     );
+    send(&mut w, 6..10);
+    assert!(!w.room());
 }
 
 #[test]
 fn one_at_a_time_ends_when_the_backlog_is_empty() {
     let mut w = window(4, 5);
     send(&mut w, 0..1);
-    refuse_alone(&mut w, 0, Refusal::Nack);
+    nack_alone(&mut w, 0);
     assert!(w.single());
-    for seq in 0..3 {
-        send(&mut w, seq..seq + 1);
-        assert!(!w.room());
-        let f = pop(&mut w, seq);
-        w.confirmed(f);
-        assert!(w.single(), "still one at a time while there is a backlog");
-    }
     assert!(w.pop().is_none());
     let d = w.drained();
     assert!(!d.idle, "read again at once with a full window");
     assert!(!w.single());
-    send(&mut w, 3..7);
-    assert!(!w.room());
 }
 
 #[test]
-fn the_retry_delay_doubles_up_to_the_cap_and_a_confirm_resets_it() {
+fn a_returned_record_backs_off_doubling_up_to_the_cap_and_a_nack_on_its_own() {
+    let t0 = Instant::now();
     let mut w = window(4, u32::MAX);
     let mut delays = Vec::new();
-    for _ in 0..6 {
-        send(&mut w, 0..1);
-        delays.push(refuse_alone(&mut w, 0, Refusal::Returned).unwrap());
-    }
-    let ms = |d: &Duration| d.as_millis();
-    assert_eq!(
-        delays.iter().map(ms).collect::<Vec<_>>(),
-        [100, 200, 400, 800, 1000, 1000]
-    );
+    let mut now = t0;
     send(&mut w, 0..1);
+    for _ in 0..6 {
+        let f = pop(&mut w, 0);
+        let delay = return_(&mut w, f, now).unwrap();
+        delays.push(delay.as_millis());
+        now += delay;
+        send_again(&mut w, 0, now);
+    }
+    assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
     let f = pop(&mut w, 0);
     let c = w.confirmed(f);
     assert!(c.recovered, "the reported error is cleared");
     send(&mut w, 1..2);
-    assert_eq!(
-        refuse_alone(&mut w, 1, Refusal::Nack),
-        Some(Duration::from_millis(100))
-    );
-    // A new connection starts over too.
+    assert_eq!(nack_alone(&mut w, 1), Some(ms(100)));
+    // The nack back-off doubles on its channel; a new connection starts over.
     send(&mut w, 1..2);
-    assert_eq!(
-        refuse_alone(&mut w, 1, Refusal::Nack),
-        Some(Duration::from_millis(200))
-    );
+    assert_eq!(nack_alone(&mut w, 1), Some(ms(200)));
     w.connect(1);
     send(&mut w, 1..2);
-    assert_eq!(
-        refuse_alone(&mut w, 1, Refusal::Nack),
-        Some(Duration::from_millis(100))
-    );
+    assert_eq!(nack_alone(&mut w, 1), Some(ms(100)));
 }
 
 #[test]
@@ -495,7 +594,7 @@ fn an_unpublishable_record_behind_a_refused_one_is_not_dead_twice() {
     w.unpublishable(1);
     send(&mut w, 2..3);
     let f = pop(&mut w, 0);
-    assert_eq!(w.refused(f, Refusal::Nack), None);
+    assert_eq!(w.nacked(f), None);
     pop(&mut w, 2);
     let r = w.settled(f, None);
     let dead_one = save(0, 1, 0);
@@ -615,9 +714,24 @@ fn simulate(script: &Script) -> Seen {
     w.connect(0);
     let mut reader = 0;
     let mut steps = 0;
+    // Virtual time: a millisecond per confirm; when only parked records are left, their
+    // retry time.
+    let mut now = Instant::now();
     'run: loop {
         steps += 1;
         assert!(steps < 100_000, "the relay does not get through the log");
+        while let Some((f, payload)) = w.due(now) {
+            assert_eq!(payload, f.seq);
+            if sends.next() == Some(true) {
+                let r = w.send_failed(f.seq);
+                seen.apply(r.save, at);
+                assert_eq!(r.from, seen.stored);
+                w.connect(seen.stored);
+                reader = seen.stored;
+                continue 'run;
+            }
+            w.sent_again(f, payload);
+        }
         while w.room() && reader < n {
             let seq = reader;
             reader += 1;
@@ -647,22 +761,42 @@ fn simulate(script: &Script) -> Seen {
         let Some((front, payload)) = w.pop() else {
             let d = w.drained();
             seen.apply(d.save, at);
+            if let Some(due) = w.next_due() {
+                now = now.max(due);
+                continue;
+            }
             if d.idle && reader >= n {
                 break;
             }
             continue;
         };
+        now += Duration::from_millis(1);
         assert_eq!(payload, front.seq);
         let kind = script.kinds[front.seq as usize];
-        let how = match fronts.next().unwrap_or(Event::Ack) {
-            Event::Ack if kind == Kind::Unroutable => Refusal::Returned,
+        match fronts.next().unwrap_or(Event::Ack) {
+            Event::Ack if kind == Kind::Unroutable => {
+                match w.returned(front, payload, now) {
+                    Returned::Parked { .. } => {}
+                    Returned::Dead {
+                        dead,
+                        payload,
+                        save,
+                    } => {
+                        assert_eq!((dead.seq, payload), (front.seq, front.seq));
+                        assert_eq!(dead.attempts, script.max_attempts);
+                        seen.dead[dead.seq as usize] += 1;
+                        seen.apply(save, at);
+                    }
+                }
+                continue;
+            }
             Event::Ack => {
                 seen.published[front.seq as usize] += 1;
                 let c = w.confirmed(front);
                 seen.apply(c.save, at);
                 continue;
             }
-            Event::Nack => Refusal::Nack,
+            Event::Nack => {}
             e @ (Event::ClosedRefused | Event::ClosedLost) => {
                 let r = w.closed(front, e == Event::ClosedRefused);
                 if let Some(d) = r.dead {
@@ -677,10 +811,9 @@ fn simulate(script: &Script) -> Seen {
                 continue;
             }
         };
-        let dead = w.refused(front, how);
+        let dead = w.nacked(front);
         if let Some(d) = dead {
-            assert_eq!(how, Refusal::Returned, "a nack is never fatal");
-            assert_eq!(d.attempts, script.max_attempts);
+            assert_eq!(d.attempts, super::NACKS_BEFORE_DEAD);
             seen.dead[d.seq as usize] += 1;
         }
         while let Some((f, _)) = w.pop() {
@@ -705,7 +838,11 @@ fn simulate(script: &Script) -> Seen {
             Resume::Retry {
                 seq, pos: p, save, ..
             } => {
-                assert_eq!((seq, p), (front.seq, front.pos));
+                assert!(
+                    seq <= front.seq,
+                    "from the nacked record or one parked before it"
+                );
+                assert_eq!(p, pos(seq));
                 reader = seq;
                 seen.apply(save, at);
             }
@@ -726,7 +863,7 @@ fn kinds() -> impl Strategy<Value = Vec<Kind>> {
     prop::collection::vec(
         prop_oneof![
             8 => Just(Kind::Normal),
-            1 => Just(Kind::Unroutable),
+            2 => Just(Kind::Unroutable),
             1 => Just(Kind::Unpublishable),
         ],
         0..40,
