@@ -16,7 +16,10 @@
 # (the same for BIN_B's runs; default STORE_EXTRA), THREADS=1 (CPU per thread name too),
 # LATENCY=1 (examples/load.rs open loop at RATE instead of wrk: p50/p99 corrected for
 # coordinated omission), WARM=S (wrk flat out for S s first, in the same process, as bench.sh
-# does before its open loop: a grown store and dedup table; docs/benchmarks.md, session 15).
+# does before its open loop: a grown store and dedup table; docs/benchmarks.md, session 15),
+# UNROUTABLE=N (only pushes are bound, and N deliveries of an event type nothing is bound to
+# are sent, spread over the load: each is retried, then dead; does the relay keep up meanwhile;
+# docs/benchmarks.md, session 18).
 # Loopback only; every run is bounded by SECS (+ WARM) plus a 60 s drain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +55,7 @@ run() { # label, binary, store extra
   port=$(free_port); admin=$(free_port); q="paced-$$-$RANDOM"
   amqp="amqp://guest:guest@127.0.0.1:5672/%2f"; [ "${DOWN:-0}" = 1 ] && amqp="amqp://guest:guest@127.0.0.1:1/%2f"
   hg_config "$work/c.toml" "$work/store" "$amqp" "$q" "$port" "$admin" "$extra"
+  [ "${UNROUTABLE:-0}" -gt 0 ] && sed -i 's/^bindings = \["#"\]/bindings = ["gh.github.push"]/' "$work/c.toml"
   RUST_LOG=warn "$bin" serve -c "$work/c.toml" 2>"$work/hookgate.log" & hp=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$admin") 2>/dev/null && break; sleep 0.1; done; sleep 1
   pending() { curl -s "http://127.0.0.1:$admin/readyz" | sed -n 's/.*"outbox_pending":\([0-9]*\).*/\1/p'; }
@@ -70,14 +74,25 @@ run() { # label, binary, store extra
   else
     local h0 b0 t0 out left t1 a gen commits
     threads "$hp" >"$work/t0"; h0=$(ticks "$hp"); b0=$(ticks "$broker_pid"); t0=$(date +%s.%N)
+    local up=""
+    if [ "${UNROUTABLE:-0}" -gt 0 ]; then
+      # The same signed body under an event type no binding matches (X-GitHub-Event is not
+      # signed), one every SECS/(N+1) seconds.
+      ( for k in $(seq "$UNROUTABLE"); do sleep "$(awk -v s="$SECS" -v n="$UNROUTABLE" 'BEGIN { print s / (n + 1) }')"
+          curl -s -o /dev/null -X POST "http://127.0.0.1:$port/hooks/gh" -H 'Content-Type: application/json' \
+            -H 'X-GitHub-Event: unbound' -H "X-GitHub-Delivery: unroutable-$label-$$-$k" \
+            -H "X-Hub-Signature-256: $sig" --data-binary @"$body"; done ) & up=$!
+    fi
     out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$$-$RANDOM" \
       BENCH_MAX_PER_THREAD=100000000 BENCH_RATE_PER_THREAD=$((RATE / 2)) wrk -t2 -c64 -d"${SECS}s" \
       --timeout 10s -s scripts/bench-github.lua "http://127.0.0.1:$port/hooks/gh"; } 2>&1 )
     left=$(pending)
+    [ -n "$up" ] && wait "$up"
     if [ "${DOWN:-0}" != 1 ]; then for _ in $(seq 3000); do [ "$(pending)" = 0 ] && break; sleep 0.02; done; fi
     t1=$(date +%s.%N)
     threads "$hp" >"$work/t1"
     a=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/requests_total[{]/ && /outcome="accepted"/ { s += $NF } END { print s + 0 }')
+    [ "${UNROUTABLE:-0}" -gt 0 ] && echo "$label: $(curl -s "http://127.0.0.1:$admin/readyz" | sed -n 's/.*"dead_letters":\([0-9]*\).*/\1/p') dead letters of $UNROUTABLE unroutable"
     commits=$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^hookgate_log_commit_records_count/ {print $NF}')
     gen=$(grep '^GEN' <<<"$out" | awk '{print $2 + $3}')
     local h b cs
