@@ -477,6 +477,9 @@ impl<'a> Drain<'a> {
                         batch.push((front.seq, front.pos, entry));
                         outgoing.push(out);
                         again.push(front);
+                        if self.window.single() {
+                            break;
+                        }
                     }
                     // It was published once with the same exchange: cannot happen.
                     Err(why) => {
@@ -496,7 +499,11 @@ impl<'a> Drain<'a> {
                     tokio::time::Instant::now(),
                 );
             flushed_for_stop = stopping;
-            let fill = gathered && self.window.free() >= PUBLISH_BATCH.min(self.window.limit());
+            // Parked records keep slots: with a small window they could leave less room than
+            // a batch for good (events behind them waited for their retries, and the idle
+            // wait below spun on a passed linger deadline; found by a review).
+            let fill =
+                gathered && self.window.free() >= PUBLISH_BATCH.min(self.window.room_when_empty());
             if fill {
                 waiting_since = None;
             }

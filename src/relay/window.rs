@@ -292,6 +292,13 @@ impl<T> Window<T> {
         }
     }
 
+    /// The most records that could be in flight now with the window empty: the limit, less
+    /// the slots parked records keep (what a batch waits for, so it never waits for more).
+    pub fn room_when_empty(&self) -> usize {
+        self.limit()
+            .min(self.limits.max_in_flight.saturating_sub(self.parked.len()))
+    }
+
     /// How many more records may be sent now.
     pub fn free(&self) -> usize {
         let held = self.flights.len() + self.parked.len();
@@ -335,6 +342,10 @@ impl<T> Window<T> {
     /// A parked record whose retry is due at `now` (the oldest first): send it again and
     /// report [`Window::sent_again`] (or [`Window::send_failed`]).
     pub fn due(&mut self, now: Instant) -> Option<(Front, T)> {
+        if self.single && !self.flights.is_empty() {
+            // One at a time holds for retries too: a closed channel must be chargeable.
+            return None;
+        }
         let i = (0..self.parked.len())
             .filter(|&i| self.parked[i].due <= now)
             .min_by_key(|&i| self.parked[i].front.seq)?;
@@ -380,7 +391,7 @@ impl<T> Window<T> {
             self.one_at_a_time();
         }
         let from = self.flights.front().map_or(seq, |f| f.front.seq).min(seq);
-        self.reconnect_from(from)
+        self.reconnect_from(from, None)
     }
 
     /// Takes the oldest record in flight, whose confirm the caller awaits next.
@@ -530,21 +541,20 @@ impl<T> Window<T> {
         let behind = self.behind.take();
         self.held.remove(&f.seq);
         let from = match dead {
-            Some(_) => {
-                if self.held.keys().next().is_some_and(|&h| h < f.seq) {
-                    self.dead_ahead.insert(f.seq);
-                }
-                behind.map_or(self.read_next.max(f.seq + 1), |(seq, _)| seq)
-            }
+            Some(_) => behind.map_or(self.read_next.max(f.seq + 1), |(seq, _)| seq),
             None => f.seq,
         };
-        self.reconnect_from(from)
+        self.reconnect_from(from, dead)
     }
 
     /// Forgets what is in flight and parked: the next channel reads again from `from` (or
-    /// the first parked record before it), and nobody is charged for it.
-    fn reconnect_from(&mut self, from: u64) -> Reconnect {
+    /// the first parked record before it), and nobody is charged for it. A record that just
+    /// died (`dead`) and lies past where the reading starts is skipped there.
+    fn reconnect_from(&mut self, from: u64, dead: Option<Dead>) -> Reconnect {
         let from = self.held.keys().next().map_or(from, |&h| h.min(from));
+        if let Some(d) = dead.filter(|d| d.seq > from) {
+            self.dead_ahead.insert(d.seq);
+        }
         self.read_next = from;
         self.flights.clear();
         self.parked.clear();
@@ -602,19 +612,14 @@ impl<T> Window<T> {
         self.held.remove(&f.seq);
         let dead = if charged { self.charge(f.seq) } else { None };
         let from = match dead {
-            Some(_) => {
-                if self.held.keys().next().is_some_and(|&h| h < f.seq) {
-                    self.dead_ahead.insert(f.seq);
-                }
-                self.flights.front().map_or(f.seq + 1, |n| n.front.seq)
-            }
+            Some(_) => self.flights.front().map_or(f.seq + 1, |n| n.front.seq),
             None => f.seq,
         };
         self.one_at_a_time();
         Reconnect {
             charged,
             dead,
-            ..self.reconnect_from(from)
+            ..self.reconnect_from(from, dead)
         }
     }
 
