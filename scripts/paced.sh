@@ -19,7 +19,9 @@
 # does before its open loop: a grown store and dedup table; docs/benchmarks.md, session 15),
 # UNROUTABLE=N (only pushes are bound, and N deliveries of an event type nothing is bound to
 # are sent, spread over the load: each is retried, then dead; does the relay keep up meanwhile;
-# docs/benchmarks.md, session 18).
+# docs/benchmarks.md, session 18), FULL_SECS=S (the queue is full for the first S s of the load:
+# at most 3000 messages, `reject-publish`, by a policy then cleared; does the relay catch up
+# after the nacks).
 # Loopback only; every run is bounded by SECS (+ WARM) plus a 60 s drain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,19 +77,25 @@ run() { # label, binary, store extra
     local h0 b0 t0 out left t1 a gen commits
     threads "$hp" >"$work/t0"; h0=$(ticks "$hp"); b0=$(ticks "$broker_pid"); t0=$(date +%s.%N)
     local up=""
+    if [ -n "${FULL_SECS:-}" ]; then
+      rabbitmqctl -q set_policy "paced-full-$$" "^$q\$" '{"max-length":3000,"overflow":"reject-publish"}' \
+        --apply-to queues >/dev/null
+      ( sleep "$FULL_SECS"; rabbitmqctl -q clear_policy "paced-full-$$" >/dev/null ) & up="$up $!"
+    fi
     if [ "${UNROUTABLE:-0}" -gt 0 ]; then
       # The same signed body under an event type no binding matches (X-GitHub-Event is not
       # signed), one every SECS/(N+1) seconds.
       ( for k in $(seq "$UNROUTABLE"); do sleep "$(awk -v s="$SECS" -v n="$UNROUTABLE" 'BEGIN { print s / (n + 1) }')"
           curl -s -o /dev/null -X POST "http://127.0.0.1:$port/hooks/gh" -H 'Content-Type: application/json' \
             -H 'X-GitHub-Event: unbound' -H "X-GitHub-Delivery: unroutable-$label-$$-$k" \
-            -H "X-Hub-Signature-256: $sig" --data-binary @"$body"; done ) & up=$!
+            -H "X-Hub-Signature-256: $sig" --data-binary @"$body"; done ) & up="$up $!"
     fi
     out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$$-$RANDOM" \
       BENCH_MAX_PER_THREAD=100000000 BENCH_RATE_PER_THREAD=$((RATE / 2)) wrk -t2 -c64 -d"${SECS}s" \
       --timeout 10s -s scripts/bench-github.lua "http://127.0.0.1:$port/hooks/gh"; } 2>&1 )
     left=$(pending)
-    [ -n "$up" ] && wait "$up"
+    # shellcheck disable=SC2086
+    [ -n "$up" ] && wait $up
     if [ "${DOWN:-0}" != 1 ]; then for _ in $(seq 3000); do [ "$(pending)" = 0 ] && break; sleep 0.02; done; fi
     t1=$(date +%s.%N)
     threads "$hp" >"$work/t1"
