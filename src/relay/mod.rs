@@ -84,8 +84,8 @@ impl BrokerStatus {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
     }
 
-    /// `connecting`, `publishing`, `idle`, `retrying` (one at a time after a refusal),
-    /// `backoff` (waiting to reconnect), `stopped`.
+    /// `connecting`, `publishing`, `idle`, `retrying` (one at a time after a refusal, or a
+    /// returned event waiting for its next try), `backoff` (waiting to reconnect), `stopped`.
     pub fn state(&self) -> &'static str {
         self.state.lock().map(|s| *s).unwrap_or("unknown")
     }
@@ -580,7 +580,11 @@ impl<'a> Drain<'a> {
                 if !drained.idle {
                     continue;
                 }
-                self.status.set_state("idle");
+                // An event waiting for its next try is not idleness.
+                self.status.set_state(match self.window.parked() {
+                    0 => "idle",
+                    _ => "retrying",
+                });
                 // Lingering, only its deadline ends the wait, not every commit (at 2,000 req/s
                 // that was a wake-up per commit). Otherwise the next commit, or a look every
                 // 250 ms: the connection may have died while idle.
@@ -743,18 +747,20 @@ impl<'a> Drain<'a> {
     }
 
     /// Moves a record to the dead-letter list (before any cursor save past it).
-    fn dead(&self, dead: Dead, e: &Entry, reason: String) -> Result<(), RelayError> {
+    fn dead(&mut self, dead: Dead, e: &Entry, reason: String) -> Result<(), RelayError> {
         let Dead { seq, attempts } = dead;
         tracing::error!(source = %e.source, id = ?e.message_id, seq, attempts, reason = %reason, "event moved to the dead-letter list; the relay goes on");
-        self.store.mark_dead(
-            seq,
-            e,
-            &DeadInfo {
-                attempts,
-                reason,
-                dead_at: crate::now_secs(),
-            },
-        )?;
+        let info = DeadInfo {
+            attempts,
+            reason,
+            dead_at: crate::now_secs(),
+        };
+        if let Err(err) = self.store.mark_dead(seq, e, &info) {
+            // Not on the dead-letter list: the next connection (from the saved cursor, which
+            // has not passed it) must send it again, not skip it as dead (found by a review).
+            self.window.revive(seq);
+            return Err(err.into());
+        }
         metrics::get()
             .dead_letters
             .get_or_create(&SourceLabel {

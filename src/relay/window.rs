@@ -259,7 +259,6 @@ impl<T> Window<T> {
     }
 
     /// Returned records waiting for their next try.
-    #[cfg(test)]
     pub fn parked(&self) -> usize {
         self.parked.len()
     }
@@ -356,6 +355,13 @@ impl<T> Window<T> {
     /// When the next parked record is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.parked.iter().map(|p| p.due).min()
+    }
+
+    /// Record `seq`, just made dead, could not be put on the dead-letter list (the caller
+    /// stops this connection): it is not skipped when the log is read again from the saved
+    /// cursor, which has not passed it.
+    pub fn revive(&mut self, seq: u64) {
+        self.dead_ahead.remove(&seq);
     }
 
     /// A parked record taken by [`Window::due`] can no longer be sent: dead at once.

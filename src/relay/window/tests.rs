@@ -1067,3 +1067,19 @@ fn one_at_a_time_holds_for_a_parked_record_s_retry_too() {
     w.confirmed(f);
     send_again(&mut w, 0, t0 + ms(500));
 }
+
+/// Found by a review: a record made dead behind an unfinished one is skipped when the log is
+/// read again; if the dead-letter list could not take it, the relay reconnects from the saved
+/// cursor and must send it again instead.
+#[test]
+fn a_dead_record_the_store_could_not_keep_is_sent_again() {
+    let mut w = window(8, 5);
+    send(&mut w, 0..1);
+    assert_eq!(w.read(1), Read::Publish);
+    // Dead behind 0, in flight: it would be skipped on a re-read from 0.
+    w.unpublishable(1);
+    w.revive(1);
+    w.connect(0);
+    assert_eq!(w.read(0), Read::Publish);
+    assert_eq!(w.read(1), Read::Publish, "not skipped as dead");
+}
