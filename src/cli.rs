@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -618,29 +618,25 @@ fn explicit_provider(provider: &str, with: &[String]) -> anyhow::Result<Provider
 
 fn outbox(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let (summary, from) =
-        match crate::store::Store::open_waiting(&config.store, Duration::from_millis(500)) {
-            Ok(store) => {
-                let summary = crate::admin::outbox_summary(&store);
-                store.close();
-                (summary?, "")
+    let (summary, from) = match crate::inspect_cli::open_local(&config)? {
+        Some(store) => {
+            let summary = crate::admin::outbox_summary(&store);
+            store.close();
+            (summary?, "")
+        }
+        None => {
+            // The running gateway holds the store's lock: ask its admin listener instead.
+            let (status, body) = crate::inspect_cli::admin_get(&config, "/outbox").context(
+                "the store is locked (a gateway runs?) and the admin listener did not answer",
+            )?;
+            if status != 200 {
+                bail!("GET /outbox on the admin listener answered {status}: {body}");
             }
-            Err(open_err) => {
-                // The running gateway holds the store's lock: ask its admin listener instead.
-                let (status, body) = crate::inspect_cli::admin_get(&config, "/outbox")
-                    .with_context(|| {
-                        format!(
-                            "store is locked ({open_err}) and the admin listener did not answer"
-                        )
-                    })?;
-                if status != 200 {
-                    bail!("GET /outbox on the admin listener answered {status}: {body}");
-                }
-                let summary: crate::admin::OutboxSummary =
-                    serde_json::from_str(&body).context("GET /outbox answered unexpected JSON")?;
-                (summary, " (from the running gateway)")
-            }
-        };
+            let summary: crate::admin::OutboxSummary =
+                serde_json::from_str(&body).context("GET /outbox answered unexpected JSON")?;
+            (summary, " (from the running gateway)")
+        }
+    };
     println!("pending: {}{from}", summary.pending);
     if let Some(o) = summary.oldest {
         println!(

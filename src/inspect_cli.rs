@@ -17,7 +17,7 @@ use crate::admin::{ForgetRequest, RejectionsQuery, Replayed};
 use crate::config::Config;
 use crate::inspect::{self, EventDetail, EventRow, Query, ReplayRequest, Status};
 use crate::rejections::Rejection;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// `hookgate events`: list kept events, newest first.
 #[derive(clap::Args)]
@@ -124,6 +124,32 @@ pub struct RejectionsArgs {
     json: bool,
 }
 
+/// The store at `store.path` when the gateway is stopped; `None` when a running gateway holds
+/// it (ask its admin listener). No store there is an error unless the admin listener answers
+/// (the config's relative path, read from another directory, is not the running gateway's);
+/// a store of an earlier version is an error (opening it would upgrade it).
+pub fn open_local(config: &Config) -> anyhow::Result<Option<Store>> {
+    // A short wait: a gateway that has just stopped may still be releasing the lock.
+    match Store::open_to_inspect(&config.store, Duration::from_millis(500)) {
+        Ok(store) => Ok(Some(store)),
+        Err(e @ StoreError::Older(_)) => Err(e.into()),
+        Err(StoreError::Missing(path)) => {
+            let admin = config.server.admin_listen;
+            match std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(1)) {
+                Ok(_) => Ok(None),
+                Err(_) => bail!(
+                    "no hookgate store at {path} (store.path; a relative path is read from the \
+                     current directory, {}), and no gateway answers on the admin listener {admin}",
+                    std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|_| "unknown".into())
+                ),
+            }
+        }
+        Err(_) => Ok(None),
+    }
+}
+
 /// Where the answers come from.
 enum Backend {
     /// The gateway is stopped: its store, opened here.
@@ -136,11 +162,10 @@ enum Backend {
 }
 
 impl Backend {
-    fn open(config: &Config) -> Backend {
-        // A short wait: a gateway that has just stopped may still be releasing the lock.
-        match Store::open_waiting(&config.store, Duration::from_millis(500)) {
-            Ok(store) => Backend::Store(Box::new(store)),
-            Err(_) => Backend::Admin {
+    fn open(config: &Config) -> anyhow::Result<Backend> {
+        Ok(match open_local(config)? {
+            Some(store) => Backend::Store(Box::new(store)),
+            None => Backend::Admin {
                 addr: config.server.admin_listen,
                 token: std::env::var("HOOKGATE_ADMIN_TOKEN")
                     .ok()
@@ -153,7 +178,7 @@ impl Backend {
                             .map(|t| t.expose().to_string())
                     }),
             },
-        }
+        })
     }
 
     /// `method path` on the admin listener; the JSON answer of a 2xx, else its error.
@@ -236,7 +261,7 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
     let filter = query
         .resolve(crate::now_secs())
         .map_err(anyhow::Error::msg)?;
-    let backend = Backend::open(&config);
+    let backend = Backend::open(&config)?;
     let rows: Vec<EventRow> = match &backend {
         Backend::Store(store) => inspect::list(store, &filter)?,
         remote => {
@@ -285,7 +310,7 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
 
 fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
-    let backend = Backend::open(&config);
+    let backend = Backend::open(&config)?;
     let detail: Option<EventDetail> = match &backend {
         Backend::Store(store) => inspect::show(store, source, id)?,
         remote => {
@@ -357,7 +382,7 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     // Checked here too, so a mistake is not a locked-store round trip.
     req.selection(crate::now_secs())
         .map_err(anyhow::Error::msg)?;
-    let backend = Backend::open(&config);
+    let backend = Backend::open(&config)?;
     let n = match &backend {
         Backend::Store(store) => {
             audit_to_stderr();
@@ -395,7 +420,7 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<()> {
 pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
     note_unknown_source(&config, Some(&a.source));
-    let backend = Backend::open(&config);
+    let backend = Backend::open(&config)?;
     let forgotten = match &backend {
         Backend::Store(store) => {
             audit_to_stderr();
@@ -449,7 +474,7 @@ pub fn forget(a: ForgetArgs) -> anyhow::Result<()> {
 pub fn rejections(a: RejectionsArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
     note_unknown_source(&config, a.source.as_deref());
-    let backend = Backend::open(&config);
+    let backend = Backend::open(&config)?;
     let rows: Vec<Rejection> = match &backend {
         Backend::Store(store) => {
             // What the gateway kept when it last saved (every 5 s and at shutdown).
@@ -691,7 +716,7 @@ const TAIL_EVERY: Duration = Duration::from_millis(300);
 pub fn tail(a: TailArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
     note_unknown_source(&config, a.source.as_deref());
-    let backend = Backend::open(&config);
+    let backend = Backend::open(&config)?;
     if let Backend::Store(store) = &backend {
         store.close();
         bail!("the gateway is not running (its store is not locked): tail follows a running gateway; use `hookgate events` for what is kept");

@@ -56,6 +56,13 @@ pub enum Local {
     Absent,
 }
 
+/// Why a store is opened: to serve (created and upgraded as needed) or to inspect (neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Serve,
+    Inspect,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} events wait for the broker, the configured maximum")]
@@ -75,6 +82,16 @@ pub enum StoreError {
     IndexBehind,
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// Opening to inspect: there is no store at this path (it is not created).
+    #[error("no hookgate store at {0}")]
+    Missing(String),
+    /// Opening to inspect: the store was written by an earlier version (it is not upgraded).
+    #[error(
+        "the store at {0} was written by an earlier hookgate: `hookgate serve` upgrades it at \
+         its first start (keep a copy of it first to be able to go back); until then, inspect \
+         it with the binary that wrote it"
+    )]
+    Older(String),
 }
 
 /// [`Store::problem`] when the log's committer thread is gone (not restartable).
@@ -231,6 +248,15 @@ impl Store {
     /// checkpoint (everything, when the table is missing or damaged), moves the dedup index
     /// of a previous version out of sled, and its outbox into the log.
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        Store::open_as(config, Purpose::Serve)
+    }
+
+    fn open_as(config: &StoreConfig, purpose: Purpose) -> Result<Store, StoreError> {
+        let shown = || config.path.display().to_string();
+        // sled's own file: without it there is no store here, and sled would create one.
+        if purpose == Purpose::Inspect && !config.path.join("conf").is_file() {
+            return Err(StoreError::Missing(shown()));
+        }
         let db = sled::Config::new()
             .path(&config.path)
             // sled holds little now (meta, dead letters, cursor saves, refusals) and nothing
@@ -239,6 +265,14 @@ impl Store {
             .flush_every_ms(Some(CHECKPOINT_EVERY.as_millis() as u64 * 2))
             .cache_capacity(64 << 20)
             .open()?;
+        // 0.1 kept an outbox tree, 0.2 its dedup index in `seen`: opening upgrades them.
+        let older = db
+            .tree_names()
+            .iter()
+            .any(|n| &n[..] == b"outbox" || &n[..] == b"seen");
+        if older && purpose == Purpose::Inspect {
+            return Err(StoreError::Older(shown()));
+        }
         let (seen, opened) =
             Seen::open(&config.path, config.dedup_window_secs, seen::INITIAL_PAGES)
                 .map_err(StoreError::Table)?;
@@ -381,9 +415,26 @@ impl Store {
     /// after a `Db` is dropped): a gateway restarted in the same process (tests, a future
     /// reload) opens its store again at once. Another process's lock fails after `wait`.
     pub fn open_waiting(config: &StoreConfig, wait: Duration) -> Result<Store, StoreError> {
+        Store::open_waiting_as(config, wait, Purpose::Serve)
+    }
+
+    /// [`Store::open_waiting`] for the inspection commands (`events`, `outbox`, `replay`,
+    /// `forget`): never creates a store ([`StoreError::Missing`]: a relative `store.path` read
+    /// from another directory gave an empty store and a false all-clear) and never upgrades
+    /// one written by an earlier version ([`StoreError::Older`]: a look with the new binary
+    /// made going back lose the pending events). Both found by a black-box review.
+    pub fn open_to_inspect(config: &StoreConfig, wait: Duration) -> Result<Store, StoreError> {
+        Store::open_waiting_as(config, wait, Purpose::Inspect)
+    }
+
+    fn open_waiting_as(
+        config: &StoreConfig,
+        wait: Duration,
+        purpose: Purpose,
+    ) -> Result<Store, StoreError> {
         let deadline = std::time::Instant::now() + wait;
         loop {
-            match Store::open(config) {
+            match Store::open_as(config, purpose) {
                 Err(StoreError::Index(sled::Error::Io(e)))
                     if e.to_string().contains("could not acquire lock")
                         && std::time::Instant::now() < deadline =>

@@ -376,6 +376,14 @@ async fn a_store_of_the_previous_version_is_moved_into_the_log() {
         }
         db.flush().unwrap();
     }
+    // Looking at it to inspect upgrades nothing (a rollback to 0.1 lost its pending events).
+    let err = Store::open_to_inspect(&cfg, Duration::from_secs(5)).err();
+    assert!(matches!(err, Some(StoreError::Older(_))), "{err:?}");
+    assert!(!cfg.path.join("seen.idx").exists() && !cfg.path.join("log").exists());
+    {
+        let db = sled::open(&cfg.path).unwrap();
+        assert_eq!(db.open_tree("outbox").unwrap().len(), 2, "untouched");
+    }
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
     assert_eq!(s.pending(), 2);
     assert_eq!(pending_ids(&s), ["old1", "old2"]);
@@ -385,6 +393,22 @@ async fn a_store_of_the_previous_version_is_moved_into_the_log() {
     drop(s);
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
     assert_eq!(pending_ids(&s), ["old1", "old2"], "moved once");
+}
+
+#[test]
+fn inspecting_where_there_is_no_store_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir.path().join("data"), 100);
+    let err = Store::open_to_inspect(&cfg, Duration::from_millis(100)).err();
+    assert!(matches!(err, Some(StoreError::Missing(_))), "{err:?}");
+    assert!(!cfg.path.exists(), "nothing created");
+    // A store that exists opens as usual.
+    Store::open_waiting(&cfg, Duration::from_secs(5))
+        .unwrap()
+        .close();
+    Store::open_to_inspect(&cfg, Duration::from_secs(5))
+        .unwrap()
+        .close();
 }
 
 // The dedup table (`seen.rs`) on its own, on real files.
