@@ -1132,7 +1132,18 @@ pub type Position = (u64, u64);
 
 impl Reader {
     /// The next record, if it is complete and valid; `None` at the end of what is written.
+    /// After an error the next call reads from the same record again (the relay reads on
+    /// after a damaged record's error to publish what came before it: with the buffer left
+    /// past the bad frame, that read skipped it and put every later position off).
     pub fn next_record(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
+        let r = self.read_next_record();
+        if r.is_err() {
+            self.file = None;
+        }
+        r
+    }
+
+    fn read_next_record(&mut self) -> io::Result<Option<(u64, Position, Entry)>> {
         // A bad frame is read once more from the file before it is called damage: a buffer
         // filled without the committed bound (a segment whose writer is not this process's
         // log) may hold the first bytes of a record still being written, and the segment may
@@ -1448,6 +1459,37 @@ mod tests {
         assert_eq!(rec.last_seq, 1);
         assert!(rec.cut_bytes > 0);
         assert_eq!(read_all(&log, 1).len(), 1);
+    }
+
+    /// Found by a black-box review: a damaged record in a finished segment, read again after
+    /// its error (the relay publishes what came before it, then reads on), was skipped, and
+    /// every later position was off by the difference in record sizes.
+    #[tokio::test]
+    async fn a_damaged_record_is_reported_again_never_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments: the first is finished, so its damage is not a torn tail.
+        let seg = {
+            let (log, _) = open(dir.path(), 400);
+            for id in ["a", "bb", "ccc", "dddd", "eeeee", "ffffff", "g", "h"] {
+                append(&log, &entry(id, 50)).await;
+            }
+            assert!(log.segments().len() > 2);
+            log.segments()[0].path.clone()
+        };
+        let mut bytes = fs::read(&seg).unwrap();
+        let second = FRAME_HEADER + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        bytes[second + FRAME_HEADER + 20] ^= 0x40;
+        fs::write(&seg, &bytes).unwrap();
+        let (log, _) = open(dir.path(), 400);
+        let mut r = log.reader(1).unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().0, 1);
+        for _ in 0..3 {
+            let e = r.next_record().unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("at offset {second}")),
+                "{e}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -281,6 +281,9 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     if let Some(p) = store_problem {
         problems.push(format!("store: {p}"));
     }
+    if let Some(why) = gw.broker.stuck() {
+        problems.push(format!("relay: {why}"));
+    }
     if dedup_blocks {
         problems
             .push("dedup: the shared store is unavailable and on_unavailable = \"reject\"".into());

@@ -72,6 +72,9 @@ pub struct BrokerStatus {
     state: Mutex<&'static str>,
     /// The node in use, or the one last tried: its index in `amqp.url` and its redacted URL.
     node: Mutex<Option<(usize, String)>>,
+    /// The relay cannot read on in the event log (a damaged record): why, until it moves on.
+    stuck: Mutex<Option<String>>,
+    stuck_set: AtomicBool,
     nodes: std::sync::atomic::AtomicUsize,
 }
 
@@ -94,6 +97,25 @@ impl BrokerStatus {
     /// error `last_error` is: its index in `amqp.url` and its URL without the password.
     pub fn node(&self) -> Option<(usize, String)> {
         self.node.lock().map(|n| n.clone()).unwrap_or(None)
+    }
+
+    /// Why the relay cannot read on in the event log, if it cannot: a reason for `/readyz`
+    /// to answer 503 (events are accepted and would never be published).
+    pub fn stuck(&self) -> Option<String> {
+        if !self.stuck_set.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.stuck.lock().map(|s| s.clone()).unwrap_or(None)
+    }
+
+    fn set_stuck(&self, why: Option<String>) {
+        if why.is_none() && !self.stuck_set.load(Ordering::Relaxed) {
+            return;
+        }
+        self.stuck_set.store(why.is_some(), Ordering::Relaxed);
+        if let Ok(mut slot) = self.stuck.lock() {
+            *slot = why;
+        }
     }
 
     /// How many nodes `amqp.url` lists.
@@ -230,8 +252,11 @@ pub async fn run(
                     }
                     Err(e) => {
                         // A store error is not the broker's fault: say which it was.
-                        let (reason, what) = match e {
-                            RelayError::Store(_) => ("store", "event log read failed"),
+                        let (reason, what) = match &e {
+                            RelayError::Store(why) => {
+                                status.set_stuck(Some(format!("the event log failed: {why}")));
+                                ("store", "event log read failed")
+                            }
                             _ => ("connection", "broker connection lost"),
                         };
                         metrics::get()
@@ -508,7 +533,16 @@ impl<'a> Drain<'a> {
                 waiting_since = None;
             }
             while fill && batch.len() < PUBLISH_BATCH && self.window.room_for(batch.len()) {
-                let Some((seq, pos, entry)) = reader.next_record()? else {
+                let next = match reader.next_record() {
+                    Ok(next) => next,
+                    // What was read before a damaged record goes out first (it was dropped
+                    // with the batch, so nothing before the damage was ever published; found
+                    // by a black-box review); the reader stays at the damage and the next
+                    // read reports it.
+                    Err(_) if !batch.is_empty() => break,
+                    Err(e) => return Err(e.into()),
+                };
+                let Some((seq, pos, entry)) = next else {
                     break;
                 };
                 if seq > durable {
@@ -577,6 +611,8 @@ impl<'a> Drain<'a> {
             let Some((front, (entry, confirm))) = self.window.pop() else {
                 let drained = self.window.drained();
                 self.apply(drained.save)?;
+                // Caught up with the log: nothing holds the reader.
+                self.status.set_stuck(None);
                 if !drained.idle {
                     continue;
                 }
@@ -839,6 +875,8 @@ impl<'a> Drain<'a> {
         }) = save
         {
             self.store.advance(cursor, finished, oldest_at)?;
+            // Moving on: whatever held the reader is behind it.
+            self.status.set_stuck(None);
             metrics::get()
                 .outbox_pending
                 .set(self.store.pending() as i64);
