@@ -235,6 +235,8 @@ pub struct EventDetail {
 /// What the status of a record depends on, read once per query.
 struct Statuses {
     cursor: u64,
+    /// Confirmed past the cursor (an earlier record waits for a retry): published.
+    published_ahead: std::collections::BTreeSet<u64>,
     dead: HashMap<u64, DeadInfo>,
     replayed: HashMap<u64, u64>,
     /// Published records below this are past `store.retain_secs`.
@@ -244,6 +246,8 @@ struct Statuses {
 impl Statuses {
     fn load(store: &Store) -> Result<Statuses, StoreError> {
         Ok(Statuses {
+            // Before the cursor: a record the cursor passes meanwhile is then below it.
+            published_ahead: store.published_past_cursor(),
             cursor: store.cursor(),
             dead: store.dead_infos()?,
             replayed: store.replayed_dead()?,
@@ -283,7 +287,7 @@ impl Statuses {
     }
 
     fn of(&self, seq: u64) -> Status {
-        if seq >= self.cursor {
+        if seq >= self.cursor && !self.published_ahead.contains(&seq) {
             Status::Pending
         } else if self.dead.contains_key(&seq) {
             Status::Dead
@@ -1067,6 +1071,50 @@ mod tests {
 
     /// A replay takes room in the backlog as ingest does: refused whole when it would pass
     /// `store.max_outbox_entries`, accepted once the backlog drained, never past the bound.
+    /// Found by a black-box review: an event the broker confirmed while an earlier one waited
+    /// for a retry was listed pending (the cursor stays at the earlier one), and a replay of it
+    /// was refused as "still pending".
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_event_confirmed_past_the_cursor_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+        let t = std::time::Duration::from_secs(5);
+        let mut seqs = Vec::new();
+        for id in ["waits", "went"] {
+            store
+                .accept(&event(id, "github.push", NOW), NOW, t)
+                .await
+                .unwrap();
+            seqs.push(store.durable_upto());
+        }
+        store.published_ahead(seqs[1]);
+        let s = store.clone();
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let rows = list(&s, &Query::default().resolve(NOW).unwrap()).unwrap();
+            let ids: Vec<_> = rows.iter().map(|r| (r.id.as_str(), r.status)).collect();
+            assert_eq!(
+                ids,
+                [("went", Status::Published), ("waits", Status::Pending)]
+            );
+            let by_id = ReplayRequest {
+                source: Some("gh".into()),
+                id: Some("went".into()),
+                dry_run: true,
+                ..ReplayRequest::default()
+            };
+            assert!(
+                replay(&s, &by_id, NOW, &rt).is_ok(),
+                "not refused as pending"
+            );
+            // The cursor passes both: the set is emptied.
+            s.advance(seqs[1] + 1, 2, NOW).unwrap();
+            assert!(s.published_past_cursor().is_empty());
+        })
+        .await
+        .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replay_never_grows_the_backlog_past_its_bound() {
         let dir = tempfile::tempdir().unwrap();

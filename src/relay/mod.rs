@@ -666,6 +666,9 @@ impl<'a> Drain<'a> {
                 Ok(Confirmation::Ack(None)) => {
                     count_published(&entry);
                     let c = self.window.confirmed(front);
+                    if c.ahead {
+                        self.store.published_ahead(front.seq);
+                    }
                     self.apply(c.save)?;
                     if c.recovered {
                         self.status.set_error(None);
@@ -745,6 +748,7 @@ impl<'a> Drain<'a> {
                     Ok(Confirmation::Ack(None)) => {
                         count_published(&entry);
                         self.window.confirmed_ahead(ahead);
+                        self.store.published_ahead(ahead.seq);
                     }
                     Ok(_) => {}
                     Err(e) => {

@@ -126,6 +126,8 @@ pub struct Confirmed {
     pub save: Option<Save>,
     /// The first confirm after a refusal: clear the reported error.
     pub recovered: bool,
+    /// Confirmed past an unfinished record: published, though the cursor stays before it.
+    pub ahead: bool,
 }
 
 /// After a nack, once the rest of the window is settled ([`Window::settled`]).
@@ -432,7 +434,8 @@ impl<T> Window<T> {
         self.attempts.remove(&f.seq);
         self.nacks.remove(&f.seq);
         self.held.remove(&f.seq);
-        if f.seq > self.first_unfinished().0 {
+        let ahead = f.seq > self.first_unfinished().0;
+        if ahead {
             self.done_ahead.insert(f.seq, true);
         }
         let save = self.finish();
@@ -449,7 +452,11 @@ impl<T> Window<T> {
             }
         }
         let recovered = self.held.is_empty() && std::mem::take(&mut self.erred);
-        Confirmed { save, recovered }
+        Confirmed {
+            save,
+            recovered,
+            ahead,
+        }
     }
 
     /// The broker returned `f` as unroutable: charged an attempt, and parked until its retry

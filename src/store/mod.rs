@@ -23,7 +23,7 @@
 //! `retain_max_bytes`. Crash windows: a record published but whose cursor was not saved yet
 //! is published again on restart (at-least-once; consumers dedup by `message_id`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -232,6 +232,9 @@ pub struct Store {
     oldest_read: Mutex<Option<(u64, Option<u64>, std::time::Instant)>>,
     /// `relay.cursor`: the cursor again, written in place at every save ([`CursorFile`]).
     cursor_file: CursorFile,
+    /// Records the broker confirmed past the cursor (while an earlier one waits for a retry):
+    /// published, though the cursor has not passed them yet. Until the cursor does.
+    published_ahead: Mutex<BTreeSet<u64>>,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -386,6 +389,7 @@ impl Store {
             oldest_pending_at: AtomicU64::new(0),
             oldest_read: Mutex::new(None),
             cursor_file,
+            published_ahead: Mutex::new(BTreeSet::new()),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -674,7 +678,33 @@ impl Store {
             });
         self.meta.insert(CURSOR, &cursor.to_be_bytes())?;
         self.cursor_file.write(cursor)?;
+        let mut ahead = self
+            .published_ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !ahead.is_empty() {
+            *ahead = ahead.split_off(&cursor);
+        }
         Ok(())
+    }
+
+    /// The broker confirmed record `seq`, which is past the cursor (an earlier record waits
+    /// for a retry): it is published, whatever the cursor says (`events`, `replay`).
+    pub fn published_ahead(&self, seq: u64) {
+        if seq >= self.cursor() {
+            self.published_ahead
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(seq);
+        }
+    }
+
+    /// The records confirmed past the cursor ([`Store::published_ahead`]).
+    pub fn published_past_cursor(&self) -> BTreeSet<u64> {
+        self.published_ahead
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Keeps a copy of record `seq` as a dead letter (so retention may drop its segment).
