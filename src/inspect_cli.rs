@@ -125,7 +125,7 @@ pub struct RejectionsArgs {
 }
 
 /// The store at `store.path` when the gateway is stopped; `None` when a running gateway holds
-/// it (ask its admin listener). No store there is an error unless the admin listener answers
+/// it (ask its admin listener); any other failure to open it is the error. No store there is an error unless the admin listener answers
 /// (the config's relative path, read from another directory, is not the running gateway's);
 /// a store of an earlier version is an error (opening it would upgrade it).
 pub fn open_local(config: &Config) -> anyhow::Result<Option<Store>> {
@@ -146,7 +146,11 @@ pub fn open_local(config: &Config) -> anyhow::Result<Option<Store>> {
                 ),
             }
         }
-        Err(_) => Ok(None),
+        Err(e) if e.is_locked() => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "opening the store at {}",
+            config.store.path.display()
+        ))),
     }
 }
 

@@ -254,7 +254,7 @@ pub async fn run(
                         // A store error is not the broker's fault: say which it was.
                         let (reason, what) = match &e {
                             RelayError::Store(why) => {
-                                status.set_stuck(Some(format!("the event log failed: {why}")));
+                                status.set_stuck(Some(format!("the store failed: {why}")));
                                 ("store", "event log read failed")
                             }
                             _ => ("connection", "broker connection lost"),
@@ -475,6 +475,10 @@ impl<'a> Drain<'a> {
         // without it (found by the nginx replica test: a replica stopped within 5 ms of its
         // last accept left that event pending until its next start).
         let mut flushed_for_stop = false;
+        // A read of the log failed: nothing more is read; what is in flight is settled and
+        // saved first, then the error ends this connection (returned at once, those records
+        // were published again at every reconnect; found by a review).
+        let mut read_failed: Option<RelayError> = None;
         loop {
             let stopping = cancel.is_cancelled();
             if stopping && (flushed_for_stop || waiting_since.is_none()) {
@@ -532,15 +536,20 @@ impl<'a> Drain<'a> {
             if fill {
                 waiting_since = None;
             }
-            while fill && batch.len() < PUBLISH_BATCH && self.window.room_for(batch.len()) {
+            while fill
+                && read_failed.is_none()
+                && batch.len() < PUBLISH_BATCH
+                && self.window.room_for(batch.len())
+            {
                 let next = match reader.next_record() {
                     Ok(next) => next,
                     // What was read before a damaged record goes out first (it was dropped
                     // with the batch, so nothing before the damage was ever published; found
-                    // by a black-box review); the reader stays at the damage and the next
-                    // read reports it.
-                    Err(_) if !batch.is_empty() => break,
-                    Err(e) => return Err(e.into()),
+                    // by a black-box review).
+                    Err(e) => {
+                        read_failed = Some(e.into());
+                        break;
+                    }
                 };
                 let Some((seq, pos, entry)) = next else {
                     break;
@@ -611,6 +620,9 @@ impl<'a> Drain<'a> {
             let Some((front, (entry, confirm))) = self.window.pop() else {
                 let drained = self.window.drained();
                 self.apply(drained.save)?;
+                if let Some(e) = read_failed.take() {
+                    return Err(e);
+                }
                 // Caught up with the log: nothing holds the reader.
                 self.status.set_stuck(None);
                 if !drained.idle {

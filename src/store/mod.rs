@@ -56,6 +56,14 @@ pub enum Local {
     Absent,
 }
 
+impl StoreError {
+    /// Another process (a running gateway) holds the store.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Index(sled::Error::Io(e))
+            if e.to_string().contains("could not acquire lock"))
+    }
+}
+
 /// Why a store is opened: to serve (created and upgraded as needed) or to inspect (neither).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -439,10 +447,7 @@ impl Store {
         let deadline = std::time::Instant::now() + wait;
         loop {
             match Store::open_as(config, purpose) {
-                Err(StoreError::Index(sled::Error::Io(e)))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 other => return other,
