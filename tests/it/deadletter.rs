@@ -69,15 +69,7 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
     // them, at the event it retries.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     loop {
-        let v: serde_json::Value = gw
-            .client
-            .get(gw.admin("/events/ghdl/live-4"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = gw.admin_json("/events/ghdl/live-4").await;
         if v["status"] == "published" {
             break;
         }

@@ -141,8 +141,13 @@ impl Gateway {
 
     /// The admin listener's `/readyz` JSON.
     pub async fn readyz(&self) -> serde_json::Value {
+        self.admin_json("/readyz").await
+    }
+
+    /// GET `path` on the admin listener, its body as JSON.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         self.client
-            .get(self.admin("/readyz"))
+            .get(self.admin(path))
             .send()
             .await
             .unwrap()
