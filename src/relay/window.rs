@@ -369,23 +369,13 @@ impl<T> Window<T> {
     /// A parked record taken by [`Window::due`] can no longer be sent: dead at once.
     pub fn unpublishable_again(&mut self, f: Front) -> (Dead, Option<Save>) {
         self.held.remove(&f.seq);
-        self.attempts.remove(&f.seq);
-        if f.seq > self.first_unfinished().0 {
-            self.dead_ahead.insert(f.seq);
-        }
-        self.finished += 1;
-        let dead = Dead {
-            seq: f.seq,
-            attempts: 1,
-        };
+        let dead = self.unpublishable(f.seq);
         (dead, self.finish_dead())
     }
 
     /// Record `seq` can never be sent as it is (a field over AMQP's limits): dead at once.
     pub fn unpublishable(&mut self, seq: u64) -> Dead {
-        if seq > self.first_unfinished().0 {
-            self.dead_ahead.insert(seq);
-        }
+        self.dead_behind_unfinished(seq);
         self.attempts.remove(&seq);
         self.finished += 1;
         Dead { seq, attempts: 1 }
@@ -466,9 +456,7 @@ impl<T> Window<T> {
         self.erred = true;
         match self.charge(f.seq) {
             Some(dead) => {
-                if f.seq > self.first_unfinished().0 {
-                    self.dead_ahead.insert(f.seq);
-                }
+                self.dead_behind_unfinished(f.seq);
                 Returned::Dead {
                     dead,
                     payload,
@@ -591,6 +579,14 @@ impl<T> Window<T> {
             self.read_next = seq;
         }
         first
+    }
+
+    /// Record `seq` just died: skipped when the log is read again if an earlier record is
+    /// unfinished (else the cursor passes it at the next save).
+    fn dead_behind_unfinished(&mut self, seq: u64) {
+        if seq > self.first_unfinished().0 {
+            self.dead_ahead.insert(seq);
+        }
     }
 
     /// One publish at a time, for a window's worth of confirms in a row.
