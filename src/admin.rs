@@ -21,7 +21,7 @@ use crate::pipeline::Gateway;
 /// Routes reachable without the token: probes and load balancers have none.
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
-/// Why the admin listener's exposure is refused by `check` (warned by `serve`): reachable from
+/// Why the admin listener's exposure is refused by `check`, `serve` and a reload: reachable from
 /// other hosts without a token, it would let anyone replay events and forget ids.
 pub fn exposure_problem(server: &crate::config::ServerConfig) -> Option<String> {
     (!server.admin_listen.ip().is_loopback() && server.admin_token.is_none()).then(|| {

@@ -349,8 +349,10 @@ fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
             .or(config.server.log_format)
             .unwrap_or(LogFormat::Text),
     );
+    // What `check` and every reload refuse: started anyway, the gateway could not take a
+    // single reload (not even a secret's rotation) until its config was fixed.
     if let Some(problem) = crate::admin::exposure_problem(&config.server) {
-        tracing::warn!("{problem}");
+        anyhow::bail!("{problem}");
     }
     actix_web::rt::System::new().block_on(async move {
         // Installed before the start, so an early SIGHUP cannot kill the process.

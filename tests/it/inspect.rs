@@ -336,8 +336,10 @@ async fn the_admin_token_guards_every_route_but_the_probes() {
     gw.stop().await;
 }
 
+/// `check`, `serve` and a reload refuse the same: a gateway started with what every reload
+/// then refuses could not even rotate a secret.
 #[test]
-fn check_refuses_a_public_admin_listener_without_a_token() {
+fn check_and_serve_refuse_a_public_admin_listener_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hookgate.toml");
     let text = config_text(
@@ -363,6 +365,16 @@ fn check_refuses_a_public_admin_listener_without_a_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.admin_token"), "{err}");
+    // `serve` exits at once (a timeout, not a hang, if it started serving instead).
+    let out = Command::new("timeout")
+        .args(["20", env!("CARGO_BIN_EXE_hookgate"), "serve", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.admin_token"), "{err}");
+    assert!(!dir.path().join("store").exists(), "no store created");
     let with_token = text.replace(
         "admin_listen = \"0.0.0.0:9090\"",
         "admin_listen = \"0.0.0.0:9090\"\nadmin_token = \"t\"",
