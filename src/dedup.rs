@@ -347,8 +347,8 @@ pub struct Shared {
     /// Whether [`Shared::check`] has run once.
     checked: AtomicBool,
     misses: AtomicU32,
-    /// Set on a READONLY answer (the primary became a replica): the probe reconnects anew,
-    /// which resolves the service name again.
+    /// Set on a READONLY answer (the primary became a replica) and by a failed probe: the
+    /// next probe reconnects anew, which resolves the service name again.
     stale: AtomicBool,
     owed: Mutex<VecDeque<Owed>>,
     /// Wakes the probe when a request finds the store down, so a passing stall (a few missed
@@ -686,17 +686,20 @@ impl Shared {
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key).arg(1).arg("PX").arg(10_000);
         let probe = cmd.query_async::<()>(&mut conn);
-        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Ok(())) => Ok(()),
+        let probed = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => {
-                if e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
-                    self.stale.store(true, Ordering::Relaxed);
-                }
                 tracing::debug!(error = %e, "shared dedup probe failed");
-                Err(e.to_string())
+                e.to_string()
             }
-            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
-        }
+            Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+        };
+        // The next probe starts from a new connection (resolving the name again). The manager
+        // replaces a connection only when it fails: one that stops answering without closing
+        // (a partition, a dropped NAT entry, a failed-over primary's old address) only times
+        // out, and was kept for good, Redis up (found by a black-box review).
+        self.stale.store(true, Ordering::Relaxed);
+        Err(probed)
     }
 
     async fn pay_back(&self) {
@@ -1054,8 +1057,25 @@ mod tests {
         assert!(parse(&good).is_ok(), "{:?}", parse(&good).err());
     }
 
+    /// A private redis-server, killed when dropped (a failed assertion, or a test that never
+    /// stops its second one, left it running past the test binary).
+    struct RedisServer(std::process::Child);
+
+    impl RedisServer {
+        fn kill(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
     /// A private redis-server on `port` (AOF on, so a kill -9 and restart keeps its keys).
-    fn redis(port: u16, dir: &Path) -> std::process::Child {
+    fn redis(port: u16, dir: &Path) -> RedisServer {
         let child = std::process::Command::new("redis-server")
             .args([
                 "--bind",
@@ -1078,7 +1098,7 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        child
+        RedisServer(child)
     }
 
     fn errors(source: &str, step: &'static str) -> u64 {
@@ -1120,8 +1140,7 @@ mod tests {
             matches!(shared.take("unit", &key("c")).await, super::Claim::Busy(ms) if ms <= 2000)
         );
 
-        server.kill().unwrap();
-        server.wait().unwrap();
+        server.kill();
         shared.confirm(confirmed).await;
         shared.release(released).await;
         assert_eq!(errors("unit", "confirm"), 1);
@@ -1132,7 +1151,7 @@ mod tests {
             super::Claim::Unavailable
         ));
 
-        let mut server = redis(port, dir.path());
+        let _server = redis(port, dir.path());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while !shared.check().await {
             assert!(std::time::Instant::now() < deadline, "never reconnected");
@@ -1153,13 +1172,122 @@ mod tests {
             shared.take("unit", &key("r")).await,
             super::Claim::Held(_)
         ));
-        server.kill().unwrap();
-        server.wait().unwrap();
     }
 
     /// The shared store of `config` once its Redis answers. The first probe can miss its
     /// budget on a loaded machine (a CI run failed there while the suite ran in parallel):
     /// wait for the server, boundedly.
+    /// A TCP relay to `to` whose connections open before [`Silencer::silence`] stop
+    /// answering without closing (a partition, a dropped NAT entry, a failed-over host's old
+    /// address), while connections opened after it are relayed.
+    struct Silencer {
+        port: u16,
+        cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl Silencer {
+        async fn start(to: u16) -> Silencer {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let cut = std::sync::Arc::new(AtomicU64::new(0));
+            let accepted = std::sync::Arc::new(AtomicU64::new(0));
+            let (c, a) = (cut.clone(), accepted.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let generation = a.fetch_add(1, Ordering::SeqCst);
+                    let server = tokio::net::TcpStream::connect(("127.0.0.1", to))
+                        .await
+                        .unwrap();
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(Self::relay(cr, sw, generation, c.clone()));
+                    tokio::spawn(Self::relay(sr, cw, generation, c.clone()));
+                }
+            });
+            Silencer {
+                port,
+                cut,
+                accepted,
+            }
+        }
+
+        async fn relay(
+            mut r: tokio::net::tcp::OwnedReadHalf,
+            mut w: tokio::net::tcp::OwnedWriteHalf,
+            generation: u64,
+            cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        ) {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = vec![0u8; 16 << 10];
+            while let Ok(n @ 1..) = r.read(&mut buf).await {
+                if generation < cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Silent, not closed: both halves stay open.
+                    std::future::pending::<()>().await;
+                }
+                if w.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+
+        /// Every connection open now stops answering.
+        fn silence(&self) {
+            use std::sync::atomic::Ordering;
+            self.cut
+                .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+
+    /// A connection that stops answering without closing is replaced: redis-rs's manager
+    /// reconnects only when a connection fails, never after a response timeout, so the
+    /// replica stayed "unavailable" (or refused everything under `reject`) for as long as
+    /// the dead connection lasted, with Redis up (found by a black-box review).
+    #[tokio::test]
+    async fn a_connection_that_stops_answering_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let _server = redis(port, dir.path());
+        let relay = Silencer::start(port).await;
+        let config = super::DedupConfig {
+            shared: format!("redis://127.0.0.1:{}/", relay.port),
+            claim_secs: 30,
+            timeout_ms: 200,
+            ..Default::default()
+        };
+        let shared = answering(&config).await;
+        let key = |id: &str| vec![format!("hookgate:silent:{id}")];
+        assert!(matches!(
+            shared.take("silent", &key("a")).await,
+            super::Claim::Held(_)
+        ));
+
+        relay.silence();
+        for _ in 0..super::DOWN_AFTER_TIMEOUTS {
+            assert!(!matches!(
+                shared.take("silent", &key("b")).await,
+                super::Claim::Held(_)
+            ));
+        }
+        assert!(!shared.is_up(), "missed budgets mark the store down");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shared.check().await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still on the silent connection after 10 s"
+            );
+            tokio::time::sleep(super::PROBE_DOWN).await;
+        }
+        assert!(matches!(
+            shared.take("silent", &key("c")).await,
+            super::Claim::Held(_)
+        ));
+    }
+
     async fn answering(config: &super::DedupConfig) -> std::sync::Arc<super::Shared> {
         let shared = super::Shared::new(config, 3600).unwrap().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
