@@ -317,16 +317,24 @@ pub fn serde_error(label: &str, message: &str, keys: &toml::Table) -> String {
     }
 }
 
-/// Drops the quoted text serde puts after `string` (`Unexpected::Str`, formatted with `{:?}`)
-/// and `character`, whatever the key: any string in a config may be a secret.
+/// Drops the quoted text serde's `Unexpected` puts after `string` (formatted with `{:?}`) and
+/// in backticks after `integer`, `floating point`, `boolean` and `character`, whatever the
+/// key: any value in a config may be a secret, one written without quotes too.
 pub fn redact_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     loop {
-        let next = ["string \"", "character '"]
-            .iter()
-            .filter_map(|m| rest.find(m).map(|i| (i, *m)))
-            .min();
+        let next = [
+            "string \"",
+            "character '",
+            "character `",
+            "integer `",
+            "floating point `",
+            "boolean `",
+        ]
+        .iter()
+        .filter_map(|m| rest.find(m).map(|i| (i, *m)))
+        .min();
         let Some((at, marker)) = next else { break };
         let quote = marker.chars().last().unwrap_or('"');
         out.push_str(&rest[..at + marker.len() - 2]);
