@@ -48,11 +48,15 @@ pub enum Outcome {
     Claimed {
         retry_after_secs: u64,
         id: String,
+        kind: String,
         reply: Reply,
     },
     /// 503 with `Retry-After`: the outbox is full or the store fails; the provider retries.
+    /// Decided after the signature: the event's id and type are known (and logged).
     Unavailable {
         reason: String,
+        id: String,
+        kind: String,
         reply: Reply,
     },
     UnknownSource,
@@ -321,10 +325,17 @@ impl Outcome {
                 },
                 "rate limited",
             ),
-            Outcome::Unavailable { reason, .. } => (None, "-", reason.as_str(), "refused with 503"),
-            Outcome::Claimed { id, .. } => (
+            Outcome::Unavailable {
+                reason, id, kind, ..
+            } => (
                 Some(id.as_str()),
-                "-",
+                kind.as_str(),
+                reason.as_str(),
+                "refused with 503",
+            ),
+            Outcome::Claimed { id, kind, .. } => (
+                Some(id.as_str()),
+                kind.as_str(),
                 "",
                 "claimed by another replica, 503",
             ),

@@ -136,9 +136,11 @@ fn rate_limited(source: &Source, limiter: Limiter, wait: Duration) -> Outcome {
     }
 }
 
-fn unavailable(source: &Source, reason: String) -> Outcome {
+fn unavailable(source: &Source, reason: String, id: String, kind: String) -> Outcome {
     Outcome::Unavailable {
         reason,
+        id,
+        kind,
         reply: source.provider.failure(503, "temporarily unavailable"),
     }
 }
@@ -261,14 +263,17 @@ pub async fn admit(gw: &Gateway, source: &Source, request: &Request<'_>) -> Outc
         Ok(Decision::Claimed { retry_after_secs }) => Outcome::Claimed {
             retry_after_secs,
             id,
+            kind,
             reply: source.provider.failure(503, "temporarily unavailable"),
         },
         Ok(Decision::Unavailable) => unavailable(
             source,
             "shared dedup store unavailable (dedup.on_unavailable = reject)".into(),
+            id,
+            kind,
         ),
         // Backlog full, store failing or too slow: the provider retries, nothing is acknowledged.
-        Err(e) => unavailable(source, e.to_string()),
+        Err(e) => unavailable(source, e.to_string(), id, kind),
     }
 }
 

@@ -637,8 +637,9 @@ async fn a_shared_dedup_store_unreachable_from_the_start_is_logged() {
                 &store.path().join("s"),
                 &broker,
                 &unique("it-ops-dedup"),
-            ) + &format!("[dedup]\nshared = \"redis://127.0.0.1:{redis}/\"\n")
-                + &github_source("gh", "dedup-log-secret", "")
+            ) + &format!(
+                "[dedup]\nshared = \"redis://127.0.0.1:{redis}/\"\non_unavailable = \"reject\"\n"
+            ) + &github_source("gh", "dedup-log-secret", "")
         },
         &["--log-format", "json"],
     )
@@ -648,8 +649,20 @@ async fn a_shared_dedup_store_unreachable_from_the_start_is_logged() {
         assert!(Instant::now() < deadline, "never logged: {}", gw.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A verified event refused with 503: its line names the event (it said `type: "-"`).
+    let r = github::delivery("dedup-log-secret", "push", "ops-dedup-1", b"{}");
+    assert_eq!(gw.send("gh", &r).await, 503);
     let (status, log) = gw.stop();
     assert!(status.success(), "{log}");
+    let refused = request_lines(&log)
+        .into_iter()
+        .find(|l| l["outcome"] == "unavailable")
+        .unwrap_or_else(|| panic!("no 503 line: {log}"));
+    assert_eq!(
+        (&refused["id"], &refused["type"], &refused["status"]),
+        (&json!("ops-dedup-1"), &json!("github.push"), &json!(503)),
+        "{refused}"
+    );
     let line: Value = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
