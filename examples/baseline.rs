@@ -8,6 +8,10 @@
 //! - `--mode raw-publish`: no HTTP at all: publishes `--count` bodies of `--body-bytes` with
 //!   `--window` unconfirmed in flight and prints the time from the first publish to the last
 //!   confirm (a `RESULT` line).
+//! - `--mode sync-probe`: no HTTP, no broker: `--count` writes of `--body-bytes` appended to
+//!   `--path`, each followed by `fdatasync`, and the latency of each (a `RESULT` line with
+//!   p50/p99/max). What the disk gives one durable write, next to hookgate's p99: on a shared
+//!   host it moves from minute to minute (docs/benchmarks.md, session 19).
 //!
 //! Server modes run `--workers` actix workers (default: one per CPU, like hookgate) until
 //! killed, on a loopback `--listen` address. Publishing modes go to the default exchange with
@@ -35,6 +39,7 @@ enum Mode {
     Hmac,
     Publish,
     RawPublish,
+    SyncProbe,
 }
 
 #[derive(Parser)]
@@ -63,10 +68,13 @@ struct Args {
     /// mandatory flag: the same route as hookgate's relay) instead of the default exchange.
     #[arg(long)]
     exchange: Option<String>,
-    /// raw-publish: messages to publish.
+    /// raw-publish: messages to publish; sync-probe: synced writes.
     #[arg(long, default_value_t = 20_000)]
     count: usize,
-    /// raw-publish: body size.
+    /// sync-probe: the file written (created, removed at the end).
+    #[arg(long, default_value = "sync-probe.tmp")]
+    path: std::path::PathBuf,
+    /// raw-publish: body size; sync-probe: bytes per write.
     #[arg(long, default_value_t = 7_168)]
     body_bytes: usize,
     /// raw-publish: unconfirmed publishes in flight (hookgate's `amqp.max_in_flight`).
@@ -235,12 +243,43 @@ async fn raw_publish(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn sync_probe(args: &Args) -> anyhow::Result<()> {
+    use std::io::Write;
+    anyhow::ensure!(args.count > 0, "--count must be at least 1");
+    let mut f = std::fs::File::create(&args.path)?;
+    let block = vec![b'x'; args.body_bytes];
+    let mut ms: Vec<f64> = Vec::with_capacity(args.count);
+    let written = (0..args.count).try_for_each(|_| {
+        f.write_all(&block)?;
+        let t = Instant::now();
+        f.sync_data()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        std::io::Result::Ok(())
+    });
+    let _ = std::fs::remove_file(&args.path);
+    written?;
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+    println!(
+        "RESULT label=sync-probe count={} bytes={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        ms.len(),
+        args.body_bytes,
+        at(0.5),
+        at(0.99),
+        ms[ms.len() - 1]
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
         args.listen.ip().is_loopback(),
         "baseline listens on loopback only"
     );
+    if args.mode == Mode::SyncProbe {
+        return sync_probe(&args);
+    }
     if args.mode == Mode::RawPublish {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -11,7 +11,8 @@
 #   3. p50/p99/p99.9 at a fixed RATE, open loop, latency from the scheduled send time
 #      (examples/load.rs --rate, after one uncounted second at the same rate in which the
 #      client opens its connections), hookgate vs the bare server; hookgate again with the
-#      broker down (RabbitMQ shares the disk, and its fsyncs are in every commit's flush).
+#      broker down (RabbitMQ shares the disk, and its fsyncs are in every commit's flush);
+#      and what one 8 KB write + fdatasync cost right before each (baseline.rs sync-probe).
 #   4. sustained end to end: accepted events / (first request -> /readyz outbox_pending = 0)
 #      vs a raw lapin publisher with 512 confirms in flight (baseline.rs --mode raw-publish).
 #   5. memory: VmRSS idle, peak (VmHWM) flat out, and while BACKLOG events pile up with the
@@ -117,6 +118,11 @@ flat() { local label=$1 url=$2 pid=$3 t0 b0 m0 k0 out
 }
 # Open loop at RATE with examples/load.rs. Sets R[label.lat_*].
 openloop() { local label=$1 url=$2 line
+  # What the disk gives one durable write right before: on a shared host it moves from minute
+  # to minute, and the open loop's p99 with it (docs/benchmarks.md, session 19).
+  line=$("$TARGET/examples/baseline" --mode sync-probe --count 500 --body-bytes 8192 --path "$work/sync-probe")
+  say "$label disk: $line"
+  for kv in $line; do case $kv in *=*) R[$label.sync_${kv%%=*}]=${kv#*=};; esac; done
   line=$("$TARGET/examples/load" --url "$url" --secret "$SECRET" --rate "$RATE" --count $((RATE * RATE_SECS)) \
     --concurrency 512 --body-bytes $BODY_BYTES --max-secs $((RATE_SECS + 30)) --warmup-secs 1 --label "$label" --id-prefix "$label-$suffix")
   say "$line"
@@ -350,6 +356,8 @@ done
 for p in p50 p99 p999; do
   echo "| latency ${p/p999/p99.9}, broker down, ms (${R[nobroker.lat_ok]}/${R[nobroker.lat_sent]} ok; generator lag p99 ${R[nobroker.lat_lag_p99_ms]} ms) | ${R[nobroker.lat_${p}_ms]} | bare: ${R[bare.lat_${p}_ms]} | $(ratio "${R[nobroker.lat_${p}_ms]}" "${R[bare.lat_${p}_ms]}") | — |"
 done
+sync_txt() { echo "${R[$1.sync_p50_ms]:-?} / ${R[$1.sync_p99_ms]:-?} / ${R[$1.sync_max_ms]:-?}"; }
+echo "| the disk right before each open loop: 8 KB write + fdatasync, p50 / p99 / max of 500, ms (what one durable write costs this minute) | relay on: $(sync_txt hookgate); broker down: $(sync_txt nobroker) | bare: $(sync_txt bare) | — | — |"
 echo "| sustained end to end, events/s (${R[hookgate.acc]} events, first request → last confirm) | $(f0 "$hg_eps") | raw lapin, 512 in flight (${R[raw.acked]} events): $(f0 "${R[raw.eps]}") | $(ratio "$hg_eps" "${R[raw.eps]}") | ≥ 0.9 |"
 if [ "$PAIRS" -gt 0 ]; then
   e2e=(); pairs_txt=()
