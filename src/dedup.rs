@@ -302,6 +302,9 @@ const DOWN_AFTER_TIMEOUTS: u32 = 3;
 /// Probe period while up (also refreshes `/readyz`) and while down (how fast it comes back).
 const PROBE_UP: Duration = Duration::from_secs(1);
 const PROBE_DOWN: Duration = Duration::from_millis(200);
+/// Failed probes in a row after which the next one reconnects from scratch: about a second
+/// of failing while down (probes every [`PROBE_DOWN`]).
+const RECONNECT_AFTER_FAILED_PROBES: u32 = 5;
 /// A probe is off the request path: it may wait longer than a request's budget.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Ids waiting to be written as `accepted` (fallbacks, failed confirmations); beyond this the
@@ -347,9 +350,12 @@ pub struct Shared {
     /// Whether [`Shared::check`] has run once.
     checked: AtomicBool,
     misses: AtomicU32,
-    /// Set on a READONLY answer (the primary became a replica) and by a failed probe: the
-    /// next probe reconnects anew, which resolves the service name again.
+    /// Set on a READONLY answer (the primary became a replica) and after
+    /// [`RECONNECT_AFTER_FAILED_PROBES`] failed probes in a row: the next probe reconnects
+    /// anew, which resolves the service name again.
     stale: AtomicBool,
+    /// Probes failed in a row.
+    failed_probes: AtomicU32,
     owed: Mutex<VecDeque<Owed>>,
     /// Wakes the probe when a request finds the store down, so a passing stall (a few missed
     /// budgets) costs a probe's round trip, not a probe period.
@@ -406,6 +412,7 @@ impl Shared {
             checked: AtomicBool::new(false),
             misses: AtomicU32::new(0),
             stale: AtomicBool::new(false),
+            failed_probes: AtomicU32::new(0),
             owed: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             gates: Mutex::new(HashMap::new()),
@@ -687,18 +694,29 @@ impl Shared {
         cmd.arg(&key).arg(1).arg("PX").arg(10_000);
         let probe = cmd.query_async::<()>(&mut conn);
         let probed = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(())) => {
+                self.failed_probes.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
             Ok(Err(e)) => {
+                if e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly) {
+                    self.stale.store(true, Ordering::Relaxed);
+                }
                 tracing::debug!(error = %e, "shared dedup probe failed");
                 e.to_string()
             }
             Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
         };
-        // The next probe starts from a new connection (resolving the name again). The manager
-        // replaces a connection only when it fails: one that stops answering without closing
-        // (a partition, a dropped NAT entry, a failed-over primary's old address) only times
-        // out, and was kept for good, Redis up (found by a black-box review).
-        self.stale.store(true, Ordering::Relaxed);
+        // Failing for a while: the next probe starts from a new connection (resolving the
+        // name again). The manager replaces a connection only when it fails: one that stops
+        // answering without closing (a partition, a dropped NAT entry, a failed-over
+        // primary's old address) only times out, and was kept for good, Redis up (found by a
+        // black-box review). Not at every failed probe: a Redis answering slowly would get a
+        // new connection five times a second from every replica.
+        let failed = self.failed_probes.fetch_add(1, Ordering::Relaxed) + 1;
+        if failed.is_multiple_of(RECONNECT_AFTER_FAILED_PROBES) {
+            self.stale.store(true, Ordering::Relaxed);
+        }
         Err(probed)
     }
 
@@ -1090,6 +1108,7 @@ mod tests {
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/ensure-redis.sh)");
+        let server = RedisServer(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -1098,7 +1117,7 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        RedisServer(child)
+        server
     }
 
     fn errors(source: &str, step: &'static str) -> u64 {
@@ -1177,6 +1196,16 @@ mod tests {
     /// The shared store of `config` once its Redis answers. The first probe can miss its
     /// budget on a loaded machine (a CI run failed there while the suite ran in parallel):
     /// wait for the server, boundedly.
+    async fn answering(config: &super::DedupConfig) -> std::sync::Arc<super::Shared> {
+        let shared = super::Shared::new(config, 3600).unwrap().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !shared.check().await {
+            assert!(std::time::Instant::now() < deadline, "redis never answered");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        shared
+    }
+
     /// A TCP relay to `to` whose connections open before [`Silencer::silence`] stop
     /// answering without closing (a partition, a dropped NAT entry, a failed-over host's old
     /// address), while connections opened after it are relayed.
@@ -1286,16 +1315,6 @@ mod tests {
             shared.take("silent", &key("c")).await,
             super::Claim::Held(_)
         ));
-    }
-
-    async fn answering(config: &super::DedupConfig) -> std::sync::Arc<super::Shared> {
-        let shared = super::Shared::new(config, 3600).unwrap().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !shared.check().await {
-            assert!(std::time::Instant::now() < deadline, "redis never answered");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        shared
     }
 
     /// A start owes the shared store this replica's recent events (a crash may have left
