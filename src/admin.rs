@@ -24,7 +24,9 @@ const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 /// Why the admin listener's exposure is refused by `check`, `serve` and a reload: reachable from
 /// other hosts without a token, it would let anyone replay events and forget ids.
 pub fn exposure_problem(server: &crate::config::ServerConfig) -> Option<String> {
-    (!server.admin_listen.ip().is_loopback() && server.admin_token.is_none()).then(|| {
+    // Canonical: `::ffff:127.0.0.1` is loopback too.
+    let loopback = server.admin_listen.ip().to_canonical().is_loopback();
+    (!loopback && server.admin_token.is_none()).then(|| {
         format!(
             "server.admin_listen {} is not a loopback address and server.admin_token is not set: anyone who reaches it could replay events and forget ids",
             server.admin_listen

@@ -385,6 +385,15 @@ fn check_and_serve_refuse_a_public_admin_listener_without_a_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // An IPv4-mapped address is what it maps.
+    let mapped = |ip: &str| text.replace("0.0.0.0:9090", &format!("[::ffff:{ip}]:9090"));
+    let out = check(&mapped("127.0.0.1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!check(&mapped("0.0.0.0")).status.success());
 }
 
 #[actix_web::test]
