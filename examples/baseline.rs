@@ -250,8 +250,8 @@ fn sync_probe(args: &Args) -> anyhow::Result<()> {
     let block = vec![b'x'; args.body_bytes];
     let mut ms: Vec<f64> = Vec::with_capacity(args.count);
     let written = (0..args.count).try_for_each(|_| {
-        f.write_all(&block)?;
         let t = Instant::now();
+        f.write_all(&block)?;
         f.sync_data()?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         std::io::Result::Ok(())

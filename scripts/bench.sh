@@ -120,7 +120,7 @@ flat() { local label=$1 url=$2 pid=$3 t0 b0 m0 k0 out
 openloop() { local label=$1 url=$2 line
   # What the disk gives one durable write right before: on a shared host it moves from minute
   # to minute, and the open loop's p99 with it (docs/benchmarks.md, session 19).
-  line=$("$TARGET/examples/baseline" --mode sync-probe --count 500 --body-bytes 8192 --path "$work/sync-probe")
+  line=$("$TARGET/examples/baseline" --mode sync-probe --count 500 --body-bytes 8192 --path "$work/sync-probe") || line="sync-probe failed"
   say "$label disk: $line"
   for kv in $line; do case $kv in *=*) R[$label.sync_${kv%%=*}]=${kv#*=};; esac; done
   line=$("$TARGET/examples/load" --url "$url" --secret "$SECRET" --rate "$RATE" --count $((RATE * RATE_SECS)) \
