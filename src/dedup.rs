@@ -1092,6 +1092,14 @@ mod tests {
         }
     }
 
+    /// A loopback port nothing listens on now.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port()
+    }
+
     /// A private redis-server on `port` (AOF on, so a kill -9 and restart keeps its keys).
     fn redis(port: u16, dir: &Path) -> RedisServer {
         let child = std::process::Command::new("redis-server")
@@ -1136,10 +1144,7 @@ mod tests {
     #[tokio::test]
     async fn confirm_and_release_failures_are_counted_and_repaired() {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut server = redis(port, dir.path());
         let config = super::DedupConfig {
             shared: format!("redis://127.0.0.1:{port}/"),
@@ -1276,10 +1281,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_stops_answering_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
+        let port = free_port();
         let _server = redis(port, dir.path());
         let relay = Silencer::start(port).await;
         let config = super::DedupConfig {
