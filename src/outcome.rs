@@ -86,16 +86,18 @@ pub struct RequestInfo<'a> {
 /// The longest requested source name a 404 line repeats.
 pub const MAX_REQUESTED: usize = 64;
 
-/// The id header of providers that send one, read for the log line of a refusal; only a
-/// value shaped like an id (bounded, visible ASCII) is kept.
+/// The id header of providers that send one (or the one a source configured: `configured`),
+/// read for the log line of a refusal; only a value shaped like an id (bounded, visible
+/// ASCII) is kept.
 pub fn claimed_id(
     kind: providers::ProviderKind,
+    configured: Option<&str>,
     headers: &actix_web::http::header::HeaderMap,
 ) -> Option<String> {
-    let value = kind
-        .id_headers()
-        .iter()
-        .find_map(|n| headers.get(*n))?
+    let value = configured
+        .into_iter()
+        .chain(kind.id_headers().iter().copied())
+        .find_map(|n| headers.get(n))?
         .to_str()
         .ok()?;
     providers::bounded(value, |c| c.is_ascii_graphic(), "id")
@@ -582,20 +584,27 @@ mod tests {
         };
         let gh = headers("x-github-delivery", "72d3162e-cc78-11e3");
         assert_eq!(
-            claimed_id(ProviderKind::Github, &gh).as_deref(),
+            claimed_id(ProviderKind::Github, None, &gh).as_deref(),
             Some("72d3162e-cc78-11e3")
         );
         assert_eq!(
-            claimed_id(ProviderKind::Alipay, &gh),
+            claimed_id(ProviderKind::Alipay, None, &gh),
             None,
             "not Alipay's header"
         );
         let std = headers("webhook-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
-        assert!(claimed_id(ProviderKind::Standard, &std).is_some());
+        assert!(claimed_id(ProviderKind::Standard, None, &std).is_some());
         for bad in ["a b", &"x".repeat(201), ""] {
             let h = headers("x-github-delivery", bad);
-            assert_eq!(claimed_id(ProviderKind::Github, &h), None, "{bad:?}");
+            assert_eq!(claimed_id(ProviderKind::Github, None, &h), None, "{bad:?}");
         }
+        // An `hmac` or `token` source's configured id header (it logged "-" for them).
+        let custom = headers("x-id", "abc1");
+        assert_eq!(
+            claimed_id(ProviderKind::Hmac, Some("x-id"), &custom).as_deref(),
+            Some("abc1")
+        );
+        assert_eq!(claimed_id(ProviderKind::Hmac, None, &custom), None);
     }
 
     #[test]

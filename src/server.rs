@@ -108,7 +108,13 @@ async fn hook(
                 provider: Some(source.kind.as_str()),
                 client_ip: client,
                 claimed_id: refused
-                    .then(|| crate::outcome::claimed_id(source.kind, req.headers()))
+                    .then(|| {
+                        crate::outcome::claimed_id(
+                            source.kind,
+                            source.provider.id_header(),
+                            req.headers(),
+                        )
+                    })
                     .flatten(),
             };
             outcome.finish(&info, started.elapsed())

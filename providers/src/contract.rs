@@ -269,6 +269,13 @@ pub trait Provider: Send + Sync {
         Reply::json(status, &serde_json::json!({ "error": message }))
     }
 
+    /// The header a source configured for its event id (`id_header` of `hmac` and `token`),
+    /// read, unverified, for the log line of a refused request; the providers with a fixed
+    /// id header name it in [`ProviderKind::id_headers`].
+    fn id_header(&self) -> Option<&str> {
+        None
+    }
+
     /// Whether the provider verifies its callback URL with a `GET` (WeCom's `echostr`): only
     /// then does the gateway serve `GET /hooks/{source}` (through `admit`, with an empty body).
     fn verifies_with_get(&self) -> bool {

@@ -200,6 +200,10 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
         |p, a| {
             server_toml(p, a, &store.path().join("s"), &amqp_url(), &exchange)
                 + &github_source("gh", &secret, "rate_limit = { per_second = 1, burst = 2 }")
+                + &format!(
+                    "[[sources]]\nname = \"hm\"\nprovider = \"hmac\"\nsecrets = [\"{secret}\"]\n\
+                     signature_header = \"X-Sig\"\nid_header = \"X-Id\"\n"
+                )
         },
         &["--log-format", "json"],
     )
@@ -238,6 +242,17 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
     assert_eq!(put.headers()["allow"], "POST");
     let elsewhere = gw.http.post(public("/elsewhere")).send().await.unwrap();
     assert_eq!(elsewhere.status(), 404);
+    // An `hmac` source's refusal names the id its configured header carries.
+    let unsigned = gw
+        .http
+        .post(public("/hooks/hm"))
+        .header("X-Id", "ops-hm-claimed")
+        .header("X-Sig", "00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
     // Verified, over the source's burst of 2 (a slow machine may earn a token back meanwhile:
     // a few more tries).
     let mut limited_id = None;
@@ -302,7 +317,20 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
     assert_eq!(accepted["id"], "ops-json-1");
     assert_eq!(accepted["type"], "github.push");
     assert_eq!(accepted["status"], 202);
-    let refused = find("unauthorized");
+    let hm = lines
+        .iter()
+        .find(|l| l["source"] == "hm")
+        .unwrap_or_else(|| panic!("no hm line: {log}"));
+    assert_eq!(
+        (&hm["outcome"], &hm["id"]),
+        (&json!("unauthorized"), &json!("ops-hm-claimed")),
+        "{hm}"
+    );
+    let refused = lines
+        .iter()
+        .find(|l| l["outcome"] == "unauthorized" && l["source"] == "gh")
+        .unwrap_or_else(|| panic!("no gh 401 line: {log}"))
+        .clone();
     assert_eq!(refused["status"], 401);
     assert_eq!(
         refused["id"], "ops-json-forged",
@@ -334,7 +362,7 @@ async fn issue_15_json_logs_one_object_per_line_with_request_fields_and_no_secre
         .find(|l| l.contains("hookgate listening"))
         .expect("a start-up line");
     let start: Value = serde_json::from_str(start).unwrap();
-    assert_eq!(start["sources"], "gh", "{start}");
+    assert_eq!(start["sources"], "gh,hm", "{start}");
     assert_eq!(
         start["public"],
         format!("127.0.0.1:{}", gw_port(&start, "public"))

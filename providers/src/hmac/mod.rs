@@ -191,6 +191,13 @@ impl crate::Provider for HmacSource {
         ProviderKind::Hmac
     }
 
+    fn id_header(&self) -> Option<&str> {
+        match &self.id {
+            Some(Locator::Header(h)) => Some(h),
+            _ => None,
+        }
+    }
+
     fn admit(&self, req: &RawRequest<'_>, now: SystemTime) -> Result<Admission, Rejection> {
         self.verify(req, now)?;
         let data = Data::json(req.body)?;

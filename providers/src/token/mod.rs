@@ -290,6 +290,13 @@ impl crate::Provider for Token {
         ProviderKind::Token
     }
 
+    fn id_header(&self) -> Option<&str> {
+        match &self.id {
+            Some(Locator::Header(h)) => Some(h),
+            _ => None,
+        }
+    }
+
     fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
         let given = self.presented(req)?;
         // Every reading is compared (`|`, not `||`).
