@@ -93,9 +93,21 @@ impl Gateway {
 /// actix's header map seen through the providers' `Headers` trait.
 struct ActixHeaders<'a>(&'a HeaderMap);
 
+/// What a provider reads for a header sent more than once, or whose value is not visible
+/// ASCII: a lone control character, which no id, type, timestamp or signature check takes.
+/// Read as absent, a non-text type header became the default type; read as its first copy,
+/// a repeated id or type was whatever a proxy reading the last copy did not see (found by
+/// a black-box review). Every header a provider reads is one no provider sends twice.
+const AMBIGUOUS: &str = "\u{1}";
+
 impl providers::Headers for ActixHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).and_then(|v| v.to_str().ok())
+        let mut values = self.0.get_all(name);
+        let first = values.next()?;
+        if values.next().is_some() {
+            return Some(AMBIGUOUS);
+        }
+        Some(first.to_str().unwrap_or(AMBIGUOUS))
     }
 }
 

@@ -137,6 +137,39 @@ async fn refusals_publish_nothing() {
         )
         .await;
     assert_eq!(r.status(), 400);
+    // Correctly signed, but an unsigned header sent twice (which copy would a proxy read?)
+    // or not text (it was read as absent, or as its first copy).
+    for (what, drop, name, value) in [
+        (
+            "delivery twice",
+            None,
+            "X-GitHub-Delivery",
+            b"d7-other".as_slice(),
+        ),
+        ("event twice", None, "X-GitHub-Event", b"issues".as_slice()),
+        (
+            "event not text",
+            Some("X-GitHub-Event"),
+            "X-GitHub-Event",
+            "caf\u{e9}".as_bytes(),
+        ),
+    ] {
+        let req = github::delivery(SECRET, "push", "d7", body);
+        let mut b = gw
+            .client
+            .post(req.url(&gw.url("gh-main")))
+            .body(req.body.clone());
+        for (k, v) in &req.headers {
+            if drop.is_none_or(|d: &str| !k.eq_ignore_ascii_case(d)) {
+                b = b.header(k, v);
+            }
+        }
+        let value = reqwest::header::HeaderValue::from_bytes(value).unwrap();
+        let r = b.header(name, value).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("\"error\""), "{what}: GitHub-shaped: {text}");
+    }
 
     // Unknown source, other method, other path.
     assert_eq!(
