@@ -185,6 +185,12 @@ async fn the_console_lists_opens_and_replays_in_headless_chromium() {
         .js("return [...document.querySelectorAll('#events tbody tr[data-id]')].map(r => r.dataset.id);")
         .await;
     assert_eq!(ids, json!(["c3", "c2", "c1"]));
+    browser
+        .wait(
+            "the summary row",
+            "return [...document.querySelectorAll('#summary tbody tr')].some(r => r.cells.length > 1);",
+        )
+        .await;
     let summary = browser
         .js("return [...document.querySelectorAll('#summary tbody tr')].map(r => [...r.cells].map(c => c.textContent));")
         .await;
@@ -193,6 +199,13 @@ async fn the_console_lists_opens_and_replays_in_headless_chromium() {
         json!([[SOURCE, "3", "1", "3", "0", "1", "signature 1"]]),
         "source, accepted, duplicate, published, dead, refused, recent rejections"
     );
+    // Its own request, answered after the events' on a loaded machine (seen once in CI).
+    browser
+        .wait(
+            "the rejection row",
+            "return [...document.querySelectorAll('#rejections tbody tr')].some(r => r.cells.length > 1);",
+        )
+        .await;
     let rejections = browser
         .js("return [...document.querySelectorAll('#rejections tbody tr')].map(r => [...r.cells].map(c => c.textContent));")
         .await;
