@@ -249,6 +249,16 @@ pub enum Locator {
     Pointer(String),
 }
 
+impl Locator {
+    /// The header name, when the value is read from a header.
+    pub fn header(&self) -> Option<&str> {
+        match self {
+            Locator::Header(h) => Some(h),
+            Locator::Pointer(_) => None,
+        }
+    }
+}
+
 /// A value read from a header or from a JSON pointer into the body: at most one of the two.
 pub fn locator(
     (header_key, header): (&'static str, Option<&str>),

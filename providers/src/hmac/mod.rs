@@ -192,10 +192,7 @@ impl crate::Provider for HmacSource {
     }
 
     fn id_header(&self) -> Option<&str> {
-        match &self.id {
-            Some(Locator::Header(h)) => Some(h),
-            _ => None,
-        }
+        self.id.as_ref().and_then(Locator::header)
     }
 
     fn admit(&self, req: &RawRequest<'_>, now: SystemTime) -> Result<Admission, Rejection> {

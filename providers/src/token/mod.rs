@@ -291,10 +291,7 @@ impl crate::Provider for Token {
     }
 
     fn id_header(&self) -> Option<&str> {
-        match &self.id {
-            Some(Locator::Header(h)) => Some(h),
-            _ => None,
-        }
+        self.id.as_ref().and_then(Locator::header)
     }
 
     fn admit(&self, req: &RawRequest<'_>, _now: SystemTime) -> Result<Admission, Rejection> {
