@@ -281,8 +281,8 @@ impl Outcome {
                 })
                 .inc();
         }
-        // One line per request. Refusals are what a flood produces: the first of each kind
-        // per source and interval is logged, the rest counted and summarised (`RefusalLog`).
+        // One line per request. Refusals are what a flood produces: past a burst of lines per
+        // source and kind, they are counted and summarised (`RefusalLog`).
         let (level, sampled) = match &self {
             Outcome::Accepted { .. } | Outcome::Duplicate { .. } | Outcome::Control(_) => {
                 (Level::INFO, false)
@@ -416,45 +416,54 @@ impl Outcome {
     }
 }
 
-/// How long after a logged refusal further refusals of the same source and kind are only
-/// counted; each such interval ends with one summary line. A flood of forged requests thus
-/// writes two lines a minute per source and kind, not one per request.
+/// Each (source, kind) may write up to `REFUSAL_LOG_BURST` refusal lines at once, and one
+/// more for every `REFUSAL_LOG_INTERVAL / REFUSAL_LOG_BURST` after: an operator who sends a
+/// few bad test deliveries sees a line for each, while a flood of forged requests writes about
+/// ten lines a minute per source and kind. What is not logged is counted and, a minute after
+/// the first of them, summarised in one line (or by the next line logged, if that comes first).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+const REFUSAL_LOG_BURST: u32 = 10;
 
 fn refusal_log() -> &'static RefusalLog {
     static LOG: OnceLock<RefusalLog> = OnceLock::new();
-    LOG.get_or_init(|| RefusalLog::new(REFUSAL_LOG_INTERVAL))
+    LOG.get_or_init(|| RefusalLog::new(REFUSAL_LOG_INTERVAL, REFUSAL_LOG_BURST))
 }
 
-/// Rate-limits the log lines of refused requests per (source, kind): every refusal is counted
-/// in `hookgate_requests_total`; only the first of an interval is logged, the others add to
-/// `hookgate_refusals_unlogged_total` and to one "N more refused" line when the interval ends.
+/// Rate-limits the log lines of refused requests per (source, kind) with a token bucket:
+/// every refusal is counted in `hookgate_requests_total`; one that finds no token adds to
+/// `hookgate_refusals_unlogged_total` and to one "N more refused" line.
 /// Keys are configured source names and outcome labels, so the map is bounded by the config.
 struct RefusalLog {
     interval: Duration,
-    windows: Mutex<HashMap<(String, &'static str), Window>>,
+    burst: u32,
+    buckets: Mutex<HashMap<(String, &'static str), Bucket>>,
 }
 
-/// One interval of one key.
-struct Window {
-    started: Instant,
+/// One key's lines left, and what it has counted without logging.
+struct Bucket {
+    /// Lines that may be written now (at most `burst`), as of `at`.
+    tokens: f64,
+    at: Instant,
     unlogged: u64,
+    /// When the summary of `unlogged` is due (set by the first of them).
+    summary_at: Option<Instant>,
 }
 
 /// What [`RefusalLog::admit`] decided.
 #[derive(Debug, PartialEq, Eq)]
 enum Admit {
-    /// Log this refusal; `unlogged` refusals of the previous interval were not summarised yet.
+    /// Log this refusal; `unlogged` refusals before it were not summarised yet.
     Log { unlogged: u64 },
-    /// Count it only; `Some(end)` for the first one of the interval: summarise at `end`.
+    /// Count it only; `Some(at)` for the first one since the last summary: summarise at `at`.
     Count { summary_at: Option<Instant> },
 }
 
 impl RefusalLog {
-    fn new(interval: Duration) -> Self {
+    fn new(interval: Duration, burst: u32) -> Self {
         RefusalLog {
             interval,
-            windows: Mutex::new(HashMap::new()),
+            burst: burst.max(1),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -462,7 +471,7 @@ impl RefusalLog {
     fn should_log(&'static self, source: &str, kind: &'static str, level: Level) -> bool {
         match self.admit(source, kind, Instant::now()) {
             Admit::Log { unlogged } => {
-                summarise(source, kind, level, unlogged, self.interval);
+                summarise(source, kind, level, unlogged);
                 true
             }
             Admit::Count { summary_at } => {
@@ -479,7 +488,7 @@ impl RefusalLog {
                     rt.spawn(async move {
                         tokio::time::sleep_until(at.into()).await;
                         if let Some(n) = self.close(&source, kind, at) {
-                            summarise(&source, kind, level, n, self.interval);
+                            summarise(&source, kind, level, n);
                         }
                     });
                 }
@@ -489,65 +498,73 @@ impl RefusalLog {
     }
 
     fn admit(&self, source: &str, kind: &'static str, now: Instant) -> Admit {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (source.to_string(), kind);
-        match windows.get_mut(&key) {
-            Some(w) if now.saturating_duration_since(w.started) < self.interval => {
-                w.unlogged += 1;
-                let first = w.unlogged == 1;
-                Admit::Count {
-                    summary_at: first.then(|| w.started + self.interval),
-                }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let burst = f64::from(self.burst);
+        let b = buckets.entry((source.to_string(), kind)).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+            unlogged: 0,
+            summary_at: None,
+        });
+        let refill =
+            now.saturating_duration_since(b.at).as_secs_f64() * burst / self.interval.as_secs_f64();
+        b.tokens = (b.tokens + refill).min(burst);
+        b.at = b.at.max(now);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            b.summary_at = None;
+            Admit::Log {
+                unlogged: std::mem::take(&mut b.unlogged),
             }
-            previous => {
-                let unlogged = previous.map_or(0, |w| std::mem::take(&mut w.unlogged));
-                windows.insert(
-                    key,
-                    Window {
-                        started: now,
-                        unlogged: 0,
-                    },
-                );
-                Admit::Log { unlogged }
+        } else {
+            b.unlogged += 1;
+            let first = b.summary_at.is_none();
+            if first {
+                b.summary_at = Some(now + self.interval);
+            }
+            Admit::Count {
+                summary_at: first.then_some(now + self.interval),
             }
         }
     }
 
-    /// The unlogged count of the interval that ends at `end`, if it is still the current one.
-    fn close(&self, source: &str, kind: &'static str, end: Instant) -> Option<u64> {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let w = windows.get_mut(&(source.to_string(), kind))?;
-        (w.started + self.interval == end && w.unlogged > 0)
-            .then(|| std::mem::take(&mut w.unlogged))
+    /// The unlogged count whose summary is due at `at`, if nothing has summarised it since.
+    fn close(&self, source: &str, kind: &'static str, at: Instant) -> Option<u64> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = buckets.get_mut(&(source.to_string(), kind))?;
+        if b.summary_at != Some(at) {
+            return None;
+        }
+        b.summary_at = None;
+        (b.unlogged > 0).then(|| std::mem::take(&mut b.unlogged))
     }
 }
 
 /// The line standing for `n` refusals that were counted, not logged.
-fn summarise(source: &str, kind: &str, level: Level, n: u64, interval: Duration) {
+fn summarise(source: &str, kind: &str, level: Level, n: u64) {
     if n == 0 {
         return;
     }
-    let secs = interval.as_secs();
     if level == Level::ERROR {
         tracing::error!(
             source,
             outcome = kind,
             refused = n,
-            "{n} more refused in {secs} s (counted, not logged)"
+            "{n} more refused (counted, not logged)"
         );
     } else if level == Level::WARN {
         tracing::warn!(
             source,
             outcome = kind,
             refused = n,
-            "{n} more refused in {secs} s (counted, not logged)"
+            "{n} more refused (counted, not logged)"
         );
     } else {
         tracing::info!(
             source,
             outcome = kind,
             refused = n,
-            "{n} more refused in {secs} s (counted, not logged)"
+            "{n} more refused (counted, not logged)"
         );
     }
 }
@@ -608,55 +625,63 @@ mod tests {
     }
 
     #[test]
-    fn class7_refusals_are_logged_once_per_interval_and_summarised() {
-        let log = RefusalLog::new(Duration::from_secs(60));
+    fn class7_refusals_are_logged_up_to_a_burst_then_counted_and_summarised() {
+        let log = RefusalLog::new(Duration::from_secs(60), 10);
         let t0 = Instant::now();
-        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // A few bad test deliveries: a line each.
+        for i in 0..10 {
+            assert_eq!(
+                log.admit("gh", "unauthorized", at(i)),
+                Admit::Log { unlogged: 0 },
+                "refusal {i}"
+            );
+        }
+        // A flood: counted, one summary scheduled a minute after the first of them.
         assert_eq!(
-            log.admit("gh", "unauthorized", t0),
-            Admit::Log { unlogged: 0 }
-        );
-        assert_eq!(
-            log.admit("gh", "unauthorized", at(1)),
+            log.admit("gh", "unauthorized", at(10)),
             Admit::Count {
-                summary_at: Some(at(60))
+                summary_at: Some(at(60_010))
             }
         );
-        for s in 2..50 {
+        for i in 11..400 {
             assert_eq!(
-                log.admit("gh", "unauthorized", at(s)),
+                log.admit("gh", "unauthorized", at(i)),
                 Admit::Count { summary_at: None }
             );
         }
-        // Other sources and kinds have windows of their own.
+        // Other sources and kinds have buckets of their own.
         assert_eq!(
-            log.admit("gh", "malformed", at(2)),
+            log.admit("gh", "malformed", at(20)),
             Admit::Log { unlogged: 0 }
         );
         assert_eq!(
-            log.admit("ali", "unauthorized", at(2)),
+            log.admit("ali", "unauthorized", at(20)),
             Admit::Log { unlogged: 0 }
         );
-        // The timer at the end of the interval takes the count, once.
-        assert_eq!(log.close("gh", "unauthorized", at(60)), Some(49));
-        assert_eq!(log.close("gh", "unauthorized", at(60)), None);
-        // The next refusal opens a new interval and is logged.
+        // A line every 6 s (a minute / the burst) after the bucket ran dry; one written before
+        // the summary's timer carries the count, and the late timer finds nothing.
         assert_eq!(
-            log.admit("gh", "unauthorized", at(61)),
-            Admit::Log { unlogged: 0 }
+            log.admit("gh", "unauthorized", at(6_500)),
+            Admit::Log { unlogged: 390 }
         );
+        assert_eq!(log.close("gh", "unauthorized", at(60_010)), None);
         assert_eq!(
-            log.admit("gh", "unauthorized", at(62)),
+            log.admit("gh", "unauthorized", at(6_600)),
             Admit::Count {
-                summary_at: Some(at(121))
+                summary_at: Some(at(66_600))
             }
         );
-        // If the next interval starts before its timer ran, the logged refusal carries the
-        // count and the late timer finds nothing.
-        assert_eq!(
-            log.admit("gh", "unauthorized", at(125)),
-            Admit::Log { unlogged: 1 }
-        );
-        assert_eq!(log.close("gh", "unauthorized", at(121)), None);
+        // The timer takes the count, once.
+        assert_eq!(log.close("gh", "unauthorized", at(66_600)), Some(1));
+        assert_eq!(log.close("gh", "unauthorized", at(66_600)), None);
+        // Quiet for a minute: the whole burst is back.
+        for i in 0..10 {
+            assert_eq!(
+                log.admit("gh", "unauthorized", at(130_000 + i)),
+                Admit::Log { unlogged: 0 },
+                "refusal {i} after the pause"
+            );
+        }
     }
 }
