@@ -86,6 +86,21 @@ fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A name that becomes part of the type: absent (or null, or empty) is `None`; a value of
+/// another JSON type is not what GitLab sends, and is refused rather than left out of the type.
+fn name_at<'v>(
+    v: &'v Value,
+    pointer: &str,
+    why: &'static str,
+) -> Result<Option<&'v str>, Rejection> {
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => lower_name(s, why).map(Some),
+        Some(_) => Err(Rejection::Malformed(why)),
+    }
+}
+
 impl crate::Provider for Gitlab {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Gitlab
@@ -101,10 +116,12 @@ impl crate::Provider for Gitlab {
         let value: Value = serde_json::from_slice(req.body)
             .map_err(|_| Rejection::Malformed("body is not valid JSON"))?;
         let id = match (header(req, IDEMPOTENCY_KEY), header(req, EVENT_UUID)) {
+            // GitLab sends a UUID; held to that shape like the event UUID, so a token holder
+            // cannot pick an id in the `sha256:` space of body-derived ids.
             (Some(key), _) => crate::shared::bounded(
                 key,
-                crate::shared::shape::visible,
-                "Idempotency-Key is too long or not a visible token",
+                crate::shared::shape::guid,
+                "Idempotency-Key is not a UUID",
             )?
             .to_owned(),
             (None, Some(uuid)) => crate::shared::bounded(
@@ -117,19 +134,24 @@ impl crate::Provider for Gitlab {
         };
         // The token does not cover the body: what becomes the type is held to what GitLab
         // sends (`merge_request`, `project_create`; actions `open`, `approved`), never mapped.
-        let name = str_at(&value, "/object_kind")
-            .or_else(|| str_at(&value, "/event_name"))
-            .ok_or(Rejection::Malformed(
+        let why = "object_kind or event_name is not a lowercase name";
+        let name = match name_at(&value, "/object_kind", why)? {
+            Some(name) => name,
+            None => name_at(&value, "/event_name", why)?.ok_or(Rejection::Malformed(
                 "body has neither object_kind nor event_name",
-            ))?;
-        let name = lower_name(name, "object_kind or event_name is not a lowercase name")?;
+            ))?,
+        };
         let mut kind = format!("gitlab.{name}");
-        if let Some(action) = str_at(&value, "/object_attributes/action") {
+        if !matches!(
+            value.get("object_attributes"),
+            None | Some(Value::Null | Value::Object(_))
+        ) {
+            return Err(Rejection::Malformed("object_attributes is not an object"));
+        }
+        let why = "object_attributes.action is not a lowercase name";
+        if let Some(action) = name_at(&value, "/object_attributes/action", why)? {
             kind.push('.');
-            kind.push_str(lower_name(
-                action,
-                "object_attributes.action is not a lowercase name",
-            )?);
+            kind.push_str(action);
         }
         let subject = str_at(&value, "/project/path_with_namespace")
             .or_else(|| str_at(&value, "/path_with_namespace"))

@@ -125,14 +125,27 @@ fn refusals() {
             .status(),
         400
     );
-    let mut odd = with(TOKEN);
-    odd.push(("X-Gitlab-Event-UUID".into(), "not a uuid!".into()));
-    assert_eq!(
-        admit(&p, &odd, PUSH.as_bytes(), now())
-            .unwrap_err()
-            .status(),
-        400
-    );
+    for (header, value) in [
+        ("X-Gitlab-Event-UUID", "not a uuid!"),
+        // GitLab's Idempotency-Key is a UUID too: not a path, nor an id in the `sha256:`
+        // space of body digests (a token holder could claim another body's id with it).
+        ("Idempotency-Key", "../../x#*"),
+        ("Idempotency-Key", "a/b:c;d=e"),
+        (
+            "Idempotency-Key",
+            "sha256:6b3a55e0261b0304143f805a24924d0c1c44524821305f31d9277843b8a10f4e",
+        ),
+    ] {
+        let mut odd = with(TOKEN);
+        odd.push((header.into(), value.into()));
+        assert_eq!(
+            admit(&p, &odd, PUSH.as_bytes(), now())
+                .unwrap_err()
+                .status(),
+            400,
+            "{header}: {value}"
+        );
+    }
     // The body is not covered by the token: names that become the type are held to GitLab's
     // shape, never mapped into it (a dot would add a level, a newline reach the logs).
     let long = format!(r#"{{"object_kind":"{}"}}"#, "p".repeat(201));
@@ -144,6 +157,12 @@ fn refusals() {
         r#"{"event_name":"Project Create"}"#,
         r#"{"object_kind":"issue","object_attributes":{"action":"C D"}}"#,
         long.as_str(),
+        // Another JSON type where GitLab sends a name is refused, not left out of the type.
+        r#"{"object_kind":3}"#,
+        r#"{"object_kind":"merge_request","object_attributes":{"action":3}}"#,
+        r#"{"object_kind":"merge_request","object_attributes":{"action":{"x":1}}}"#,
+        r#"{"object_kind":"merge_request","object_attributes":"open"}"#,
+        r#"{"event_name":["project_create"]}"#,
     ] {
         let r = admit(&p, &with(TOKEN), body.as_bytes(), now()).unwrap_err();
         assert!(matches!(r, Rejection::Malformed(_)), "{body}: {r:?}");
