@@ -189,8 +189,21 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-fn str_of<'v>(m: &'v Map<String, Value>, key: &str) -> Option<&'v str> {
-    m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+/// A name that becomes part of the type: absent (or null, or empty) is `None`; a value of
+/// another JSON type is not what Gitee sends, and is refused rather than left out of the type.
+fn name_of<'v>(
+    m: &'v Map<String, Value>,
+    key: &str,
+    why: &'static str,
+) -> Result<Option<&'v str>, Rejection> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => {
+            crate::shared::bounded(s, crate::shared::shape::lower_name, why).map(Some)
+        }
+        Some(_) => Err(Rejection::Malformed(why)),
+    }
 }
 
 impl crate::Provider for Gitee {
@@ -205,33 +218,36 @@ impl crate::Provider for Gitee {
         for field in REDACTED_FIELDS {
             body.remove(field);
         }
-        // The token does not cover the body: what becomes the type is held to what Gitee
-        // sends (`push_hooks`, `merge_request_hooks`; actions `open`, `state_change`).
-        let lower_name = |v: &str, why| {
-            crate::shared::bounded(v, crate::shared::shape::lower_name, why).map(str::to_owned)
+        // Neither the token nor the body covers `X-Gitee-Event`, and the token does not
+        // cover the body: what becomes the type or `providerevent` is held to what Gitee sends
+        // (`Push Hook`; `push_hooks`, `merge_request_hooks`; actions `open`, `state_change`).
+        let header_name = match req.header(EVENT).map(str::trim).filter(|e| !e.is_empty()) {
+            Some(e) => {
+                let why = "X-Gitee-Event is not a hook's name";
+                let e = crate::shared::bounded(
+                    e,
+                    |c| c.is_ascii_alphanumeric() || c == ' ' || c == '_',
+                    why,
+                )?;
+                let name = e.to_ascii_lowercase().replace(' ', "_");
+                crate::shared::bounded(&name, crate::shared::shape::lower_name, why)?;
+                Some((e.to_owned(), name))
+            }
+            None => None,
         };
-        let hook_name = match str_of(&body, "hook_name") {
-            Some(name) => lower_name(name, "hook_name is not a lowercase name")?,
-            None => req
-                .header(EVENT)
-                .map(|e| e.trim().to_ascii_lowercase().replace(' ', "_"))
-                .filter(|s| !s.is_empty())
-                .map(|e| lower_name(&e, "X-Gitee-Event is not a hook's name"))
-                .transpose()?
+        let hook_name = match name_of(&body, "hook_name", "hook_name is not a lowercase name")? {
+            Some(name) => name.to_owned(),
+            None => header_name
+                .as_ref()
+                .map(|(_, name)| name.clone())
                 .ok_or(Rejection::Malformed("body has no hook_name"))?,
         };
         let mut kind = format!("gitee.{hook_name}");
-        if let Some(action) = str_of(&body, "action") {
+        if let Some(action) = name_of(&body, "action", "action is not a lowercase name")? {
             kind.push('.');
-            kind.push_str(&lower_name(action, "action is not a lowercase name")?);
+            kind.push_str(action);
         }
-        let provider_event = match req.header(EVENT).map(str::trim).filter(|e| !e.is_empty()) {
-            Some(e) => {
-                crate::shared::bounded(e, crate::shared::shape::text, "X-Gitee-Event is too long")?
-                    .to_owned()
-            }
-            None => hook_name.clone(),
-        };
+        let provider_event = header_name.map_or_else(|| hook_name.clone(), |(sent, _)| sent);
         let subject = body
             .get("repository")
             .and_then(|r| r.get("full_name"))

@@ -198,13 +198,28 @@ fn password_mode() {
         r#"{"hook_name":"push_hooks","action":"o\u0007pen"}"#,
         r#"{"hook_name":"push_hooks","action":"state change"}"#,
         long.as_str(),
+        // Another JSON type where Gitee sends a name is refused, not passed over.
+        r#"{"hook_name":5}"#,
+        r#"{"hook_name":{"a":1}}"#,
+        r#"{"hook_name":"push_hooks","action":1}"#,
+        r#"{"hook_name":"push_hooks","action":{"x":1}}"#,
     ] {
         let r = admit(&p, &ok, body.as_bytes(), at_ms(NOW)).unwrap_err();
         assert!(matches!(r, Rejection::Malformed(_)), "{body}: {r:?}");
     }
-    let odd = h(&[("X-Gitee-Token", "pwd"), ("X-Gitee-Event", "Note-Hook")]);
-    let r = admit(&p, &odd, b"{}", at_ms(NOW)).unwrap_err();
-    assert!(matches!(r, Rejection::Malformed(_)), "{r:?}");
+    // X-Gitee-Event is held to a hook's name whether or not the body names the hook (it
+    // becomes `providerevent`).
+    for header in [
+        "Note-Hook",
+        "Push/Hook#*",
+        "Push Hook<script>alert(1)</script>",
+    ] {
+        let odd = h(&[("X-Gitee-Token", "pwd"), ("X-Gitee-Event", header)]);
+        for body in [&b"{}"[..], MR_BODY] {
+            let r = admit(&p, &odd, body, at_ms(NOW)).unwrap_err();
+            assert!(matches!(r, Rejection::Malformed(_)), "{header}: {r:?}");
+        }
+    }
 }
 
 #[test]
