@@ -124,9 +124,13 @@ pub fn unix_millis(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// RFC 3339 (UTC, milliseconds) for a Unix time in milliseconds.
+/// RFC 3339 (UTC, milliseconds) for a Unix time in milliseconds; `None` outside the years
+/// 0000–9999 that RFC 3339 can write (chrono would write `+55840-11-08T…` for a time sent in
+/// milliseconds where seconds belong), so the caller falls back to the receive time.
 pub fn rfc3339_millis(ms: i64) -> Option<String> {
+    use chrono::Datelike;
     chrono::DateTime::from_timestamp_millis(ms)
+        .filter(|t| (0..=9999).contains(&t.year()))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
@@ -411,6 +415,21 @@ pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_only_for_years_it_can_write() {
+        assert_eq!(
+            rfc3339_millis(0).as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            rfc3339_millis(253_402_300_799_999).as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
+        assert_eq!(rfc3339_millis(253_402_300_800_000), None, "year 10000");
+        assert_eq!(rfc3339_millis(1_700_000_000_000 * 1000), None);
+        assert_eq!(rfc3339_millis(-62_167_219_200_001), None, "year -1");
+    }
 
     #[test]
     fn window_is_symmetric_and_saturating() {

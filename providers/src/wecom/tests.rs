@@ -243,6 +243,16 @@ fn events_use_the_content_digest_and_the_event_name() {
     assert_eq!(data["ChangeType"], "update_user");
     assert_eq!(data["ExtAttr"]["Item"][0]["Name"], "爱好");
     assert_eq!(data["ExtAttr"]["Item"][1]["Text"]["Value"], "1234567234");
+    assert_eq!(e1.time.as_deref(), Some("2014-06-24T11:48:33.000Z"));
+    // A CreateTime no RFC 3339 year can hold (milliseconds where seconds belong, past 9999):
+    // the receive time, never `+55840-11-08T…`.
+    for created in ["1700000000000", "253402300800"] {
+        let odd = plain.replace("1403610513", created);
+        o.payload = Some(odd.into_bytes());
+        let s = sample(&c, &o).unwrap();
+        let (e, _) = event(admit_q(&p, &s.query, &s.body));
+        assert_eq!(e.time, None, "{created}");
+    }
 }
 
 #[test]
