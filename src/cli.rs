@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -92,9 +93,10 @@ struct SignArgs {
     /// e.g. --with 'secrets=["s3cret"]'.
     #[arg(long = "with", value_name = "KEY=VALUE", requires = "provider")]
     with: Vec<String>,
-    /// Base URL of the gateway.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// Base URL of the gateway [default: the config's `server.listen` (an unspecified address
+    /// as loopback), or http://127.0.0.1:8080 with --provider].
+    #[arg(long)]
+    url: Option<String>,
     /// The provider's event name (push, TRADE_SUCCESS, TRANSACTION.SUCCESS, ...); for a wecom
     /// source, `url_verification` prints WeCom's URL verification GET instead.
     #[arg(long)]
@@ -128,6 +130,15 @@ enum SignFormat {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // A printing command piped into `head` ends quietly when the pipe closes, as Unix
+        // tools do, instead of panicking on the failed print. (Rust ignores SIGPIPE; sockets
+        // write with MSG_NOSIGNAL, so only stdout is concerned. `serve` keeps it ignored.)
+        // SAFETY: restoring a signal's default disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format),
         Command::Check { config, diff } => check(&config, diff),
@@ -519,10 +530,23 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The URL a client on this machine reaches `listen` at: an unspecified address (`0.0.0.0`,
+/// `[::]`) as the loopback address of its family.
+fn local_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
+}
+
 fn sign(a: SignArgs) -> anyhow::Result<()> {
+    let mut base = a.url.clone();
     let (name, provider) = match (&a.config, &a.provider) {
         (Some(path), _) => {
             let config = Config::load(path)?;
+            base.get_or_insert_with(|| local_url(config.server.listen));
             let mut sources = config.sources;
             let idx = match &a.source {
                 Some(n) => sources
@@ -552,7 +576,8 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         o.private_key =
             Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?);
     }
-    let url = format!("{}/hooks/{}", a.url.trim_end_matches('/'), name);
+    let base = base.unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    let url = format!("{}/hooks/{}", base.trim_end_matches('/'), name);
     if let (ProviderConfig::Wecom(c), Some("url_verification")) = (&provider, o.event.as_deref()) {
         // The GET WeCom sends when the URL is saved: the reply must be `echo`, exactly.
         let echo = o.id.clone().unwrap_or_else(|| {
@@ -654,6 +679,16 @@ fn outbox(path: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// `sign -c` aims at the config's listener (it printed :8080 whatever the config said).
+    #[test]
+    fn sign_aims_at_the_configured_listener() {
+        let url = |s: &str| local_url(s.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8088"), "http://127.0.0.1:8088");
+        assert_eq!(url("[::]:8088"), "http://[::1]:8088");
+        assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80");
+        assert_eq!(url("[fe80::1]:443"), "http://[fe80::1]:443");
+    }
 
     /// Runs `f` under the process's subscriber set-up with `rust_log`, returning what it wrote.
     fn capture(format: LogFormat, rust_log: &str, f: impl FnOnce()) -> String {

@@ -643,3 +643,49 @@ fn check_warns_about_token_sources() {
         assert!(!all.contains(s), "check printed a secret: {all}");
     }
 }
+
+/// `hookgate sign … | head` ends quietly when the pipe closes (it panicked on the failed print,
+/// a backtrace on the terminal). And `sign -c` aims at the config's listener.
+#[test]
+fn sign_into_a_closed_pipe_ends_quietly_and_aims_at_the_listener() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    // More than a pipe holds (64 KiB), so the print meets the closed pipe.
+    let payload = dir.path().join("big.json");
+    std::fs::write(
+        &payload,
+        format!(r#"{{"pad":"{}"}}"#, "x".repeat(256 * 1024)),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["sign", "--provider", "github", "--with", r#"secrets=["s"]"#])
+        .arg("--payload")
+        .arg(&payload)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?} {err}");
+
+    let path = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"0.0.0.0:18777\"\n[store]\npath = \"store\"\n[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"s\"]\n",
+    )
+    .unwrap();
+    let out = hookgate(&["sign", "-c", path.to_str().unwrap(), "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["url"], "http://127.0.0.1:18777/hooks/gh");
+}
