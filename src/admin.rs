@@ -233,8 +233,17 @@ async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         Err(e) => return bad_request(e),
     };
     let store = gw.store.clone();
-    match web::block(move || inspect::list(&store, &filter)).await {
-        Ok(Ok(rows)) => HttpResponse::Ok().json(serde_json::json!({ "events": rows })),
+    // Every record up to `last_seq` was looked at (read before the listing): where `tail`
+    // goes on from when fewer than `limit` matched.
+    let last_seq = store.durable_upto();
+    let listed = web::block(move || match filter.after {
+        Some(after) => inspect::follow(&store, &filter, after)
+            .map(|rows| serde_json::json!({ "events": rows, "last_seq": last_seq })),
+        None => inspect::list(&store, &filter)
+            .map(|rows| serde_json::json!({ "events": rows, "last_seq": last_seq })),
+    });
+    match listed.await {
+        Ok(Ok(body)) => HttpResponse::Ok().json(body),
         Ok(Err(e)) => internal("listing events", e),
         Err(e) => internal("listing events", e),
     }

@@ -88,6 +88,11 @@ pub struct Query {
     pub until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Only records after this seq, oldest first, whether or not retention still lists them:
+    /// what `hookgate tail` follows (a published event is shown there even when
+    /// `retain_secs = 0` takes it out of the listings at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
 }
 
 impl Query {
@@ -106,6 +111,7 @@ impl Query {
             since: when("since", &self.since)?,
             until: when("until", &self.until)?,
             limit,
+            after: self.after,
         })
     }
 }
@@ -119,6 +125,8 @@ pub struct Filter {
     pub since: Option<u64>,
     pub until: Option<u64>,
     pub limit: usize,
+    /// See [`Query::after`].
+    pub after: Option<u64>,
 }
 
 impl Filter {
@@ -331,7 +339,8 @@ fn scan_segment(
     Ok(())
 }
 
-/// Events matching `filter`, newest first, at most `filter.limit`.
+/// Events matching `filter`, newest first, at most `filter.limit` (`filter.after` is
+/// [`follow`]'s).
 pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError> {
     let statuses = Statuses::load(store)?;
     let ranges = segment_ranges(store);
@@ -376,6 +385,50 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
         }
     }
     Ok(out)
+}
+
+/// A record [`follow`] found, with its envelope (`tail --json` prints it; a published event
+/// may already be out of the listings and `GET /events/{source}/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FollowedRow {
+    #[serde(flatten)]
+    pub row: EventRow,
+    pub envelope: serde_json::Value,
+}
+
+/// Records after `after` matching `filter`, oldest first, at most `filter.limit`, kept by
+/// retention or not (while their segment is on disk): what was accepted since, for `tail`.
+pub fn follow(store: &Store, filter: &Filter, after: u64) -> Result<Vec<FollowedRow>, StoreError> {
+    let statuses = Statuses::load(store)?;
+    let end = store.durable_upto().saturating_add(1);
+    let first = after.saturating_add(1);
+    let mut out = Vec::new();
+    if first >= end {
+        return Ok(out);
+    }
+    let mut r = store.reader(first)?;
+    while let Some((seq, _, e)) = r.next_record()? {
+        if seq >= end {
+            break;
+        }
+        let status = statuses.of(seq);
+        if seq >= first && filter.matches(&e, status) {
+            out.push(FollowedRow {
+                row: EventRow::new(seq, &e, status),
+                envelope: envelope_of(&e.body),
+            });
+            if out.len() >= filter.limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A record's envelope as JSON (as text if it is not JSON, which hookgate never writes).
+fn envelope_of(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into()))
 }
 
 /// A record found by [`find`]: seq, entry, status, and the replays after it.
@@ -439,8 +492,7 @@ pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>
         .dead
         .get(&seq)
         .or_else(|| statuses.dead.get(&statuses.last_copy(seq)));
-    let envelope = serde_json::from_slice(&e.body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&e.body).into()));
+    let envelope = envelope_of(&e.body);
     Ok(Some(EventDetail {
         row: EventRow::new(seq, &e, status),
         provider: e.provider,
@@ -595,6 +647,7 @@ impl ReplayRequest {
             since: self.since.clone(),
             until: self.until.clone(),
             limit: None,
+            after: None,
         };
         let mut filter = q.resolve(now_secs)?;
         filter.limit = match self.limit {
@@ -911,6 +964,7 @@ mod tests {
             since: Some("1h".into()),
             until: Some("2023-11-14T22:13:20Z".into()),
             limit: None,
+            after: None,
         };
         let f = q.resolve(NOW).unwrap();
         assert_eq!(f.limit, DEFAULT_LIMIT);

@@ -261,6 +261,7 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
         since: f.since,
         until: f.until,
         limit: f.limit,
+        after: None,
     };
     let filter = query
         .resolve(crate::now_secs())
@@ -709,9 +710,9 @@ pub struct TailArgs {
     /// Print each event's envelope, one JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Stop after this many events (default: follow until interrupted).
-    #[arg(long)]
-    count: Option<usize>,
+    /// Stop after this many events, at least 1 (default: follow until interrupted).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
 }
 
 /// How often `tail` asks the admin listener for new events.
@@ -727,35 +728,38 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
     }
     #[derive(serde::Deserialize)]
     struct Events {
-        events: Vec<EventRow>,
+        events: Vec<crate::inspect::FollowedRow>,
+        last_seq: u64,
     }
-    let query = |limit: usize| -> anyhow::Result<Vec<EventRow>> {
+    const PAGE: usize = 1000;
+    // Every record accepted after `after`, oldest first, published and no longer listed by
+    // retention or not (`retain_secs = 0`): the admin API's `after`.
+    let query = |after: u64, limit: usize| -> anyhow::Result<Events> {
         let q = serde_json::to_value(Query {
             source: a.source.clone(),
             kind: a.kind.clone(),
-            status: None,
-            since: None,
-            until: None,
             limit: Some(limit),
+            after: Some(after),
+            ..Query::default()
         })?;
-        Ok(backend
-            .call::<Events>("GET", &format!("/events{}", query_string(&q)), None)?
-            .events)
+        backend.call::<Events>("GET", &format!("/events{}", query_string(&q)), None)
     };
-    // Only what comes after now.
-    let mut last = query(1)?.first().map_or(0, |r| r.seq);
-    let mut shown = 0;
+    // Only what comes after now: nothing follows the last seq there can be, and the answer
+    // says where the log ends.
+    let mut last = query(u64::MAX, 1)?.last_seq;
+    let mut shown: u64 = 0;
     let mut out = std::io::stdout().lock();
     loop {
-        std::thread::sleep(TAIL_EVERY);
-        let mut rows: Vec<EventRow> = query(1000)?.into_iter().filter(|r| r.seq > last).collect();
-        rows.sort_by_key(|r| r.seq);
-        for r in rows {
+        let page = query(last, PAGE)?;
+        let full = page.events.len() >= PAGE;
+        if !full {
+            // Every record up to `last_seq` was looked at.
+            last = last.max(page.last_seq);
+        }
+        for crate::inspect::FollowedRow { row: r, envelope } in page.events {
             last = last.max(r.seq);
             if a.json {
-                let path = format!("/events/{}/{}", encode(&r.source), encode(&r.id));
-                let d: EventDetail = backend.call("GET", &path, None)?;
-                writeln!(out, "{}", serde_json::to_string(&d.envelope)?)?;
+                writeln!(out, "{}", serde_json::to_string(&envelope)?)?;
             } else {
                 writeln!(
                     out,
@@ -772,6 +776,9 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
             if a.count.is_some_and(|n| shown >= n) {
                 return Ok(());
             }
+        }
+        if !full {
+            std::thread::sleep(TAIL_EVERY);
         }
     }
 }

@@ -306,7 +306,7 @@ impl Metrics {
         let dead_letters_kept = Gauge::default();
         registry.register(
             "dead_letters_kept",
-            "Events in the dead-letter list now (replay or forget them to clear it)",
+            "Events in the dead-letter list now (hookgate replay --status dead requeues them)",
             dead_letters_kept.clone(),
         );
         let broker_connect_attempts = Family::<ResultLabel, Counter>::default();

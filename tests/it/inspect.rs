@@ -729,3 +729,83 @@ async fn the_admin_listener_refuses_what_a_browser_page_could_send() {
     }
     gw.stop().await;
 }
+
+/// `tail` shows every accepted event, published or not, even when `retain_secs = 0` takes a
+/// published one out of the listings at once (it showed only what was still pending or dead:
+/// nothing, for a routable event).
+#[actix_web::test]
+async fn tail_follows_published_events_when_nothing_is_retained() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let exchange = unique("it-inspect-tail0");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let text = |admin: &str| {
+        config_text(&sources(), &exchange, &amqp_url(), Some(&store), "")
+            .replace("[store]\n", "[store]\nretain_secs = 0\n")
+            .replace("admin_listen = \"127.0.0.1:0\"", admin)
+    };
+    let config = hookgate::config::Config::parse(
+        &text("admin_listen = \"127.0.0.1:0\""),
+        &std::collections::HashMap::new(),
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(config.store.retain_secs, 0);
+    let gw = Gateway::start(config).await;
+    gw.wait_broker(true).await;
+    // One event before tail starts: not shown.
+    send(&gw, "push", "before").await;
+    consumer.take(1, T).await;
+    let file = dir.path().join("hookgate.toml");
+    std::fs::write(
+        &file,
+        text(&format!("admin_listen = \"{}\"", gw.running.admin_addr)),
+    )
+    .unwrap();
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["tail", "--json", "--count", "3", "-c"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 0..3 {
+        send(&gw, "push", &format!("r{i}")).await;
+        // Published, and so out of the listings, before tail's next look.
+        consumer.take(1, T).await;
+    }
+    let deadline = Instant::now() + T;
+    while tail.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = tail.kill();
+            let out = tail.wait_with_output().unwrap();
+            panic!(
+                "tail did not print three events: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = tail.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tailed: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tailed, ["r0", "r1", "r2"]);
+    // Still out of the listing.
+    let (_, v) = get(&gw, "/events").await;
+    assert!(ids(&v).is_empty(), "{v}");
+    gw.stop().await;
+}
