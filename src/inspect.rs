@@ -223,7 +223,8 @@ pub struct EventDetail {
     pub row: EventRow,
     pub provider: String,
     pub routing_key: String,
-    /// Refusals by the broker (dead letters only).
+    /// Refusals by the broker: a dead letter's, or those of a pending event so far (known to
+    /// the running gateway; none on a stopped store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -492,13 +493,22 @@ pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>
         .dead
         .get(&seq)
         .or_else(|| statuses.dead.get(&statuses.last_copy(seq)));
+    // A pending event the broker has refused so far (a running gateway's relay knows).
+    let refused = match status {
+        Status::Pending => store.refusals(seq),
+        _ => None,
+    };
     let envelope = envelope_of(&e.body);
     Ok(Some(EventDetail {
         row: EventRow::new(seq, &e, status),
         provider: e.provider,
         routing_key: e.routing_key,
-        attempts: dead.map(|d| d.attempts),
-        last_error: dead.map(|d| d.reason.clone()),
+        attempts: dead
+            .map(|d| d.attempts)
+            .or(refused.as_ref().map(|r| r.count)),
+        last_error: dead
+            .map(|d| d.reason.clone())
+            .or(refused.map(|r| r.last_error)),
         dead_at: dead.map(|d| rfc3339(d.dead_at)),
         published_at: match status {
             Status::Published => store.published_at(seq).map(rfc3339),

@@ -694,6 +694,7 @@ impl<'a> Drain<'a> {
                         "returned by the broker: {} {} (routing key {})",
                         r.reply_code, r.reply_text, entry.routing_key
                     );
+                    self.store.refused(front.seq, &why);
                     let spent = Confirm::Done(Box::new(Ok(Confirmation::NotRequested)));
                     let now = tokio::time::Instant::now();
                     match self.window.returned(front, (entry, spent), now) {
@@ -731,6 +732,7 @@ impl<'a> Drain<'a> {
                     let r = self.window.closed(front, refused);
                     if r.charged {
                         count_failure("channel");
+                        self.store.refused(front.seq, &e.to_string());
                     }
                     if let Some(dead) = r.dead {
                         self.dead(dead, &entry, e.to_string())?;
@@ -740,6 +742,7 @@ impl<'a> Drain<'a> {
                 }
             };
             count_failure("nack");
+            self.store.refused(front.seq, &why);
             let dead = self.window.nacked(front);
             if let Some(dead) = dead {
                 self.dead(dead, &entry, why.clone())?;

@@ -23,7 +23,7 @@
 //! `retain_max_bytes`. Crash windows: a record published but whose cursor was not saved yet
 //! is published again on restart (at-least-once; consumers dedup by `message_id`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -220,6 +220,13 @@ pub struct DeadInfo {
     pub dead_at: u64,
 }
 
+/// What [`Store::refusals`] knows of a record the broker refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    pub count: u32,
+    pub last_error: String,
+}
+
 pub struct Store {
     db: sled::Db,
     sled_files: SledFiles,
@@ -243,6 +250,10 @@ pub struct Store {
     /// Records the broker confirmed past the cursor (while an earlier one waits for a retry):
     /// published, though the cursor has not passed them yet. Until the cursor does.
     published_ahead: Mutex<BTreeSet<u64>>,
+    /// Refusals by the broker of records not finished yet (`events show` of a pending event
+    /// says how often and why), until the cursor passes them. In memory: a restart starts the
+    /// count again, as the relay does.
+    refusals: Mutex<BTreeMap<u64, Refusals>>,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -398,6 +409,7 @@ impl Store {
             oldest_read: Mutex::new(None),
             cursor_file,
             published_ahead: Mutex::new(BTreeSet::new()),
+            refusals: Mutex::new(BTreeMap::new()),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -690,7 +702,32 @@ impl Store {
         if !ahead.is_empty() {
             *ahead = ahead.split_off(&cursor);
         }
+        drop(ahead);
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        if !refusals.is_empty() {
+            *refusals = refusals.split_off(&cursor);
+        }
         Ok(())
+    }
+
+    /// The broker refused record `seq` (returned, nacked, or a channel closed over it).
+    pub fn refused(&self, seq: u64, why: &str) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = refusals.entry(seq).or_default();
+        r.count += 1;
+        why.clone_into(&mut r.last_error);
+    }
+
+    /// How often and why the broker refused record `seq`, while it is not finished.
+    pub fn refusals(&self, seq: u64) -> Option<Refusals> {
+        if seq < self.cursor() {
+            return None;
+        }
+        self.refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&seq)
+            .cloned()
     }
 
     /// The broker confirmed record `seq`, which is past the cursor (an earlier record waits

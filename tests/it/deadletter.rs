@@ -77,6 +77,20 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(gw.running.gateway.store.dead_letters().unwrap().is_empty());
+    // While it waits for its next try, `events show` says how often and why it was refused
+    // (only a dead letter said so).
+    let v = gw.admin_json("/events/ghdl/dead-1").await;
+    assert_eq!(v["status"], "pending", "{v}");
+    assert!(
+        v["attempts"].as_u64().is_some_and(|n| (1..6).contains(&n)),
+        "{v}"
+    );
+    assert!(
+        v["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NO_ROUTE")),
+        "{v}"
+    );
 
     // Dead after the sixth refusal (retries back off), then the backlog is empty.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -105,6 +119,12 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
     assert_eq!(dead[0].1.message_id, "dead-1");
     assert_eq!(dead[0].2.attempts, 6);
     assert!(dead[0].2.reason.contains("NO_ROUTE"), "{:?}", dead[0].2);
+    let v = gw.admin_json("/events/ghdl/dead-1").await;
+    assert_eq!(
+        (v["status"].as_str(), v["attempts"].as_u64()),
+        (Some("dead"), Some(6)),
+        "{v}"
+    );
 
     // And later events still flow.
     assert_eq!(gw.send("ghdl", &push("after", b"{}")).await.status(), 202);
