@@ -315,6 +315,10 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
 
 fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<()> {
     let config = Config::load(&config)?;
+    if source.is_empty() || id.is_empty() {
+        // No event has an empty id or source; the admin route has no path for them.
+        bail!("no event {id:?} of source {source:?} is kept");
+    }
     let backend = Backend::open(&config)?;
     let detail: Option<EventDetail> = match &backend {
         Backend::Store(store) => inspect::show(store, source, id)?,

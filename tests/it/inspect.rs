@@ -633,10 +633,19 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (_, running_after, _) = hookgate(&list, &file);
+    let empty_id = ["events", "show", "--source", "gh", "--id="];
+    let (ok, _, empty_running) = hookgate(&empty_id, &file);
+    assert!(!ok);
     gw.stop().await;
     let (ok, stopped, err) = hookgate(&list, &file);
     assert!(ok, "{err}");
     assert_eq!(stopped, running_after, "the same rows from the store");
+    let (ok, _, empty_stopped) = hookgate(&empty_id, &file);
+    assert!(!ok);
+    assert_eq!(
+        empty_stopped, empty_running,
+        "the same answer for an empty id"
+    );
     let (ok, shown_stopped, err) =
         hookgate(&["events", "show", "--source", "gh", "--id", "c1"], &file);
     assert!(ok, "{err}");
