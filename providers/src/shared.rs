@@ -105,6 +105,22 @@ pub fn type_name(raw: &str) -> Option<String> {
     (!joined.is_empty()).then_some(joined)
 }
 
+/// A name in a body the signature does not cover (GitLab's `object_kind`, Gitee's `hook_name`)
+/// that becomes part of a type: absent, null or empty is `None`; a string is held to the
+/// `[a-z0-9_]` shape those providers send, never mapped into it; a value of another JSON type
+/// is not what they send either, and is refused rather than left out of the type.
+pub fn lower_name_value<'v>(
+    v: Option<&'v Value>,
+    why: &'static str,
+) -> Result<Option<&'v str>, Rejection> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => bounded(s, shape::lower_name, why).map(Some),
+        Some(_) => Err(Rejection::Malformed(why)),
+    }
+}
+
 /// [`type_name`], or `unknown` when the provider sent nothing usable.
 pub fn type_name_or_unknown(raw: &str) -> String {
     type_name(raw).unwrap_or_else(|| "unknown".into())

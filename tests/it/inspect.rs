@@ -453,6 +453,33 @@ async fn rejections_say_why_without_a_body_or_a_signature() {
     gw.stop().await;
 }
 
+/// The envelopes `tail --json --count N` printed, once it has printed its N and ended.
+async fn tail_json(mut tail: std::process::Child) -> Vec<Value> {
+    let deadline = Instant::now() + T;
+    while tail.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = tail.kill();
+            let out = tail.wait_with_output().unwrap();
+            panic!(
+                "tail did not print its count in time: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = tail.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn hookgate(args: &[&str], file: &std::path::Path) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(args)
@@ -569,7 +596,7 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     assert!(ok && !err.contains("no source"), "{err}");
 
     // `tail` follows what is accepted after it starts, envelopes with --json.
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["tail", "--json", "--count", "2", "-c"])
         .arg(&file)
         .stdout(std::process::Stdio::piped())
@@ -579,25 +606,7 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     send(&gw, "push", "t0").await;
     send(&gw, "issues", "t1").await;
-    let deadline = Instant::now() + T;
-    while tail.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = tail.kill();
-            panic!("tail did not print two events");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = tail.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let envelopes: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let envelopes = tail_json(tail).await;
     assert_eq!(envelopes.len(), 2);
     assert_eq!(
         (&envelopes[0]["id"], &envelopes[0]["type"]),
@@ -771,7 +780,7 @@ async fn tail_follows_published_events_when_nothing_is_retained() {
         text(&format!("admin_listen = \"{}\"", gw.running.admin_addr)),
     )
     .unwrap();
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["tail", "--json", "--count", "3", "-c"])
         .arg(&file)
         .stdout(std::process::Stdio::piped())
@@ -784,33 +793,10 @@ async fn tail_follows_published_events_when_nothing_is_retained() {
         // Published, and so out of the listings, before tail's next look.
         consumer.take(1, T).await;
     }
-    let deadline = Instant::now() + T;
-    while tail.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = tail.kill();
-            let out = tail.wait_with_output().unwrap();
-            panic!(
-                "tail did not print three events: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = tail.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tailed: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let tailed: Vec<Value> = tail_json(tail)
+        .await
+        .iter()
+        .map(|e| e["id"].clone())
         .collect();
     assert_eq!(tailed, ["r0", "r1", "r2"]);
     // Still out of the listing.

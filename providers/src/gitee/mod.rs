@@ -189,21 +189,13 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// A name that becomes part of the type: absent (or null, or empty) is `None`; a value of
-/// another JSON type is not what Gitee sends, and is refused rather than left out of the type.
+/// A name in the body held to the `[a-z0-9_]` shape Gitee's names have.
 fn name_of<'v>(
     m: &'v Map<String, Value>,
     key: &str,
     why: &'static str,
 ) -> Result<Option<&'v str>, Rejection> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => {
-            crate::shared::bounded(s, crate::shared::shape::lower_name, why).map(Some)
-        }
-        Some(_) => Err(Rejection::Malformed(why)),
-    }
+    crate::shared::lower_name_value(m.get(key), why)
 }
 
 impl crate::Provider for Gitee {

@@ -75,30 +75,19 @@ fn header<'r>(req: &RawRequest<'r>, name: &str) -> Option<&'r str> {
     req.header(name).map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// An unsigned name checked for the `[a-z0-9_]` shape GitLab's names have.
-fn lower_name<'v>(v: &'v str, why: &'static str) -> Result<&'v str, Rejection> {
-    crate::shared::bounded(v, crate::shared::shape::lower_name, why)
-}
-
 fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
-/// A name that becomes part of the type: absent (or null, or empty) is `None`; a value of
-/// another JSON type is not what GitLab sends, and is refused rather than left out of the type.
+/// A name in the body held to the `[a-z0-9_]` shape GitLab's names have.
 fn name_at<'v>(
     v: &'v Value,
     pointer: &str,
     why: &'static str,
 ) -> Result<Option<&'v str>, Rejection> {
-    match v.pointer(pointer) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => lower_name(s, why).map(Some),
-        Some(_) => Err(Rejection::Malformed(why)),
-    }
+    crate::shared::lower_name_value(v.pointer(pointer), why)
 }
 
 impl crate::Provider for Gitlab {
