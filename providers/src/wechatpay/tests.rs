@@ -391,6 +391,24 @@ fn v3_refusals() {
     assert_eq!(go(&h, &body, NOW + 300), Rejection::StaleTimestamp);
     assert_eq!(go(&h, &body, NOW - 300), Rejection::StaleTimestamp);
     assert_eq!(go(&h, &body, u64::MAX / 4), Rejection::StaleTimestamp);
+    // A signed timestamp in milliseconds is far in the future, not a malformed header (it
+    // was a 400); one before 1970 far in the past.
+    let (ms, ms_body) = notification(
+        PLATFORM_KEY,
+        PLATFORM_SERIAL,
+        NOW * 1000,
+        APIV3_KEY,
+        TRANSACTION,
+    );
+    assert_eq!(go(&ms, &ms_body, NOW), Rejection::StaleTimestamp);
+    assert_eq!(super::v3::parse_timestamp("-5"), Ok(-5));
+    assert_eq!(
+        super::v3::parse_timestamp("99999999999999999999"),
+        Ok(i64::MAX)
+    );
+    for bad in ["", "-", "1.5", "12a", " 1"] {
+        assert!(super::v3::parse_timestamp(bad).is_err(), "{bad:?}");
+    }
     // unknown serial
     let mut unknown = h.clone();
     unknown[4].1 = "1DB3F0A2C2DE0E1F".into();
@@ -425,10 +443,12 @@ fn v3_refusals() {
         missing.remove(i);
         assert_eq!(go(&missing, &body, NOW), Rejection::missing(name));
     }
-    // a timestamp that is not Unix seconds
-    let mut ms = h.clone();
-    ms[1].1 = "-1".into();
-    assert!(matches!(go(&ms, &body, NOW), Rejection::Malformed(_)));
+    // a timestamp that is not a number; one before 1970 is outside the window
+    let mut odd = h.clone();
+    odd[1].1 = "1.5".into();
+    assert!(matches!(go(&odd, &body, NOW), Rejection::Malformed(_)));
+    odd[1].1 = "-1".into();
+    assert_eq!(go(&odd, &body, NOW), Rejection::StaleTimestamp);
     // wrong APIv3 key (correctly signed)
     let (h2, b2) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY_2, TRANSACTION);
     assert_eq!(
@@ -492,6 +512,12 @@ fn v3_rotation_and_mch_id() {
     // a partner notification addressed to the sub-merchant
     let partner = r#"{"sp_mchid":"1230000109","sub_mchid":"1900000001","out_trade_no":"o"}"#;
     let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, partner);
+    assert!(admit(&p, &h, &body, at(NOW)).is_ok());
+    // A notification whose plaintext names no merchant (complaints) is not another's: it was
+    // refused as one.
+    let complaint =
+        r#"{"complaint_id":"200201820200101080076610000","action_type":"CREATE_COMPLAINT"}"#;
+    let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, complaint);
     assert!(admit(&p, &h, &body, at(NOW)).is_ok());
 }
 

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{WechatPay, V3};
 use crate::crypto::{self, RsaDigest, RsaPublicKey};
-use crate::shared::{digits, non_empty, type_name_or_unknown, unix_secs, within_window};
+use crate::shared::{non_empty, type_name_or_unknown, unix_secs, within_window};
 use crate::{Admission, Data, Event, RawRequest, Rejection, Reply, Secret};
 
 pub(super) const TIMESTAMP: &str = "Wechatpay-Timestamp";
@@ -102,9 +102,13 @@ impl WechatPay {
         })
     }
 
+    /// With `mch_id` set, a notification that names merchants must name this one. One that
+    /// names none (a complaint notification's plaintext has no merchant id) is ours: only our
+    /// APIv3 key decrypted it.
     pub(super) fn check_recipient(&self, candidates: &[Option<&str>]) -> Result<(), Rejection> {
+        let mut named = candidates.iter().flatten().peekable();
         match &self.mch_id {
-            Some(mine) if !candidates.iter().flatten().any(|id| id == mine) => {
+            Some(mine) if named.peek().is_some() && !named.any(|id| id == mine) => {
                 Err(Rejection::WrongRecipient("mchid"))
             }
             _ => Ok(()),
@@ -112,9 +116,20 @@ impl WechatPay {
     }
 }
 
-fn parse_timestamp(s: &str) -> Result<i64, Rejection> {
+/// Unix seconds. A number in another unit (milliseconds) or before 1970 is a time outside the
+/// window, refused as such (401), not as a malformed header.
+pub(super) fn parse_timestamp(s: &str) -> Result<i64, Rejection> {
     const BAD: Rejection = Rejection::Malformed("Wechatpay-Timestamp is not Unix seconds");
-    digits(s).filter(|_| s.len() <= 12).ok_or(BAD)
+    let (negative, abs) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if abs.is_empty() || abs.len() > 40 || !abs.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD);
+    }
+    // Past i64 (40 digits at most): as far outside the window as can be.
+    let n = abs.parse::<i64>().unwrap_or(i64::MAX);
+    Ok(if negative { -n } else { n })
 }
 
 /// The v3 signed message, `timestamp\nnonce\nbody\n` .
