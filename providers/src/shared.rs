@@ -233,7 +233,8 @@ pub fn beijing_rfc3339(s: &str, format: &str) -> Option<String> {
     let t = naive
         .and_local_timezone(chrono::FixedOffset::east_opt(BEIJING_SECS)?)
         .single()?;
-    Some(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false))
+    // A fraction only when one was sent.
+    Some(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false))
 }
 
 /// Unix seconds as Beijing wall-clock time in `format` (what the samples write).

@@ -46,7 +46,8 @@ const FAIL: &str = "fail";
 const MIN_KEY_BITS: usize = 2048;
 
 /// Notification times are Beijing time without an offset, written like this.
-const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// Seconds, or milliseconds after a dot (refund notifications' `gmt_refund`).
+const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

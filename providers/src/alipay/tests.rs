@@ -476,6 +476,12 @@ fn beijing_times() {
     );
     assert_eq!(beijing_rfc3339("2019-08-15T15:56:22", TIME_FORMAT), None);
     assert_eq!(beijing_rfc3339("", TIME_FORMAT), None);
+    // Refund notifications send gmt_refund with milliseconds (it fell back to gmt_payment).
+    assert_eq!(
+        beijing_rfc3339("2021-07-14 09:51:36.631", TIME_FORMAT).as_deref(),
+        Some("2021-07-14T09:51:36.631+08:00")
+    );
+    assert_eq!(beijing_rfc3339("2021-07-14 09:51:36.", TIME_FORMAT), None);
 }
 
 #[test]
