@@ -516,7 +516,10 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
         {
             bail!("--diff: a reload would be refused: {problem}");
         }
-        let changes = crate::runtime::diff(&running, &crate::runtime::Summary::of(&config));
+        // The fingerprints are keyed by the store's `config.key`, which `serve` made.
+        let key = crate::runtime::FingerprintKey::load(&config.store.path)
+            .map_err(|e| anyhow::anyhow!("--diff: {e}"))?;
+        let changes = crate::runtime::diff(&running, &crate::runtime::Summary::of(&config, &key));
         let lines = changes.lines();
         if lines.is_empty() {
             writeln!(out, "diff: a reload would change nothing")?;

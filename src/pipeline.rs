@@ -79,7 +79,11 @@ impl Gateway {
         health: Arc<Health>,
     ) -> Result<Gateway, String> {
         Ok(Gateway {
-            runtime: arc_swap::ArcSwap::from_pointee(Runtime::build(config, None)?),
+            runtime: arc_swap::ArcSwap::from_pointee(Runtime::build(
+                config,
+                &crate::runtime::FingerprintKey::load_or_create(&config.store.path)?,
+                None,
+            )?),
             store,
             broker,
             request_timeout: Duration::from_secs(config.server.request_timeout_secs),

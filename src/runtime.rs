@@ -8,10 +8,14 @@
 //! needing a restart, never half-applied.
 //!
 //! [`Summary`] describes a config without a secret in it: display values for plain keys and a
-//! SHA-256 fingerprint per source. `GET /config` on the admin listener serves the running
-//! gateway's, and `hookgate check --diff` compares a file against it with [`diff`].
+//! keyed fingerprint per source ([`FingerprintKey`]). `GET /config` on the admin listener
+//! serves the running gateway's, and `hookgate check --diff` compares a file against it with
+//! [`diff`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -32,12 +36,18 @@ pub struct Runtime {
     /// What this snapshot serves, for `GET /config` and the next reload's comparison. Its
     /// `restart` keys are those the process started with (a reload does not apply them).
     pub summary: Summary,
+    /// The key of the summary's fingerprints, the same for every snapshot of a process.
+    key: FingerprintKey,
 }
 
 impl Runtime {
     /// Builds every source of `config`. A source or limiter whose `rate_limit` is unchanged
     /// from `previous` keeps its buckets, so a reload does not hand out a fresh burst.
-    pub fn build(config: &Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
+    pub fn build(
+        config: &Config,
+        key: &FingerprintKey,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, String> {
         let mut sources = HashMap::new();
         for c in &config.sources {
             let mut source = Source::build(c)?;
@@ -61,7 +71,8 @@ impl Runtime {
             forwarded_header: config.server.forwarded_header,
             client_limiter,
             client_rate_limit,
-            summary: Summary::of(config),
+            summary: Summary::of(config, key),
+            key: key.clone(),
         })
     }
 }
@@ -83,14 +94,75 @@ pub struct SourceSummary {
     pub fingerprint: String,
 }
 
-/// First 12 hex digits of SHA-256: enough to see a change, too short to be worth keeping.
-fn short_fingerprint(value: &str) -> String {
-    let digest = providers::sha256(&[value.as_bytes()]);
-    format!("sha256:{}", &hex::encode(digest)[..12])
+/// The key of the fingerprints a [`Summary`] shows: `config.key` in the store's directory, 32
+/// random bytes the first `serve` writes (owner-only). A fingerprint is an HMAC under it, so
+/// what `GET /config` shows cannot be checked offline against guessed secrets or broker
+/// passwords, as unkeyed SHA-256 could (found by a review: a word list recovered them).
+/// `check --diff`, on the same host, reads the same file to compare.
+#[derive(Clone)]
+pub struct FingerprintKey([u8; 32]);
+
+impl FingerprintKey {
+    const FILE: &'static str = "config.key";
+
+    /// The key of the store at `store` (its directory), made now if there is none.
+    pub fn load_or_create(store: &Path) -> Result<FingerprintKey, String> {
+        let path = store.join(Self::FILE);
+        let fresh = providers::random_array::<32>();
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(&fresh)?;
+                f.sync_all()
+            });
+        match made {
+            Ok(()) => Ok(FingerprintKey(fresh)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(store),
+            Err(e) => Err(format!("writing {}: {e}", path.display())),
+        }
+    }
+
+    /// The key `serve` made for the store at `store`.
+    pub fn load(store: &Path) -> Result<FingerprintKey, String> {
+        let path: PathBuf = store.join(Self::FILE);
+        let mut key = [0u8; 32];
+        let mut extra = [0u8; 1];
+        std::fs::File::open(&path)
+            .and_then(|mut f| {
+                f.read_exact(&mut key)?;
+                match f.read(&mut extra)? {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::other("longer than 32 bytes")),
+                }
+            })
+            .map_err(|e| {
+                format!(
+                    "reading {} (the key of the config fingerprints; a damaged one may be removed, `serve` makes a new one): {e}",
+                    path.display()
+                )
+            })?;
+        Ok(FingerprintKey(key))
+    }
+
+    /// A fixed key, for tests that compare summaries.
+    pub fn fixed(byte: u8) -> FingerprintKey {
+        FingerprintKey([byte; 32])
+    }
+
+    /// `hmac:` and the first `hex_len` hex digits of HMAC-SHA-256 of `value` under the key.
+    fn of(&self, value: &[u8], hex_len: usize) -> String {
+        let mac = hex::encode(providers::hmac_sha256(&self.0, &[value]));
+        format!("hmac:{}", &mac[..hex_len.min(mac.len())])
+    }
 }
 
 impl Summary {
-    pub fn of(c: &Config) -> Summary {
+    pub fn of(c: &Config, key: &FingerprintKey) -> Summary {
+        // The first 12 hex digits: enough to see a change.
+        let short_fingerprint = |value: &str| key.of(value.as_bytes(), 12);
         let s = &c.server;
         let mut restart = BTreeMap::new();
         let mut put = |k: &str, v: String| restart.insert(k.to_string(), v);
@@ -195,7 +267,7 @@ impl Summary {
                     src.name.clone(),
                     SourceSummary {
                         provider: src.provider.kind().as_str().into(),
-                        fingerprint: src.fingerprint.clone(),
+                        fingerprint: key.of(src.fingerprint.as_bytes(), 64),
                     },
                 )
             })
@@ -321,7 +393,7 @@ pub fn apply(
     if let Some(problem) = sources_problem(config.sources.len(), current.sources.len()) {
         return Err(ReloadError(problem.into()));
     }
-    let mut next = Runtime::build(config, Some(&current)).map_err(ReloadError)?;
+    let mut next = Runtime::build(config, &current.key, Some(&current)).map_err(ReloadError)?;
     let changes = diff(&current.summary, &next.summary);
     next.summary.restart = current.summary.restart.clone();
     reload_tls().map_err(ReloadError)?;
@@ -380,13 +452,16 @@ mod tests {
         Config::parse(&text, &HashMap::new(), std::path::Path::new("/")).unwrap()
     }
 
+    static KEY: std::sync::LazyLock<FingerprintKey> =
+        std::sync::LazyLock::new(|| FingerprintKey::fixed(7));
+
     const GH: &str =
         "[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"one-secret-value\"]\n";
 
     #[test]
     fn a_secret_change_shows_as_a_changed_source_without_the_secret() {
-        let a = Summary::of(&config("", GH));
-        let b = Summary::of(&config("", &GH.replace("one-secret", "two-secret")));
+        let a = Summary::of(&config("", GH), &KEY);
+        let b = Summary::of(&config("", &GH.replace("one-secret", "two-secret")), &KEY);
         let c = diff(&a, &b);
         assert_eq!(c.changed, vec!["gh".to_string()]);
         assert!(c.restart.is_empty() && c.added.is_empty() && c.removed.is_empty());
@@ -395,14 +470,45 @@ mod tests {
         assert_eq!(diff(&a, &a), Changes::default());
     }
 
+    /// What `GET /config` shows cannot be recomputed without the store's key (an unkeyed
+    /// SHA-256 let a word list recover the secrets and the broker's password).
+    #[test]
+    fn fingerprints_are_keyed_by_the_store_s_key() {
+        let c = config("", GH);
+        let a = Summary::of(&c, &FingerprintKey::fixed(1));
+        let b = Summary::of(&c, &FingerprintKey::fixed(2));
+        assert_ne!(a.sources["gh"].fingerprint, b.sources["gh"].fingerprint);
+        assert_ne!(a.restart["amqp.url"], b.restart["amqp.url"]);
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(
+            !text.contains(&c.sources[0].fingerprint["sha256:".len()..]),
+            "{text}"
+        );
+        let unkeyed = hex::encode(providers::sha256(&[c.amqp.url.join("\n").as_bytes()]));
+        assert!(!text.contains(&unkeyed[..12]), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let made = FingerprintKey::load_or_create(dir.path()).unwrap();
+        let again = FingerprintKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(made.0, again.0, "made once, then read");
+        assert_eq!(FingerprintKey::load(dir.path()).unwrap().0, made.0);
+        let file = dir.path().join(FingerprintKey::FILE);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&file, [1u8; 31]).unwrap();
+        let e = FingerprintKey::load(dir.path()).err().unwrap();
+        assert!(e.contains("config.key"), "{e}");
+    }
+
     #[test]
     fn listeners_and_store_need_a_restart_sources_do_not() {
-        let a = Summary::of(&config("", GH));
+        let a = Summary::of(&config("", GH), &KEY);
         let other = config(
             "trusted_proxies = [\"10.0.0.0/8\"]",
             &format!("{GH}[[sources]]\nname = \"std\"\nprovider = \"standard\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n"),
         );
-        let mut moved = Summary::of(&other);
+        let mut moved = Summary::of(&other, &KEY);
         moved
             .restart
             .insert("server.listen".into(), "0.0.0.0:8081".into());
@@ -425,14 +531,14 @@ mod tests {
     #[test]
     fn unchanged_rate_limits_keep_their_buckets() {
         let limited = GH.to_string() + "rate_limit = { per_second = 1, burst = 1 }\n";
-        let first = Runtime::build(&config("", &limited), None).unwrap();
+        let first = Runtime::build(&config("", &limited), &KEY, None).unwrap();
         assert!(first.sources["gh"]
             .limiter
             .as_ref()
             .unwrap()
             .check()
             .is_ok());
-        let kept = Runtime::build(&config("", &limited), Some(&first)).unwrap();
+        let kept = Runtime::build(&config("", &limited), &KEY, Some(&first)).unwrap();
         assert!(
             kept.sources["gh"]
                 .limiter
@@ -444,6 +550,7 @@ mod tests {
         );
         let changed = Runtime::build(
             &config("", &limited.replace("burst = 1", "burst = 2")),
+            &KEY,
             Some(&first),
         )
         .unwrap();

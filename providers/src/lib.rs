@@ -65,5 +65,11 @@ pub use registry::{file_keys, ConfigKeys, ProviderConfig, ProviderKind};
 pub use secret::Secret;
 // `bounded`: the gateway shapes the unverified id it logs for a refusal the same way.
 pub use shared::{bounded, unix_secs};
-// One SHA-256 (ring's) for the gateway too: dedup fingerprints, refused bodies, config digests.
-pub use crypto::sha256;
+// One SHA-256 (ring's) for the gateway too: dedup fingerprints, refused bodies, config digests;
+// and its HMAC and random bytes for the keyed config fingerprints.
+pub use crypto::{random_array, sha256};
+
+/// HMAC-SHA-256 of `parts` under `key` (ring's, as every provider's).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    crypto::hmac(crypto::MacAlg::Sha256, key, parts)
+}

@@ -267,8 +267,8 @@ pub struct SourceConfig {
     pub provider: ProviderConfig,
     /// `sha256:` + hex SHA-256 of the source's resolved table (secrets read from their files,
     /// variables interpolated) and its effective body limit: any change, a rotated secret
-    /// included, changes it. Shown by `GET /config` and compared by `check --diff`; never the
-    /// values themselves.
+    /// included, changes it. Never shown as it is (it would confirm a guessed secret):
+    /// `GET /config` and `check --diff` show it keyed ([`crate::runtime::FingerprintKey`]).
     pub fingerprint: String,
 }
 
