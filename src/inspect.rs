@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::PoisonError;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::store::{DeadInfo, Entry, Store, StoreError};
 
@@ -237,8 +238,20 @@ pub struct EventDetail {
     /// Later records of the same event re-enqueued by replays, newest first.
     #[serde(default)]
     pub replays: Vec<EventRow>,
-    /// The CloudEvents envelope as published.
-    pub envelope: serde_json::Value,
+    /// The CloudEvents envelope as published, byte for byte ([`envelope_of`]). Read back with
+    /// [`EnvelopeOf`]: beside a flattened field serde cannot deserialize a raw value.
+    #[serde(skip_deserializing, default = "no_envelope")]
+    pub envelope: Box<RawValue>,
+}
+
+/// The `envelope` of an [`EventDetail`] or [`FollowedRow`] as sent, read on its own.
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeOf {
+    pub envelope: Box<RawValue>,
+}
+
+fn no_envelope() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
 }
 
 /// What the status of a record depends on, read once per query.
@@ -394,7 +407,9 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
 pub struct FollowedRow {
     #[serde(flatten)]
     pub row: EventRow,
-    pub envelope: serde_json::Value,
+    /// As in [`EventDetail::envelope`].
+    #[serde(skip_deserializing, default = "no_envelope")]
+    pub envelope: Box<RawValue>,
 }
 
 /// Records after `after` matching `filter`, oldest first, at most `filter.limit`, kept by
@@ -426,10 +441,76 @@ pub fn follow(store: &Store, filter: &Filter, after: u64) -> Result<Vec<Followed
     Ok(out)
 }
 
-/// A record's envelope as JSON (as text if it is not JSON, which hookgate never writes).
-fn envelope_of(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into()))
+/// A record's envelope exactly as it was kept and published (as a JSON string if it is not
+/// JSON, which hookgate never writes). Parsed and written again, big numbers were rounded,
+/// duplicate keys dropped and keys sorted: the operator saw another envelope than the
+/// consumers got (found by a review).
+fn envelope_of(body: &[u8]) -> Box<RawValue> {
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+        .unwrap_or_else(|| {
+            let text =
+                serde_json::to_string(&String::from_utf8_lossy(body)).expect("a string is JSON");
+            RawValue::from_string(text).expect("a JSON string is JSON")
+        })
+}
+
+/// Raw JSON `text` indented by two spaces, its tokens untouched (numbers, escapes, key order
+/// and duplicates as they are): `events show` prints an envelope so.
+pub fn pretty_raw(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                // An empty object or array stays on its line.
+                while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek().is_some_and(|&n| n == '}' || n == ']') {
+                    out.push(chars.next().expect("peeked"));
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A record found by [`find`]: seq, entry, status, and the replays after it.
@@ -1095,6 +1176,50 @@ mod tests {
         }
     }
 
+    /// `show` and `follow` give the envelope as it was kept and published, byte for byte: a
+    /// parse rounded big numbers, dropped a duplicate key and sorted the keys (found by a
+    /// review: the operator saw another envelope than the consumers got).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_envelope_shown_is_the_one_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::open(&config(dir.path())).unwrap());
+        let body = r#"{"id":"big","data":{"z":123456789012345678901234567890,"a":0.10000000000000000555,"k":"first","k":"second"}}"#;
+        let e = Entry {
+            body: body.as_bytes().to_vec(),
+            ..event("big", "github.push", NOW)
+        };
+        let t = std::time::Duration::from_secs(5);
+        store.accept(&e, NOW, t).await.unwrap();
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let d = show(&s, "gh", "big").unwrap().unwrap();
+            assert_eq!(d.envelope.get(), body);
+            let text = serde_json::to_string(&d).unwrap();
+            assert!(text.contains(body), "{text}");
+            // And read back by the command line, as it does.
+            let back: EnvelopeOf = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.envelope.get(), body);
+            let rows = follow(&s, &Query::default().resolve(NOW).unwrap(), 0).unwrap();
+            assert_eq!(rows[0].envelope.get(), body);
+        })
+        .await
+        .unwrap();
+        store.close();
+    }
+
+    #[test]
+    fn raw_envelopes_are_indented_token_for_token() {
+        let raw = r#"{"a":[1,{"b":"x,\"y\":{z}"}],"e":{},"f":[ ],"n":123456789012345678901234567890,"k":1,"k":2}"#;
+        assert_eq!(
+            pretty_raw(raw),
+            "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"x,\\\"y\\\":{z}\"\n    }\n  ],\n  \"e\": {},\n  \"f\": [],\n  \"n\": 123456789012345678901234567890,\n  \"k\": 1,\n  \"k\": 2\n}"
+        );
+        // The indented text is the same JSON.
+        let a: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&pretty_raw(raw)).unwrap();
+        assert_eq!(a, b);
+    }
+
     /// Alipay and WeChat Pay v2 events are indexed by their content key beside the id: a
     /// forget that left it would still call the provider's redelivery a duplicate.
     #[tokio::test]
@@ -1519,7 +1644,10 @@ mod tests {
             assert_eq!(d.row.status, Status::Dead);
             assert_eq!(d.attempts, Some(3));
             assert_eq!(d.last_error.as_deref(), Some("NO_ROUTE"));
-            assert_eq!(d.envelope["id"], "e3");
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(d.envelope.get()).unwrap()["id"],
+                "e3"
+            );
             assert!(show(&s, "gh", "nope").unwrap().is_none());
 
             let by_filter = ReplayRequest {

@@ -192,6 +192,12 @@ impl Backend {
         path: &str,
         body: Option<String>,
     ) -> anyhow::Result<T> {
+        let text = self.call_text(method, path, body)?;
+        serde_json::from_str(&text).context("the admin listener answered with unexpected JSON")
+    }
+
+    /// [`Backend::call`]'s answer as text (to read envelopes from it as they are).
+    fn call_text(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<String> {
         let Backend::Admin { addr, token } = self else {
             unreachable!("only called on the admin backend")
         };
@@ -216,7 +222,7 @@ impl Backend {
                 .unwrap_or(text);
             bail!("{why}");
         }
-        serde_json::from_str(&text).context("the admin listener answered with unexpected JSON")
+        Ok(text)
     }
 
     fn close(self) {
@@ -324,8 +330,15 @@ fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<(
         Backend::Store(store) => inspect::show(store, source, id)?,
         remote => {
             let path = format!("/events/{}/{}", encode(source), encode(id));
-            match remote.call::<EventDetail>("GET", &path, None) {
-                Ok(d) => Some(d),
+            match remote.call_text("GET", &path, None) {
+                Ok(text) => {
+                    let unexpected = "the admin listener answered with unexpected JSON";
+                    let mut d: EventDetail = serde_json::from_str(&text).context(unexpected)?;
+                    d.envelope = serde_json::from_str::<inspect::EnvelopeOf>(&text)
+                        .context(unexpected)?
+                        .envelope;
+                    Some(d)
+                }
                 Err(e) if e.to_string().contains("no such event") => None,
                 Err(e) => return Err(e),
             }
@@ -371,7 +384,7 @@ fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<(
         writeln!(out, "replayed:     seq {}  {}", p.seq, p.status)?;
     }
     writeln!(out, "envelope:")?;
-    writeln!(out, "{}", serde_json::to_string_pretty(&d.envelope)?)?;
+    writeln!(out, "{}", inspect::pretty_raw(d.envelope.get()))?;
     Ok(())
 }
 
@@ -735,6 +748,11 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
         events: Vec<crate::inspect::FollowedRow>,
         last_seq: u64,
     }
+    /// The same answer's envelopes, as they are ([`inspect::EnvelopeOf`]).
+    #[derive(serde::Deserialize)]
+    struct Envelopes {
+        events: Vec<inspect::EnvelopeOf>,
+    }
     const PAGE: usize = 1000;
     // Every record accepted after `after`, oldest first, published and no longer listed by
     // retention or not (`retain_secs = 0`): the admin API's `after`.
@@ -746,7 +764,14 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
             after: Some(after),
             ..Query::default()
         })?;
-        backend.call::<Events>("GET", &format!("/events{}", query_string(&q)), None)
+        let text = backend.call_text("GET", &format!("/events{}", query_string(&q)), None)?;
+        let unexpected = "the admin listener answered with unexpected JSON";
+        let mut page: Events = serde_json::from_str(&text).context(unexpected)?;
+        let envelopes: Envelopes = serde_json::from_str(&text).context(unexpected)?;
+        for (row, e) in page.events.iter_mut().zip(envelopes.events) {
+            row.envelope = e.envelope;
+        }
+        Ok(page)
     };
     // Only what comes after now: nothing follows the last seq there can be, and the answer
     // says where the log ends.
@@ -763,7 +788,7 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
         for crate::inspect::FollowedRow { row: r, envelope } in page.events {
             last = last.max(r.seq);
             if a.json {
-                writeln!(out, "{}", serde_json::to_string(&envelope)?)?;
+                writeln!(out, "{}", envelope.get())?;
             } else {
                 writeln!(
                     out,
