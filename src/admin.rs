@@ -172,6 +172,14 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
     {
         return Err("a request that changes something must be Content-Type: application/json");
     }
+    // A browser names where a request comes from: another site's page cannot read the
+    // answers, but it could tell a 200 from a 404 (whether an event is kept) and make the
+    // gateway scan its log at will. Clients that are not browsers send no such header.
+    if let Some(site) = req.headers().get("sec-fetch-site") {
+        if matches!(site.as_bytes(), b"cross-site" | b"same-site") {
+            return Err("without admin_token the admin listener answers no other site's page");
+        }
+    }
     let Some(host) = req.headers().get(header::HOST) else {
         return Ok(());
     };

@@ -728,6 +728,24 @@ async fn the_admin_listener_refuses_what_a_browser_page_could_send() {
         .await
         .unwrap();
     assert_eq!(rebound.status(), 403);
+    // Another site's page (a browser says so): not even a status to read (it could tell a
+    // kept event from none). The console's own requests, a typed address and non-browser
+    // clients are served.
+    for (site, status) in [
+        ("cross-site", 403),
+        ("same-site", 403),
+        ("same-origin", 200),
+        ("none", 200),
+    ] {
+        let r = gw
+            .client
+            .get(gw.admin("/events"))
+            .header("Sec-Fetch-Site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{site}");
+    }
     for host in ["localhost:9090", "127.0.0.1", "[::1]:9090"] {
         let r = gw
             .client
