@@ -224,8 +224,24 @@
     await showEvent(current.source, current.id);
   }
 
+  // `since` as the server reads it ("90s", "15m", "2h", "7d" back from now), fixed to a time,
+  // and `until` to now: the replay that follows the confirmation then selects what its dry run
+  // counted, not also what arrived while the dialog was open.
+  function pinned(f) {
+    const now = Date.now();
+    const iso = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+    const p = Object.assign({}, f);
+    const m = /^(\d+)([smhd])$/.exec(p.since || "");
+    if (m) {
+      const since = now - Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]] * 1000;
+      if (since >= 0) p.since = iso(since);
+    }
+    if (!p.until) p.until = iso(now);
+    return p;
+  }
+
   async function replayFilter() {
-    const f = filters();
+    const f = pinned(filters());
     if (!f.source) {
       status("Choose a source to replay by filter.", "error");
       return;
@@ -269,6 +285,13 @@
     });
     $("token-clear").addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
+      // What the token showed goes with it.
+      ["#summary tbody", "#events tbody", "#rejections tbody"].forEach((s) =>
+        document.querySelector(s).replaceChildren(),
+      );
+      ["totals", "events-note", "envelope"].forEach((id) => ($(id).textContent = ""));
+      $("detail-section").hidden = true;
+      current = null;
       status("Token forgotten.");
     });
     $("filters").addEventListener("submit", (ev) => {

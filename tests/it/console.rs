@@ -279,6 +279,23 @@ async fn the_console_lists_opens_and_replays_in_headless_chromium() {
         .await;
     consumer.assert_empty(Duration::from_millis(500)).await;
 
+    // Replay by filter: the confirmation names the window fixed to times (since and until),
+    // which the replay after it selects, not also what arrives while the dialog is open (it
+    // re-read "1h" from its own now).
+    browser
+        .js(&format!(
+            "document.getElementById('f-source').value = '{SOURCE}'; document.getElementById('f-since').value = '1h'; return true;"
+        ))
+        .await;
+    browser.click(&browser.find("#replay-filter").await).await;
+    let question = browser.alert_text().await;
+    assert!(
+        question.contains("since=20") && question.contains("until=20"),
+        "{question}"
+    );
+    browser.dismiss_alert().await;
+    consumer.assert_empty(Duration::from_millis(500)).await;
+
     // The strict CSP blocked nothing the console needs, and no script failed.
     let problems = browser.console_problems().await;
     assert!(problems.is_empty(), "{problems:#?}");
@@ -303,6 +320,12 @@ async fn the_console_lists_opens_and_replays_in_headless_chromium() {
     )
     .unwrap();
     eprintln!("console screenshot: {}", path.display());
+    // Forgetting the token takes what it showed off the page too (it stayed).
+    browser.click(&browser.find("#token-clear").await).await;
+    let left = browser
+        .js("return document.querySelectorAll('#events tbody tr, #summary tbody tr, #rejections tbody tr').length + document.getElementById('envelope').textContent.length + (document.getElementById('detail-section').hidden ? 0 : 1);")
+        .await;
+    assert_eq!(left, json!(0), "what the token showed goes with it");
     browser.quit().await;
     gw.stop().await;
 }
