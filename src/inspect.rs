@@ -456,8 +456,17 @@ fn envelope_of(body: &[u8]) -> Box<RawValue> {
         })
 }
 
+/// A character that changes how the text around it reads without showing itself: bidi
+/// overrides and isolates, zero-width characters. An id with one looks like another id on a
+/// terminal or in the console; both show it escaped.
+pub fn misleading(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Raw JSON `text` indented by two spaces, its tokens untouched (numbers, escapes, key order
-/// and duplicates as they are): `events show` prints an envelope so.
+/// and duplicates as they are; in strings, control characters JSON lets through, as C1, and
+/// [`misleading`] ones written as `\uXXXX`, the same string): `events show` prints an
+/// envelope so.
 pub fn pretty_raw(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 2);
     let mut depth = 0usize;
@@ -469,6 +478,10 @@ pub fn pretty_raw(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if in_string {
+            if !escaped && (c.is_control() || misleading(c)) {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+                continue;
+            }
             out.push(c);
             match (escaped, c) {
                 (true, _) => escaped = false,
@@ -1217,6 +1230,16 @@ mod tests {
         // The indented text is the same JSON.
         let a: serde_json::Value = serde_json::from_str(raw).unwrap();
         let b: serde_json::Value = serde_json::from_str(&pretty_raw(raw)).unwrap();
+        assert_eq!(a, b);
+        // A right-to-left override or a C1 control in a string is written escaped (still the
+        // same string): "\u{202e}1001-yap" looked like "pay-1001" on a terminal.
+        let sly = "{\"id\":\"\u{202e}1001-yap\u{200b}\u{9b}\"}";
+        assert_eq!(
+            pretty_raw(sly),
+            "{\n  \"id\": \"\\u202e1001-yap\\u200b\\u009b\"\n}"
+        );
+        let a: serde_json::Value = serde_json::from_str(sly).unwrap();
+        let b: serde_json::Value = serde_json::from_str(&pretty_raw(sly)).unwrap();
         assert_eq!(a, b);
     }
 

@@ -568,7 +568,7 @@ fn local_user() -> String {
 fn clean(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || inspect::misleading(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

@@ -62,6 +62,16 @@
     return e;
   }
 
+  // Characters that change how the text around them reads (bidi overrides, zero-width and
+  // control characters) are shown as \u{…}: ids that differ only by them do not look alike.
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu;
+  function visible(s) {
+    return String(s).replace(
+      HIDDEN,
+      (c) => "\\u{" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "}",
+    );
+  }
+
   function row(cells, classes) {
     const tr = document.createElement("tr");
     cells.forEach((c, i) => tr.appendChild(el("td", c, classes && classes[i])));
@@ -144,7 +154,7 @@
     const data = await api("GET", "/events?" + q.toString());
     const rows = data.events.map((e) => {
       const tr = row(
-        [e.received, e.source, e.id, e.type, e.status + (e.replay ? " (replay)" : ""), e.size + " B"],
+        [e.received, e.source, visible(e.id), e.type, e.status + (e.replay ? " (replay)" : ""), e.size + " B"],
         [null, null, "mono", null, "st-" + e.status, "num wide"],
       );
       tr.tabIndex = 0;
@@ -185,7 +195,7 @@
   async function showEvent(source, id) {
     const d = await api("GET", "/events/" + encodeURIComponent(source) + "/" + encodeURIComponent(id));
     current = { source: d.source, id: d.id };
-    $("detail-title").textContent = d.source + " / " + d.id;
+    $("detail-title").textContent = d.source + " / " + visible(d.id);
     const meta = $("detail-meta");
     meta.replaceChildren();
     const pairs = [
@@ -204,7 +214,7 @@
       meta.appendChild(el("dt", k));
       meta.appendChild(el("dd", v));
     });
-    $("envelope").textContent = JSON.stringify(d.envelope, null, 2);
+    $("envelope").textContent = visible(JSON.stringify(d.envelope, null, 2));
     $("detail-section").hidden = false;
     document.querySelectorAll("#events tbody tr").forEach((tr) => {
       tr.classList.toggle("selected", tr.dataset.source === d.source && tr.dataset.id === d.id);
@@ -213,7 +223,7 @@
 
   async function replayOne() {
     if (!current) return;
-    const what = current.source + " / " + current.id;
+    const what = current.source + " / " + visible(current.id);
     if (!window.confirm("Replay event " + what + " to the broker?\nConsumers will receive it again (header x-hookgate-replay: true).")) {
       status("Replay cancelled.");
       return;
