@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::contract::{ConfigError, Rejection, MAX_UNSIGNED_BYTES};
@@ -119,6 +120,26 @@ pub fn lower_name_value<'v>(
         Some(Value::String(s)) => bounded(s, shape::lower_name, why).map(Some),
         Some(_) => Err(Rejection::Malformed(why)),
     }
+}
+
+/// A JSON object's members with their values as their raw text, by key (sorted, a repeated key
+/// keeping its last value, as serde_json's `Map`). An adapter that edits a verified or
+/// decrypted payload (drops a token, puts a decrypted resource in) edits these, so every other
+/// value is delivered as sent: through `Value`, integers past 64 bits and long fractions were
+/// rounded (found by a review). `None` if `text` is not an object.
+pub fn raw_members(text: &[u8]) -> Option<std::collections::BTreeMap<String, Box<RawValue>>> {
+    serde_json::from_slice(text).ok()
+}
+
+/// The object of `members`, each value written as its raw text, as `data`.
+pub fn raw_object_data(members: &std::collections::BTreeMap<String, Box<RawValue>>) -> crate::Data {
+    crate::Data::parsed(&serde_json::to_string(members).expect("raw members are JSON"))
+}
+
+/// `text` (JSON) as a raw value, its whitespace around trimmed.
+pub fn raw_value(text: &[u8]) -> Option<Box<RawValue>> {
+    let text = std::str::from_utf8(text).ok()?;
+    RawValue::from_string(text.trim_matches([' ', '\t', '\n', '\r']).to_owned()).ok()
 }
 
 /// [`type_name`], or `unknown` when the provider sent nothing usable.

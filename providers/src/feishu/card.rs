@@ -9,8 +9,8 @@ use super::{
     LEGACY_CARD, NONCE, TIMESTAMP,
 };
 use crate::crypto;
-use crate::shared::{encrypt_field, non_empty};
-use crate::{Admission, Data, Event, RawRequest, Rejection};
+use crate::shared::{encrypt_field, non_empty, raw_members, raw_object_data};
+use crate::{Admission, Event, RawRequest, Rejection};
 
 impl Feishu {
     /// Legacy message-card callback (`card.action.trigger_v1`), signed with the token.
@@ -51,8 +51,11 @@ impl Feishu {
         }
         // Here `token` is the card's update token, not the Verification Token; drop it only
         // if it is the secret after all.
+        let mut members = raw_members(&plain)
+            .ok_or(Rejection::Malformed("card callback is not a JSON object"))?;
         if self.token_matches(v.get("token")).is_ok() {
             v.remove("token");
+            members.remove("token");
         }
         // The signed bytes without the secret: nothing separates the timestamp from the
         // nonce in the signature, so a replay that moves characters from one header to the
@@ -73,7 +76,7 @@ impl Feishu {
                 .ok()
                 .and_then(|s| time_from_millis(Some(s.saturating_mul(1000)))),
             subject,
-            data: Data::Value(v),
+            data: raw_object_data(&members),
             content_key: None,
         };
         Ok(Admission::Event { event, ack: ack() })

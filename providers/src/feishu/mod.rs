@@ -38,10 +38,11 @@ use serde_json::{Map, Value};
 
 use crate::crypto;
 use crate::registry::ConfigKeys;
-use crate::shared::{encrypt_field, json_int, non_empty, rfc3339_millis, type_name_or_unknown};
-use crate::{
-    Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
+use crate::shared::{
+    encrypt_field, json_int, non_empty, raw_members, raw_object_data, raw_value, rfc3339_millis,
+    type_name_or_unknown,
 };
+use crate::{Admission, ConfigError, Event, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
@@ -258,7 +259,7 @@ impl Feishu {
                 let plain = plain.ok_or(Rejection::Malformed("encrypt does not decrypt"))?;
                 let v = json_object(&plain)
                     .ok_or(Rejection::Malformed("decrypted body is not a JSON object"))?;
-                self.dispatch(v)
+                self.dispatch(&plain, v)
             }
             Err(refused) => {
                 // Only a url_verification passes without a signature, encrypted or plain;
@@ -283,7 +284,7 @@ impl Feishu {
                 "body is encrypted but this source has no encrypt_key",
             ));
         }
-        self.dispatch(v)
+        self.dispatch(req.body, v)
     }
 
     fn challenge(&self, v: &Map<String, Value>) -> Result<Admission, Rejection> {
@@ -298,8 +299,10 @@ impl Feishu {
         )))
     }
 
-    /// A verified (or token-only, plain mode) payload: url_verification, schema 2.0 or 1.0.
-    fn dispatch(&self, mut v: Map<String, Value>) -> Result<Admission, Rejection> {
+    /// A verified (or token-only, plain mode) payload `text`, parsed as `v`: url_verification,
+    /// schema 2.0 or 1.0. `data` is `text` without the token, every other value as sent.
+    fn dispatch(&self, text: &[u8], mut v: Map<String, Value>) -> Result<Admission, Rejection> {
+        let not_object = Rejection::Malformed("body is not a JSON object");
         if is_url_verification(&v) {
             return self.challenge(&v);
         }
@@ -320,6 +323,17 @@ impl Feishu {
                 .ok_or(Rejection::Malformed("event without header.event_type"))?;
             let time = time_from_millis(header.get("create_time").and_then(json_int));
             let subject = chat_id(v.get("event"));
+            let mut members = raw_members(text).ok_or(not_object.clone())?;
+            let mut header = members
+                .get("header")
+                .and_then(|h| raw_members(h.get().as_bytes()))
+                .ok_or(not_object)?;
+            header.remove("token");
+            let header = serde_json::to_string(&header).expect("raw members are JSON");
+            members.insert(
+                "header".into(),
+                raw_value(header.as_bytes()).expect("an object is JSON"),
+            );
             return Ok(Admission::Event {
                 event: Event {
                     id,
@@ -327,7 +341,7 @@ impl Feishu {
                     provider_event: event_type,
                     time,
                     subject,
-                    data: Data::Value(Value::Object(v)),
+                    data: raw_object_data(&members),
                     content_key: None,
                 },
                 ack: ack(),
@@ -336,7 +350,8 @@ impl Feishu {
         if v.contains_key("uuid") || v.get("type").and_then(Value::as_str) == Some("event_callback")
         {
             self.token_matches(v.get("token"))?;
-            v.remove("token");
+            let mut members = raw_members(text).ok_or(not_object)?;
+            members.remove("token");
             let v = Value::Object(v);
             let id = non_empty(v.get("uuid"))
                 .ok_or(Rejection::Malformed("schema 1.0 event without uuid"))?
@@ -351,7 +366,7 @@ impl Feishu {
                     provider_event: event_type,
                     time: time_from_millis(v.get("ts").and_then(fractional_secs_to_millis)),
                     subject: chat_id(v.get("event")),
-                    data: Data::Value(v),
+                    data: raw_object_data(&members),
                     content_key: None,
                 },
                 ack: ack(),

@@ -214,6 +214,26 @@ fn schema_2_plain_and_encrypted() {
     assert_eq!(ack.body, b"{}");
 }
 
+/// The payload is delivered as sent but for the token: an integer past 64 bits and a long
+/// fraction kept their text (they went through `Value`: 1.8446744073709552e19).
+#[test]
+fn data_keeps_every_value_as_sent_but_the_token() {
+    let big = r#""n":18446744073709551617,"f":0.10000000000000000555,"m":-9223372036854775809"#;
+    let v2 = EVENT_V2.replacen(r#""event":{"#, &format!(r#""event":{{{big},"#), 1);
+    let body = enc_body("my encrypt key", v2.as_bytes());
+    let p = feishu(TOKEN, Some("my encrypt key"));
+    let (e, _) = event(admit(&p, &signed("my encrypt key", &body), &body).unwrap());
+    let data = serde_json::to_string(&e.data).unwrap();
+    assert!(data.contains(big), "{data}");
+    assert!(!data.contains(TOKEN), "{data}");
+    let v1 = format!(
+        r#"{{"uuid":"u1","token":"{TOKEN}","ts":"1502199207","type":"event_callback","event":{{"type":"message",{big}}}}}"#
+    );
+    let (e, _) = event(admit(&feishu(TOKEN, None), &[], v1.as_bytes()).unwrap());
+    let data = serde_json::to_string(&e.data).unwrap();
+    assert!(data.contains(big) && !data.contains(TOKEN), "{data}");
+}
+
 #[test]
 fn schema_1_event() {
     let body = format!(

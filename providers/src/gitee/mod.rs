@@ -34,9 +34,7 @@ use crate::shared::unix_millis;
 #[cfg(any(test, feature = "sign"))]
 use crate::sign::{SampleOptions, SampleRequest};
 use crate::token::Tokens;
-use crate::{
-    Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply, Secret,
-};
+use crate::{Admission, ConfigError, Event, ProviderKind, RawRequest, Rejection, Reply, Secret};
 
 /// The keys the config loader reads from `file:PATH` (the registry's `ConfigKeys`).
 pub(crate) const KEYS: ConfigKeys = ConfigKeys {
@@ -207,8 +205,12 @@ impl crate::Provider for Gitee {
         self.verify(req, now)?;
         let mut body: Map<String, Value> = serde_json::from_slice(req.body)
             .map_err(|_| Rejection::Malformed("body is not a JSON object"))?;
+        // `data`: the body without them, every other value as sent.
+        let mut members = crate::shared::raw_members(req.body)
+            .ok_or(Rejection::Malformed("body is not a JSON object"))?;
         for field in REDACTED_FIELDS {
             body.remove(field);
+            members.remove(field);
         }
         // Neither the token nor the body covers `X-Gitee-Event`, and the token does not
         // cover the body: what becomes the type or `providerevent` is held to what Gitee sends
@@ -257,7 +259,7 @@ impl crate::Provider for Gitee {
             provider_event,
             time: None,
             subject,
-            data: Data::Value(value),
+            data: crate::shared::raw_object_data(&members),
             content_key: None,
         };
         Ok(Admission::Event {

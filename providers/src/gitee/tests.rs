@@ -222,6 +222,19 @@ fn password_mode() {
     }
 }
 
+/// `data` is the body without the password, signature and timestamp, every other value as
+/// sent (an integer past 64 bits went through `Value`: 1.8446744073709552e19).
+#[test]
+fn data_keeps_every_value_as_sent() {
+    let p = gitee(&["pwd"]);
+    let body = br#"{"hook_name":"push_hooks","password":"pwd","timestamp":"1","sign":"","big":18446744073709551617}"#;
+    let (e, _) = event(admit(&p, &h(&[("X-Gitee-Token", "pwd")]), body, at_ms(NOW)));
+    assert_eq!(
+        serde_json::to_string(&e.data).unwrap(),
+        r#"{"big":18446744073709551617,"hook_name":"push_hooks"}"#
+    );
+}
+
 #[test]
 fn canonical_form() {
     let a: Value = serde_json::from_str(r#"{"b": [1, {"z": "é", "a": null}], "a": 1.5}"#).unwrap();

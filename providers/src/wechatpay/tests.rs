@@ -382,6 +382,21 @@ fn v3_accepts_certificate_and_public_key_entries() {
     );
 }
 
+/// The decrypted resource is delivered as sent: an integer past 64 bits kept its text (it
+/// went through `Value`: 1.8446744073709552e19).
+#[test]
+fn v3_data_keeps_the_resource_as_decrypted() {
+    let p = WechatPay::new(&v3_config(&[APIV3_KEY])).unwrap();
+    let plain = r#"{"mchid":"1230000109","out_trade_no":"o1","big":18446744073709551617,"f":0.10000000000000000555}"#;
+    let (h, body) = notification(PLATFORM_KEY, PLATFORM_SERIAL, NOW, APIV3_KEY, plain);
+    let (e, _) = match admit(&p, &h, &body, at(NOW)).unwrap() {
+        Admission::Event { event, ack } => (event, ack),
+        other => panic!("{other:?}"),
+    };
+    let data = serde_json::to_string(&e.data).unwrap();
+    assert!(data.contains(&format!(r#""resource":{plain}"#)), "{data}");
+}
+
 #[test]
 fn v3_refusals() {
     let p = WechatPay::new(&v3_config(&[APIV3_KEY])).unwrap();

@@ -7,8 +7,11 @@ use serde_json::{Map, Value};
 
 use super::{WechatPay, V3};
 use crate::crypto::{self, RsaDigest, RsaPublicKey};
-use crate::shared::{non_empty, type_name_or_unknown, unix_secs, within_window};
-use crate::{Admission, Data, Event, RawRequest, Rejection, Reply, Secret};
+use crate::shared::{
+    non_empty, raw_members, raw_object_data, raw_value, type_name_or_unknown, unix_secs,
+    within_window,
+};
+use crate::{Admission, Event, RawRequest, Rejection, Reply, Secret};
 
 pub(super) const TIMESTAMP: &str = "Wechatpay-Timestamp";
 pub(super) const NONCE: &str = "Wechatpay-Nonce";
@@ -60,7 +63,7 @@ impl WechatPay {
             return Err(Rejection::BadSignature);
         }
 
-        let mut body: Map<String, Value> = serde_json::from_slice(req.body)
+        let body: Map<String, Value> = serde_json::from_slice(req.body)
             .map_err(|_| Rejection::Malformed("body is not a JSON object"))?;
         let text = |name: &str| non_empty(body.get(name)).map(str::to_owned);
         let id = text("id").ok_or(Rejection::Malformed("no id"))?;
@@ -86,14 +89,20 @@ impl WechatPay {
         .iter()
         .find_map(|name| field(name))
         .map(str::to_owned);
-        body.insert("resource".into(), Value::Object(plain));
+        // The notification with its resource decrypted, every other value as sent.
+        let mut members =
+            raw_members(req.body).ok_or(Rejection::Malformed("body is not a JSON object"))?;
+        let resource = raw_value(&plaintext).ok_or(Rejection::Malformed(
+            "resource plaintext is not a JSON object",
+        ))?;
+        members.insert("resource".into(), resource);
         let event = Event {
             kind: format!("wechatpay.{}", type_name_or_unknown(&event_type)),
             id,
             provider_event: event_type,
             time,
             subject,
-            data: Data::Value(Value::Object(body)),
+            data: raw_object_data(&members),
             content_key: None,
         };
         Ok(Admission::Event {
