@@ -142,38 +142,6 @@ pub fn raw_value(text: &[u8]) -> Option<Box<RawValue>> {
     RawValue::from_string(text.trim_matches([' ', '\t', '\n', '\r']).to_owned()).ok()
 }
 
-/// The `name=value` pairs of a signed `k=v&k=v` content (Alipay, WeChat Pay v2) as the
-/// content itself groups them. Values are signed unescaped, so one content has several
-/// groupings (`a=1&b=2` is `{a: 1, b: 2}` or `{a: "1&b=2"}`), and the one a request arrives in
-/// is not signed: a copy regrouped by whoever saw a notification, arriving before it, decided
-/// the event's id, type and data (a paid order published as `alipay.trade.success_version_1.0`,
-/// a successful WeChat Pay payment as `wechatpay.transaction.fail`; found by a review), and
-/// the genuine one was then its duplicate. Here a pair starts at every `&name=` where
-/// `is_name(name)` (the provider's parameter names and those the request sends), so the names
-/// an event is made of come from the signed content alone; other `&` stay in their value.
-pub fn signed_pairs(content: &[u8], is_name: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for token in content.split(|&b| b == b'&') {
-        let eq = token.iter().position(|&b| b == b'=');
-        match out.last_mut() {
-            Some((_, value)) if !eq.is_some_and(|i| is_name(&token[..i])) => {
-                value.push(b'&');
-                value.extend_from_slice(token);
-            }
-            // A name (the content's first token always starts one, whatever it holds: a
-            // name sent percent-encoded may contain `=` or `&`).
-            _ => {
-                let i = eq.unwrap_or(token.len());
-                out.push((
-                    token[..i].to_vec(),
-                    token.get(i + 1..).unwrap_or(&[]).to_vec(),
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// [`type_name`], or `unknown` when the provider sent nothing usable.
 pub fn type_name_or_unknown(raw: &str) -> String {
     type_name(raw).unwrap_or_else(|| "unknown".into())

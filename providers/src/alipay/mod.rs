@@ -26,9 +26,7 @@ use crate::shared::{beijing_rfc3339, bounded, sha256_key, type_name_or_unknown};
 use crate::{Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply};
 
 use keys::{key_from_spki, public_key, spki_of_certificate};
-use params::{
-    charset, decode_fields, digest_of, param, parse_params, sign_content, signed_grouping, Params,
-};
+use params::{charset, decode_fields, digest_of, param, parse_params, sign_content, Params};
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
 
@@ -116,18 +114,12 @@ impl Alipay {
 
     /// Tries every key with the V1 content (without `sign_type`, trade notifications), then
     /// the V2 content (with it, gateway messages); Alipay signs both forms, so either is proof.
-    /// Returns the content that verified (what [`Event::content_key`] is a digest of) and
-    /// whether it holds `sign_type`.
-    fn verify(
-        &self,
-        params: &Params,
-        digest: RsaDigest,
-        sig: &[u8],
-    ) -> Result<(Vec<u8>, bool), Rejection> {
+    /// Returns the content that verified: what [`Event::content_key`] is a digest of.
+    fn verify(&self, params: &Params, digest: RsaDigest, sig: &[u8]) -> Result<Vec<u8>, Rejection> {
         for keep_sign_type in [false, true] {
             let content = sign_content(params, keep_sign_type);
             if self.keys.iter().any(|k| k.verify(digest, &content, sig)) {
-                return Ok((content, keep_sign_type));
+                return Ok(content);
             }
         }
         Err(Rejection::BadSignature)
@@ -146,10 +138,7 @@ impl crate::Provider for Alipay {
             .and_then(crypto::b64)
             .ok_or(Rejection::BadSignature)?;
         let digest = digest_of(param(&params, "sign_type")).ok_or(Rejection::BadSignature)?;
-        let (signed, keep_sign_type) = self.verify(&params, digest, &sig)?;
-        // What the event is made of comes from the signed content's grouping, not the
-        // request's (which is not signed).
-        let params = signed_grouping(&params, keep_sign_type);
+        let signed = self.verify(&params, digest, &sig)?;
 
         let enc = charset(param(&params, "charset"))
             .ok_or(Rejection::Malformed("unsupported charset"))?;

@@ -55,65 +55,6 @@ pub(super) fn sign_content(params: &Params, keep_sign_type: bool) -> Vec<u8> {
     out
 }
 
-/// The parameter names Alipay's notifications use (PROVIDERS.md §2.1, and the gateway
-/// messages'): where one follows `&` in the signed content, a parameter starts there.
-const NAMES: &[&str] = &[
-    "app_id",
-    "auth_app_id",
-    "biz_content",
-    "body",
-    "buyer_id",
-    "buyer_logon_id",
-    "buyer_pay_amount",
-    "charset",
-    "fund_bill_list",
-    "gmt_close",
-    "gmt_create",
-    "gmt_payment",
-    "gmt_refund",
-    "invoice_amount",
-    "method",
-    "msg_method",
-    "notify_id",
-    "notify_time",
-    "notify_type",
-    "out_biz_no",
-    "out_trade_no",
-    "passback_params",
-    "point_amount",
-    "receipt_amount",
-    "refund_fee",
-    "seller_email",
-    "seller_id",
-    "sign",
-    "sign_type",
-    "subject",
-    "total_amount",
-    "trade_no",
-    "trade_status",
-    "utc_timestamp",
-    "version",
-    "voucher_detail_list",
-];
-
-/// The parameters as the signed content groups them ([`crate::shared::signed_pairs`]), with
-/// `sign`, and `sign_type` where the content leaves it out.
-pub(super) fn signed_grouping(params: &Params, keep_sign_type: bool) -> Params {
-    let content = sign_content(params, keep_sign_type);
-    let mut out = crate::shared::signed_pairs(&content, |name| {
-        NAMES.iter().any(|n| n.as_bytes() == name) || params.iter().any(|(k, _)| k == name)
-    });
-    out.extend(
-        params
-            .iter()
-            .filter(|(k, _)| {
-                k.as_slice() == b"sign" || (!keep_sign_type && k.as_slice() == b"sign_type")
-            })
-            .cloned(),
-    );
-    out
-}
-
 /// `sign_type` picks the digest; Alipay omits it nowhere in practice, RSA2 is the default.
 pub(super) fn digest_of(sign_type: Option<&[u8]>) -> Option<RsaDigest> {
     match sign_type {

@@ -49,24 +49,6 @@ impl WechatPay {
             return Err(Rejection::BadSignature);
         }
 
-        // What the event is made of comes from the signed content's grouping, not the
-        // request's (which is not signed; [`crate::shared::signed_pairs`]).
-        let text = |b: Vec<u8>| String::from_utf8(b).unwrap_or_default();
-        let params: Vec<(String, String)> =
-            crate::shared::signed_pairs(content.as_bytes(), |name| {
-                NAMES.iter().any(|n| n.as_bytes() == name)
-                    || params.iter().any(|(k, _)| k.as_bytes() == name)
-            })
-            .into_iter()
-            .map(|(k, v)| (text(k), text(v)))
-            .collect();
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-                .filter(|v| !v.is_empty())
-        };
         self.check_recipient(&[get("mch_id"), get("sub_mch_id")])?;
         let id = get("transaction_id")
             .or_else(|| get("out_trade_no"))
@@ -110,40 +92,6 @@ impl WechatPay {
         })
     }
 }
-
-/// The names of WeChat Pay v2 payment notifications' elements: where one follows `&` in the
-/// signed content, a parameter starts there.
-const NAMES: &[&str] = &[
-    "appid",
-    "attach",
-    "bank_type",
-    "cash_fee",
-    "cash_fee_type",
-    "coupon_count",
-    "coupon_fee",
-    "device_info",
-    "err_code",
-    "err_code_des",
-    "fee_type",
-    "is_subscribe",
-    "mch_id",
-    "nonce_str",
-    "openid",
-    "out_trade_no",
-    "result_code",
-    "return_code",
-    "return_msg",
-    "settlement_total_fee",
-    "sign_type",
-    "sub_appid",
-    "sub_is_subscribe",
-    "sub_mch_id",
-    "sub_openid",
-    "time_end",
-    "total_fee",
-    "trade_type",
-    "transaction_id",
-];
 
 /// A v2 `transaction_id` (digits) or `out_trade_no` (`[0-9A-Za-z_-|*@]`, at most 32).
 fn is_v2_id_char(c: char) -> bool {
