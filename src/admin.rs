@@ -175,10 +175,14 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
     // A browser names where a request comes from: another site's page cannot read the
     // answers, but it could tell a 200 from a 404 (whether an event is kept) and make the
     // gateway scan its log at will. Clients that are not browsers send no such header.
-    if let Some(site) = req.headers().get("sec-fetch-site") {
-        if matches!(site.as_bytes(), b"cross-site" | b"same-site") {
-            return Err("without admin_token the admin listener answers no other site's page");
-        }
+    // A link followed to the console or `/metrics` (from Grafana on another port: same-site)
+    // is a navigation, whose answer the linking page never sees: served.
+    let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
+    let navigation = req.method() == Method::GET
+        && header("sec-fetch-mode") == Some(b"navigate".as_slice())
+        && header("sec-fetch-dest") == Some(b"document".as_slice());
+    if matches!(header("sec-fetch-site"), Some(b"cross-site" | b"same-site")) && !navigation {
+        return Err("without admin_token the admin listener answers no other site's page");
     }
     let Some(host) = req.headers().get(header::HOST) else {
         return Ok(());
@@ -244,14 +248,24 @@ async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     // Every record up to `last_seq` was looked at (read before the listing): where `tail`
     // goes on from when fewer than `limit` matched.
     let last_seq = store.durable_upto();
+    /// Written as it is (not through `serde_json::Value`, which would re-parse each raw
+    /// envelope: numbers rounded, keys sorted, and a panic past its depth limit).
+    #[derive(Serialize)]
+    struct Page<R> {
+        events: Vec<R>,
+        last_seq: u64,
+    }
     let listed = web::block(move || match filter.after {
-        Some(after) => inspect::follow(&store, &filter, after)
-            .map(|rows| serde_json::json!({ "events": rows, "last_seq": last_seq })),
+        Some(after) => inspect::follow(&store, &filter, after, crate::now_secs())
+            .map(|events| serde_json::to_string(&Page { events, last_seq })),
         None => inspect::list(&store, &filter)
-            .map(|rows| serde_json::json!({ "events": rows, "last_seq": last_seq })),
+            .map(|events| serde_json::to_string(&Page { events, last_seq })),
     });
     match listed.await {
-        Ok(Ok(body)) => HttpResponse::Ok().json(body),
+        Ok(Ok(Ok(body))) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body),
+        Ok(Ok(Err(e))) => internal("listing events", e),
         Ok(Err(e)) => internal("listing events", e),
         Err(e) => internal("listing events", e),
     }
@@ -276,6 +290,13 @@ pub struct Replayed {
     pub replayed: usize,
     #[serde(default)]
     pub dry_run: bool,
+    /// A replay by filter's window as the gateway read it (RFC 3339; `until` is now when not
+    /// given): a replay confirmed after a dry run sends these back, so it selects what the dry
+    /// run counted, by the gateway's clock, not also what arrived since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 async fn replay(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> HttpResponse {
@@ -286,7 +307,16 @@ async fn replay(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
     let store = gw.store.clone();
     let rt = tokio::runtime::Handle::current();
     let args = r.clone();
-    let result = web::block(move || inspect::replay(&store, &args, crate::now_secs(), &rt)).await;
+    let now = crate::now_secs();
+    let result = web::block(move || inspect::replay(&store, &args, now, &rt)).await;
+    // By filter: the window as read here (the replay checked it, so it parses).
+    let window = |when: &Option<String>, default: Option<u64>| {
+        when.as_deref()
+            .and_then(|w| inspect::parse_when(w, now).ok())
+            .or(default)
+            .map(inspect::rfc3339)
+    };
+    let by_filter = r.id.is_none();
     let filter = serde_json::to_string(&r).unwrap_or_default();
     match result {
         Ok(Ok(n)) => {
@@ -294,6 +324,8 @@ async fn replay(req: HttpRequest, gw: web::Data<Gateway>, body: web::Bytes) -> H
             HttpResponse::Ok().json(Replayed {
                 replayed: n,
                 dry_run: r.dry_run,
+                since: by_filter.then(|| window(&r.since, None)).flatten(),
+                until: by_filter.then(|| window(&r.until, Some(now))).flatten(),
             })
         }
         Ok(Err(ReplayError::Invalid(e))) => bad_request(e),

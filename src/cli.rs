@@ -516,9 +516,15 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
         {
             bail!("--diff: a reload would be refused: {problem}");
         }
-        // The fingerprints are keyed by the store's `config.key`, which `serve` made.
-        let key = crate::runtime::FingerprintKey::load(&config.store.path)
-            .map_err(|e| anyhow::anyhow!("--diff: {e}"))?;
+        // The fingerprints are keyed by the running store's `config.key`, which `serve` made
+        // (the running store: this file may move `store.path`, a change that needs a restart).
+        let store = running
+            .restart
+            .get("store.path")
+            .map_or_else(|| config.store.path.clone(), std::path::PathBuf::from);
+        let key = crate::runtime::FingerprintKey::load(&store).map_err(|e| {
+            anyhow::anyhow!("--diff: {e} (run it as the user `serve` runs as, where it runs)")
+        })?;
         let changes = crate::runtime::diff(&running, &crate::runtime::Summary::of(&config, &key));
         let lines = changes.lines();
         if lines.is_empty() {
@@ -533,15 +539,16 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The URL a client on this machine reaches `listen` at: an unspecified address (`0.0.0.0`,
-/// `[::]`) as the loopback address of its family.
-fn local_url(listen: SocketAddr) -> String {
+/// The URL a client on this machine reaches `listen` at (`https` when it serves TLS): an
+/// unspecified address (`0.0.0.0`, `[::]`) as the loopback address of its family.
+fn local_url(listen: SocketAddr, tls: bool) -> String {
     let ip = match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, listen.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, listen.port()))
 }
 
 fn sign(a: SignArgs) -> anyhow::Result<()> {
@@ -549,7 +556,9 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
     let (name, provider) = match (&a.config, &a.provider) {
         (Some(path), _) => {
             let config = Config::load(path)?;
-            base.get_or_insert_with(|| local_url(config.server.listen));
+            base.get_or_insert_with(|| {
+                local_url(config.server.listen, config.server.tls.is_some())
+            });
             let mut sources = config.sources;
             let idx = match &a.source {
                 Some(n) => sources
@@ -686,8 +695,12 @@ mod tests {
     /// `sign -c` aims at the config's listener (it printed :8080 whatever the config said).
     #[test]
     fn sign_aims_at_the_configured_listener() {
-        let url = |s: &str| local_url(s.parse().unwrap());
+        let url = |s: &str| local_url(s.parse().unwrap(), false);
         assert_eq!(url("0.0.0.0:8088"), "http://127.0.0.1:8088");
+        assert_eq!(
+            local_url("0.0.0.0:8443".parse().unwrap(), true),
+            "https://127.0.0.1:8443"
+        );
         assert_eq!(url("[::]:8088"), "http://[::1]:8088");
         assert_eq!(url("10.1.2.3:80"), "http://10.1.2.3:80");
         assert_eq!(url("[fe80::1]:443"), "http://[fe80::1]:443");

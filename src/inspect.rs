@@ -94,6 +94,9 @@ pub struct Query {
     /// `retain_secs = 0` takes it out of the listings at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
+    /// With `after`: each row also carries its envelope (`tail --json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelopes: Option<bool>,
 }
 
 impl Query {
@@ -113,6 +116,7 @@ impl Query {
             until: when("until", &self.until)?,
             limit,
             after: self.after,
+            envelopes: self.envelopes.unwrap_or(false),
         })
     }
 }
@@ -128,6 +132,8 @@ pub struct Filter {
     pub limit: usize,
     /// See [`Query::after`].
     pub after: Option<u64>,
+    /// See [`Query::envelopes`].
+    pub envelopes: bool,
 }
 
 impl Filter {
@@ -407,33 +413,53 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
 pub struct FollowedRow {
     #[serde(flatten)]
     pub row: EventRow,
-    /// As in [`EventDetail::envelope`].
-    #[serde(skip_deserializing, default = "no_envelope")]
-    pub envelope: Box<RawValue>,
+    /// As in [`EventDetail::envelope`], when asked for ([`Query::envelopes`]).
+    #[serde(skip_deserializing, default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Box<RawValue>>,
 }
 
-/// Records after `after` matching `filter`, oldest first, at most `filter.limit`, kept by
-/// retention or not (while their segment is on disk): what was accepted since, for `tail`.
-pub fn follow(store: &Store, filter: &Filter, after: u64) -> Result<Vec<FollowedRow>, StoreError> {
-    let statuses = Statuses::load(store)?;
+/// How long after its acceptance [`follow`] gives a record that retention no longer keeps
+/// (with `retain_secs = 0`, one published at once): what a live follower needs, not a way
+/// around retention for every record still in a segment file.
+const FOLLOW_RECENT_SECS: u64 = 60;
+
+/// The envelope bytes after which a [`follow`] page ends (it always has one record): a page of
+/// large events (GitLab's reach megabytes) must not be built whole in the gateway.
+const FOLLOW_PAGE_BYTES: usize = 4 << 20;
+
+/// Records after `after` matching `filter`, oldest first, at most `filter.limit` (and about
+/// [`FOLLOW_PAGE_BYTES`] of envelopes): what was accepted since, for `tail`, including a
+/// record retention no longer keeps if it was accepted within [`FOLLOW_RECENT_SECS`] of
+/// `now_secs`.
+pub fn follow(
+    store: &Store,
+    filter: &Filter,
+    after: u64,
+    now_secs: u64,
+) -> Result<Vec<FollowedRow>, StoreError> {
     let end = store.durable_upto().saturating_add(1);
     let first = after.saturating_add(1);
     let mut out = Vec::new();
     if first >= end {
+        // Nothing new (a follower's every idle look): no status is read.
         return Ok(out);
     }
+    let statuses = Statuses::load(store)?;
+    let mut bytes = 0;
     let mut r = store.reader(first)?;
     while let Some((seq, _, e)) = r.next_record()? {
         if seq >= end {
             break;
         }
         let status = statuses.of(seq);
-        if seq >= first && filter.matches(&e, status) {
+        let recent = e.timestamp.saturating_add(FOLLOW_RECENT_SECS) >= now_secs;
+        if seq >= first && (recent || statuses.kept(seq)) && filter.matches(&e, status) {
+            bytes += e.body.len();
             out.push(FollowedRow {
                 row: EventRow::new(seq, &e, status),
-                envelope: envelope_of(&e.body),
+                envelope: filter.envelopes.then(|| envelope_of(&e.body)),
             });
-            if out.len() >= filter.limit {
+            if out.len() >= filter.limit || (filter.envelopes && bytes >= FOLLOW_PAGE_BYTES) {
                 break;
             }
         }
@@ -460,7 +486,7 @@ fn envelope_of(body: &[u8]) -> Box<RawValue> {
 /// overrides and isolates, zero-width characters. An id with one looks like another id on a
 /// terminal or in the console; both show it escaped.
 pub fn misleading(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Raw JSON `text` indented by two spaces, its tokens untouched (numbers, escapes, key order
@@ -471,9 +497,14 @@ pub fn pretty_raw(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 2);
     let mut depth = 0usize;
     let (mut in_string, mut escaped) = (false, false);
+    // Past this depth lines are not broken: a body nested half a million deep (ingest takes
+    // any depth) would otherwise be indented quadratically, hundreds of gigabytes.
+    const MAX_INDENT: usize = 32;
     let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n("  ", depth));
+        if depth <= MAX_INDENT {
+            out.push('\n');
+            out.extend(std::iter::repeat_n("  ", depth));
+        }
     };
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -752,6 +783,7 @@ impl ReplayRequest {
             until: self.until.clone(),
             limit: None,
             after: None,
+            envelopes: None,
         };
         let mut filter = q.resolve(now_secs)?;
         filter.limit = match self.limit {
@@ -1069,6 +1101,7 @@ mod tests {
             until: Some("2023-11-14T22:13:20Z".into()),
             limit: None,
             after: None,
+            envelopes: None,
         };
         let f = q.resolve(NOW).unwrap();
         assert_eq!(f.limit, DEFAULT_LIMIT);
@@ -1189,6 +1222,46 @@ mod tests {
         }
     }
 
+    /// `follow` (what `tail` reads) gives a published event retention no longer keeps only if
+    /// it was accepted within the last minute: with `retain_secs = 0` tail sees what was just
+    /// published, but the admin API does not serve every envelope still in a segment file.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn follow_passes_retention_only_for_what_was_just_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::StoreConfig {
+            retain_secs: 0,
+            ..config(dir.path())
+        };
+        let store = std::sync::Arc::new(Store::open(&config).unwrap());
+        let now = crate::now_secs();
+        let t = std::time::Duration::from_secs(5);
+        store
+            .accept(&event("old", "github.push", now - 3600), now - 3600, t)
+            .await
+            .unwrap();
+        store
+            .accept(&event("new", "github.push", now), now, t)
+            .await
+            .unwrap();
+        let last = store.durable_upto();
+        store.advance(last + 1, 2, 0).unwrap();
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let f = Query::default().resolve(now).unwrap();
+            assert!(list(&s, &f).unwrap().is_empty(), "published, not kept");
+            let rows = follow(&s, &f, 0, now).unwrap();
+            let ids: Vec<_> = rows.iter().map(|r| r.row.id.as_str()).collect();
+            assert_eq!(ids, ["new"]);
+            assert!(
+                follow(&s, &f, last, now).unwrap().is_empty(),
+                "nothing after the last"
+            );
+        })
+        .await
+        .unwrap();
+        store.close();
+    }
+
     /// `show` and `follow` give the envelope as it was kept and published, byte for byte: a
     /// parse rounded big numbers, dropped a duplicate key and sorted the keys (found by a
     /// review: the operator saw another envelope than the consumers got).
@@ -1212,8 +1285,14 @@ mod tests {
             // And read back by the command line, as it does.
             let back: EnvelopeOf = serde_json::from_str(&text).unwrap();
             assert_eq!(back.envelope.get(), body);
-            let rows = follow(&s, &Query::default().resolve(NOW).unwrap(), 0).unwrap();
-            assert_eq!(rows[0].envelope.get(), body);
+            let with = Query {
+                envelopes: Some(true),
+                ..Query::default()
+            };
+            let rows = follow(&s, &with.resolve(NOW).unwrap(), 0, NOW).unwrap();
+            assert_eq!(rows[0].envelope.as_ref().unwrap().get(), body);
+            let rows = follow(&s, &Query::default().resolve(NOW).unwrap(), 0, NOW).unwrap();
+            assert!(rows[0].envelope.is_none(), "only when asked for");
         })
         .await
         .unwrap();
@@ -1241,6 +1320,11 @@ mod tests {
         let a: serde_json::Value = serde_json::from_str(sly).unwrap();
         let b: serde_json::Value = serde_json::from_str(&pretty_raw(sly)).unwrap();
         assert_eq!(a, b);
+        assert!(pretty_raw("[\"\u{61c}\u{2028}\"]").contains("\\u061c\\u2028"));
+        // Nested deeper than anyone reads, lines are no longer broken: the text grows with
+        // the input, not with its square (5,000 levels were 50 MB, 500,000 some terabytes).
+        let deep = "[".repeat(5_000) + &"]".repeat(5_000);
+        assert!(pretty_raw(&deep).len() < 4 * deep.len());
     }
 
     /// Alipay and WeChat Pay v2 events are indexed by their content key beside the id: a

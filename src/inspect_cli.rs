@@ -268,6 +268,7 @@ pub fn events(a: EventsArgs) -> anyhow::Result<()> {
         until: f.until,
         limit: f.limit,
         after: None,
+        envelopes: None,
     };
     let filter = query
         .resolve(crate::now_secs())
@@ -751,7 +752,12 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
     /// The same answer's envelopes, as they are ([`inspect::EnvelopeOf`]).
     #[derive(serde::Deserialize)]
     struct Envelopes {
-        events: Vec<inspect::EnvelopeOf>,
+        events: Vec<MaybeEnvelope>,
+    }
+    #[derive(serde::Deserialize)]
+    struct MaybeEnvelope {
+        #[serde(default)]
+        envelope: Option<Box<serde_json::value::RawValue>>,
     }
     const PAGE: usize = 1000;
     // Every record accepted after `after`, oldest first, published and no longer listed by
@@ -762,6 +768,7 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
             kind: a.kind.clone(),
             limit: Some(limit),
             after: Some(after),
+            envelopes: a.json.then_some(true),
             ..Query::default()
         })?;
         let text = backend.call_text("GET", &format!("/events{}", query_string(&q)), None)?;
@@ -788,7 +795,8 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
         for crate::inspect::FollowedRow { row: r, envelope } in page.events {
             last = last.max(r.seq);
             if a.json {
-                writeln!(out, "{}", envelope.get())?;
+                let envelope = envelope.as_ref().map_or("null", |e| e.get());
+                writeln!(out, "{envelope}")?;
             } else {
                 writeln!(
                     out,

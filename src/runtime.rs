@@ -105,24 +105,31 @@ pub struct FingerprintKey([u8; 32]);
 impl FingerprintKey {
     const FILE: &'static str = "config.key";
 
-    /// The key of the store at `store` (its directory), made now if there is none.
+    /// The key of the store at `store` (its directory), made now if there is none or it is
+    /// damaged: it is not precious (a new one only changes the fingerprints), and a start must
+    /// not fail for good over a write that a full disk or a crash cut short. Written to a
+    /// temporary file, synced, then renamed into place, so a reader never sees half of it.
     pub fn load_or_create(store: &Path) -> Result<FingerprintKey, String> {
+        if let Ok(key) = Self::load(store) {
+            return Ok(key);
+        }
         let path = store.join(Self::FILE);
+        let tmp = store.join(format!("{}.tmp", Self::FILE));
         let fresh = providers::random_array::<32>();
-        let made = std::fs::OpenOptions::new()
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(&tmp)
             .and_then(|mut f| {
                 f.write_all(&fresh)?;
                 f.sync_all()
-            });
-        match made {
-            Ok(()) => Ok(FingerprintKey(fresh)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(store),
-            Err(e) => Err(format!("writing {}: {e}", path.display())),
-        }
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| std::fs::File::open(store)?.sync_all())
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        Ok(FingerprintKey(fresh))
     }
 
     /// The key `serve` made for the store at `store`.
@@ -499,6 +506,13 @@ mod tests {
         std::fs::write(&file, [1u8; 31]).unwrap();
         let e = FingerprintKey::load(dir.path()).err().unwrap();
         assert!(e.contains("config.key"), "{e}");
+        // A key cut short (a full disk, a crash at the first start) is made again; a start
+        // never fails for good over it.
+        let remade = FingerprintKey::load_or_create(dir.path()).unwrap();
+        assert_ne!(remade.0, made.0);
+        assert_eq!(FingerprintKey::load(dir.path()).unwrap().0, remade.0);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

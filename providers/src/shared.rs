@@ -250,7 +250,10 @@ pub fn generic_event(
 
 /// WeChat Pay v2) as RFC 3339 with its `+08:00` offset.
 pub fn beijing_rfc3339(s: &str, format: &str) -> Option<String> {
-    let naive = chrono::NaiveDateTime::parse_from_str(s, format).ok()?;
+    use chrono::Datelike;
+    let naive = chrono::NaiveDateTime::parse_from_str(s, format)
+        .ok()
+        .filter(|t| (0..=9999).contains(&t.year()))?;
     let t = naive
         .and_local_timezone(chrono::FixedOffset::east_opt(BEIJING_SECS)?)
         .single()?;

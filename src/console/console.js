@@ -29,9 +29,13 @@
   }
 
   class Unauthorized extends Error {}
+  // An answer to a request made before the token was forgotten: dropped, never shown.
+  class Forgotten extends Error {}
+  let generation = 0;
 
   // A same-origin JSON request with the token; throws with the API's error message.
   async function api(method, path, body) {
+    const asked = generation;
     const headers = { Accept: "application/json" };
     if (token()) headers.Authorization = "Bearer " + token();
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -43,6 +47,7 @@
       cache: "no-store",
       redirect: "error",
     });
+    if (asked !== generation) throw new Forgotten("the token was forgotten meanwhile");
     if (r.status === 401) throw new Unauthorized("the admin token is required or wrong");
     let data = null;
     try {
@@ -50,6 +55,7 @@
     } catch (_) {
       data = null;
     }
+    if (asked !== generation) throw new Forgotten("the token was forgotten meanwhile");
     if (!r.ok) throw new Error((data && data.error) || "HTTP " + r.status);
     return data;
   }
@@ -64,7 +70,7 @@
 
   // Characters that change how the text around them reads (bidi overrides, zero-width and
   // control characters) are shown as \u{…}: ids that differ only by them do not look alike.
-  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu;
+  const HIDDEN = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]/gu;
   function visible(s) {
     return String(s).replace(
       HIDDEN,
@@ -91,6 +97,7 @@
   }
 
   function failed(e) {
+    if (e instanceof Forgotten) return;
     if (e instanceof Unauthorized) {
       status("Enter the admin token (server.admin_token) to see data.", "error");
       $("token").focus();
@@ -234,24 +241,8 @@
     await showEvent(current.source, current.id);
   }
 
-  // `since` as the server reads it ("90s", "15m", "2h", "7d" back from now), fixed to a time,
-  // and `until` to now: the replay that follows the confirmation then selects what its dry run
-  // counted, not also what arrived while the dialog was open.
-  function pinned(f) {
-    const now = Date.now();
-    const iso = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
-    const p = Object.assign({}, f);
-    const m = /^(\d+)([smhd])$/.exec(p.since || "");
-    if (m) {
-      const since = now - Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2]] * 1000;
-      if (since >= 0) p.since = iso(since);
-    }
-    if (!p.until) p.until = iso(now);
-    return p;
-  }
-
   async function replayFilter() {
-    const f = pinned(filters());
+    const f = filters();
     if (!f.source) {
       status("Choose a source to replay by filter.", "error");
       return;
@@ -265,6 +256,10 @@
       status("No kept event matches: nothing to replay.");
       return;
     }
+    // The window as the gateway read it for the dry run: the replay selects what was counted
+    // (a relative "1h" read again later also took what arrived while the dialog was open).
+    if (dry.since) f.since = dry.since;
+    if (dry.until) f.until = dry.until;
     const desc = Object.keys(f).map((k) => k + "=" + f[k]).join(" ");
     if (!window.confirm("Replay " + dry.replayed + " event(s) matching " + desc + " to the broker?")) {
       status("Replay cancelled.");
@@ -295,7 +290,10 @@
     });
     $("token-clear").addEventListener("click", () => {
       sessionStorage.removeItem(TOKEN_KEY);
-      // What the token showed goes with it.
+      generation += 1;
+      // What the token showed goes with it (the configured sources in the filter too).
+      $("f-source").replaceChildren(el("option", "all"));
+      $("f-source").firstChild.value = "";
       ["#summary tbody", "#events tbody", "#rejections tbody"].forEach((s) =>
         document.querySelector(s).replaceChildren(),
       );

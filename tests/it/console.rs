@@ -323,7 +323,7 @@ async fn the_console_lists_opens_and_replays_in_headless_chromium() {
     // Forgetting the token takes what it showed off the page too (it stayed).
     browser.click(&browser.find("#token-clear").await).await;
     let left = browser
-        .js("return document.querySelectorAll('#events tbody tr, #summary tbody tr, #rejections tbody tr').length + document.getElementById('envelope').textContent.length + (document.getElementById('detail-section').hidden ? 0 : 1);")
+        .js("return document.querySelectorAll('#events tbody tr, #summary tbody tr, #rejections tbody tr').length + document.getElementById('envelope').textContent.length + (document.getElementById('detail-section').hidden ? 0 : 1) + document.querySelectorAll('#f-source option').length - 1;")
         .await;
     assert_eq!(left, json!(0), "what the token showed goes with it");
     browser.quit().await;

@@ -746,6 +746,17 @@ async fn the_admin_listener_refuses_what_a_browser_page_could_send() {
             .unwrap();
         assert_eq!(r.status(), status, "{site}");
     }
+    // A link followed from another site (Grafana on another port) is a navigation: served.
+    let r = gw
+        .client
+        .get(gw.admin("/"))
+        .header("Sec-Fetch-Site", "same-site")
+        .header("Sec-Fetch-Mode", "navigate")
+        .header("Sec-Fetch-Dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     for host in ["localhost:9090", "127.0.0.1", "[::1]:9090"] {
         let r = gw
             .client

@@ -482,6 +482,8 @@ fn beijing_times() {
         Some("2021-07-14T09:51:36.631+08:00")
     );
     assert_eq!(beijing_rfc3339("2021-07-14 09:51:36.", TIME_FORMAT), None);
+    // No year RFC 3339 cannot write.
+    assert_eq!(beijing_rfc3339("+12345-01-01 00:00:00", TIME_FORMAT), None);
 }
 
 #[test]
