@@ -175,12 +175,18 @@ fn browser_safe(req: &ServiceRequest, token: bool) -> Result<(), &'static str> {
     // A browser names where a request comes from: another site's page cannot read the
     // answers, but it could tell a 200 from a 404 (whether an event is kept) and make the
     // gateway scan its log at will. Clients that are not browsers send no such header.
-    // A link followed to the console or `/metrics` (from Grafana on another port: same-site)
-    // is a navigation, whose answer the linking page never sees: served.
+    // A link a person followed to the console or `/metrics` (from Grafana on another port:
+    // same-site) is served: the linking page never sees the answer, and those pages scan
+    // nothing. Not a navigation a script makes without a click, nor a prefetch.
     let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
     let navigation = req.method() == Method::GET
+        && (req.path() == "/"
+            || req.path() == "/metrics"
+            || crate::console::ASSET_PATHS.contains(&req.path()))
         && header("sec-fetch-mode") == Some(b"navigate".as_slice())
-        && header("sec-fetch-dest") == Some(b"document".as_slice());
+        && header("sec-fetch-dest") == Some(b"document".as_slice())
+        && header("sec-fetch-user") == Some(b"?1".as_slice())
+        && header("sec-purpose").is_none();
     if matches!(header("sec-fetch-site"), Some(b"cross-site" | b"same-site")) && !navigation {
         return Err("without admin_token the admin listener answers no other site's page");
     }
@@ -245,8 +251,8 @@ async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         Err(e) => return bad_request(e),
     };
     let store = gw.store.clone();
-    // Every record up to `last_seq` was looked at (read before the listing): where `tail`
-    // goes on from when fewer than `limit` matched.
+    // `last_seq`: the log's end when the listing began; for `after`, the last record it looked
+    // at (where a follower goes on from).
     let last_seq = store.durable_upto();
     /// Written as it is (not through `serde_json::Value`, which would re-parse each raw
     /// envelope: numbers rounded, keys sorted, and a panic past its depth limit).
@@ -256,8 +262,12 @@ async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         last_seq: u64,
     }
     let listed = web::block(move || match filter.after {
-        Some(after) => inspect::follow(&store, &filter, after, crate::now_secs())
-            .map(|events| serde_json::to_string(&Page { events, last_seq })),
+        Some(after) => inspect::follow(&store, &filter, after, crate::now_secs()).map(|f| {
+            serde_json::to_string(&Page {
+                events: f.rows,
+                last_seq: f.upto,
+            })
+        }),
         None => inspect::list(&store, &filter)
             .map(|events| serde_json::to_string(&Page { events, last_seq })),
     });

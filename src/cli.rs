@@ -525,6 +525,12 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
         let key = crate::runtime::FingerprintKey::load(&store).map_err(|e| {
             anyhow::anyhow!("--diff: {e} (run it as the user `serve` runs as, where it runs)")
         })?;
+        if !running.key_check.is_empty() && running.key_check != key.check() {
+            bail!(
+                "--diff: {} is not the running gateway's key (another store's?): run it where `serve` runs, as its user",
+                store.join("config.key").display()
+            );
+        }
         let changes = crate::runtime::diff(&running, &crate::runtime::Summary::of(&config, &key));
         let lines = changes.lines();
         if lines.is_empty() {

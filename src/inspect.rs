@@ -89,9 +89,9 @@ pub struct Query {
     pub until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// Only records after this seq, oldest first, whether or not retention still lists them:
-    /// what `hookgate tail` follows (a published event is shown there even when
-    /// `retain_secs = 0` takes it out of the listings at once).
+    /// Only records after this seq, oldest first ([`follow`]): what `hookgate tail` follows (a
+    /// published event is shown there for a minute even when `retain_secs = 0` takes it out of
+    /// the listings at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
     /// With `after`: each row also carries its envelope (`tail --json`).
@@ -244,15 +244,10 @@ pub struct EventDetail {
     /// Later records of the same event re-enqueued by replays, newest first.
     #[serde(default)]
     pub replays: Vec<EventRow>,
-    /// The CloudEvents envelope as published, byte for byte ([`envelope_of`]). Read back with
-    /// [`EnvelopeOf`]: beside a flattened field serde cannot deserialize a raw value.
+    /// The CloudEvents envelope as published, byte for byte ([`envelope_of`]). Not read back
+    /// here: beside a flattened field serde buffers it, and cannot keep it raw (the command
+    /// line takes it out of the answer's members first).
     #[serde(skip_deserializing, default = "no_envelope")]
-    pub envelope: Box<RawValue>,
-}
-
-/// The `envelope` of an [`EventDetail`] or [`FollowedRow`] as sent, read on its own.
-#[derive(Debug, Deserialize)]
-pub struct EnvelopeOf {
     pub envelope: Box<RawValue>,
 }
 
@@ -418,52 +413,69 @@ pub struct FollowedRow {
     pub envelope: Option<Box<RawValue>>,
 }
 
-/// How long after its acceptance [`follow`] gives a record that retention no longer keeps
-/// (with `retain_secs = 0`, one published at once): what a live follower needs, not a way
-/// around retention for every record still in a segment file.
+/// How long after it was published [`follow`] gives a record that retention no longer keeps
+/// (with `retain_secs = 0`, one published at once, a replayed copy too): what a live follower
+/// needs, not a way around retention for every record still in a segment file.
 const FOLLOW_RECENT_SECS: u64 = 60;
 
 /// The envelope bytes after which a [`follow`] page ends (it always has one record): a page of
 /// large events (GitLab's reach megabytes) must not be built whole in the gateway.
 const FOLLOW_PAGE_BYTES: usize = 4 << 20;
 
+/// What [`follow`] found.
+pub struct Followed {
+    pub rows: Vec<FollowedRow>,
+    /// The last seq it looked at: the next look starts after it (`after` when nothing is new).
+    /// A page cut short (by `filter.limit` or [`FOLLOW_PAGE_BYTES`]) ends at its last row.
+    pub upto: u64,
+}
+
 /// Records after `after` matching `filter`, oldest first, at most `filter.limit` (and about
 /// [`FOLLOW_PAGE_BYTES`] of envelopes): what was accepted since, for `tail`, including a
-/// record retention no longer keeps if it was accepted within [`FOLLOW_RECENT_SECS`] of
+/// record retention no longer keeps if it was published within [`FOLLOW_RECENT_SECS`] of
 /// `now_secs`.
 pub fn follow(
     store: &Store,
     filter: &Filter,
     after: u64,
     now_secs: u64,
-) -> Result<Vec<FollowedRow>, StoreError> {
+) -> Result<Followed, StoreError> {
     let end = store.durable_upto().saturating_add(1);
     let first = after.saturating_add(1);
-    let mut out = Vec::new();
+    let mut out = Followed {
+        rows: Vec::new(),
+        upto: after,
+    };
     if first >= end {
         // Nothing new (a follower's every idle look): no status is read.
         return Ok(out);
     }
     let statuses = Statuses::load(store)?;
+    let recent_from = store.published_before(now_secs.saturating_sub(FOLLOW_RECENT_SECS));
     let mut bytes = 0;
     let mut r = store.reader(first)?;
     while let Some((seq, _, e)) = r.next_record()? {
         if seq >= end {
             break;
         }
+        if seq < first {
+            continue;
+        }
+        out.upto = seq;
         let status = statuses.of(seq);
-        let recent = e.timestamp.saturating_add(FOLLOW_RECENT_SECS) >= now_secs;
-        if seq >= first && (recent || statuses.kept(seq)) && filter.matches(&e, status) {
+        if (seq >= recent_from || statuses.kept(seq)) && filter.matches(&e, status) {
             bytes += e.body.len();
-            out.push(FollowedRow {
+            out.rows.push(FollowedRow {
                 row: EventRow::new(seq, &e, status),
                 envelope: filter.envelopes.then(|| envelope_of(&e.body)),
             });
-            if out.len() >= filter.limit || (filter.envelopes && bytes >= FOLLOW_PAGE_BYTES) {
-                break;
+            if out.rows.len() >= filter.limit || (filter.envelopes && bytes >= FOLLOW_PAGE_BYTES) {
+                return Ok(out);
             }
         }
     }
+    // Every record before `end` was looked at (some may have been failed commits' numbers).
+    out.upto = end - 1;
     Ok(out)
 }
 
@@ -483,7 +495,8 @@ fn envelope_of(body: &[u8]) -> Box<RawValue> {
 }
 
 /// A character that changes how the text around it reads without showing itself: bidi
-/// overrides and isolates, zero-width characters. An id with one looks like another id on a
+/// marks, overrides and isolates (U+061C, U+200E/F, U+202A–E, U+2066–9), zero-width
+/// characters, and the line and paragraph separators U+2028/9. An id with one looks like another id on a
 /// terminal or in the console; both show it escaped.
 pub fn misleading(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
@@ -1223,10 +1236,10 @@ mod tests {
     }
 
     /// `follow` (what `tail` reads) gives a published event retention no longer keeps only if
-    /// it was accepted within the last minute: with `retain_secs = 0` tail sees what was just
+    /// it was published within the last minute: with `retain_secs = 0` tail sees what was just
     /// published, but the admin API does not serve every envelope still in a segment file.
     #[tokio::test(flavor = "multi_thread")]
-    async fn follow_passes_retention_only_for_what_was_just_accepted() {
+    async fn follow_passes_retention_only_for_what_was_just_published() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::config::StoreConfig {
             retain_secs: 0,
@@ -1249,13 +1262,18 @@ mod tests {
         tokio::task::spawn_blocking(move || {
             let f = Query::default().resolve(now).unwrap();
             assert!(list(&s, &f).unwrap().is_empty(), "published, not kept");
-            let rows = follow(&s, &f, 0, now).unwrap();
-            let ids: Vec<_> = rows.iter().map(|r| r.row.id.as_str()).collect();
-            assert_eq!(ids, ["new"]);
-            assert!(
-                follow(&s, &f, last, now).unwrap().is_empty(),
-                "nothing after the last"
-            );
+            // Both were just published: a follower sees them...
+            let followed = follow(&s, &f, 0, now).unwrap();
+            let ids: Vec<_> = followed.rows.iter().map(|r| r.row.id.as_str()).collect();
+            assert_eq!(ids, ["old", "new"]);
+            assert_eq!(followed.upto, last, "both looked at");
+            // ...but not two minutes after their publication.
+            let later = follow(&s, &f, 0, now + 120).unwrap();
+            assert!(later.rows.is_empty(), "past retention and not recent");
+            assert_eq!(later.upto, last);
+            let none = follow(&s, &f, last, now).unwrap();
+            assert!(none.rows.is_empty(), "nothing after the last");
+            assert_eq!(none.upto, last);
         })
         .await
         .unwrap();
@@ -1283,15 +1301,20 @@ mod tests {
             let text = serde_json::to_string(&d).unwrap();
             assert!(text.contains(body), "{text}");
             // And read back by the command line, as it does.
-            let back: EnvelopeOf = serde_json::from_str(&text).unwrap();
-            assert_eq!(back.envelope.get(), body);
+            let back: std::collections::BTreeMap<String, Box<RawValue>> =
+                serde_json::from_str(&text).unwrap();
+            assert_eq!(back["envelope"].get(), body);
             let with = Query {
                 envelopes: Some(true),
                 ..Query::default()
             };
-            let rows = follow(&s, &with.resolve(NOW).unwrap(), 0, NOW).unwrap();
+            let rows = follow(&s, &with.resolve(NOW).unwrap(), 0, NOW)
+                .unwrap()
+                .rows;
             assert_eq!(rows[0].envelope.as_ref().unwrap().get(), body);
-            let rows = follow(&s, &Query::default().resolve(NOW).unwrap(), 0, NOW).unwrap();
+            let rows = follow(&s, &Query::default().resolve(NOW).unwrap(), 0, NOW)
+                .unwrap()
+                .rows;
             assert!(rows[0].envelope.is_none(), "only when asked for");
         })
         .await

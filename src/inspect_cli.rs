@@ -333,11 +333,15 @@ fn show(config: PathBuf, source: &str, id: &str, json: bool) -> anyhow::Result<(
             let path = format!("/events/{}/{}", encode(source), encode(id));
             match remote.call_text("GET", &path, None) {
                 Ok(text) => {
-                    let unexpected = "the admin listener answered with unexpected JSON";
-                    let mut d: EventDetail = serde_json::from_str(&text).context(unexpected)?;
-                    d.envelope = serde_json::from_str::<inspect::EnvelopeOf>(&text)
-                        .context(unexpected)?
-                        .envelope;
+                    // The envelope read as raw JSON, apart: it may be nested past the depth
+                    // serde_json allows where a parse buffers it (beside a flattened row).
+                    let mut members: RawMembers = serde_json::from_str(&text)
+                        .context("the admin listener answered with unexpected JSON")?;
+                    let envelope = members.remove("envelope");
+                    let mut d: EventDetail = reread(&members)?;
+                    if let Some(envelope) = envelope {
+                        d.envelope = envelope;
+                    }
                     Some(d)
                 }
                 Err(e) if e.to_string().contains("no such event") => None,
@@ -569,7 +573,7 @@ fn local_user() -> String {
 fn clean(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || inspect::misleading(c) {
+            if c.is_control() || inspect::misleading(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -744,56 +748,42 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
         store.close();
         bail!("the gateway is not running (its store is not locked): tail follows a running gateway; use `hookgate events` for what is kept");
     }
+    /// A page as sent: each event's members as raw JSON, read without a depth limit (an
+    /// envelope nested past serde_json's 128 levels is accepted at ingest, and a parse that
+    /// buffered it failed every poll).
     #[derive(serde::Deserialize)]
-    struct Events {
-        events: Vec<crate::inspect::FollowedRow>,
+    struct Page {
+        events: Vec<RawMembers>,
         last_seq: u64,
     }
-    /// The same answer's envelopes, as they are ([`inspect::EnvelopeOf`]).
-    #[derive(serde::Deserialize)]
-    struct Envelopes {
-        events: Vec<MaybeEnvelope>,
-    }
-    #[derive(serde::Deserialize)]
-    struct MaybeEnvelope {
-        #[serde(default)]
-        envelope: Option<Box<serde_json::value::RawValue>>,
-    }
     const PAGE: usize = 1000;
-    // Every record accepted after `after`, oldest first, published and no longer listed by
-    // retention or not (`retain_secs = 0`): the admin API's `after`.
-    let query = |after: u64, limit: usize| -> anyhow::Result<Events> {
+    // Every record accepted after `after`, oldest first, published or not (the admin API's
+    // `after`; without it, only the log's end is asked for).
+    let query = |after: Option<u64>, limit: usize| -> anyhow::Result<Page> {
         let q = serde_json::to_value(Query {
             source: a.source.clone(),
             kind: a.kind.clone(),
             limit: Some(limit),
-            after: Some(after),
-            envelopes: a.json.then_some(true),
+            after,
+            envelopes: (after.is_some() && a.json).then_some(true),
             ..Query::default()
         })?;
         let text = backend.call_text("GET", &format!("/events{}", query_string(&q)), None)?;
-        let unexpected = "the admin listener answered with unexpected JSON";
-        let mut page: Events = serde_json::from_str(&text).context(unexpected)?;
-        let envelopes: Envelopes = serde_json::from_str(&text).context(unexpected)?;
-        for (row, e) in page.events.iter_mut().zip(envelopes.events) {
-            row.envelope = e.envelope;
-        }
-        Ok(page)
+        serde_json::from_str(&text).context("the admin listener answered with unexpected JSON")
     };
-    // Only what comes after now: nothing follows the last seq there can be, and the answer
-    // says where the log ends.
-    let mut last = query(u64::MAX, 1)?.last_seq;
+    // Only what comes after now: the log's end as the gateway answers it.
+    let mut last = query(None, 1)?.last_seq;
     let mut shown: u64 = 0;
     let mut out = std::io::stdout().lock();
     loop {
-        let page = query(last, PAGE)?;
-        let full = page.events.len() >= PAGE;
-        if !full {
-            // Every record up to `last_seq` was looked at.
-            last = last.max(page.last_seq);
-        }
-        for crate::inspect::FollowedRow { row: r, envelope } in page.events {
-            last = last.max(r.seq);
+        let page = query(Some(last), PAGE)?;
+        // Up to `last_seq` every record was looked at; a page cut short ends at its last row,
+        // and the next look goes on from there at once.
+        let moved = page.last_seq > last;
+        last = last.max(page.last_seq);
+        for mut members in page.events {
+            let envelope = members.remove("envelope");
+            let r: EventRow = reread(&members)?;
             if a.json {
                 let envelope = envelope.as_ref().map_or("null", |e| e.get());
                 writeln!(out, "{envelope}")?;
@@ -814,8 +804,18 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        if !full {
+        if !moved {
             std::thread::sleep(TAIL_EVERY);
         }
     }
+}
+
+/// A JSON object's members as raw JSON (read without a depth limit).
+type RawMembers = std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>;
+
+/// `members` (an envelope taken out) read as `T`.
+fn reread<T: serde::de::DeserializeOwned>(members: &RawMembers) -> anyhow::Result<T> {
+    serde_json::to_string(members)
+        .and_then(|text| serde_json::from_str(&text))
+        .context("the admin listener answered with unexpected JSON")
 }

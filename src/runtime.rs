@@ -85,6 +85,10 @@ pub struct Summary {
     /// Reloadable keys outside the sources.
     pub server: BTreeMap<String, String>,
     pub sources: BTreeMap<String, SourceSummary>,
+    /// [`FingerprintKey::check`] of the key the fingerprints are made with: `check --diff`
+    /// refuses to compare with another key's (every fingerprint would differ).
+    #[serde(default)]
+    pub key_check: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,10 +114,18 @@ impl FingerprintKey {
     /// not fail for good over a write that a full disk or a crash cut short. Written to a
     /// temporary file, synced, then renamed into place, so a reader never sees half of it.
     pub fn load_or_create(store: &Path) -> Result<FingerprintKey, String> {
-        if let Ok(key) = Self::load(store) {
-            return Ok(key);
-        }
         let path = store.join(Self::FILE);
+        match std::fs::metadata(&path) {
+            // Any other problem (permissions, a read error) is said, not papered over.
+            Ok(m) if m.len() == 32 => return Self::load(store),
+            Ok(m) => tracing::warn!(
+                path = %path.display(),
+                bytes = m.len(),
+                "the config fingerprints' key is damaged; making a new one (fingerprints change)"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("reading {}: {e}", path.display())),
+        }
         let tmp = store.join(format!("{}.tmp", Self::FILE));
         let fresh = providers::random_array::<32>();
         let _ = std::fs::remove_file(&tmp);
@@ -128,7 +140,13 @@ impl FingerprintKey {
             })
             .and_then(|()| std::fs::rename(&tmp, &path))
             .and_then(|()| std::fs::File::open(store)?.sync_all())
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            .map_err(|e| {
+                format!(
+                    "writing {} (by way of {}): {e}",
+                    path.display(),
+                    tmp.display()
+                )
+            })?;
         Ok(FingerprintKey(fresh))
     }
 
@@ -157,6 +175,11 @@ impl FingerprintKey {
     /// A fixed key, for tests that compare summaries.
     pub fn fixed(byte: u8) -> FingerprintKey {
         FingerprintKey([byte; 32])
+    }
+
+    /// What tells this key from another without giving it away.
+    pub fn check(&self) -> String {
+        self.of(b"hookgate config key check", 12)
     }
 
     /// `hmac:` and the first `hex_len` hex digits of HMAC-SHA-256 of `value` under the key.
@@ -283,6 +306,7 @@ impl Summary {
             restart,
             server,
             sources,
+            key_check: key.check(),
         }
     }
 }

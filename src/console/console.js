@@ -230,15 +230,17 @@
 
   async function replayOne() {
     if (!current) return;
-    const what = current.source + " / " + visible(current.id);
+    // Its own copy: the pane may be closed (or the token forgotten) while this runs.
+    const ev = current;
+    const what = ev.source + " / " + visible(ev.id);
     if (!window.confirm("Replay event " + what + " to the broker?\nConsumers will receive it again (header x-hookgate-replay: true).")) {
       status("Replay cancelled.");
       return;
     }
-    const r = await api("POST", "/replay", { source: current.source, id: current.id });
+    const r = await api("POST", "/replay", { source: ev.source, id: ev.id });
     status("Replayed " + r.replayed + " event (" + what + ").", "ok");
     await refresh();
-    await showEvent(current.source, current.id);
+    await showEvent(ev.source, ev.id);
   }
 
   async function replayFilter() {

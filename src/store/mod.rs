@@ -988,14 +988,19 @@ impl Store {
     /// with 0): no longer kept for inspection or replay, though retention, which deletes whole
     /// segments, may not have deleted their files yet.
     pub fn published_expired_below(&self, now_secs: u64) -> u64 {
-        let cursor = self.cursor();
         if self.retain_secs == 0 {
-            return cursor;
+            return self.cursor();
         }
+        self.published_before(now_secs.saturating_sub(self.retain_secs))
+    }
+
+    /// The seq below which every record was published at `cutoff` (Unix secs) or before, by
+    /// the cursor saves' times.
+    pub fn published_before(&self, cutoff: u64) -> u64 {
+        let cursor = self.cursor();
         let Ok(tree) = self.db.open_tree(PUBLISHED) else {
             return 0;
         };
-        let cutoff = now_secs.saturating_sub(self.retain_secs);
         // Cursor saves in order, their times growing with them: the expired ones come first
         // (and retention trims them with their segments, so there are few).
         let mut below = 0;
