@@ -142,6 +142,39 @@ pub fn raw_value(text: &[u8]) -> Option<Box<RawValue>> {
     RawValue::from_string(text.trim_matches([' ', '\t', '\n', '\r']).to_owned()).ok()
 }
 
+/// The name of a parameter swallowed by another one's value, if any, in a signed `k=v&k=v`
+/// content (Alipay, WeChat Pay v2: values signed unescaped). `signed` are the pairs the
+/// content was made of. A copy of a notification can be regrouped under the same signature,
+/// one value taking in the next parameter (`trade_status=TRADE_SUCCESS&version=1.0`), and a
+/// copy that arrived before the genuine one decided the event's type, id or data (found by a
+/// review). Exactly such a swallow is a value holding `&N=` where `N` is one of the
+/// provider's parameter names (`known`), absent from the request, and sorting strictly
+/// between the value's own name and the next one sent: only there could the signed content
+/// hold `N` as a parameter of its own. A merchant's free text that merely holds `&` (or a name
+/// that sorts elsewhere, or one the request sends) is not one.
+pub fn swallowed<'k>(signed: &[(&[u8], &[u8])], known: &[&'k str]) -> Option<&'k str> {
+    let mut sorted = signed.to_vec();
+    sorted.sort_unstable();
+    for (i, &(name, value)) in sorted.iter().enumerate() {
+        let next = sorted.get(i + 1).map(|&(n, _)| n);
+        for (at, _) in value.iter().enumerate().filter(|&(_, &b)| b == b'&') {
+            let rest = &value[at + 1..];
+            let Some(eq) = rest.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let inner = &rest[..eq];
+            let Some(&known_name) = known.iter().find(|k| k.as_bytes() == inner) else {
+                continue;
+            };
+            let between = inner > name && next.is_none_or(|n| inner < n);
+            if between && !sorted.iter().any(|&(n, _)| n == inner) {
+                return Some(known_name);
+            }
+        }
+    }
+    None
+}
+
 /// [`type_name`], or `unknown` when the provider sent nothing usable.
 pub fn type_name_or_unknown(raw: &str) -> String {
     type_name(raw).unwrap_or_else(|| "unknown".into())
@@ -456,6 +489,38 @@ pub fn set_pointer(root: &mut Value, pointer: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_swallowed_parameter_is_one_that_could_stand_on_its_own() {
+        const KNOWN: &[&str] = &["a_id", "b_type", "c_no", "d_status"];
+        let p = |pairs: &[(&'static str, &'static str)]| -> Vec<(&'static [u8], &'static [u8])> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                .collect()
+        };
+        // b_type took in c_no (absent, between b_type and d_status): a swallow.
+        let r = p(&[("a_id", "1"), ("b_type", "x&c_no=7"), ("d_status", "ok")]);
+        assert_eq!(swallowed(&r, KNOWN), Some("c_no"));
+        // The last value takes in what sorts after it.
+        let r = p(&[("a_id", "1"), ("b_type", "x"), ("c_no", "7&d_status=ok")]);
+        assert_eq!(swallowed(&r, KNOWN), Some("d_status"));
+        // Received in any order: the signed order is by name.
+        let r = p(&[("d_status", "ok"), ("b_type", "x&c_no=7"), ("a_id", "1")]);
+        assert_eq!(swallowed(&r, KNOWN), Some("c_no"));
+        for fine in [
+            // a name the request sends, one that sorts before the value's own, an unknown one,
+            // `&` without `=`, nothing after `&`
+            p(&[("a_id", "1"), ("b_type", "x&c_no=7"), ("c_no", "7")]),
+            p(&[("b_type", "x&a_id=1"), ("c_no", "7")]),
+            p(&[("a_id", "1"), ("b_type", "x&zz=1&c_n=2")]),
+            p(&[("a_id", "1&"), ("b_type", "x&y")]),
+            // one that sorts past the next name sent
+            p(&[("a_id", "x&c_no=7"), ("b_type", "y")]),
+        ] {
+            assert_eq!(swallowed(&fine, KNOWN), None, "{fine:?}");
+        }
+    }
 
     #[test]
     fn rfc3339_only_for_years_it_can_write() {

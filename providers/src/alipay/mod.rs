@@ -26,7 +26,10 @@ use crate::shared::{beijing_rfc3339, bounded, sha256_key, type_name_or_unknown};
 use crate::{Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejection, Reply};
 
 use keys::{key_from_spki, public_key, spki_of_certificate};
-use params::{charset, decode_fields, digest_of, param, parse_params, sign_content, Params};
+use params::{
+    charset, decode_fields, digest_of, param, parse_params, sign_content, signed_pairs, Params,
+    NAMES,
+};
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
 
@@ -114,11 +117,19 @@ impl Alipay {
 
     /// Tries every key with the V1 content (without `sign_type`, trade notifications), then
     /// the V2 content (with it, gateway messages); Alipay signs both forms, so either is proof.
-    /// Returns the content that verified: what [`Event::content_key`] is a digest of.
+    /// Returns the content that verified (what [`Event::content_key`] is a digest of). A
+    /// request whose grouping of that content is a regrouping (a value swallowing a parameter,
+    /// [`crate::shared::swallowed`]) is refused: only Alipay's own grouping makes the event.
     fn verify(&self, params: &Params, digest: RsaDigest, sig: &[u8]) -> Result<Vec<u8>, Rejection> {
         for keep_sign_type in [false, true] {
             let content = sign_content(params, keep_sign_type);
             if self.keys.iter().any(|k| k.verify(digest, &content, sig)) {
+                let pairs = signed_pairs(params, keep_sign_type);
+                if crate::shared::swallowed(&pairs, NAMES).is_some() {
+                    return Err(Rejection::Malformed(
+                        "a parameter's value holds another parameter (regrouped)",
+                    ));
+                }
                 return Ok(content);
             }
         }

@@ -55,6 +55,60 @@ pub(super) fn sign_content(params: &Params, keep_sign_type: bool) -> Vec<u8> {
     out
 }
 
+/// The parameter names Alipay's notifications use (PROVIDERS.md §2.1, and the gateway
+/// messages'), for [`crate::shared::swallowed`]; not `sign_type`, which the trade notifications'
+/// signed content leaves out (a value that takes it in changes the content).
+pub(super) const NAMES: &[&str] = &[
+    "app_id",
+    "auth_app_id",
+    "biz_content",
+    "body",
+    "buyer_id",
+    "buyer_logon_id",
+    "buyer_pay_amount",
+    "charset",
+    "fund_bill_list",
+    "gmt_close",
+    "gmt_create",
+    "gmt_payment",
+    "gmt_refund",
+    "invoice_amount",
+    "method",
+    "msg_method",
+    "notify_id",
+    "notify_time",
+    "notify_type",
+    "out_biz_no",
+    "out_trade_no",
+    "passback_params",
+    "point_amount",
+    "receipt_amount",
+    "refund_fee",
+    "seller_email",
+    "seller_id",
+    "subject",
+    "total_amount",
+    "trade_no",
+    "trade_status",
+    "utc_timestamp",
+    "version",
+    "voucher_detail_list",
+];
+
+/// The pairs the signed content is made of (see [`sign_content`]).
+pub(super) fn signed_pairs(params: &Params, keep_sign_type: bool) -> Vec<(&[u8], &[u8])> {
+    params
+        .iter()
+        .filter(|(k, v)| {
+            !k.is_empty()
+                && !v.is_empty()
+                && k.as_slice() != b"sign"
+                && (keep_sign_type || k.as_slice() != b"sign_type")
+        })
+        .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        .collect()
+}
+
 /// `sign_type` picks the digest; Alipay omits it nowhere in practice, RSA2 is the default.
 pub(super) fn digest_of(sign_type: Option<&[u8]>) -> Option<RsaDigest> {
     match sign_type {

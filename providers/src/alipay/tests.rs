@@ -589,7 +589,7 @@ fn regroup(
 // Issue 11, class 2: `k=v&k=v` with unescaped values is ambiguous; a regrouped request
 // must not become a second event.
 #[test]
-fn class2_regrouped_params_are_refused_or_keep_the_content_key() {
+fn class2_a_regrouped_request_is_refused() {
     let p = alipay(APP_ID, &[&public_of(PRIVATE_KEY)]);
     let t = trade(APP_ID, "88.88");
     let key = |params: &[(&'static str, String)]| {
@@ -610,43 +610,52 @@ fn class2_regrouped_params_are_refused_or_keep_the_content_key() {
     assert!(e.content_key.as_deref().unwrap().starts_with("sha256:"));
     assert_eq!(e.content_key.as_ref().unwrap().len(), 7 + 64);
 
-    // notify_id swallows notify_time: same signature, and an id that is not Alipay's.
-    let r = regroup(&t, "notify_id", "notify_time");
-    assert_eq!(key(&r), key(&t), "the signed string is unchanged");
-    let body = signed_body(
-        PRIVATE_KEY,
-        RsaDigest::Sha256,
-        encoding_rs::UTF_8,
-        &pairs(&r),
-    );
-    assert_eq!(
-        admit(&p, &body).unwrap_err(),
-        Rejection::Malformed("notify_id is not an Alipay notify id")
-    );
-    // gmt_payment swallows notify_id: no id at all.
-    let r = regroup(&t, "gmt_payment", "notify_id");
-    let body = signed_body(
-        PRIVATE_KEY,
-        RsaDigest::Sha256,
-        encoding_rs::UTF_8,
-        &pairs(&r),
-    );
-    assert_eq!(
-        admit(&p, &body).unwrap_err(),
-        Rejection::Malformed("no notify_id")
-    );
-    // trade_no swallows trade_status: accepted (another type), but the same id and the
-    // same content key, so the gateway sees a duplicate.
-    let r = regroup(&t, "trade_no", "trade_status");
-    let body = signed_body(
-        PRIVATE_KEY,
-        RsaDigest::Sha256,
-        encoding_rs::UTF_8,
-        &pairs(&r),
-    );
-    let (again, _) = event(admit(&p, &body));
-    assert_ne!(again.kind, e.kind);
-    assert_eq!((&again.id, &again.content_key), (&e.id, &e.content_key));
+    // Regrouped under the same signature, one value swallowing the parameter after it: the
+    // request is refused, so only Alipay's own grouping makes the event (a copy that came
+    // first was published as another type, `alipay.trade.success_version_1.0`, with another
+    // id or without `out_trade_no`, and the genuine notification was its duplicate; found by
+    // a review).
+    let regrouped = Rejection::Malformed("a parameter's value holds another parameter (regrouped)");
+    for (into, swallowed) in [
+        ("notify_id", "notify_time"),
+        ("gmt_payment", "notify_id"),
+        ("trade_no", "trade_status"),
+        ("notify_type", "out_trade_no"),
+        ("trade_status", "version"),
+    ] {
+        let r = regroup(&t, into, swallowed);
+        assert_eq!(key(&r), key(&t), "the signed string is unchanged");
+        let body = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&r),
+        );
+        assert_eq!(
+            admit(&p, &body).unwrap_err(),
+            regrouped,
+            "{into} swallowing {swallowed}"
+        );
+    }
+    // A merchant's free text holding `&` is the merchant's: text that reads like another
+    // parameter (one the notification sends, or an unknown name) is left as it is.
+    for subject in [
+        "Tom&Jerry=1 & more&x",
+        "Gift&out_trade_no=VICTIM&trade_status=TRADE_CLOSED",
+    ] {
+        let mut with_amp = t.clone();
+        with_amp.push(("subject", subject.into()));
+        let body = signed_body(
+            PRIVATE_KEY,
+            RsaDigest::Sha256,
+            encoding_rs::UTF_8,
+            &pairs(&with_amp),
+        );
+        let (e2, _) = event(admit(&p, &body));
+        let v: serde_json::Value = serde_json::to_value(&e2.data).unwrap();
+        assert_eq!(v["subject"], subject);
+        assert_eq!((&e2.kind, &e2.subject), (&e.kind, &e.subject));
+    }
 }
 
 // Issue 11, class 2: parameters with an empty name or value are not in the signed

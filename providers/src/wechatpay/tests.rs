@@ -829,7 +829,7 @@ fn config_errors() {
 // new id for the same payment. The content key stays the same, so it is a duplicate; an
 // id holding `&` or `=` is refused.
 #[test]
-fn class2_regrouped_elements_keep_the_content_key() {
+fn class2_a_regrouped_request_is_refused() {
     let key = "192006250b4c09247ec02edce69f6a2d";
     let p = WechatPay::new(&v2_config(&[key], None)).unwrap();
     let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
@@ -862,17 +862,40 @@ fn class2_regrouped_elements_keep_the_content_key() {
         crate::shared::sha256_key(v2_content(&original).as_bytes())
     );
 
-    let mut swallowed = original.clone();
-    swallowed.retain(|(k, _)| k != "transaction_id");
-    swallowed[5].1 = "1&transaction_id=1004400740201409030005092168".into();
-    assert_eq!(v2_content(&swallowed), v2_content(&original));
-    let (again, _) = event(admit(&p, &[], &xml_of(&swallowed), at(NOW)));
-    assert_ne!(again.id, e.id, "the regrouping changes the id…");
-    assert_eq!(
-        again.content_key,
-        Some(content_key),
-        "…but not the content key"
-    );
+    // One element swallowing the next under the same signature is refused: only WeChat
+    // Pay's grouping makes the event (`total_fee` taking in `transaction_id` changed the id;
+    // `result_code` taking in `return_code` made a success `wechatpay.transaction.fail`).
+    for (into, swallowed_name) in [
+        ("total_fee", "transaction_id"),
+        ("result_code", "return_code"),
+    ] {
+        let mut swallowed = original.clone();
+        let taken = swallowed
+            .iter()
+            .position(|(k, _)| k == swallowed_name)
+            .unwrap();
+        let (_, value) = swallowed.remove(taken);
+        let at_into = swallowed.iter().position(|(k, _)| k == into).unwrap();
+        swallowed[at_into].1 = format!("{}&{swallowed_name}={value}", swallowed[at_into].1);
+        assert_eq!(v2_content(&swallowed), v2_content(&original));
+        assert_eq!(
+            admit(&p, &[], &xml_of(&swallowed), at(NOW)).unwrap_err(),
+            Rejection::Malformed("a parameter's value holds another parameter (regrouped)"),
+            "{into} swallowing {swallowed_name}"
+        );
+    }
+    // A merchant's `attach` holding text that reads like an element WeChat Pay sends is the
+    // merchant's: the event is the genuine one.
+    let mut attached = original.clone();
+    attached.push(("attach".into(), "x&result_code=FAIL&mch_id=1".into()));
+    let sign3 = v2_signature(SignType::Md5, &attached, key);
+    let mut pairs: Vec<(&str, &str)> = attached
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.push(("sign", &sign3));
+    let (with_attach, _) = event(admit(&p, &[], xml(&pairs).as_bytes(), at(NOW)));
+    assert_eq!((&with_attach.id, &with_attach.kind), (&e.id, &e.kind));
 
     // An id that swallowed a neighbour is not an id WeChat Pay sends.
     let mut into_id2 = params(&[

@@ -48,6 +48,18 @@ impl WechatPay {
         {
             return Err(Rejection::BadSignature);
         }
+        // Only WeChat Pay's own grouping of the signed content makes the event: a copy
+        // regrouped under the same signature is refused ([`crate::shared::swallowed`]).
+        let pairs: Vec<(&[u8], &[u8])> = params
+            .iter()
+            .filter(|(k, v)| k != "sign" && !v.is_empty())
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        if crate::shared::swallowed(&pairs, NAMES).is_some() {
+            return Err(Rejection::Malformed(
+                "a parameter's value holds another parameter (regrouped)",
+            ));
+        }
 
         self.check_recipient(&[get("mch_id"), get("sub_mch_id")])?;
         let id = get("transaction_id")
@@ -92,6 +104,42 @@ impl WechatPay {
         })
     }
 }
+
+/// The names of WeChat Pay v2 payment notifications' elements, for
+/// [`crate::shared::swallowed`].
+const NAMES: &[&str] = &[
+    "appid",
+    "attach",
+    "bank_type",
+    "cash_fee",
+    "cash_fee_type",
+    "coupon_count",
+    "coupon_fee",
+    "device_info",
+    "err_code",
+    "err_code_des",
+    "fee_type",
+    "is_subscribe",
+    "mch_id",
+    "nonce_str",
+    "openid",
+    "out_trade_no",
+    "promotion_detail",
+    "result_code",
+    "return_code",
+    "return_msg",
+    "settlement_total_fee",
+    "sign_type",
+    "sub_appid",
+    "sub_is_subscribe",
+    "sub_mch_id",
+    "sub_openid",
+    "time_end",
+    "total_fee",
+    "trade_type",
+    "transaction_id",
+    "version",
+];
 
 /// A v2 `transaction_id` (digits) or `out_trade_no` (`[0-9A-Za-z_-|*@]`, at most 32).
 fn is_v2_id_char(c: char) -> bool {
