@@ -182,6 +182,35 @@ pub fn swallowed<'k>(signed: &[(&[u8], &[u8])], known: &[&'k str]) -> Option<&'k
     None
 }
 
+/// Why a verified `k=v&k=v` request (Alipay, WeChat Pay v2) is not in the provider's own
+/// grouping of its signed content, if it is not: a name that is not `[A-Za-z0-9_]` (a name
+/// sent percent-encoded, or an XML element named so, can hold `&` and `=`, and so the pairs
+/// before it: `trade_no=T&trade_status` with the value `TRADE_SUCCESS`); a value the event
+/// is made of (`shaped`: type, id, subject, time, recipient) holding `&`, which none of them
+/// does; or a value swallowing a known parameter ([`swallowed`]). Found by reviews: a copy
+/// regrouped so, arriving before the genuine notification, decided the event's type, id,
+/// subject or time, and the genuine one was its duplicate. What is left to a regrouping is
+/// the text of other values (`data`), which a merchant's free text makes ambiguous anyway.
+pub fn regrouped(
+    signed: &[(&[u8], &[u8])],
+    known: &[&str],
+    shaped: &[&str],
+) -> Option<&'static str> {
+    if signed
+        .iter()
+        .any(|(k, _)| k.is_empty() || !k.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'))
+    {
+        return Some("a parameter name is not one the provider sends (regrouped)");
+    }
+    if signed
+        .iter()
+        .any(|(k, v)| shaped.iter().any(|s| s.as_bytes() == *k) && v.contains(&b'&'))
+    {
+        return Some("a value the event is made of holds '&' (regrouped)");
+    }
+    swallowed(signed, known).map(|_| "a parameter's value holds another parameter (regrouped)")
+}
+
 /// [`type_name`], or `unknown` when the provider sent nothing usable.
 pub fn type_name_or_unknown(raw: &str) -> String {
     type_name(raw).unwrap_or_else(|| "unknown".into())

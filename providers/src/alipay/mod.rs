@@ -28,7 +28,7 @@ use crate::{Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejec
 use keys::{key_from_spki, public_key, spki_of_certificate};
 use params::{
     charset, decode_fields, digest_of, param, parse_params, sign_content, signed_pairs, Params,
-    NAMES,
+    NAMES, SHAPED,
 };
 #[cfg(any(test, feature = "sign"))]
 pub(crate) use sample::sample;
@@ -125,10 +125,8 @@ impl Alipay {
             let content = sign_content(params, keep_sign_type);
             if self.keys.iter().any(|k| k.verify(digest, &content, sig)) {
                 let pairs = signed_pairs(params, keep_sign_type);
-                if crate::shared::swallowed(&pairs, NAMES).is_some() {
-                    return Err(Rejection::Malformed(
-                        "a parameter's value holds another parameter (regrouped)",
-                    ));
+                if let Some(why) = crate::shared::regrouped(&pairs, NAMES, SHAPED) {
+                    return Err(Rejection::Malformed(why));
                 }
                 return Ok(content);
             }

@@ -95,6 +95,25 @@ pub(super) const NAMES: &[&str] = &[
     "voucher_detail_list",
 ];
 
+/// The parameters Alipay's events are made of (type, id, subject, time, recipient): none of
+/// their values holds `&` ([`crate::shared::regrouped`]).
+pub(super) const SHAPED: &[&str] = &[
+    "app_id",
+    "auth_app_id",
+    "charset",
+    "gmt_payment",
+    "gmt_refund",
+    "method",
+    "msg_method",
+    "notify_id",
+    "notify_time",
+    "notify_type",
+    "out_trade_no",
+    "trade_no",
+    "trade_status",
+    "version",
+];
+
 /// The pairs the signed content is made of (see [`sign_content`]).
 pub(super) fn signed_pairs(params: &Params, keep_sign_type: bool) -> Vec<(&[u8], &[u8])> {
     params

@@ -878,12 +878,31 @@ fn class2_a_regrouped_request_is_refused() {
         let at_into = swallowed.iter().position(|(k, _)| k == into).unwrap();
         swallowed[at_into].1 = format!("{}&{swallowed_name}={value}", swallowed[at_into].1);
         assert_eq!(v2_content(&swallowed), v2_content(&original));
-        assert_eq!(
-            admit(&p, &[], &xml_of(&swallowed), at(NOW)).unwrap_err(),
-            Rejection::Malformed("a parameter's value holds another parameter (regrouped)"),
-            "{into} swallowing {swallowed_name}"
+        let refused = admit(&p, &[], &xml_of(&swallowed), at(NOW)).unwrap_err();
+        assert!(
+            matches!(refused, Rejection::Malformed(why) if why.ends_with("(regrouped)")),
+            "{into} swallowing {swallowed_name}: {refused:?}"
         );
     }
+    // An element named so that it holds the pairs before it: the same signed string.
+    let mut by_name = original.clone();
+    let (_, result) = by_name.remove(
+        by_name
+            .iter()
+            .position(|(k, _)| k == "result_code")
+            .unwrap(),
+    );
+    let at_return = by_name
+        .iter()
+        .position(|(k, _)| k == "return_code")
+        .unwrap();
+    by_name[at_return].0 = format!("result_code={result}&return_code");
+    assert_eq!(v2_content(&by_name), v2_content(&original));
+    let refused = admit(&p, &[], &xml_of(&by_name), at(NOW)).unwrap_err();
+    assert!(
+        matches!(refused, Rejection::Malformed(why) if why.ends_with("(regrouped)")),
+        "{refused:?}"
+    );
     // A merchant's `attach` holding text that reads like an element WeChat Pay sends is the
     // merchant's: the event is the genuine one.
     let mut attached = original.clone();
@@ -916,8 +935,9 @@ fn class2_a_regrouped_request_is_refused() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     pairs.push(("sign", &sign2));
+    // (An element of an unknown name swallowed: refused all the same, the id holding `&`.)
     assert_eq!(
         admit(&p, &[], xml(&pairs).as_bytes(), at(NOW)).unwrap_err(),
-        Rejection::Malformed("transaction_id is not a WeChat Pay id")
+        Rejection::Malformed("a value the event is made of holds '&' (regrouped)")
     );
 }

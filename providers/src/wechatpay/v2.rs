@@ -55,10 +55,8 @@ impl WechatPay {
             .filter(|(k, v)| k != "sign" && !v.is_empty())
             .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
             .collect();
-        if crate::shared::swallowed(&pairs, NAMES).is_some() {
-            return Err(Rejection::Malformed(
-                "a parameter's value holds another parameter (regrouped)",
-            ));
+        if let Some(why) = crate::shared::regrouped(&pairs, NAMES, SHAPED) {
+            return Err(Rejection::Malformed(why));
         }
 
         self.check_recipient(&[get("mch_id"), get("sub_mch_id")])?;
@@ -139,6 +137,19 @@ const NAMES: &[&str] = &[
     "trade_type",
     "transaction_id",
     "version",
+];
+
+/// The elements WeChat Pay v2 events are made of (type, id, subject, time, recipient): none
+/// of their values holds `&` ([`crate::shared::regrouped`]).
+const SHAPED: &[&str] = &[
+    "appid",
+    "mch_id",
+    "out_trade_no",
+    "result_code",
+    "return_code",
+    "sub_mch_id",
+    "time_end",
+    "transaction_id",
 ];
 
 /// A v2 `transaction_id` (digits) or `out_trade_no` (`[0-9A-Za-z_-|*@]`, at most 32).
