@@ -33,16 +33,8 @@ pub(super) fn parse_params(body: &[u8]) -> Result<Params, Rejection> {
 /// The signed string : parameters except `sign` (and `sign_type` unless
 /// `keep_sign_type`), without empty names or values, sorted bytewise, `k=v` joined by `&`.
 pub(super) fn sign_content(params: &Params, keep_sign_type: bool) -> Vec<u8> {
-    let mut kept: Vec<&(Vec<u8>, Vec<u8>)> = params
-        .iter()
-        .filter(|(k, v)| {
-            !k.is_empty()
-                && !v.is_empty()
-                && k.as_slice() != b"sign"
-                && (keep_sign_type || k.as_slice() != b"sign_type")
-        })
-        .collect();
-    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept = signed_pairs(params, keep_sign_type);
+    kept.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::new();
     for (i, (k, v)) in kept.into_iter().enumerate() {
         if i > 0 {
@@ -114,7 +106,7 @@ pub(super) const SHAPED: &[&str] = &[
     "version",
 ];
 
-/// The pairs the signed content is made of (see [`sign_content`]).
+/// The pairs the signed content is made of ([`sign_content`] sorts and joins them).
 pub(super) fn signed_pairs(params: &Params, keep_sign_type: bool) -> Vec<(&[u8], &[u8])> {
     params
         .iter()
