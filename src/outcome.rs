@@ -429,7 +429,9 @@ fn refusal_log() -> &'static RefusalLog {
     LOG.get_or_init(|| RefusalLog::new(REFUSAL_LOG_INTERVAL, REFUSAL_LOG_BURST))
 }
 
-/// Rate-limits the log lines of refused requests per (source, kind) with a token bucket:
+/// Rate-limits the log lines of refused requests per (source, kind) with a token bucket (its
+/// own, not governor's as `limit` uses: this one is told `now`, so its rule and the summary
+/// it schedules are tested at chosen times, and it counts what it did not let through):
 /// every refusal is counted in `hookgate_requests_total`; one that finds no token adds to
 /// `hookgate_refusals_unlogged_total` and to one "N more refused" line.
 /// Keys are configured source names and outcome labels, so the map is bounded by the config.

@@ -27,7 +27,7 @@ use crate::{Admission, ConfigError, Data, Event, ProviderKind, RawRequest, Rejec
 
 use keys::{key_from_spki, public_key, spki_of_certificate};
 use params::{
-    charset, decode_fields, digest_of, param, parse_params, sign_content, signed_pairs, Params,
+    charset, content_of, decode_fields, digest_of, param, parse_params, signed_pairs, Params,
     NAMES, SHAPED,
 };
 #[cfg(any(test, feature = "sign"))]
@@ -122,9 +122,9 @@ impl Alipay {
     /// [`crate::shared::swallowed`]) is refused: only Alipay's own grouping makes the event.
     fn verify(&self, params: &Params, digest: RsaDigest, sig: &[u8]) -> Result<Vec<u8>, Rejection> {
         for keep_sign_type in [false, true] {
-            let content = sign_content(params, keep_sign_type);
+            let pairs = signed_pairs(params, keep_sign_type);
+            let content = content_of(&pairs);
             if self.keys.iter().any(|k| k.verify(digest, &content, sig)) {
-                let pairs = signed_pairs(params, keep_sign_type);
                 if let Some(why) = crate::shared::regrouped(&pairs, NAMES, SHAPED) {
                     return Err(Rejection::Malformed(why));
                 }

@@ -33,10 +33,13 @@ pub(super) fn parse_params(body: &[u8]) -> Result<Params, Rejection> {
 /// The signed string : parameters except `sign` (and `sign_type` unless
 /// `keep_sign_type`), without empty names or values, sorted bytewise, `k=v` joined by `&`.
 pub(super) fn sign_content(params: &Params, keep_sign_type: bool) -> Vec<u8> {
-    let mut kept = signed_pairs(params, keep_sign_type);
-    kept.sort_by(|a, b| a.0.cmp(b.0));
+    content_of(&signed_pairs(params, keep_sign_type))
+}
+
+/// The signed string of [`signed_pairs`] (sorted): `k=v` joined by `&`.
+pub(super) fn content_of(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (i, (k, v)) in kept.into_iter().enumerate() {
+    for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push(b'&');
         }
@@ -106,9 +109,9 @@ pub(super) const SHAPED: &[&str] = &[
     "version",
 ];
 
-/// The pairs the signed content is made of ([`sign_content`] sorts and joins them).
+/// The pairs the signed content is made of, sorted by name ([`content_of`] joins them).
 pub(super) fn signed_pairs(params: &Params, keep_sign_type: bool) -> Vec<(&[u8], &[u8])> {
-    params
+    let mut pairs: Vec<(&[u8], &[u8])> = params
         .iter()
         .filter(|(k, v)| {
             !k.is_empty()
@@ -117,7 +120,9 @@ pub(super) fn signed_pairs(params: &Params, keep_sign_type: bool) -> Vec<(&[u8],
                 && (keep_sign_type || k.as_slice() != b"sign_type")
         })
         .map(|(k, v)| (k.as_slice(), v.as_slice()))
-        .collect()
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    pairs
 }
 
 /// `sign_type` picks the digest; Alipay omits it nowhere in practice, RSA2 is the default.

@@ -1,4 +1,5 @@
 use super::keys::{cert_sn, root_cert_sn};
+use super::params::sign_content;
 use super::*;
 use crate::crypto::RsaSigner;
 use crate::sign::SampleOptions;
