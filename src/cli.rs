@@ -67,9 +67,9 @@ enum Command {
     Replay(Box<crate::inspect_cli::ReplayArgs>),
     /// Remove an id from the dedup index, so a redelivery is accepted again.
     Forget(crate::inspect_cli::ForgetArgs),
-    /// The most recent refused requests (of a running gateway).
+    /// The most recent refused requests (kept in memory and, every 5 s and at shutdown, in the store).
     Rejections(crate::inspect_cli::RejectionsArgs),
-    /// Follow newly accepted events of the running gateway live.
+    /// Follow newly accepted events live (of a stopped gateway: from when it starts again).
     Tail(crate::inspect_cli::TailArgs),
 }
 

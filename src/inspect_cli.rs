@@ -169,20 +169,25 @@ impl Backend {
     fn open(config: &Config) -> anyhow::Result<Backend> {
         Ok(match open_local(config)? {
             Some(store) => Backend::Store(Box::new(store)),
-            None => Backend::Admin {
-                addr: config.server.admin_listen,
-                token: std::env::var("HOOKGATE_ADMIN_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty())
-                    .or_else(|| {
-                        config
-                            .server
-                            .admin_token
-                            .as_ref()
-                            .map(|t| t.expose().to_string())
-                    }),
-            },
+            None => Backend::admin(config),
         })
+    }
+
+    /// The running gateway's admin listener, with the token the CLI is given.
+    fn admin(config: &Config) -> Backend {
+        Backend::Admin {
+            addr: config.server.admin_listen,
+            token: std::env::var("HOOKGATE_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .or_else(|| {
+                    config
+                        .server
+                        .admin_token
+                        .as_ref()
+                        .map(|t| t.expose().to_string())
+                }),
+        }
     }
 
     /// `method path` on the admin listener; the JSON answer of a 2xx, else its error.
@@ -719,7 +724,8 @@ mod tests {
     }
 }
 
-/// `hookgate tail`: follows newly accepted events of a running gateway.
+/// `hookgate tail`: follows newly accepted events. A stopped gateway accepts none: `tail` then
+/// waits for it to start and follows from where its store ended.
 #[derive(clap::Args)]
 pub struct TailArgs {
     #[arg(short, long, env = "HOOKGATE_CONFIG")]
@@ -743,11 +749,31 @@ const TAIL_EVERY: Duration = Duration::from_millis(300);
 pub fn tail(a: TailArgs) -> anyhow::Result<()> {
     let config = Config::load(&a.config)?;
     note_unknown_source(&config, a.source.as_deref());
-    let backend = Backend::open(&config)?;
-    if let Backend::Store(store) = &backend {
-        store.close();
-        bail!("the gateway is not running (its store is not locked): tail follows a running gateway; use `hookgate events` for what is kept");
-    }
+    // A stopped gateway: what its store holds is `hookgate events`'s; what is accepted next
+    // comes once a gateway runs on it again. The store is not held meanwhile (that would
+    // keep the gateway from starting): `tail` waits for the admin listener to answer.
+    let (backend, stored_end) = match Backend::open(&config)? {
+        Backend::Store(store) => {
+            let end = store.durable_upto();
+            store.close();
+            // Its lock goes with it.
+            drop(store);
+            eprintln!(
+                "hookgate tail: the gateway is not running; waiting for it to start on {} (what is kept: `hookgate events`)",
+                config.server.admin_listen
+            );
+            while std::net::TcpStream::connect_timeout(
+                &config.server.admin_listen,
+                Duration::from_secs(1),
+            )
+            .is_err()
+            {
+                std::thread::sleep(TAIL_EVERY);
+            }
+            (Backend::admin(&config), Some(end))
+        }
+        admin => (admin, None),
+    };
     /// A page as sent: each event's members as raw JSON, read without a depth limit (an
     /// envelope nested past serde_json's 128 levels is accepted at ingest, and a parse that
     /// buffered it failed every poll).
@@ -771,8 +797,15 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
         let text = backend.call_text("GET", &format!("/events{}", query_string(&q)), None)?;
         serde_json::from_str(&text).context("the admin listener answered with unexpected JSON")
     };
-    // Only what comes after now: the log's end as the gateway answers it.
-    let mut last = query(None, 1)?.last_seq;
+    // Only what comes after now: the log's end as the gateway answers it, or, after a wait,
+    // as the stopped store left it (what the gateway accepted since it started is new; a log
+    // that ends before that is another store, followed from its start).
+    let now = query(None, 1)?.last_seq;
+    let mut last = match stored_end {
+        Some(end) if end <= now => end,
+        Some(_) => 0,
+        None => now,
+    };
     let mut shown: u64 = 0;
     let mut out = std::io::stdout().lock();
     loop {

@@ -455,6 +455,11 @@ async fn rejections_say_why_without_a_body_or_a_signature() {
 
 /// The envelopes `tail --json --count N` printed, once it has printed its N and ended.
 async fn tail_json(tail: std::process::Child) -> Vec<Value> {
+    tail_json_and_stderr(tail).await.0
+}
+
+/// The envelopes `tail --json --count N` printed, and its stderr, once it has ended.
+async fn tail_json_and_stderr(tail: std::process::Child) -> (Vec<Value>, String) {
     // Its output is read while it runs (an envelope can be larger than a pipe holds).
     let pid = tail.id();
     let waited = tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap());
@@ -471,11 +476,12 @@ async fn tail_json(tail: std::process::Child) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
+    let envelopes = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+        .collect();
+    (envelopes, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn hookgate(args: &[&str], file: &std::path::Path) -> (bool, String, String) {
@@ -657,8 +663,26 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
         hookgate(&["events", "show", "--source", "gh", "--id", "c1"], &file);
     assert!(ok, "{err}");
     assert_eq!(shown_stopped, shown);
-    let (ok, _, err) = hookgate(&["tail"], &file);
-    assert!(!ok && err.contains("not running"), "{err}");
+
+    // `tail` on the stopped store waits for the gateway, then shows what it accepts from its
+    // start on, the first event too.
+    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["tail", "--json", "--count", "2", "-c"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gw = Gateway::start(hookgate::config::Config::load(&file).unwrap()).await;
+    send(&gw, "push", "after-restart-0").await;
+    send(&gw, "push", "after-restart-1").await;
+    let (envelopes, err) = tail_json_and_stderr(tail).await;
+    assert!(err.contains("waiting for it to start"), "{err}");
+    let ids: Vec<_> = envelopes.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, [json!("after-restart-0"), json!("after-restart-1")]);
+    consumer.take(2, T).await;
+    gw.stop().await;
 }
 
 /// A pending event is on its way: replaying it by id would publish it twice.
