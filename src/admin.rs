@@ -281,11 +281,28 @@ async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     }
 }
 
-async fn event(gw: web::Data<Gateway>, path: web::Path<(String, String)>) -> HttpResponse {
+/// `GET /events/{source}/{id}` query: `text=true` adds the envelope indented as text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    #[serde(default)]
+    text: bool,
+}
+
+async fn event(
+    gw: web::Data<Gateway>,
+    path: web::Path<(String, String)>,
+    query: web::Query<EventQuery>,
+) -> HttpResponse {
     let (source, id) = path.into_inner();
     let store = gw.store.clone();
     match web::block(move || inspect::show(&store, &source, &id)).await {
-        Ok(Ok(Some(detail))) => HttpResponse::Ok().json(detail),
+        Ok(Ok(Some(mut detail))) => {
+            if query.text {
+                detail.envelope_text = Some(inspect::pretty_raw(detail.envelope.get()));
+            }
+            HttpResponse::Ok().json(detail)
+        }
         Ok(Ok(None)) => HttpResponse::NotFound()
             .content_type("application/json")
             .body(r#"{"error":"no such event kept"}"#),

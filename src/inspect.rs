@@ -249,6 +249,11 @@ pub struct EventDetail {
     /// line takes it out of the answer's members first).
     #[serde(skip_deserializing, default = "no_envelope")]
     pub envelope: Box<RawValue>,
+    /// The envelope indented as text ([`pretty_raw`]), on request (`?text=true`): the console
+    /// shows it as sent, where a browser's JSON parse rounds numbers past 2^53 and drops a
+    /// repeated key.
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub envelope_text: Option<String>,
 }
 
 fn no_envelope() -> Box<RawValue> {
@@ -654,6 +659,7 @@ pub fn show(store: &Store, source: &str, id: &str) -> Result<Option<EventDetail>
         },
         replays,
         envelope,
+        envelope_text: None,
     }))
 }
 

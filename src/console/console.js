@@ -200,7 +200,7 @@
   }
 
   async function showEvent(source, id) {
-    const d = await api("GET", "/events/" + encodeURIComponent(source) + "/" + encodeURIComponent(id));
+    const d = await api("GET", "/events/" + encodeURIComponent(source) + "/" + encodeURIComponent(id) + "?text=true");
     current = { source: d.source, id: d.id };
     $("detail-title").textContent = d.source + " / " + visible(d.id);
     const meta = $("detail-meta");
@@ -221,7 +221,9 @@
       meta.appendChild(el("dt", k));
       meta.appendChild(el("dd", v));
     });
-    $("envelope").textContent = visible(JSON.stringify(d.envelope, null, 2));
+    // The gateway's own indentation of the envelope as sent (a parse here would round
+    // integers past 2^53 and drop a repeated key).
+    $("envelope").textContent = visible(d.envelope_text ?? JSON.stringify(d.envelope, null, 2));
     $("detail-section").hidden = false;
     document.querySelectorAll("#events tbody tr").forEach((tr) => {
       tr.classList.toggle("selected", tr.dataset.source === d.source && tr.dataset.id === d.id);

@@ -46,7 +46,12 @@ async fn start(source: &str, exchange: &str) -> Gateway {
 }
 
 async fn send(gw: &Gateway, source: &str, event: &str, id: &str) -> u16 {
-    let r = github::delivery(SECRET, event, id, br#"{"zen":"<b>not markup</b>"}"#);
+    let r = github::delivery(
+        SECRET,
+        event,
+        id,
+        br#"{"zen":"<b>not markup</b>","n":12345678901234567890123}"#,
+    );
     gw.send(source, &r).await.status().as_u16()
 }
 
@@ -234,6 +239,16 @@ async fn the_console_lists_opens_and_replays_in_headless_chromium() {
         .await;
     assert!(meta.as_str().unwrap().contains("published"), "{meta}");
     assert!(meta.as_str().unwrap().contains("github.issues"), "{meta}");
+    let envelope = browser
+        .js("return document.getElementById('envelope').textContent;")
+        .await;
+    assert!(
+        envelope
+            .as_str()
+            .unwrap()
+            .contains("\"n\": 12345678901234567890123"),
+        "the envelope as sent, no number rounded: {envelope}"
+    );
     let injected = browser
         .js("return document.querySelectorAll('#envelope b, #events b').length;")
         .await;
