@@ -4,6 +4,17 @@ use super::validate::check_template;
 use super::vars::{interpolate, resolve_files, resolve_value};
 use super::*;
 
+/// (table, key, default) of the keys whose default is a `${VAR:-…}`.
+const ENV_DEFAULTS: [(&str, &str, &str); 3] = [
+    ("store", "path", "${HOOKGATE_DATA:-./data}"),
+    (
+        "amqp",
+        "url",
+        "${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}",
+    ),
+    ("dedup", "shared", "${REDIS_URL:-}"),
+];
+
 impl Config {
     /// Reads, interpolates and validates `path`, with the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -23,6 +34,18 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError(vec![syntax_error(text, &e)]))?;
         let mut errors = Vec::new();
 
+        // Keys whose documented default reads the environment (config.example.toml,
+        // CONTRACT.md): left out, they are what the example writes, so `AMQP_URL` or
+        // `REDIS_URL` set for a deployment applies to a config that does not name the key.
+        for (table, key, value) in ENV_DEFAULTS {
+            if let Some(t) = root
+                .entry(table)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+            {
+                t.entry(key).or_insert_with(|| value.into());
+            }
+        }
         let mut missing = BTreeSet::new();
         for (_, v) in root.iter_mut() {
             interpolate(v, vars, &mut missing);

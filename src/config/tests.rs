@@ -96,6 +96,52 @@ fn the_example_config_parses() {
     assert_eq!(config.amqp.exchange, "hookgate");
 }
 
+/// The keys the example writes as `${VAR:-default}` read the same variables when left out;
+/// written, the key wins.
+#[test]
+fn env_defaults_apply_to_keys_left_out() {
+    let env = [
+        ("GH_SECRET", "s"),
+        ("AMQP_URL", "amqp://u:p@broker:5672/%2f"),
+        ("HOOKGATE_DATA", "/var/lib/hookgate"),
+        ("REDIS_URL", "redis://redis:6379"),
+    ];
+    let c = parse(MINIMAL, &env).unwrap();
+    assert_eq!(c.amqp.url, ["amqp://u:p@broker:5672/%2f"]);
+    assert_eq!(c.store.path, Path::new("/var/lib/hookgate"));
+    assert_eq!(c.dedup.shared, "redis://redis:6379");
+    let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();
+    assert_eq!(c.store.path, Path::new("./data"));
+    assert_eq!(c.dedup.shared, "", "off without REDIS_URL");
+    let written = format!(
+        "{MINIMAL}\n[store]\npath = \"/data\"\n[amqp]\nurl = \"amqp://h/%2f\"\n[dedup]\nshared = \"\"\n"
+    );
+    let c = parse(&written, &env).unwrap();
+    assert_eq!(c.amqp.url, ["amqp://h/%2f"]);
+    assert_eq!(c.store.path, Path::new("/data"));
+    assert_eq!(c.dedup.shared, "");
+}
+
+/// RabbitMQ refuses to declare `amq.` names: `check` says so before the first event.
+#[test]
+fn reserved_amqp_names_are_refused() {
+    let text = format!(
+        "{MINIMAL}\n[amqp]\nexchange = \"amq.topic\"\n[[amqp.queues]]\nname = \"amq.q\"\nbindings = [\"#\"]\n"
+    );
+    let all = parse(&text, &[("GH_SECRET", "s")])
+        .unwrap_err()
+        .0
+        .join("\n");
+    assert!(
+        all.contains("amqp.exchange: names starting with `amq.`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("amqp.queues[0].name: names starting with `amq.`"),
+        "{all}"
+    );
+}
+
 #[test]
 fn defaults_apply() {
     let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();

@@ -95,6 +95,14 @@ impl Config {
                     .into(),
             );
         }
+        // RabbitMQ refuses to declare an exchange or a queue named `amq.…` (reserved), and
+        // the gateway declares both at start: it would take events it can never publish.
+        if self.amqp.exchange.starts_with("amq.") {
+            errors.push(
+                "amqp.exchange: names starting with `amq.` are reserved by the broker (it refuses to declare them)"
+                    .into(),
+            );
+        }
         if self.store.segment_bytes < 4096 {
             errors.push("store.segment_bytes: must be at least 4096".into());
         }
@@ -130,6 +138,10 @@ impl Config {
             }
             if q.name.is_empty() {
                 errors.push(format!("amqp.queues[{i}].name: must not be empty"));
+            } else if q.name.starts_with("amq.") {
+                errors.push(format!(
+                    "amqp.queues[{i}].name: names starting with `amq.` are reserved by the broker (it refuses to declare them)"
+                ));
             } else if !queue_names.insert(q.name.as_str()) {
                 errors.push(format!(
                     "amqp.queues[{i}].name: `{}` is declared twice",
