@@ -472,11 +472,88 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition (what Prometheus asks for first).
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+/// The Prometheus text format (0.0.4) of an OpenMetrics exposition `om`, for a client that did
+/// not ask for OpenMetrics (curl, promtool, older scrapers): a counter family is named as its
+/// samples are (`…_total`), no `# UNIT` or `# EOF` lines, and a HELP text escapes only `\`
+/// and newlines. prometheus-client writes OpenMetrics only; the samples are the same lines.
+pub fn prometheus_text(om: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in om.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|l| l.strip_suffix(" counter"))
+        {
+            counters.insert(name);
+        }
+    }
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta.and_then(|(p, rest)| rest.split_once(' ').map(|(n, r)| (p, n, r))) {
+            Some((prefix, name, rest)) => {
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                match prefix {
+                    "# HELP " => out.push_str(&rest.replace("\\\"", "\"")),
+                    _ if rest == "unknown" => out.push_str("untyped"),
+                    _ => out.push_str(rest),
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod text_format_tests {
+    use super::prometheus_text;
+
+    #[test]
+    fn openmetrics_becomes_the_prometheus_text_format() {
+        let om = concat!(
+            "# HELP hookgate_requests Requests \\\"quoted\\\" and a \\\\ back.\n",
+            "# TYPE hookgate_requests counter\n",
+            "hookgate_requests_total{source=\"gh\"} 3\n",
+            "# HELP hookgate_up Up.\n",
+            "# TYPE hookgate_up gauge\n",
+            "# UNIT hookgate_up bytes\n",
+            "hookgate_up 1\n",
+            "# TYPE hookgate_other unknown\n",
+            "hookgate_other 2\n",
+            "# EOF\n",
+        );
+        assert_eq!(
+            prometheus_text(om),
+            concat!(
+                "# HELP hookgate_requests_total Requests \"quoted\" and a \\\\ back.\n",
+                "# TYPE hookgate_requests_total counter\n",
+                "hookgate_requests_total{source=\"gh\"} 3\n",
+                "# HELP hookgate_up Up.\n",
+                "# TYPE hookgate_up gauge\n",
+                "hookgate_up 1\n",
+                "# TYPE hookgate_other untyped\n",
+                "hookgate_other 2\n",
+            )
+        );
     }
 }

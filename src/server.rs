@@ -322,7 +322,7 @@ async fn readyz(gw: web::Data<Gateway>) -> HttpResponse {
     r.json(body)
 }
 
-async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
+async fn metrics_text(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let m = metrics::get();
     m.outbox_pending.set(gw.store.pending() as i64);
     // Sampled here, not kept up to date: a scrape sees what /readyz would answer now.
@@ -330,9 +330,22 @@ async fn metrics_text(gw: web::Data<Gateway>) -> HttpResponse {
     m.dead_letters_kept.set(gw.store.dead_count() as i64);
     let ready = readyz(gw.clone()).await.status().is_success();
     m.ready.set(ready as i64);
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(m.render())
+    // OpenMetrics for a scraper that asks for it (Prometheus does), else the classic text
+    // format: the contract's "Prometheus text format", and what curl and promtool read.
+    let openmetrics = req
+        .headers()
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        HttpResponse::Ok()
+            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+            .body(m.render())
+    } else {
+        HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(metrics::prometheus_text(&m.render()))
+    }
 }
 
 async fn admin_not_found() -> HttpResponse {

@@ -90,19 +90,15 @@ fn sample_names(exposition: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `(family, type)` from the `# TYPE` lines, the family written as users query it: a
-/// counter with its `_total`.
+/// `(family, type)` from the `# TYPE` lines of the Prometheus text format (a counter is named
+/// with its `_total`, as users query it).
 fn families(exposition: &str) -> BTreeSet<(String, String)> {
     exposition
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .map(|l| {
             let (name, kind) = l.split_once(' ').unwrap();
-            let name = match kind {
-                "counter" => format!("{name}_total"),
-                _ => name.to_string(),
-            };
-            (name, kind.to_string())
+            (name.to_string(), kind.to_string())
         })
         .collect()
 }
@@ -176,7 +172,50 @@ async fn dashboard_and_rules_name_exactly_the_exported_metrics() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // What Prometheus asks for: OpenMetrics, the same samples.
+    let om = gw
+        .client
+        .get(gw.admin("/metrics"))
+        .header(
+            "Accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(om.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let om = om.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE hookgate_requests counter"), "{om}");
     gw.stop().await;
+    // Without asking, the Prometheus text format, which promtool reads without a complaint.
+    assert!(!text.contains("# EOF"), "{text}");
+    let mut check = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains(r#"hookgate_refusals_total{source="gh-deploy",reason="signature"} 1"#),
         "{text}"
