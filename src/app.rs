@@ -357,13 +357,11 @@ impl Running {
             // The files in use are read again where the new config still names them. New
             // paths need a restart (reported as such); files moved away from the old ones
             // must not refuse the rest of the reload (they did; found by a review).
-            let same_paths = match (&self.tls, &config.server.tls) {
-                (Some(certs), Some(t)) => certs.paths() == (t.cert.as_path(), t.key.as_path()),
-                _ => false,
-            };
-            match same_paths {
-                true => self.reload_tls().map(|_| ()).map_err(|e| e.to_string()),
-                false => Ok(()),
+            match (&self.tls, &config.server.tls) {
+                (Some(certs), Some(t)) if certs.paths() == (t.cert.as_path(), t.key.as_path()) => {
+                    certs.reload().map_err(|e| e.to_string())
+                }
+                _ => Ok(false),
             }
         })
     }
@@ -373,7 +371,7 @@ impl Running {
     pub fn reload_tls(&self) -> Result<bool, ConfigError> {
         match &self.tls {
             None => Ok(false),
-            Some(certs) => certs.reload().map(|()| true),
+            Some(certs) => certs.reload().map(|_| true),
         }
     }
 

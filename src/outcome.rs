@@ -316,7 +316,12 @@ impl Outcome {
                 "duplicate, acknowledged again",
             ),
             Outcome::Control(_) => (None, "-", "", "control probe answered"),
-            Outcome::Probe(_) => (None, "-", "", "provider signature probe refused"),
+            Outcome::Probe(_) => (
+                None,
+                "-",
+                crate::rejections::Reason::Probe.as_str(),
+                "provider signature probe refused",
+            ),
             Outcome::Rejected { detail, .. } => (None, "-", detail.as_str(), "rejected"),
             Outcome::RateLimited { limiter, .. } => (
                 None,
@@ -338,7 +343,7 @@ impl Outcome {
             Outcome::Claimed { id, kind, .. } => (
                 Some(id.as_str()),
                 kind.as_str(),
-                "",
+                crate::rejections::Reason::Claimed.as_str(),
                 "claimed by another replica, 503",
             ),
             Outcome::UnknownSource => (None, "-", "", "unknown source"),

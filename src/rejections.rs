@@ -44,6 +44,9 @@ pub enum Reason {
     Timeout,
     /// 503: the store is full or failing.
     Unavailable,
+    /// 503: another replica holds the shared dedup claim on this id (`[dedup] shared`): the
+    /// provider's retry gets the event's fate. A race between replicas, not an outage.
+    Claimed,
     /// A provider's own verification probe (expected traffic).
     Probe,
 }
@@ -60,6 +63,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::Timeout => "timeout",
             Reason::Unavailable => "unavailable",
+            Reason::Claimed => "claimed",
             Reason::Probe => "probe",
         }
     }
@@ -70,9 +74,8 @@ impl Reason {
             Outcome::Rejected { refusal, reply, .. } => (refusal.reason(), reply.status),
             Outcome::Probe(reply) => (Reason::Probe, reply.status),
             Outcome::RateLimited { reply, .. } => (Reason::RateLimited, reply.status),
-            Outcome::Unavailable { reply, .. } | Outcome::Claimed { reply, .. } => {
-                (Reason::Unavailable, reply.status)
-            }
+            Outcome::Unavailable { reply, .. } => (Reason::Unavailable, reply.status),
+            Outcome::Claimed { reply, .. } => (Reason::Claimed, reply.status),
             Outcome::Accepted { .. }
             | Outcome::Duplicate { .. }
             | Outcome::Control(_)

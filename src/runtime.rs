@@ -411,13 +411,14 @@ pub fn sources_problem(new: usize, running: usize) -> Option<&'static str> {
 pub struct ReloadError(pub String);
 
 /// Builds the next snapshot from `config`, swaps it in and returns what changed. TLS files are
-/// re-read first (`reload_tls`), so a bad certificate refuses the whole reload. Restart-only
+/// re-read first (`reload_tls`, `true` when they hold a new certificate), so a bad
+/// certificate refuses the whole reload. Restart-only
 /// keys keep the values the process runs with, so they are reported again on the next
 /// reload until the process is restarted.
 pub fn apply(
     gw: &Gateway,
     config: &Config,
-    reload_tls: impl FnOnce() -> Result<(), String>,
+    reload_tls: impl FnOnce() -> Result<bool, String>,
 ) -> Result<Changes, ReloadError> {
     check_beyond_load(config).map_err(ReloadError)?;
     let current = gw.runtime.load();
@@ -425,9 +426,13 @@ pub fn apply(
         return Err(ReloadError(problem.into()));
     }
     let mut next = Runtime::build(config, &current.key, Some(&current)).map_err(ReloadError)?;
-    let changes = diff(&current.summary, &next.summary);
+    let mut changes = diff(&current.summary, &next.summary);
     next.summary.restart = current.summary.restart.clone();
-    reload_tls().map_err(ReloadError)?;
+    if reload_tls().map_err(ReloadError)? {
+        changes
+            .server
+            .push("server.tls: a new certificate, served from the next handshake".into());
+    }
     gw.runtime.store(Arc::new(next));
     // An added source's zero-valued series, as at start.
     crate::metrics::get().init_sources(config.sources.iter().map(|s| s.name.as_str()));

@@ -46,13 +46,16 @@ impl TlsCerts {
         })
     }
 
-    /// Reads the files again and serves them from the next handshake on. On error the
-    /// certificate in use stays.
-    pub fn reload(&self) -> Result<(), ConfigError> {
+    /// Reads the files again and serves them from the next handshake on; `true` when they
+    /// hold another certificate chain than the one served. On error the certificate in use
+    /// stays.
+    pub fn reload(&self) -> Result<bool, ConfigError> {
         let key = Arc::new(read(&self.config, &self.provider)?);
         // A poisoned lock only means a panic elsewhere while swapping an Arc: the value is whole.
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = key;
-        Ok(())
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let changed = current.cert != key.cert;
+        *current = key;
+        Ok(changed)
     }
 
     /// The rustls configuration for the listener, resolving through `self`.

@@ -887,9 +887,28 @@ async fn tls_serves_the_certificate_and_reloads_it() {
         assert_ne!(r.status(), 202, "plain HTTP is not served on the TLS port");
     }
 
-    // Renewal: new files, reload (what SIGHUP does), the next handshake has the new cert.
+    // Renewal: new files, reload (what SIGHUP does), the next handshake has the new cert,
+    // and the reload says so (a reload of the same files does not).
     std::fs::write(&cert, &b_crt).unwrap();
     std::fs::write(&key, &b_key).unwrap();
+    let same = dir.path().join("same.toml");
+    std::fs::write(
+        &same,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n[store]\npath = \"{}\"\n[amqp]\nurl = \"{}\"\nexchange = \"{exchange}\"\n{}",
+            cert.display(),
+            key.display(),
+            dir.path().join("store").display(),
+            amqp_url(),
+            gh_source("gh", ""),
+        ),
+    )
+    .unwrap();
+    let tls_changed =
+        |c: &hookgate::runtime::Changes| c.server.iter().any(|s| s.starts_with("server.tls:"));
+    let changes = gw.running.reload(&same).unwrap();
+    assert!(tls_changed(&changes), "{:?}", changes.server);
+    assert!(!tls_changed(&gw.running.reload(&same).unwrap()));
     assert!(gw.running.reload_tls().unwrap());
     assert_eq!(post_tls(&b_crt, &url, &push("tls-b")).await.unwrap(), 202);
     assert!(post_tls(&a_crt, &url, &push("tls-y")).await.is_err());

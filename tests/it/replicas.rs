@@ -469,6 +469,41 @@ async fn a_dead_replicas_claim_is_503_until_it_expires_then_accepted() {
     assert!(count("conflict") >= 1);
     assert_eq!(count("duplicate"), 1);
     assert_eq!(count("claimed"), 2);
+    // The 503s of the claim race are refusals of their own reason, not an outage's.
+    let conflicts = count("conflict");
+    assert_eq!(
+        metric(
+            &m,
+            &format!("hookgate_refusals_total{{source=\"{src}\",reason=\"claimed\"}}")
+        ),
+        conflicts
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("hookgate_refusals_total{{source=\"{src}\",reason=\"unavailable\"}}")
+        ),
+        0
+    );
+    let kept: serde_json::Value = gw
+        .client
+        .get(gw.admin(&format!("/rejections?source={src}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<_> = kept["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !reasons.is_empty() && reasons.iter().all(|r| r == "claimed"),
+        "{kept}"
+    );
     assert!(
         m.contains("hookgate_dedup_shared_duration_seconds_bucket{"),
         "latency histogram"
