@@ -298,6 +298,18 @@ async fn event(
     let store = gw.store.clone();
     match web::block(move || inspect::show(&store, &source, &id)).await {
         Ok(Ok(Some(mut detail))) => {
+            // A pending event the broker has not refused waits for the broker itself: while
+            // the relay cannot reach it, that is the event's last error (no try was made).
+            if detail.row.status == inspect::Status::Pending
+                && detail.last_error.is_none()
+                && !gw.broker.connected()
+            {
+                if let Some(e) = gw.broker.last_error() {
+                    detail.attempts.get_or_insert(0);
+                    detail.last_error =
+                        Some(format!("not sent: the broker is not connected ({e})"));
+                }
+            }
             if query.text {
                 detail.envelope_text = Some(inspect::pretty_raw(detail.envelope.get()));
             }

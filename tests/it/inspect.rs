@@ -705,6 +705,25 @@ async fn a_pending_event_is_not_replayed_by_id() {
         v["error"].as_str().unwrap().contains("still pending"),
         "{v}"
     );
+    // Why it waits: no try was made, the broker cannot be reached.
+    let deadline = Instant::now() + T;
+    let v = loop {
+        let (s, v) = get(&gw, "/events/gh/waiting").await;
+        assert_eq!(s, 200, "{v}");
+        if v.get("last_error").is_some() || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v["status"], "pending", "{v}");
+    assert_eq!(v["attempts"], 0, "{v}");
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not sent: the broker is not connected"),
+        "{v}"
+    );
     gw.stop().await;
 }
 
