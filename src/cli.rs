@@ -559,7 +559,7 @@ fn local_url(listen: SocketAddr, tls: bool) -> String {
 
 fn sign(a: SignArgs) -> anyhow::Result<()> {
     let mut base = a.url.clone();
-    let (name, provider) = match (&a.config, &a.provider) {
+    let (name, provider, max_body) = match (&a.config, &a.provider) {
         (Some(path), _) => {
             let config = Config::load(path)?;
             base.get_or_insert_with(|| {
@@ -575,11 +575,12 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
                 None => bail!("the config has several sources: name one with --source"),
             };
             let s = sources.swap_remove(idx);
-            (s.name, s.provider)
+            (s.name, s.provider, Some(s.max_body_bytes))
         }
         (None, Some(p)) => (
             a.source.clone().unwrap_or_else(|| p.clone()),
             explicit_provider(p, &a.with)?,
+            None,
         ),
         (None, None) => bail!("give --config (and --source) or --provider with --with KEY=VALUE"),
     };
@@ -617,6 +618,12 @@ fn sign(a: SignArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let sample = provider.sample(&o).map_err(anyhow::Error::msg)?;
+    if let Some(max) = max_body.filter(|&max| sample.body.len() > max) {
+        eprintln!(
+            "hookgate sign: the sample body is {} bytes, over source {name}'s max_body_bytes ({max}): the gateway will answer 413 (give a smaller --payload)",
+            sample.body.len()
+        );
+    }
     match a.format {
         SignFormat::Curl => println!("{}", sample.curl(&url)),
         SignFormat::Json => println!(

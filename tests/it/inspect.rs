@@ -941,3 +941,23 @@ async fn tail_pages_through_a_burst_of_large_events() {
     consumer.take(6, T).await;
     gw.stop().await;
 }
+
+/// `sign` says when its sample is larger than the source takes (the gateway answers 413).
+#[test]
+fn sign_warns_when_its_sample_is_over_the_sources_body_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hookgate.toml");
+    let source = |max: usize| {
+        format!("[[sources]]\nname = \"gh\"\nprovider = \"github\"\nsecrets = [\"s\"]\nmax_body_bytes = {max}\n")
+    };
+    std::fs::write(&file, source(10)).unwrap();
+    let (ok, out, err) = hookgate(&["sign"], &file);
+    assert!(ok && out.starts_with("curl"), "{out} {err}");
+    assert!(
+        err.contains("over source gh's max_body_bytes (10)"),
+        "{err}"
+    );
+    std::fs::write(&file, source(1 << 20)).unwrap();
+    let (ok, _, err) = hookgate(&["sign"], &file);
+    assert!(ok && err.is_empty(), "{err}");
+}
