@@ -177,16 +177,7 @@ impl Backend {
     fn admin(config: &Config) -> Backend {
         Backend::Admin {
             addr: config.server.admin_listen,
-            token: std::env::var("HOOKGATE_ADMIN_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .or_else(|| {
-                    config
-                        .server
-                        .admin_token
-                        .as_ref()
-                        .map(|t| t.expose().to_string())
-                }),
+            token: admin_token(config),
         }
     }
 
@@ -635,10 +626,9 @@ fn note_unknown_source(config: &Config, source: Option<&str>) {
     );
 }
 
-/// `GET path` on the admin listener of the gateway `config` describes, with the token from
-/// `HOOKGATE_ADMIN_TOKEN` or `server.admin_token`: `(status, body)`.
-pub fn admin_get(config: &Config, path: &str) -> anyhow::Result<(u16, String)> {
-    let token = std::env::var("HOOKGATE_ADMIN_TOKEN")
+/// The admin token the command line sends: `HOOKGATE_ADMIN_TOKEN`, else `server.admin_token`.
+fn admin_token(config: &Config) -> Option<String> {
+    std::env::var("HOOKGATE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
         .or_else(|| {
@@ -647,7 +637,13 @@ pub fn admin_get(config: &Config, path: &str) -> anyhow::Result<(u16, String)> {
                 .admin_token
                 .as_ref()
                 .map(|t| t.expose().to_string())
-        });
+        })
+}
+
+/// `GET path` on the admin listener of the gateway `config` describes, with the token from
+/// `HOOKGATE_ADMIN_TOKEN` or `server.admin_token`: `(status, body)`.
+pub fn admin_get(config: &Config, path: &str) -> anyhow::Result<(u16, String)> {
+    let token = admin_token(config);
     request(
         config.server.admin_listen,
         "GET",

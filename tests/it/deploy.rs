@@ -501,15 +501,7 @@ async fn nginx_front_door_forwards_tls_requests_and_the_client_address() {
 
     let forged = github::delivery("not-the-secret", "push", "nginx-2", b"{}");
     assert_eq!(post(forged).await.unwrap().status(), 401);
-    let v: serde_json::Value = gw
-        .client
-        .get(gw.admin("/rejections?source=gh"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = gw.admin_json("/rejections?source=gh").await;
     let rows = v["rejections"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{v}");
     assert_eq!(rows[0]["reason"], "signature");

@@ -453,6 +453,17 @@ async fn rejections_say_why_without_a_body_or_a_signature() {
     gw.stop().await;
 }
 
+/// `hookgate tail --json --count N -c FILE`, its output piped.
+fn spawn_tail_json(file: &std::path::Path, count: u32) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["tail", "--json", "--count", &count.to_string(), "-c"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The envelopes `tail --json --count N` printed, once it has printed its N and ended.
 async fn tail_json(tail: std::process::Child) -> Vec<Value> {
     tail_json_and_stderr(tail).await.0
@@ -600,13 +611,7 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     assert!(ok && !err.contains("no source"), "{err}");
 
     // `tail` follows what is accepted after it starts, envelopes with --json.
-    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["tail", "--json", "--count", "2", "-c"])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tail = spawn_tail_json(&file, 2);
     tokio::time::sleep(Duration::from_millis(800)).await;
     send(&gw, "push", "t0").await;
     send(&gw, "issues", "t1").await;
@@ -666,13 +671,7 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
 
     // `tail` on the stopped store waits for the gateway, then shows what it accepts from its
     // start on, the first event too.
-    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["tail", "--json", "--count", "2", "-c"])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tail = spawn_tail_json(&file, 2);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let gw = Gateway::start(hookgate::config::Config::load(&file).unwrap()).await;
     send(&gw, "push", "after-restart-0").await;
@@ -863,13 +862,7 @@ async fn tail_follows_published_events_when_nothing_is_retained() {
         text(&format!("admin_listen = \"{}\"", gw.running.admin_addr)),
     )
     .unwrap();
-    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["tail", "--json", "--count", "3", "-c"])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tail = spawn_tail_json(&file, 3);
     tokio::time::sleep(Duration::from_millis(800)).await;
     for i in 0..3 {
         send(&gw, "push", &format!("r{i}")).await;
@@ -905,13 +898,7 @@ async fn tail_pages_through_a_burst_of_large_events() {
         &format!("admin_listen = \"{}\"", gw.running.admin_addr),
     );
     std::fs::write(&file, text).unwrap();
-    let tail = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["tail", "--json", "--count", "6", "-c"])
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let tail = spawn_tail_json(&file, 6);
     tokio::time::sleep(Duration::from_millis(800)).await;
     // Six of ~1 MiB: more than one page's worth of envelopes.
     let big = format!(r#"{{"pad":"{}"}}"#, "p".repeat(1 << 20));

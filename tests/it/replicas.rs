@@ -485,15 +485,7 @@ async fn a_dead_replicas_claim_is_503_until_it_expires_then_accepted() {
         ),
         0
     );
-    let kept: serde_json::Value = gw
-        .client
-        .get(gw.admin(&format!("/rejections?source={src}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let kept = gw.admin_json(&format!("/rejections?source={src}")).await;
     let reasons: Vec<_> = kept["rejections"]
         .as_array()
         .unwrap()
