@@ -364,10 +364,20 @@ fn scan_segment(
 pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError> {
     let statuses = Statuses::load(store)?;
     let ranges = segment_ranges(store);
-    let mut out = Vec::new();
+    // Newest first by accept time. The log is in accept order but for a replay's copies,
+    // which keep their event's time at a later record: every record older than a given
+    // original (its copies included) was accepted no later than it, so once `limit`
+    // originals are in, nothing further back can rank above them.
+    let mut out: Vec<(u64, EventRow)> = Vec::new();
+    let mut originals = 0;
+    let by_time = |out: &mut Vec<(u64, EventRow)>| {
+        out.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then(b.seq.cmp(&a.seq)));
+        out.truncate(filter.limit);
+    };
     for &range in ranges.iter().rev() {
-        let want = filter.limit - out.len();
-        let mut keep: VecDeque<EventRow> = VecDeque::new();
+        let want = filter.limit - originals.min(filter.limit);
+        let mut keep: VecDeque<(u64, EventRow)> = VecDeque::new();
+        let mut copies: Vec<(u64, EventRow)> = Vec::new();
         // Newest accept time of an original in this segment (replays keep their old time).
         let mut newest: Option<u64> = None;
         scan_segment(store, range, |seq, e| {
@@ -376,35 +386,46 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
             }
             let status = statuses.of(seq);
             if statuses.kept(seq) && filter.matches(&e, status) {
-                keep.push_back(EventRow::new(seq, &e, status));
-                if keep.len() > want {
-                    keep.pop_front();
+                let row = (e.timestamp, EventRow::new(seq, &e, status));
+                if e.replay {
+                    copies.push(row);
+                } else {
+                    keep.push_back(row);
+                    if keep.len() > want {
+                        keep.pop_front();
+                    }
                 }
             }
             Ok(())
         })?;
-        out.extend(keep.into_iter().rev());
-        if out.len() >= filter.limit {
-            return Ok(out);
+        originals += keep.len();
+        out.extend(keep);
+        out.extend(copies);
+        by_time(&mut out);
+        if originals >= filter.limit {
+            return Ok(out.into_iter().map(|(_, r)| r).collect());
         }
         // Accept times grow with the log: older segments hold nothing newer than `since`.
         if let (Some(since), Some(newest)) = (filter.since, newest) {
             if newest < since {
-                return Ok(out);
+                return Ok(out.into_iter().map(|(_, r)| r).collect());
             }
         }
     }
     let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
+    let mut dead_rows = 0;
     for dead in store.dead_letters_before(log_first).rev() {
-        if out.len() >= filter.limit {
+        if originals + dead_rows >= filter.limit {
             break;
         }
         let (seq, e, _) = dead?;
         if filter.matches(&e, Status::Dead) {
-            out.push(EventRow::new(seq, &e, Status::Dead));
+            out.push((e.timestamp, EventRow::new(seq, &e, Status::Dead)));
+            dead_rows += 1;
         }
     }
-    Ok(out)
+    by_time(&mut out);
+    Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
 /// A record [`follow`] found, with its envelope (`tail --json` prints it; a published event
@@ -1813,12 +1834,13 @@ mod tests {
             assert_eq!(d.row.status, Status::Replayed);
             assert_eq!(d.replays.len(), 1);
             assert!(d.replays[0].replay);
-            // The replayed records are pending, same ids, in the original order.
+            // The replayed records are pending, same ids, listed by their events' accept
+            // times (newest first) among the originals accepted later, which are pending too.
             let rows = list(
                 &s,
                 &Query {
                     status: Some(Status::Pending),
-                    limit: Some(6),
+                    limit: Some(16),
                     ..Query::default()
                 }
                 .resolve(NOW)
@@ -1826,13 +1848,21 @@ mod tests {
             )
             .unwrap();
             let got: Vec<_> = rows.iter().map(|r| (r.id.as_str(), r.replay)).collect();
+            let later: Vec<_> = (10..20).rev().map(|i| format!("e{i}")).collect();
+            assert!(
+                got[..10]
+                    .iter()
+                    .zip(&later)
+                    .all(|((id, replay), want)| id == want && !replay),
+                "{got:?}"
+            );
             assert_eq!(
-                got,
+                got[10..],
                 [
-                    ("e3", true),
                     ("e8", true),
                     ("e6", true),
                     ("e4", true),
+                    ("e3", true),
                     ("e2", true),
                     ("e0", true)
                 ]

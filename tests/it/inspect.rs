@@ -948,3 +948,28 @@ fn sign_warns_when_its_sample_is_over_the_sources_body_limit() {
     let (ok, _, err) = hookgate(&["sign"], &file);
     assert!(ok && err.is_empty(), "{err}");
 }
+
+/// Newest first by accept time: a replay's copy keeps its event's time, so it is listed with
+/// its event, not above what was accepted after the event.
+#[actix_web::test]
+async fn a_replayed_event_is_listed_by_its_accept_time() {
+    let exchange = unique("it-inspect-order");
+    let consumer = Consumer::bind(&exchange, "#").await;
+    let gw = Gateway::start(config(&sources(), &exchange, &amqp_url(), None, "")).await;
+    // Accept times are whole seconds: one apart each.
+    for id in ["o-a", "o-b", "o-c"] {
+        send(&gw, "push", id).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    consumer.take(3, T).await;
+    wait_published(&gw).await;
+    let (s, v) = post(&gw, "/replay", json!({"source": "gh", "id": "o-a"})).await;
+    assert_eq!((s, &v["replayed"]), (200, &json!(1)), "{v}");
+    consumer.take(1, T).await;
+    let (_, v) = get(&gw, "/events?source=gh").await;
+    assert_eq!(ids(&v), ["o-c", "o-b", "o-a", "o-a"], "{v}");
+    assert_eq!(v["events"][2]["replay"], true, "{v}");
+    let (_, v) = get(&gw, "/events?source=gh&limit=2").await;
+    assert_eq!(ids(&v), ["o-c", "o-b"], "{v}");
+    gw.stop().await;
+}
