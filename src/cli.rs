@@ -360,6 +360,9 @@ fn serve(path: &Path, log_format: Option<LogFormat>) -> anyhow::Result<()> {
             .or(config.server.log_format)
             .unwrap_or(LogFormat::Text),
     );
+    for note in &config.from_env {
+        tracing::info!("{note}");
+    }
     // What `check` and every reload refuse: started anyway, the gateway could not take a
     // single reload (not even a secret's rotation) until its config was fixed.
     if let Some(problem) = crate::admin::exposure_problem(&config.server) {
@@ -468,6 +471,9 @@ fn check(path: &Path, diff: bool) -> anyhow::Result<()> {
     };
     let nodes: Vec<String> = config.amqp.url.iter().map(|u| redact_url(u)).collect();
     writeln!(out, "broker {}{broker_tls}", nodes.join(", "))?;
+    for note in &config.from_env {
+        writeln!(out, "note: {note}")?;
+    }
     writeln!(
         out,
         "{:<20} {:<10} {:<28} {:<28} {:>10}  guards",

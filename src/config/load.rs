@@ -4,16 +4,21 @@ use super::validate::check_template;
 use super::vars::{interpolate, resolve_files, resolve_value};
 use super::*;
 
-/// (table, key, default) of the keys whose default is a `${VAR:-…}`.
-const ENV_DEFAULTS: [(&str, &str, &str); 3] = [
-    ("store", "path", "${HOOKGATE_DATA:-./data}"),
-    (
-        "amqp",
-        "url",
-        "${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}",
-    ),
-    ("dedup", "shared", "${REDIS_URL:-}"),
-];
+/// (table, key, variable, default) of the keys whose documented default is
+/// `${VARIABLE:-default}` (CONTRACT.md's config block). `dedup.shared` is not one of them:
+/// a `REDIS_URL` set for an app's own Redis (as many platforms do) would make deployments
+/// that share it drop each other's events as duplicates.
+fn env_defaults() -> [(&'static str, &'static str, &'static str, String); 2] {
+    [
+        (
+            "store",
+            "path",
+            "HOOKGATE_DATA",
+            default_store_path().display().to_string(),
+        ),
+        ("amqp", "url", "AMQP_URL", default_amqp_url().remove(0)),
+    ]
+}
 
 impl Config {
     /// Reads, interpolates and validates `path`, with the process environment.
@@ -34,16 +39,22 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigError(vec![syntax_error(text, &e)]))?;
         let mut errors = Vec::new();
 
-        // Keys whose documented default reads the environment (config.example.toml,
-        // CONTRACT.md): left out, they are what the example writes, so `AMQP_URL` or
-        // `REDIS_URL` set for a deployment applies to a config that does not name the key.
-        for (table, key, value) in ENV_DEFAULTS {
-            if let Some(t) = root
+        // Keys whose documented default reads the environment: left out, they are what the
+        // example writes, and where the variable is set, `check` and the start say so.
+        let mut from_env = Vec::new();
+        for (table, key, var, default) in env_defaults() {
+            let Some(t) = root
                 .entry(table)
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                 .as_table_mut()
-            {
-                t.entry(key).or_insert_with(|| value.into());
+            else {
+                continue;
+            };
+            if !t.contains_key(key) {
+                t.insert(key.into(), format!("${{{var}:-{default}}}").into());
+                if vars.get(var).is_some_and(|v| !v.is_empty()) {
+                    from_env.push((format!("{table}.{key}"), var));
+                }
             }
         }
         let mut missing = BTreeSet::new();
@@ -128,13 +139,32 @@ impl Config {
                     amqp,
                     sources,
                     dedup,
+                    from_env: from_env
+                        .iter()
+                        .map(|(key, var)| format!("{key} is not in the file: taken from {var}"))
+                        .collect(),
                 };
-                config.validate()?;
-                Ok(config)
+                config
+                    .validate()
+                    .map_err(|e| with_env_origin(e, &from_env))
+                    .map(|()| config)
             }
-            _ => Err(ConfigError(errors)),
+            _ => Err(with_env_origin(ConfigError(errors), &from_env)),
         }
     }
+}
+
+/// `e` with each message about a key the file does not name, but a variable gave, saying so.
+fn with_env_origin(mut e: ConfigError, from_env: &[(String, &str)]) -> ConfigError {
+    for message in &mut e.0 {
+        if let Some((key, var)) = from_env
+            .iter()
+            .find(|(k, _)| message.starts_with(k.as_str()))
+        {
+            message.push_str(&format!(" ({key} is not in the file: it came from {var})"));
+        }
+    }
+    e
 }
 
 /// Deserializes `[name]` (absent = all defaults), recording an error instead of failing.

@@ -41,6 +41,9 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// `[dedup]`: the shared dedup store of replicas (off by default).
     pub dedup: crate::dedup::DedupConfig,
+    /// Keys the file leaves out that an environment variable gave (`amqp.url` from
+    /// `AMQP_URL`, …), one sentence each: `check` prints them and `serve` logs them.
+    pub from_env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

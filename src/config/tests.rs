@@ -96,8 +96,8 @@ fn the_example_config_parses() {
     assert_eq!(config.amqp.exchange, "hookgate");
 }
 
-/// The keys the example writes as `${VAR:-default}` read the same variables when left out;
-/// written, the key wins.
+/// The keys the example writes as `${VAR:-default}` read the same variables when left out
+/// (and say so); written, the key wins. `REDIS_URL` never turns shared dedup on by itself.
 #[test]
 fn env_defaults_apply_to_keys_left_out() {
     let env = [
@@ -109,24 +109,44 @@ fn env_defaults_apply_to_keys_left_out() {
     let c = parse(MINIMAL, &env).unwrap();
     assert_eq!(c.amqp.url, ["amqp://u:p@broker:5672/%2f"]);
     assert_eq!(c.store.path, Path::new("/var/lib/hookgate"));
-    assert_eq!(c.dedup.shared, "redis://redis:6379");
+    assert_eq!(
+        c.dedup.shared, "",
+        "off unless [dedup] shared says otherwise"
+    );
+    assert_eq!(
+        c.from_env,
+        [
+            "store.path is not in the file: taken from HOOKGATE_DATA",
+            "amqp.url is not in the file: taken from AMQP_URL"
+        ]
+    );
     let c = parse(MINIMAL, &[("GH_SECRET", "s")]).unwrap();
     assert_eq!(c.store.path, Path::new("./data"));
-    assert_eq!(c.dedup.shared, "", "off without REDIS_URL");
-    let written = format!(
-        "{MINIMAL}\n[store]\npath = \"/data\"\n[amqp]\nurl = \"amqp://h/%2f\"\n[dedup]\nshared = \"\"\n"
-    );
+    assert_eq!(c.amqp.url, ["amqp://guest:guest@127.0.0.1:5672/%2f"]);
+    assert!(c.from_env.is_empty());
+    let written = format!("{MINIMAL}\n[store]\npath = \"/data\"\n[amqp]\nurl = \"amqp://h/%2f\"\n");
     let c = parse(&written, &env).unwrap();
     assert_eq!(c.amqp.url, ["amqp://h/%2f"]);
     assert_eq!(c.store.path, Path::new("/data"));
-    assert_eq!(c.dedup.shared, "");
+    assert!(c.from_env.is_empty());
+    // A bad value from the environment is named as such (the file has no such key).
+    let all = parse(
+        MINIMAL,
+        &[("GH_SECRET", "s"), ("AMQP_URL", "localhost:5672")],
+    )
+    .unwrap_err()
+    .0
+    .join("\n");
+    assert!(all.contains("amqp.url"), "{all}");
+    assert!(all.contains("it came from AMQP_URL"), "{all}");
 }
 
-/// RabbitMQ refuses to declare `amq.` names: `check` says so before the first event.
+/// RabbitMQ refuses to declare `amq.` names that do not exist: `check` says so before the
+/// first event. The built-in `amq.topic` is a durable topic exchange and works.
 #[test]
 fn reserved_amqp_names_are_refused() {
     let text = format!(
-        "{MINIMAL}\n[amqp]\nexchange = \"amq.topic\"\n[[amqp.queues]]\nname = \"amq.q\"\nbindings = [\"#\"]\n"
+        "{MINIMAL}\n[amqp]\nexchange = \"amq.hookgate\"\n[[amqp.queues]]\nname = \"amq.q\"\nbindings = [\"#\"]\n"
     );
     let all = parse(&text, &[("GH_SECRET", "s")])
         .unwrap_err()
@@ -140,6 +160,8 @@ fn reserved_amqp_names_are_refused() {
         all.contains("amqp.queues[0].name: names starting with `amq.`"),
         "{all}"
     );
+    let topic = format!("{MINIMAL}\n[amqp]\nexchange = \"amq.topic\"\n");
+    assert!(parse(&topic, &[("GH_SECRET", "s")]).is_ok());
 }
 
 #[test]

@@ -13,6 +13,8 @@ const MAX_COMMIT_DELAY_US: u64 = 100_000;
 impl Config {
     /// Checks what types cannot: names, limits, duplicates, templates, provider keys.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        const AMQ_RESERVED: &str =
+            "names starting with `amq.` are reserved by the broker (it refuses to declare them)";
         let mut errors = Vec::new();
         if self.server.request_timeout_secs == 0 {
             errors.push("server.request_timeout_secs: must be at least 1".into());
@@ -95,13 +97,12 @@ impl Config {
                     .into(),
             );
         }
-        // RabbitMQ refuses to declare an exchange or a queue named `amq.…` (reserved), and
-        // the gateway declares both at start: it would take events it can never publish.
-        if self.amqp.exchange.starts_with("amq.") {
-            errors.push(
-                "amqp.exchange: names starting with `amq.` are reserved by the broker (it refuses to declare them)"
-                    .into(),
-            );
+        // RabbitMQ refuses to declare an exchange or a queue named `amq.…` that does not
+        // exist (reserved), and the gateway declares both at start: it would take events it
+        // can never publish. The built-in `amq.topic` is a durable topic exchange, as
+        // declared here, so it is the one such name that works.
+        if self.amqp.exchange.starts_with("amq.") && self.amqp.exchange != "amq.topic" {
+            errors.push(format!("amqp.exchange: {AMQ_RESERVED} (of them only the built-in amq.topic is a topic exchange)"));
         }
         if self.store.segment_bytes < 4096 {
             errors.push("store.segment_bytes: must be at least 4096".into());
@@ -139,9 +140,7 @@ impl Config {
             if q.name.is_empty() {
                 errors.push(format!("amqp.queues[{i}].name: must not be empty"));
             } else if q.name.starts_with("amq.") {
-                errors.push(format!(
-                    "amqp.queues[{i}].name: names starting with `amq.` are reserved by the broker (it refuses to declare them)"
-                ));
+                errors.push(format!("amqp.queues[{i}].name: {AMQ_RESERVED}"));
             } else if !queue_names.insert(q.name.as_str()) {
                 errors.push(format!(
                     "amqp.queues[{i}].name: `{}` is declared twice",
