@@ -135,9 +135,9 @@ pub fn open_local(config: &Config) -> anyhow::Result<Option<Store>> {
         Err(e @ StoreError::Older(_)) => Err(e.into()),
         Err(StoreError::Missing(path)) => {
             let admin = config.server.admin_listen;
-            match std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(1)) {
-                Ok(_) => Ok(None),
-                Err(_) => bail!(
+            match admin_answers(admin) {
+                true => Ok(None),
+                false => bail!(
                     "no hookgate store at {path} (store.path; a relative path is read from the \
                      current directory, {}), and no gateway answers on the admin listener {admin}",
                     std::env::current_dir()
@@ -152,6 +152,11 @@ pub fn open_local(config: &Config) -> anyhow::Result<Option<Store>> {
             config.store.path.display()
         ))),
     }
+}
+
+/// Whether something accepts a connection on the admin listener's address.
+fn admin_answers(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
 /// Where the answers come from.
@@ -747,7 +752,8 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
     note_unknown_source(&config, a.source.as_deref());
     // A stopped gateway: what its store holds is `hookgate events`'s; what is accepted next
     // comes once a gateway runs on it again. The store is not held meanwhile (that would
-    // keep the gateway from starting): `tail` waits for the admin listener to answer.
+    // keep the gateway from starting): `tail` waits for the admin listener to answer, and
+    // follows it only once the store is held too (what answers is this store's gateway).
     let (backend, stored_end) = match Backend::open(&config)? {
         Backend::Store(store) => {
             let end = store.durable_upto();
@@ -758,13 +764,19 @@ pub fn tail(a: TailArgs) -> anyhow::Result<()> {
                 "hookgate tail: the gateway is not running; waiting for it to start on {} (what is kept: `hookgate events`)",
                 config.server.admin_listen
             );
-            while std::net::TcpStream::connect_timeout(
-                &config.server.admin_listen,
-                Duration::from_secs(1),
-            )
-            .is_err()
-            {
+            let path = &config.store.path;
+            while !admin_answers(config.server.admin_listen) {
                 std::thread::sleep(TAIL_EVERY);
+            }
+            // A gateway holds its store before its listeners answer.
+            if !Store::is_held(path)
+                .with_context(|| format!("reading the lock of {}", path.display()))?
+            {
+                bail!(
+                    "something answers on {} but does not hold the store at {}: not this store's gateway (another config's, or another service on that port)",
+                    config.server.admin_listen,
+                    path.display()
+                );
             }
             (Backend::admin(&config), Some(end))
         }

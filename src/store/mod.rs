@@ -442,6 +442,23 @@ impl Store {
         Store::open_waiting_as(config, wait, Purpose::Serve)
     }
 
+    /// Whether a process holds the store at `path` (sled's lock on its `db` file), found
+    /// without opening it: `tail` asks while it waits for a gateway, and an open would take
+    /// the lock the starting gateway needs.
+    pub fn is_held(path: &Path) -> std::io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path.join("db"))?;
+        // SAFETY: flock on a descriptor this function owns; the lock goes with it.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(false);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => Ok(true),
+            _ => Err(e),
+        }
+    }
+
     /// [`Store::open_waiting`] for the inspection commands (`events`, `outbox`, `replay`,
     /// `forget`): never creates a store ([`StoreError::Missing`]: a relative `store.path` read
     /// from another directory gave an empty store and a false all-clear) and never upgrades

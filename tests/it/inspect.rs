@@ -669,6 +669,16 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
     assert!(ok, "{err}");
     assert_eq!(shown_stopped, shown);
 
+    // Something else answering on the admin address is not the stopped store's gateway.
+    let admin_addr = hookgate::config::Config::load(&file)
+        .unwrap()
+        .server
+        .admin_listen;
+    let squatter = std::net::TcpListener::bind(admin_addr).unwrap();
+    let (ok, _, err) = hookgate(&["tail"], &file);
+    assert!(!ok && err.contains("not this store's gateway"), "{err}");
+    drop(squatter);
+
     // `tail` on the stopped store waits for the gateway, then shows what it accepts from its
     // start on, the first event too.
     let tail = spawn_tail_json(&file, 2);
