@@ -7,6 +7,8 @@
 //! pool, never on the listener's one worker, so health checks are answered meanwhile. Replay
 //! and forget are audited in the log: who asked (the peer address), what, how many.
 
+use std::collections::HashMap;
+
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::uri::Authority;
@@ -281,22 +283,28 @@ async fn events(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     }
 }
 
-/// `GET /events/{source}/{id}` query: `text=true` adds the envelope indented as text.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventQuery {
-    #[serde(default)]
-    text: bool,
-}
-
+/// `GET /events/{source}/{id}`; `?text=true` (or `1`) adds the envelope indented as text.
+/// Other query keys are ignored, as they were before `text` (a cache-busting `_=…`).
 async fn event(
     gw: web::Data<Gateway>,
     path: web::Path<(String, String)>,
-    query: web::Query<EventQuery>,
+    query: web::Query<HashMap<String, String>>,
 ) -> HttpResponse {
     let (source, id) = path.into_inner();
+    let text = query.get("text").is_some_and(|v| v == "true" || v == "1");
     let store = gw.store.clone();
-    match web::block(move || inspect::show(&store, &source, &id)).await {
+    // The indentation of an envelope of up to a body's limit is work for the blocking pool.
+    let shown = web::block(move || {
+        inspect::show(&store, &source, &id).map(|d| {
+            d.map(|mut d| {
+                if text {
+                    d.envelope_text = Some(inspect::pretty_raw(d.envelope.get()));
+                }
+                d
+            })
+        })
+    });
+    match shown.await {
         Ok(Ok(Some(mut detail))) => {
             // A pending event the broker has not refused waits for the broker itself: while
             // the relay cannot reach it, that is the event's last error (no try was made).
@@ -309,9 +317,6 @@ async fn event(
                     detail.last_error =
                         Some(format!("not sent: the broker is not connected ({e})"));
                 }
-            }
-            if query.text {
-                detail.envelope_text = Some(inspect::pretty_raw(detail.envelope.get()));
             }
             HttpResponse::Ok().json(detail)
         }

@@ -367,11 +367,12 @@ impl Running {
     }
 
     /// Re-reads `[server.tls]` cert and key (SIGHUP); the next handshake serves them. On error
-    /// the certificate in use stays. `Ok(false)` when TLS is not configured.
+    /// the certificate in use stays. `Ok(true)` when they hold a new certificate, `Ok(false)`
+    /// when not or when TLS is not configured.
     pub fn reload_tls(&self) -> Result<bool, ConfigError> {
         match &self.tls {
             None => Ok(false),
-            Some(certs) => certs.reload().map(|_| true),
+            Some(certs) => certs.reload(),
         }
     }
 

@@ -66,7 +66,7 @@ async fn style() -> HttpResponse {
 }
 
 /// Outcome labels of `hookgate_requests_total` that refuse a request.
-const REFUSED: [&str; 9] = [
+const REFUSED: [&str; 10] = [
     "malformed",
     "unauthorized",
     "forbidden",
@@ -75,6 +75,7 @@ const REFUSED: [&str; 9] = [
     "method_not_allowed",
     "rate_limited",
     "unavailable",
+    "claimed",
     "probe",
 ];
 

@@ -294,7 +294,7 @@ impl Metrics {
         registry.register(
             "refusals",
             "Refused requests by source and reason (signature, timestamp, token, malformed, \
-             too_large, forbidden, rate_limited, timeout, unavailable, probe)",
+             too_large, forbidden, rate_limited, timeout, unavailable, claimed, probe)",
             refusals.clone(),
         );
         let outbox_capacity = Gauge::default();
@@ -483,8 +483,10 @@ impl Metrics {
 
 /// The Prometheus text format (0.0.4) of an OpenMetrics exposition `om`, for a client that did
 /// not ask for OpenMetrics (curl, promtool, older scrapers): a counter family is named as its
-/// samples are (`…_total`), no `# UNIT` or `# EOF` lines, and a HELP text escapes only `\`
-/// and newlines. prometheus-client writes OpenMetrics only; the samples are the same lines.
+/// samples are (`…_total`), no `# UNIT` or `# EOF` lines, and a HELP text escapes its `\`
+/// (prometheus-client writes HELP texts as given). prometheus-client writes OpenMetrics only;
+/// the samples are the same lines. Only counters, gauges and histograms are registered here,
+/// the three types both formats share.
 pub fn prometheus_text(om: &str) -> String {
     let mut counters = std::collections::HashSet::new();
     for line in om.lines() {
@@ -512,7 +514,7 @@ pub fn prometheus_text(om: &str) -> String {
                 }
                 out.push(' ');
                 match prefix {
-                    "# HELP " => out.push_str(&rest.replace("\\\"", "\"")),
+                    "# HELP " => out.push_str(&rest.replace('\\', "\\\\")),
                     _ if rest == "unknown" => out.push_str("untyped"),
                     _ => out.push_str(rest),
                 }
@@ -531,7 +533,7 @@ mod text_format_tests {
     #[test]
     fn openmetrics_becomes_the_prometheus_text_format() {
         let om = concat!(
-            "# HELP hookgate_requests Requests \\\"quoted\\\" and a \\\\ back.\n",
+            "# HELP hookgate_requests Requests with a \\ in the text.\n",
             "# TYPE hookgate_requests counter\n",
             "hookgate_requests_total{source=\"gh\"} 3\n",
             "# HELP hookgate_up Up.\n",
@@ -545,7 +547,7 @@ mod text_format_tests {
         assert_eq!(
             prometheus_text(om),
             concat!(
-                "# HELP hookgate_requests_total Requests \"quoted\" and a \\\\ back.\n",
+                "# HELP hookgate_requests_total Requests with a \\\\ in the text.\n",
                 "# TYPE hookgate_requests_total counter\n",
                 "hookgate_requests_total{source=\"gh\"} 3\n",
                 "# HELP hookgate_up Up.\n",
@@ -555,5 +557,40 @@ mod text_format_tests {
                 "hookgate_other 2\n",
             )
         );
+    }
+
+    /// What the gateway's own registry writes: every family's HELP and TYPE name the same
+    /// family, a counter's with its `_total`, and each sample belongs to the family above it.
+    #[test]
+    fn the_registry_in_the_prometheus_text_format() {
+        super::get().init_sources(["gh"]);
+        let text = prometheus_text(&super::get().render());
+        let mut family = String::new();
+        let mut kind = String::new();
+        let mut families = 0;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                family = rest.split(' ').next().unwrap().to_string();
+                families += 1;
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, k) = rest.split_once(' ').unwrap();
+                assert_eq!(name, family, "{line}");
+                assert!(["counter", "gauge", "histogram"].contains(&k), "{line}");
+                kind = k.to_string();
+                assert!(kind != "counter" || name.ends_with("_total"), "{line}");
+            } else {
+                assert!(!line.starts_with('#'), "{line}");
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = match kind.as_str() {
+                    "histogram" => ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .unwrap_or(name),
+                    _ => name,
+                };
+                assert_eq!(base, family, "{line}");
+            }
+        }
+        assert!(families > 30, "{text}");
     }
 }

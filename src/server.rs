@@ -336,16 +336,32 @@ async fn metrics_text(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse 
         .headers()
         .get_all(actix_web::http::header::ACCEPT)
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
+        .any(accepts_openmetrics);
+    let mut r = HttpResponse::Ok();
+    r.insert_header((actix_web::http::header::VARY, "Accept"));
     if openmetrics {
-        HttpResponse::Ok()
-            .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        r.content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
             .body(m.render())
     } else {
-        HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
+        r.content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(metrics::prometheus_text(&m.render()))
     }
+}
+
+/// Whether an `Accept` value names OpenMetrics text (media types compare without case; a
+/// range with `q=0` is one the client refuses).
+fn accepts_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let kind = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("q")
+                    && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
+        });
+        kind.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+    })
 }
 
 async fn admin_not_found() -> HttpResponse {
@@ -380,4 +396,26 @@ pub fn admin(config: &ServerConfig, gw: Arc<Gateway>) -> std::io::Result<(Server
     .bind(config.admin_listen)?;
     let addr = server.addrs()[0];
     Ok((server.run(), addr))
+}
+
+#[cfg(test)]
+mod accept_tests {
+    #[test]
+    fn openmetrics_is_served_when_asked_for_and_not_refused() {
+        for (accept, want) in [
+            (
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                true,
+            ),
+            ("Application/OpenMetrics-Text", true),
+            ("text/plain, application/openmetrics-text ; q=0.2", true),
+            ("application/openmetrics-text;q=0, text/plain", false),
+            ("application/openmetrics-text; Q=0.0", false),
+            ("*/*", false),
+            ("text/plain;version=0.0.4", false),
+            ("", false),
+        ] {
+            assert_eq!(super::accepts_openmetrics(accept), want, "{accept}");
+        }
+    }
 }

@@ -726,6 +726,16 @@ async fn a_pending_event_is_not_replayed_by_id() {
     };
     assert_eq!(v["status"], "pending", "{v}");
     assert_eq!(v["attempts"], 0, "{v}");
+    // Another query key (a browser's cache buster) is ignored; `text=1` is `text=true`.
+    let (s, t) = get(&gw, "/events/gh/waiting?_=17&text=1").await;
+    assert_eq!(s, 200, "{t}");
+    assert!(
+        t["envelope_text"]
+            .as_str()
+            .unwrap()
+            .contains("\"id\": \"waiting\""),
+        "{t}"
+    );
     assert!(
         v["last_error"]
             .as_str()
