@@ -8,8 +8,9 @@
 //! `published`. Dead letters outlive their segment (the store keeps a copy), so they are
 //! listed after the oldest record still in the log.
 //!
-//! Memory stays bounded by `limit`: segments are read newest first, each one front to back,
-//! keeping only the last `limit` matches. Replay streams the log oldest first and appends in
+//! Listings are newest first by accept time. Memory stays bounded by `limit`: segments are
+//! read newest first, each one front to back, keeping only the `limit` newest matches (a
+//! replay's copy keeps its event's time, so a segment's matches are ranked, not just taken). Replay streams the log oldest first and appends in
 //! batches; it reads no further than the log's end when it started, so it never meets its own
 //! replayed records.
 
@@ -365,67 +366,63 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
     let statuses = Statuses::load(store)?;
     let ranges = segment_ranges(store);
     // Newest first by accept time. The log is in accept order but for a replay's copies,
-    // which keep their event's time at a later record: every record older than a given
-    // original (its copies included) was accepted no later than it, so once `limit`
-    // originals are in, nothing further back can rank above them.
+    // which keep their event's time at a later record. Every record before an original, its
+    // copies included (a copy comes after its event's original), was accepted no later than
+    // that original: once the `limit`-th row is at least as new as the oldest original read,
+    // nothing further back can rank above it.
+    let limit = filter.limit;
     let mut out: Vec<(u64, EventRow)> = Vec::new();
-    let mut originals = 0;
-    let by_time = |out: &mut Vec<(u64, EventRow)>| {
-        out.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then(b.seq.cmp(&a.seq)));
-        out.truncate(filter.limit);
+    let by_time = |rows: &mut Vec<(u64, EventRow)>| {
+        rows.sort_by(|(ta, a), (tb, b)| tb.cmp(ta).then(b.seq.cmp(&a.seq)));
+        rows.truncate(limit);
     };
+    let done = |out: &Vec<(u64, EventRow)>, oldest: Option<u64>| {
+        limit > 0 && out.len() >= limit && oldest.is_some_and(|oldest| out[limit - 1].0 >= oldest)
+    };
+    let rows = |out: Vec<(u64, EventRow)>| out.into_iter().map(|(_, r)| r).collect();
     for &range in ranges.iter().rev() {
-        let want = filter.limit - originals.min(filter.limit);
-        let mut keep: VecDeque<(u64, EventRow)> = VecDeque::new();
-        let mut copies: Vec<(u64, EventRow)> = Vec::new();
-        // Newest accept time of an original in this segment (replays keep their old time).
-        let mut newest: Option<u64> = None;
+        // Newest and oldest accept times of an original in this segment.
+        let (mut newest, mut oldest): (Option<u64>, Option<u64>) = (None, None);
         scan_segment(store, range, |seq, e| {
             if !e.replay {
                 newest = newest.max(Some(e.timestamp));
+                oldest = Some(oldest.map_or(e.timestamp, |o| o.min(e.timestamp)));
             }
             let status = statuses.of(seq);
             if statuses.kept(seq) && filter.matches(&e, status) {
-                let row = (e.timestamp, EventRow::new(seq, &e, status));
-                if e.replay {
-                    copies.push(row);
-                } else {
-                    keep.push_back(row);
-                    if keep.len() > want {
-                        keep.pop_front();
-                    }
+                out.push((e.timestamp, EventRow::new(seq, &e, status)));
+                // Memory bounded by `limit`: only the newest `limit` can be in the answer.
+                if out.len() >= 2 * limit.max(1) {
+                    by_time(&mut out);
                 }
             }
             Ok(())
         })?;
-        originals += keep.len();
-        out.extend(keep);
-        out.extend(copies);
         by_time(&mut out);
-        if originals >= filter.limit {
-            return Ok(out.into_iter().map(|(_, r)| r).collect());
+        if done(&out, oldest) {
+            return Ok(rows(out));
         }
         // Accept times grow with the log: older segments hold nothing newer than `since`.
         if let (Some(since), Some(newest)) = (filter.since, newest) {
             if newest < since {
-                return Ok(out.into_iter().map(|(_, r)| r).collect());
+                return Ok(rows(out));
             }
         }
     }
+    // Dead letters whose segment is gone, newest record first (a copy among them keeps its
+    // event's time): all of them are read, the list is small.
     let log_first = ranges.first().map_or(u64::MAX, |r| r.0);
-    let mut dead_rows = 0;
     for dead in store.dead_letters_before(log_first).rev() {
-        if originals + dead_rows >= filter.limit {
-            break;
-        }
         let (seq, e, _) = dead?;
         if filter.matches(&e, Status::Dead) {
             out.push((e.timestamp, EventRow::new(seq, &e, Status::Dead)));
-            dead_rows += 1;
+            if out.len() >= 2 * limit.max(1) {
+                by_time(&mut out);
+            }
         }
     }
     by_time(&mut out);
-    Ok(out.into_iter().map(|(_, r)| r).collect())
+    Ok(rows(out))
 }
 
 /// A record [`follow`] found, with its envelope (`tail --json` prints it; a published event
@@ -1867,6 +1864,20 @@ mod tests {
                     ("e0", true)
                 ]
             );
+            // Cut between the copies: the newest by accept time, whatever their records.
+            let cut = list(
+                &s,
+                &Query {
+                    status: Some(Status::Pending),
+                    limit: Some(12),
+                    ..Query::default()
+                }
+                .resolve(NOW)
+                .unwrap(),
+            )
+            .unwrap();
+            let ids: Vec<_> = cut.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(&ids[10..], ["e8", "e6"], "{ids:?}");
             // Replaying again by filter replays the originals, not the copies.
             assert_eq!(
                 replay(

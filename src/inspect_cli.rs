@@ -88,7 +88,7 @@ pub struct ReplayArgs {
     since: Option<String>,
     #[arg(long, value_name = "WHEN")]
     until: Option<String>,
-    /// By filter: the newest N of what it selects, sent in log order.
+    /// By filter: the last N of what it selects in the log, sent in log order.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Count only.

@@ -447,9 +447,16 @@ impl Store {
     /// the lock the starting gateway needs.
     pub fn is_held(path: &Path) -> std::io::Result<bool> {
         use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(path.join("db"))?;
+        let file = match std::fs::File::open(path.join("db")) {
+            Ok(f) => f,
+            // No store there (removed meanwhile): nobody holds it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // Shared: it fails against sled's exclusive lock all the same, and needs no write
+        // access (NFS emulates flock with fcntl locks, whose exclusive kind does).
         // SAFETY: flock on a descriptor this function owns; the lock goes with it.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
             return Ok(false);
         }
         let e = std::io::Error::last_os_error();
