@@ -14,7 +14,7 @@
 //! batches; it reads no further than the log's end when it started, so it never meets its own
 //! replayed records.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::PoisonError;
