@@ -20,7 +20,9 @@
 //! can be charged to the one record that caused it, until a window's worth of confirms in a
 //! row (or an empty backlog).
 //! A lost connection drops the channel and reconnects with capped exponential backoff; the
-//! attempts and the one-at-a-time mode survive the reconnect. With several nodes in `amqp.url`
+//! attempts and the one-at-a-time mode survive the reconnect. A channel the broker closed over
+//! a message (a soft error: too large, a policy) is no failing node: the relay reconnects
+//! after a short pause, without that back-off. With several nodes in `amqp.url`
 //! the reconnect goes to the next node that is not backing off ([`crate::nodes`]): the log is
 //! read again from the saved cursor, so what the failed node had not confirmed is published
 //! to the next one (at-least-once; consumers dedup on `message_id`). `amqps://` nodes connect
@@ -162,6 +164,10 @@ enum RelayError {
     Timeout,
     #[error("connection to the broker closed")]
     Closed,
+    /// The broker closed the channel over a message it will not take (too large, a policy):
+    /// the connection and the node are fine, the record was charged.
+    #[error("broker refused a message: {0}")]
+    Refused(lapin::Error),
     /// The URL or the TLS files (read at every connect).
     #[error("{0}")]
     Setup(String),
@@ -250,6 +256,18 @@ pub async fn run(
                         close(&conn, 200, "hookgate shutting down").await;
                         break;
                     }
+                    Err(RelayError::Refused(e)) => {
+                        // Not the node's failure: no back-off (which grew with each refusal
+                        // of a short-lived connection and held every other event for up to
+                        // `reconnect_max_secs` per try), only a short pause, so that a
+                        // refusal of every message (permissions) does not churn connections.
+                        tracing::info!(error = %e, node = %node, "the broker closed the channel over a message; reconnecting");
+                        close(&conn, 200, "relay reopening its channel").await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(REFUSED_PAUSE) => {}
+                            _ = cancel.cancelled() => break,
+                        }
+                    }
                     Err(e) => {
                         // A store error is not the broker's fault: say which it was.
                         let (reason, what) = match &e {
@@ -286,6 +304,9 @@ pub async fn run(
     }
     status.set_state("stopped");
 }
+
+/// The pause before reconnecting after the broker closed the channel over a message.
+const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often a broker that stays unreachable is logged again.
 const UNREACHABLE_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -730,15 +751,20 @@ impl<'a> Drain<'a> {
                         _ => false,
                     };
                     let r = self.window.closed(front, refused);
-                    if r.charged {
+                    if refused {
                         count_failure("channel");
+                    }
+                    if r.charged {
                         self.store.refused(front.seq, &e.to_string());
                     }
                     if let Some(dead) = r.dead {
                         self.dead(dead, &entry, e.to_string())?;
                     }
                     self.apply(r.save)?;
-                    return Err(e.into());
+                    return Err(match refused {
+                        true => RelayError::Refused(e),
+                        false => e.into(),
+                    });
                 }
             };
             count_failure("nack");

@@ -203,8 +203,9 @@ async fn issue_7_exchange_deleted_at_runtime_is_redeclared_and_rebound() {
     assert_eq!(ids, ["before-0", "before-1", "before-2"]);
 
     // Deleting the exchange also removes the queue's binding: the next publish gets a
-    // channel error, and the relay's reconnect must declare and bind both again.
-    let conn_failures = r#"hookgate_publish_failures_total{reason="connection"}"#;
+    // channel error (404, counted as `channel`), and the relay's reconnect must declare and
+    // bind both again.
+    let conn_failures = r#"hookgate_publish_failures_total{reason="channel"}"#;
     let failures_before = metric(&gw, conn_failures).await;
     ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
         .await

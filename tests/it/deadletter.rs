@@ -134,38 +134,48 @@ async fn an_unroutable_event_becomes_dead_while_the_events_behind_it_arrive() {
 }
 
 /// A broker that refuses messages over 64 KiB (a private RabbitMQ node with
-/// `max_message_size`): the oversized event becomes dead, the small ones arrive.
+/// `max_message_size`): each oversized event becomes dead, the small ones between them arrive,
+/// and with the default attempts and reconnect cap, promptly: the broker closing the channel
+/// over a message is not a failing node (each refusal waited out a growing reconnect back-off,
+/// up to `reconnect_max_secs`, ~25 s per oversized event; found by a black-box review).
 #[actix_web::test]
 async fn an_oversized_event_becomes_dead_while_the_events_behind_it_arrive() {
     let node = RabbitNode::start("max_message_size = 65536\n").await;
     let exchange = unique("it-big");
     let consumer = Consumer::bind_at(&node.url(), &exchange, "#").await;
     let mut c = config(&sources("gh"), &exchange, &node.url(), None, "");
-    c.amqp.max_attempts = 2;
+    c.amqp.max_attempts = 5;
+    c.amqp.reconnect_max_secs = 5;
     let gw = Gateway::start(c).await;
 
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100_000));
-    assert_eq!(
-        gw.send("gh", &push("big-1", big.as_bytes())).await.status(),
-        202
-    );
     for i in 0..3 {
+        let big_id = format!("big-{i}");
         assert_eq!(
-            gw.send("gh", &push(&format!("small-{i}"), b"{}"))
-                .await
-                .status(),
+            gw.send("gh", &push(&big_id, big.as_bytes())).await.status(),
             202
         );
+        let small_id = format!("small-{i}");
+        assert_eq!(gw.send("gh", &push(&small_id, b"{}")).await.status(), 202);
     }
-    let got = consumer.take(3, Duration::from_secs(30)).await;
+    // 15 refusals: with the back-off they took ~50 s; without it, a few.
+    let got = consumer.take(3, Duration::from_secs(20)).await;
     let ids: Vec<_> = got
         .iter()
         .map(|m| m.body["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["small-0", "small-1", "small-2"]);
-    let dead = gw.running.gateway.store.dead_letters().unwrap();
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].1.message_id, "big-1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = gw.running.gateway.store.dead_letters().unwrap();
+        if dead.len() == 3 || std::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut dead_ids: Vec<_> = dead.iter().map(|d| d.1.message_id.clone()).collect();
+    dead_ids.sort();
+    assert_eq!(dead_ids, ["big-0", "big-1", "big-2"]);
     consumer.assert_empty(Duration::from_millis(300)).await;
     gw.stop().await;
     drop(consumer);
