@@ -158,7 +158,8 @@ async fn refuse_exchange(ctx: &Ctx) -> anyhow::Result<Row> {
         Duration::from_millis(200),
     )
     .await;
-    let conn = r#"hookgate_publish_failures_total{reason="connection"}"#;
+    // A publish to the deleted exchange closes the channel (404): counted as `channel`.
+    let conn = r#"hookgate_publish_failures_total{reason="channel"}"#;
     let before = gw.metric(conn).await;
     let broker = Broker::connect(&ctx.amqp).await?;
     broker.delete_exchange(&run).await?;
