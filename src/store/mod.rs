@@ -254,6 +254,10 @@ pub struct Store {
     /// says how often and why), until the cursor passes them. In memory: a restart starts the
     /// count again, as the relay does.
     refusals: Mutex<BTreeMap<u64, Refusals>>,
+    /// The last write to sled of the relay's position, a dead letter or a checkpoint failed:
+    /// sled answers every later write with the same error after an I/O failure (a full disk,
+    /// even once space is back) until a restart, so `/readyz` must say so.
+    meta_failing: AtomicBool,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -263,6 +267,10 @@ pub struct Store {
 
 /// Shared handle.
 pub type SharedStore = Arc<Store>;
+
+/// [`Store::problem`] while sled's metadata writes fail.
+pub const META_FAILING: &str =
+    "store metadata (sled) writes fail: the relay cannot record its progress or a dead letter (after a full disk, a restart clears it)";
 
 impl Store {
     /// Opens the store at `config.path` (sled files, the dedup table `seen.idx`, and the log
@@ -410,6 +418,7 @@ impl Store {
             cursor_file,
             published_ahead: Mutex::new(BTreeSet::new()),
             refusals: Mutex::new(BTreeMap::new()),
+            meta_failing: AtomicBool::new(false),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -707,9 +716,11 @@ impl Store {
     pub fn advance(&self, cursor: u64, finished: u64, oldest_at: u64) -> Result<(), StoreError> {
         let before = self.cursor.swap(cursor, Ordering::AcqRel);
         if cursor > before {
-            self.db
-                .open_tree(PUBLISHED)?
-                .insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())?;
+            self.note_meta(
+                self.db
+                    .open_tree(PUBLISHED)
+                    .and_then(|t| t.insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())),
+            )?;
         }
         self.oldest_pending_at.store(oldest_at, Ordering::Relaxed);
         let _ = self
@@ -717,7 +728,7 @@ impl Store {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
                 Some(p.saturating_sub(finished))
             });
-        self.meta.insert(CURSOR, &cursor.to_be_bytes())?;
+        self.note_meta(self.meta.insert(CURSOR, &cursor.to_be_bytes()))?;
         self.cursor_file.write(cursor)?;
         let mut ahead = self
             .published_ahead
@@ -782,10 +793,17 @@ impl Store {
         value.extend_from_slice(&(info.len() as u32).to_be_bytes());
         value.extend_from_slice(&info);
         value.extend_from_slice(&frame[8..]);
-        self.dead.insert(seq.to_be_bytes(), value)?;
+        self.note_meta(self.dead.insert(seq.to_be_bytes(), value))?;
         // Retention may drop the record's segment once the cursor passes it.
-        self.sled_files.sync(&self.db, true)?;
+        self.note_meta(self.sled_files.sync(&self.db, true))?;
         Ok(())
+    }
+
+    /// Records whether a write to sled's metadata failed ([`Store::problem`]).
+    fn note_meta<T, E: Into<StoreError>>(&self, r: Result<T, E>) -> Result<T, StoreError> {
+        let r = r.map_err(Into::into);
+        self.meta_failing.store(r.is_err(), Ordering::Relaxed);
+        r
     }
 
     /// Dead letters, oldest first (the integration tests read them whole).
@@ -901,13 +919,13 @@ impl Store {
         if indexed {
             // Never backwards: a checkpoint that read `upto` before a concurrent one
             // (forget's) wrote a later one must not undo it.
-            self.meta.fetch_and_update(CHECKPOINT, |old| {
+            self.note_meta(self.meta.fetch_and_update(CHECKPOINT, |old| {
                 let old = old.map_or(0, be_u64);
                 Some(old.max(upto).to_be_bytes().to_vec())
-            })?;
+            }))?;
         }
         // Retention trusts this checkpoint to drop segments: it must not go back.
-        self.sled_files.sync(&self.db, false)?;
+        self.note_meta(self.sled_files.sync(&self.db, false))?;
         Ok(indexed)
     }
 
@@ -1084,6 +1102,8 @@ impl Store {
             Some("event log writes fail")
         } else if self.index.failing.load(Ordering::Relaxed) || self.index.seen.failed() {
             Some("dedup index writes fail")
+        } else if self.meta_failing.load(Ordering::Relaxed) {
+            Some(META_FAILING)
         } else {
             None
         }

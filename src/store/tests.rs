@@ -1005,3 +1005,19 @@ async fn the_oldest_pending_time_is_known_without_the_relay() {
     s.advance(s.cursor() + 1, 1, 0).unwrap();
     assert_eq!(s.oldest_pending_at(), None);
 }
+
+/// A failed write to sled's metadata (the relay's position, a dead letter, a checkpoint) makes
+/// the store a problem for `/readyz` until a write succeeds again: after a full disk sled keeps
+/// failing until a restart, and `/readyz` said ready meanwhile (found by a black-box review).
+#[tokio::test]
+async fn a_failing_metadata_write_is_a_store_problem_until_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&config(dir.path(), 10));
+    accept(&s, &entry("a"), 1000).await;
+    assert_eq!(s.problem(), None);
+    let full = std::io::Error::other("No space left on device");
+    assert!(s.note_meta::<(), _>(Err(sled::Error::Io(full))).is_err());
+    assert_eq!(s.problem(), Some(META_FAILING));
+    s.advance(s.durable_upto() + 1, 1, 0).unwrap();
+    assert_eq!(s.problem(), None);
+}
