@@ -21,8 +21,8 @@
 //! row (or an empty backlog).
 //! A lost connection drops the channel and reconnects with capped exponential backoff; the
 //! attempts and the one-at-a-time mode survive the reconnect. A channel the broker closed over
-//! a message (a soft error: too large, a policy) is no failing node: the relay reconnects
-//! after a short pause, without that back-off. With several nodes in `amqp.url`
+//! a message it will not take (406: too large) is no failing node: the relay reconnects after
+//! a short pause, without that back-off. With several nodes in `amqp.url`
 //! the reconnect goes to the next node that is not backing off ([`crate::nodes`]): the log is
 //! read again from the saved cursor, so what the failed node had not confirmed is published
 //! to the next one (at-least-once; consumers dedup on `message_id`). `amqps://` nodes connect
@@ -48,7 +48,7 @@ use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::protocol::AMQPErrorKind;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::tcp::{AMQPUriTcpExt, TLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPScheme, AMQPUri};
@@ -164,8 +164,8 @@ enum RelayError {
     Timeout,
     #[error("connection to the broker closed")]
     Closed,
-    /// The broker closed the channel over a message it will not take (too large, a policy):
-    /// the connection and the node are fine, the record was charged.
+    /// The broker closed the channel over a message it will not take (406: too large): the
+    /// connection and the node are fine.
     #[error("broker refused a message: {0}")]
     Refused(lapin::Error),
     /// The URL or the TLS files (read at every connect).
@@ -214,6 +214,8 @@ pub async fn run(
     // An outage is logged when it starts and then once every `UNREACHABLE_LOG_EVERY` with the
     // attempts since, not at every attempt (a line each 5 s for as long as a broker is down).
     let mut outage = Outage::default();
+    // The last connection ended over a refused message: its error stays in `/readyz`.
+    let mut refused_last = false;
     while !cancel.is_cancelled() {
         let (i, wait) = nodes.next(Instant::now());
         if !wait.is_zero() {
@@ -245,7 +247,9 @@ pub async fn run(
                 outage = Outage::default();
                 tracing::info!(exchange = %config.exchange, node = %node, node_index = i, nodes = nodes.len(), "broker connected");
                 status.set_connected(true);
-                status.set_error(None);
+                if !std::mem::take(&mut refused_last) {
+                    status.set_error(None);
+                }
                 let since = Instant::now();
                 let result = Drain::new(&store, &config, &status, &mut window)
                     .run(&conn, &channel, &cancel)
@@ -259,9 +263,11 @@ pub async fn run(
                     Err(RelayError::Refused(e)) => {
                         // Not the node's failure: no back-off (which grew with each refusal
                         // of a short-lived connection and held every other event for up to
-                        // `reconnect_max_secs` per try), only a short pause, so that a
-                        // refusal of every message (permissions) does not churn connections.
+                        // `reconnect_max_secs` per try), a short pause. Said in `/readyz`
+                        // until the next connection publishes (the connect keeps it).
                         tracing::info!(error = %e, node = %node, "the broker closed the channel over a message; reconnecting");
+                        status.set_error(Some(format!("{node}: {e}")));
+                        refused_last = true;
                         close(&conn, 200, "relay reopening its channel").await;
                         tokio::select! {
                             _ = tokio::time::sleep(REFUSED_PAUSE) => {}
@@ -750,6 +756,19 @@ impl<'a> Drain<'a> {
                         ErrorKind::SerialisationError(_) => true,
                         _ => false,
                     };
+                    // Over the message itself (406: larger than the broker takes; 311): the
+                    // connection is fine, the relay reconnects at once. Any other soft error
+                    // (403 permissions, 404 an exchange gone) may hit every message: the
+                    // node's back-off keeps it from churning connections.
+                    let about_message = match e.kind() {
+                        ErrorKind::ProtocolError(amqp) => matches!(
+                            amqp.kind(),
+                            AMQPErrorKind::Soft(
+                                AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::CONTENTTOOLARGE
+                            )
+                        ),
+                        _ => false,
+                    };
                     let r = self.window.closed(front, refused);
                     if refused {
                         count_failure("channel");
@@ -761,7 +780,7 @@ impl<'a> Drain<'a> {
                         self.dead(dead, &entry, e.to_string())?;
                     }
                     self.apply(r.save)?;
-                    return Err(match refused {
+                    return Err(match about_message {
                         true => RelayError::Refused(e),
                         false => e.into(),
                     });

@@ -258,6 +258,9 @@ pub struct Store {
     /// sled answers every later write with the same error after an I/O failure (a full disk,
     /// even once space is back) until a restart, so `/readyz` must say so.
     meta_failing: AtomicBool,
+    /// An fsync of sled's files failed: sticky until a restart, as the dedup table's (the
+    /// kernel reports a lost write-back once; the next fsync succeeds over the lost pages).
+    meta_sync_failed: AtomicBool,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -268,9 +271,10 @@ pub struct Store {
 /// Shared handle.
 pub type SharedStore = Arc<Store>;
 
-/// [`Store::problem`] while sled's metadata writes fail.
+/// [`Store::problem`] while sled's metadata writes fail (after a failed fsync, until a
+/// restart).
 pub const META_FAILING: &str =
-    "store metadata (sled) writes fail: the relay cannot record its progress or a dead letter (after a full disk, a restart clears it)";
+    "store metadata (sled) writes fail: the relay cannot record its progress or a dead letter reliably (after a full disk or an I/O error, restart it)";
 
 impl Store {
     /// Opens the store at `config.path` (sled files, the dedup table `seen.idx`, and the log
@@ -419,6 +423,7 @@ impl Store {
             published_ahead: Mutex::new(BTreeSet::new()),
             refusals: Mutex::new(BTreeMap::new()),
             meta_failing: AtomicBool::new(false),
+            meta_sync_failed: AtomicBool::new(false),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -795,8 +800,16 @@ impl Store {
         value.extend_from_slice(&frame[8..]);
         self.note_meta(self.dead.insert(seq.to_be_bytes(), value))?;
         // Retention may drop the record's segment once the cursor passes it.
-        self.note_meta(self.sled_files.sync(&self.db, true))?;
+        self.note_sync(self.sled_files.sync(&self.db, true))?;
         Ok(())
+    }
+
+    /// Records a failed fsync of sled's files for good ([`Store::problem`]).
+    fn note_sync(&self, r: Result<(), StoreError>) -> Result<(), StoreError> {
+        if r.is_err() {
+            self.meta_sync_failed.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Records whether a write to sled's metadata failed ([`Store::problem`]).
@@ -925,7 +938,7 @@ impl Store {
             }))?;
         }
         // Retention trusts this checkpoint to drop segments: it must not go back.
-        self.note_meta(self.sled_files.sync(&self.db, false))?;
+        self.note_sync(self.sled_files.sync(&self.db, false))?;
         Ok(indexed)
     }
 
@@ -1102,7 +1115,9 @@ impl Store {
             Some("event log writes fail")
         } else if self.index.failing.load(Ordering::Relaxed) || self.index.seen.failed() {
             Some("dedup index writes fail")
-        } else if self.meta_failing.load(Ordering::Relaxed) {
+        } else if self.meta_failing.load(Ordering::Relaxed)
+            || self.meta_sync_failed.load(Ordering::Relaxed)
+        {
             Some(META_FAILING)
         } else {
             None

@@ -324,3 +324,48 @@ async fn records_before_a_damaged_one_are_published_once_and_readyz_says_why() {
     assert_eq!(ids, want, "every record before the damage, once, in order");
     gw.stop().await;
 }
+
+/// An oversized event in the middle of a busy stream (many in flight when the broker closes
+/// the channel over it): it still ends dead, every other event arrives.
+#[actix_web::test]
+async fn an_oversized_event_among_many_in_flight_ends_dead() {
+    use futures_util::StreamExt;
+    let node = RabbitNode::start("max_message_size = 65536\n").await;
+    let exchange = unique("it-big-many");
+    let consumer = Consumer::bind_at(&node.url(), &exchange, "#").await;
+    let mut c = config(&sources("gh"), &exchange, &node.url(), None, "");
+    c.amqp.max_attempts = 3;
+    let gw = Gateway::start(c).await;
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100_000));
+    let requests: Vec<_> = (0..300)
+        .map(|i| match i {
+            150 => push("big-mid", big.as_bytes()),
+            _ => push(&format!("s-{i}"), b"{}"),
+        })
+        .collect();
+    let statuses: Vec<u16> = futures_util::stream::iter(&requests)
+        .map(|r| async { gw.send("gh", r).await.status().as_u16() })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    let got = consumer.take(299, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), 299);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let dead = gw.running.gateway.store.dead_letters().unwrap();
+        if dead.len() == 1 {
+            assert_eq!(dead[0].1.message_id, "big-mid");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not dead: {:?}",
+            gw.readyz().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.stop().await;
+    drop(consumer);
+    node.stop();
+}
