@@ -1029,3 +1029,16 @@ async fn a_failing_metadata_write_is_a_store_problem_until_one_succeeds() {
     s.checkpoint().unwrap();
     assert_eq!(s.problem(), Some(META_FAILING));
 }
+
+/// A blob sled removes while its directory is synced (a dead letter replayed meanwhile) is not
+/// a failed write: with failed syncs a store problem until a restart, it would have been one.
+#[tokio::test]
+async fn a_blob_gone_during_the_sync_is_no_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&config(dir.path(), 10));
+    std::fs::create_dir_all(&s.sled_files.blobs).unwrap();
+    // What the listing then finds: a name whose file is gone.
+    std::os::unix::fs::symlink(dir.path().join("gone"), s.sled_files.blobs.join("7")).unwrap();
+    s.note_sync(s.sled_files.sync(&s.db, true)).unwrap();
+    assert_eq!(s.problem(), None);
+}
