@@ -379,6 +379,13 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
     let done = |out: &Vec<(u64, EventRow)>, oldest: Option<u64>| {
         limit > 0 && out.len() >= limit && oldest.is_some_and(|oldest| out[limit - 1].0 >= oldest)
     };
+    // Memory bounded by `limit`: only the newest `limit` can be in the answer.
+    let keep = |out: &mut Vec<(u64, EventRow)>, row: (u64, EventRow)| {
+        out.push(row);
+        if out.len() >= 2 * limit.max(1) {
+            by_time(out);
+        }
+    };
     let rows = |out: Vec<(u64, EventRow)>| out.into_iter().map(|(_, r)| r).collect();
     for &range in ranges.iter().rev() {
         // Newest and oldest accept times of an original in this segment.
@@ -390,11 +397,7 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
             }
             let status = statuses.of(seq);
             if statuses.kept(seq) && filter.matches(&e, status) {
-                out.push((e.timestamp, EventRow::new(seq, &e, status)));
-                // Memory bounded by `limit`: only the newest `limit` can be in the answer.
-                if out.len() >= 2 * limit.max(1) {
-                    by_time(&mut out);
-                }
+                keep(&mut out, (e.timestamp, EventRow::new(seq, &e, status)));
             }
             Ok(())
         })?;
@@ -415,10 +418,10 @@ pub fn list(store: &Store, filter: &Filter) -> Result<Vec<EventRow>, StoreError>
     for dead in store.dead_letters_before(log_first).rev() {
         let (seq, e, _) = dead?;
         if filter.matches(&e, Status::Dead) {
-            out.push((e.timestamp, EventRow::new(seq, &e, Status::Dead)));
-            if out.len() >= 2 * limit.max(1) {
-                by_time(&mut out);
-            }
+            keep(
+                &mut out,
+                (e.timestamp, EventRow::new(seq, &e, Status::Dead)),
+            );
         }
     }
     by_time(&mut out);

@@ -316,12 +316,7 @@ impl Outcome {
                 "duplicate, acknowledged again",
             ),
             Outcome::Control(_) => (None, "-", "", "control probe answered"),
-            Outcome::Probe(_) => (
-                None,
-                "-",
-                crate::rejections::Reason::Probe.as_str(),
-                "provider signature probe refused",
-            ),
+            Outcome::Probe(_) => (None, "-", "", "provider signature probe refused"),
             Outcome::Rejected { detail, .. } => (None, "-", detail.as_str(), "rejected"),
             Outcome::RateLimited { limiter, .. } => (
                 None,
@@ -343,12 +338,17 @@ impl Outcome {
             Outcome::Claimed { id, kind, .. } => (
                 Some(id.as_str()),
                 kind.as_str(),
-                crate::rejections::Reason::Claimed.as_str(),
+                "",
                 "claimed by another replica, 503",
             ),
             Outcome::UnknownSource => (None, "-", "", "unknown source"),
             Outcome::NotFound => (None, "-", "", "no such route"),
             Outcome::MethodNotAllowed { .. } => (None, "-", "", "method not allowed"),
+        };
+        // A refusal without a finer reason of its own names the one it is counted under.
+        let reason = match reason {
+            "" => crate::rejections::Reason::of(self).map_or("", |(why, _)| why.as_str()),
+            why => why,
         };
         let id = id.or(r.claimed_id.as_deref()).unwrap_or("-");
         let source = r.source.unwrap_or(r.requested);

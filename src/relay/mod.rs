@@ -749,25 +749,20 @@ impl<'a> Drain<'a> {
                     // policy: soft errors); the window charges it only when it was the one
                     // message in flight. A connection the broker closed (320 at a restart, a
                     // hard error) is nobody's fault.
-                    let refused = match e.kind() {
-                        ErrorKind::ProtocolError(amqp) => {
-                            matches!(amqp.kind(), AMQPErrorKind::Soft(_))
-                        }
-                        ErrorKind::SerialisationError(_) => true,
-                        _ => false,
-                    };
-                    // Over the message itself (406: larger than the broker takes; 311): the
-                    // connection is fine, the relay reconnects at once. Any other soft error
+                    // Over the message itself (406: larger than the broker takes; 311), the
+                    // connection is fine and the relay reconnects at once. Any other soft error
                     // (403 permissions, 404 an exchange gone) may hit every message: the
                     // node's back-off keeps it from churning connections.
-                    let about_message = match e.kind() {
-                        ErrorKind::ProtocolError(amqp) => matches!(
-                            amqp.kind(),
+                    let (refused, about_message) = match e.kind() {
+                        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
                             AMQPErrorKind::Soft(
-                                AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::CONTENTTOOLARGE
-                            )
-                        ),
-                        _ => false,
+                                AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::CONTENTTOOLARGE,
+                            ) => (true, true),
+                            AMQPErrorKind::Soft(_) => (true, false),
+                            _ => (false, false),
+                        },
+                        ErrorKind::SerialisationError(_) => (true, false),
+                        _ => (false, false),
                     };
                     let r = self.window.closed(front, refused);
                     if refused {
