@@ -128,6 +128,50 @@ where
     })
 }
 
+/// How long sled's metadata writes may fail before the process stops: sled answers every write
+/// with the same error after an I/O failure until a restart (a full disk that has space again
+/// included), so the relay could not record its progress or a dead letter again, and no
+/// restart of the relay task helps. Long enough for an operator reading `/readyz` to see why.
+const META_BROKEN_GRACE: Duration = Duration::from_secs(30);
+
+/// What no restart of a task mends, found by the store watcher every half second: the log's
+/// committer or the indexer gone (threads that cannot be restarted under waiting requests), or
+/// sled's writes failing for [`META_BROKEN_GRACE`]. The process then stops, non-zero, for the
+/// service manager to restart it (CONTRACT.md, "The relay never stops for one event").
+#[derive(Default)]
+struct StoreWatch {
+    meta_broken_since: Option<Instant>,
+}
+
+impl StoreWatch {
+    /// Whether the gateway must stop (`health.fatal` is then cancelled).
+    fn check(&mut self, store: &Store, health: &Health, now: Instant) -> bool {
+        let stopped = store.problem().filter(|p| {
+            [
+                crate::store::COMMITTER_STOPPED,
+                crate::store::INDEXER_STOPPED,
+            ]
+            .contains(p)
+        });
+        self.meta_broken_since = match store.meta_broken() {
+            true => Some(self.meta_broken_since.unwrap_or(now)),
+            false => None,
+        };
+        let meta_broken_for = self.meta_broken_since.map(|t| now.duration_since(t));
+        let (task, problem) = match stopped {
+            Some(p) => ("log", p),
+            None if meta_broken_for >= Some(META_BROKEN_GRACE) => {
+                ("store", crate::store::META_FAILING)
+            }
+            None => return false,
+        };
+        tracing::error!(problem, "the store cannot go on; stopping the gateway");
+        health.set(task, Some(problem.into()));
+        health.fatal.cancel();
+        true
+    }
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -224,12 +268,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 move || relay::run(store.clone(), amqp.clone(), broker.clone(), cancel.clone())
             },
         ),
-        // The log's committer is a thread that cannot be restarted under waiting requests:
-        // if it is gone, the process stops and the service manager restarts it.
         tokio::spawn({
             let (store, health, cancel) = (store.clone(), health.clone(), cancel.clone());
             async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
+                let mut watch = StoreWatch::default();
                 loop {
                     tokio::select! { _ = tick.tick() => {}, _ = cancel.cancelled() => return }
                     let m = crate::metrics::get();
@@ -240,17 +283,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         .oldest_pending_at()
                         .map_or(0, |at| crate::now_secs().saturating_sub(at));
                     m.oldest_pending_age.set(age as i64);
-                    let stopped = store.problem().filter(|p| {
-                        [
-                            crate::store::COMMITTER_STOPPED,
-                            crate::store::INDEXER_STOPPED,
-                        ]
-                        .contains(p)
-                    });
-                    if let Some(problem) = stopped {
-                        tracing::error!(problem, "store thread stopped; stopping the gateway");
-                        health.set("log", Some(problem.into()));
-                        health.fatal.cancel();
+                    if watch.check(&store, &health, Instant::now()) {
                         return;
                     }
                 }
@@ -461,6 +494,44 @@ mod tests {
             .expect("fatal after repeated failures");
         handle.await.unwrap();
         assert!(health.problems()[0].contains("ended unexpectedly"));
+    }
+
+    /// sled failing its writes for good (after a full disk, until a restart) is mended by no
+    /// restart of a task: past [`META_BROKEN_GRACE`] the gateway stops, non-zero, for its
+    /// service manager to restart it; a failure that clears in time stops nothing (a black-box
+    /// review found the relay retrying forever after the disk had space again).
+    #[tokio::test]
+    async fn sled_failing_past_the_grace_stops_the_gateway() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: crate::config::StoreConfig =
+            toml::from_str(&format!("path = {:?}", dir.path().join("store"))).unwrap();
+        let store = Store::open(&config).unwrap();
+        let health = Health::default();
+        let mut watch = StoreWatch::default();
+        let t0 = Instant::now();
+        let full = || sled::Error::Io(std::io::Error::other("No space left on device"));
+        assert!(!watch.check(&store, &health, t0));
+
+        // Fails, then a write succeeds within the grace: nothing stops.
+        assert!(store.note_meta::<(), _>(Err(full())).is_err());
+        assert!(!watch.check(&store, &health, t0));
+        assert!(!watch.check(&store, &health, t0 + META_BROKEN_GRACE / 2));
+        store.note_meta::<(), sled::Error>(Ok(())).unwrap();
+        assert!(!watch.check(&store, &health, t0 + META_BROKEN_GRACE));
+        assert!(!health.fatal.is_cancelled());
+
+        // Fails from t1 on: the grace is counted from t1, not from the first failure.
+        let t1 = t0 + META_BROKEN_GRACE * 2;
+        assert!(store.note_meta::<(), _>(Err(full())).is_err());
+        assert!(!watch.check(&store, &health, t1));
+        let almost = t1 + META_BROKEN_GRACE - Duration::from_millis(500);
+        assert!(!watch.check(&store, &health, almost));
+        assert!(!health.fatal.is_cancelled());
+        assert!(watch.check(&store, &health, t1 + META_BROKEN_GRACE));
+        assert!(health.fatal.is_cancelled());
+        let problems = health.problems();
+        assert_eq!(problems, [format!("store: {}", crate::store::META_FAILING)]);
+        store.close();
     }
 
     /// The relay runs on its own thread, and a restart lands there again; the thread's

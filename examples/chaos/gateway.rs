@@ -167,6 +167,22 @@ reconnect_max_secs = 2
         let _ = c.wait();
     }
 
+    /// Waits (at most `within`) for the gateway to exit by itself: its status, `None` when it
+    /// still runs (or was not started).
+    pub async fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok().flatten();
+            if status.is_some() || Instant::now() >= deadline {
+                if status.is_some() {
+                    self.child = None;
+                }
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// `/readyz` as JSON (`Null` when the gateway does not answer).
     pub async fn readyz(&self) -> serde_json::Value {
         let r = self

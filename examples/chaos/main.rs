@@ -38,7 +38,7 @@ struct Args {
     /// The hookgate binary (a release build).
     #[arg(long, default_value = "target/release/hookgate")]
     hookgate: PathBuf,
-    /// Comma-separated: outage, crash, restart, refuse, disk, log (or all).
+    /// Comma-separated: outage, crash, restart, refuse, disk, disk-up, log (or all).
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// How long the broker is cut in the outage scenario.
@@ -78,6 +78,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("restart", |ctx| Box::pin(restart::run(ctx))),
     ("refuse", |ctx| Box::pin(refuse::run(ctx))),
     ("disk", |ctx| Box::pin(disk::run(ctx))),
+    ("disk-up", |ctx| Box::pin(disk::run_broker_up(ctx))),
     ("log", |ctx| Box::pin(log::run(ctx))),
 ];
 

@@ -813,7 +813,10 @@ impl Store {
     }
 
     /// Records whether a write to sled's metadata failed ([`Store::problem`]).
-    fn note_meta<T, E: Into<StoreError>>(&self, r: Result<T, E>) -> Result<T, StoreError> {
+    pub(crate) fn note_meta<T, E: Into<StoreError>>(
+        &self,
+        r: Result<T, E>,
+    ) -> Result<T, StoreError> {
         let r = r.map_err(Into::into);
         self.meta_failing.store(r.is_err(), Ordering::Relaxed);
         r
@@ -1115,13 +1118,16 @@ impl Store {
             Some("event log writes fail")
         } else if self.index.failing.load(Ordering::Relaxed) || self.index.seen.failed() {
             Some("dedup index writes fail")
-        } else if self.meta_failing.load(Ordering::Relaxed)
-            || self.meta_sync_failed.load(Ordering::Relaxed)
-        {
+        } else if self.meta_broken() {
             Some(META_FAILING)
         } else {
             None
         }
+    }
+
+    /// Whether sled's metadata writes fail ([`META_FAILING`]), whatever else fails too.
+    pub fn meta_broken(&self) -> bool {
+        self.meta_failing.load(Ordering::Relaxed) || self.meta_sync_failed.load(Ordering::Relaxed)
     }
 
     /// Waits (briefly: the indexer gathers commits for [`INDEX_COALESCE`]) until every

@@ -125,6 +125,134 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     Ok(vec![row])
 }
 
+/// e2. The same with the broker up, so the relay records its progress in sled while the disk
+/// is full. sled answers every write with the same error after an I/O failure, until a restart:
+/// the gateway must then stop, non-zero, within its grace (30 s) for the service manager to
+/// restart it, rather than relay nothing forever; restarted as a service manager would, every
+/// acknowledged event arrives.
+pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
+    let run = ctx.run_id("e2");
+    let dir = ctx.work.join(&run);
+    let mnt = dir.join("disk");
+    std::fs::create_dir_all(&mnt)?;
+    let Some(_mount) = Tmpfs::mount(&mnt, "64m") else {
+        let mut r = analyse(
+            "e2. disk full, broker up (SKIPPED)",
+            &Ledger::default(),
+            &[],
+        );
+        r.check("mounting a tmpfs needs root; not run", true);
+        return Ok(vec![r]);
+    };
+    let sources = ctx.sources("e2", 4);
+    *ctx.store_extra.lock().unwrap() = "segment_bytes = 262144".into();
+    let mut gw = ctx.gateway_in(
+        &dir,
+        &mnt.join("store"),
+        &run,
+        &ctx.amqp,
+        true,
+        &sources,
+        86_400,
+    )?;
+    ctx.store_extra.lock().unwrap().clear();
+    gw.start().await?;
+    wait_broker(&gw, true).await?;
+    let sink = Sink::start(&ctx.amqp, &format!("{run}-sink")).await?;
+    let ledger = Arc::new(Ledger::default());
+    let load = Load {
+        run: run.clone(),
+        sources,
+        events: None,
+        pace: Some(Duration::from_millis(20)),
+        retry_after: Duration::from_millis(100),
+    };
+    let (stop_new, give_up) = (CancellationToken::new(), CancellationToken::new());
+    let tasks = start_clients(
+        &format!("http://{}", gw.public),
+        &load,
+        &ledger,
+        &stop_new,
+        &give_up,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let filler = mnt.join("filler");
+    let filled = fill(&filler);
+    let refused_before = ledger.refused("503");
+    let full_until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ledger.refused("503") == refused_before && tokio::time::Instant::now() < full_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ready_full = gw.readyz().await;
+    std::fs::remove_file(&filler)?;
+    // Space is back. Either sled came through (the store is ready again and stays so) or
+    // it did not (it says so, and the gateway exits within its grace of 30 s).
+    let broken = |r: &serde_json::Value| r["store"].as_str().is_some_and(|s| s.contains("sled"));
+    let mut saw_broken = false;
+    let mut exited = None;
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(45);
+    while tokio::time::Instant::now() < watch_until {
+        saw_broken |= broken(&gw.readyz().await);
+        exited = gw.exited(Duration::from_millis(500)).await;
+        if exited.is_some() {
+            break;
+        }
+    }
+    let ready_after = gw.readyz().await;
+    if exited.is_some() {
+        // What systemd's Restart=on-failure does.
+        gw.start().await?;
+    }
+    finish_clients(tasks, &stop_new, &give_up, Duration::from_secs(20)).await;
+    wait_delivered(
+        &ledger,
+        &sink,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut row = analyse(
+        "e2. store disk full with the broker up, then space back",
+        &ledger,
+        &sink.seen.lock().unwrap(),
+    );
+    row.check(
+        format!("filled the disk with {} MiB", filled >> 20),
+        filled > 0,
+    );
+    row.check(
+        format!(
+            "while full: {} replies 503; readyz store={}",
+            ledger.refused("503") - refused_before,
+            ready_full["store"]
+        ),
+        ledger.refused("503") > refused_before,
+    );
+    let ok_after = ready_after["store"] == "ok";
+    row.check(
+        match (saw_broken, exited) {
+            (_, Some(status)) => {
+                format!("space back, sled broken: the gateway exited ({status}) and was restarted")
+            }
+            (true, None) => "space back, sled broken: the gateway still runs after 45 s".into(),
+            (false, None) => format!(
+                "space back, sled came through: readyz store={}",
+                ready_after["store"]
+            ),
+        },
+        match exited {
+            Some(status) => !status.success(),
+            None => !saw_broken && ok_after,
+        },
+    );
+    gw.term().await;
+    drop(sink);
+    cleanup(ctx, &run).await;
+    Ok(vec![row])
+}
+
 /// Writes zeros to `path` until the file system is full; returns the bytes written.
 fn fill(path: &Path) -> u64 {
     use std::io::Write;
