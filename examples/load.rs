@@ -73,44 +73,127 @@ struct Args {
     /// answers come spread out or together (a stall).
     #[arg(long)]
     timeline: Option<std::path::PathBuf>,
+    /// Open loop: wake up at most once per this many microseconds and send every request
+    /// scheduled until then (0: wake for each request). Each wake-up is a context switch of
+    /// the generator's thread, which it pays from the cores it shares with what it measures;
+    /// a request sent late is still timed from its scheduled send. For a sustained rate, not
+    /// for a latency measurement.
+    #[arg(long, default_value_t = 0)]
+    tick_us: u64,
 }
 
-/// One request, built when it is sent.
-struct Request {
-    id: String,
-    body: bytes::Bytes,
-    sig: String,
+/// Where the requests go and what they are: every request carries the same body, formatted and
+/// signed once; only the delivery id differs. Each request is `head`, the id, `tail`.
+struct Wire {
+    addr: std::net::SocketAddr,
+    head: Vec<u8>,
+    tail: Vec<u8>,
 }
 
-struct Maker {
-    prefix: String,
-    /// The body every request sends (a clone shares it) and its signature.
-    body: bytes::Bytes,
-    sig: String,
-}
-
-impl Maker {
-    fn new(prefix: String, body_bytes: usize, secret: &str) -> Maker {
+impl Wire {
+    fn new(url: &str, prefix: &str, body_bytes: usize, secret: &str) -> Wire {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+            .expect("target address")
+            .next()
+            .expect("target address");
         let filler = "x".repeat(body_bytes.saturating_sub(140));
         let body = format!(
             r#"{{"ref":"refs/heads/main","after":"{:040}","repository":{{"full_name":"octo-org/load"}},"pad":"{filler}"}}"#,
             0
         );
         let sig = providers::github::signature_256(secret, body.as_bytes());
-        Maker {
-            prefix,
-            body: body.into(),
-            sig,
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+             X-GitHub-Event: push\r\nX-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\
+             X-GitHub-Delivery: {prefix}-",
+            body.len()
+        );
+        Wire {
+            addr,
+            head: head.into_bytes(),
+            tail: format!("\r\n\r\n{body}").into_bytes(),
         }
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection: a request is one write, its answer one or two reads.
+/// The generator shares the cores with what it measures; through reqwest (a task, a header map
+/// and a URL per request, the body in a second write) it took ~100 µs of CPU per request at
+/// 6,000 req/s, more than the gateway (docs/benchmarks.md, session 22). It reads answers with
+/// a `Content-Length` only, which is what actix sends for every reply of hookgate and the
+/// baselines; anything else is an error (status 0) and a new connection.
+struct Conn {
+    stream: tokio::net::TcpStream,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(wire: &Wire) -> std::io::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(wire.addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            out: Vec::with_capacity(wire.head.len() + 32 + wire.tail.len()),
+            buf: Vec::with_capacity(4096),
+        })
     }
 
-    fn make(&self, i: usize) -> Request {
-        Request {
-            id: format!("{}-{i:08}", self.prefix),
-            body: self.body.clone(),
-            sig: self.sig.clone(),
+    /// Sends request `i`; the answer's status and whether the connection may be used again.
+    async fn exchange(&mut self, wire: &Wire, i: usize) -> std::io::Result<(u16, bool)> {
+        use std::io::Write;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.out.clear();
+        self.out.extend_from_slice(&wire.head);
+        write!(self.out, "{i:08}")?;
+        self.out.extend_from_slice(&wire.tail);
+        self.stream.write_all(&self.out).await?;
+        self.buf.clear();
+        let mut answer = None;
+        loop {
+            if let Some((status, total, keep)) = answer {
+                if self.buf.len() >= total {
+                    return Ok((status, keep && self.buf.len() == total));
+                }
+            }
+            self.buf.reserve(4096);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if answer.is_none() {
+                answer = parse_head(&self.buf)?;
+            }
         }
     }
+}
+
+/// The status, the whole answer's length and keep-alive, once the head has arrived.
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<(u16, usize, bool)>> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| bad("head not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("status line"))?;
+    let (mut length, mut keep) = (None, true);
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or_else(|| bad("header line"))?;
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse::<usize>().ok();
+        } else if name.eq_ignore_ascii_case("connection") {
+            keep = !value.trim().eq_ignore_ascii_case("close");
+        }
+    }
+    let length = length.ok_or_else(|| bad("no Content-Length"))?;
+    Ok(Some((status, end + 4 + length, keep)))
 }
 
 #[derive(Default)]
@@ -133,23 +216,23 @@ impl Tally {
     }
 }
 
-async fn send(client: &reqwest::Client, url: reqwest::Url, r: Request) -> u16 {
-    let res = client
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", "push")
-        .header("X-GitHub-Delivery", r.id)
-        .header("X-Hub-Signature-256", r.sig)
-        .body(r.body)
-        .send()
-        .await;
-    match res {
-        Ok(r) => {
-            let s = r.status().as_u16();
-            let _ = r.bytes().await;
-            s
+/// Sends request `i` on `conn` (opened first when `None`): the answer's status, 0 on an error.
+/// `conn` is left `None` when it may not be used again.
+async fn send(wire: &Wire, conn: &mut Option<Conn>, i: usize) -> u16 {
+    if conn.is_none() {
+        *conn = Conn::open(wire).await.ok();
+    }
+    let Some(c) = conn.as_mut() else { return 0 };
+    match c.exchange(wire, i).await {
+        Ok((status, true)) => status,
+        Ok((status, false)) => {
+            *conn = None;
+            status
         }
-        Err(_) => 0,
+        Err(_) => {
+            *conn = None;
+            0
+        }
     }
 }
 
@@ -182,7 +265,7 @@ fn main() {
         .id_prefix
         .clone()
         .unwrap_or_else(|| format!("load-{}", hex::encode(rand::random::<[u8; 4]>())));
-    let maker = Arc::new(Maker::new(prefix, args.body_bytes, &args.secret));
+    let wire = Arc::new(Wire::new(&args.url, &prefix, args.body_bytes, &args.secret));
 
     // The open loop runs on one thread (see [`Timer`]); the closed loop on two workers.
     let rt = match args.rate {
@@ -195,22 +278,15 @@ fn main() {
             .build(),
     }
     .expect("runtime");
-    let client = {
-        let _g = rt.enter();
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(args.concurrency)
-            .build()
-            .expect("client")
-    };
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let started = Instant::now();
     let (tally, max_in_flight, first_at) = match args.rate {
         None => (
-            closed_loop(&rt, &args, client, maker, deadline),
+            closed_loop(&rt, &args, wire, deadline),
             args.concurrency,
             started,
         ),
-        Some(rate) => open_loop(&rt, &args, rate, client, maker, deadline),
+        Some(rate) => open_loop(&rt, &args, rate, wire, deadline),
     };
     // From the first counted request (after any warm-up).
     let secs = first_at.elapsed().as_secs_f64();
@@ -283,8 +359,7 @@ fn main() {
 fn closed_loop(
     rt: &tokio::runtime::Runtime,
     args: &Args,
-    client: reqwest::Client,
-    maker: Arc<Maker>,
+    wire: Arc<Wire>,
     deadline: Instant,
 ) -> Tally {
     let next = Arc::new(AtomicUsize::new(0));
@@ -292,22 +367,17 @@ fn closed_loop(
     rt.block_on(async move {
         let mut tasks = Vec::new();
         for _ in 0..args.concurrency {
-            let (client, next, maker, url) = (
-                client.clone(),
-                next.clone(),
-                maker.clone(),
-                reqwest::Url::parse(&args.url).expect("url"),
-            );
+            let (next, wire) = (next.clone(), wire.clone());
             tasks.push(tokio::spawn(async move {
                 let mut t = Tally::default();
+                let mut conn = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= count || Instant::now() > deadline {
                         break;
                     }
-                    let r = maker.make(i);
                     let sent = Instant::now();
-                    let status = send(&client, url.clone(), r).await;
+                    let status = send(&wire, &mut conn, i).await;
                     t.lat.push(sent.elapsed());
                     *t.statuses.entry(status).or_default() += 1;
                 }
@@ -400,8 +470,7 @@ fn open_loop(
     rt: &tokio::runtime::Runtime,
     args: &Args,
     rate: f64,
-    client: reqwest::Client,
-    maker: Arc<Maker>,
+    wire: Arc<Wire>,
     deadline: Instant,
 ) -> (Tally, usize, Instant) {
     assert!(rate > 0.0, "--rate must be positive");
@@ -410,7 +479,7 @@ fn open_loop(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let url = reqwest::Url::parse(&args.url).expect("url");
+    let idle: Arc<Mutex<Vec<Conn>>> = Default::default();
     let count = args.count;
     let keep_each = args.timeline.is_some();
     let warmup = (args.warmup_secs * rate).round() as usize;
@@ -429,11 +498,18 @@ fn open_loop(
             if scheduled > deadline {
                 break;
             }
-            timer.sleep_until(scheduled).await.expect("timerfd");
-            let (client, maker, url, slots, tally, in_flight, peak) = (
-                client.clone(),
-                maker.clone(),
-                url.clone(),
+            let due = match args.tick_us {
+                0 => scheduled,
+                t => {
+                    let t = Duration::from_micros(t);
+                    let ticks = (scheduled - launched).as_nanos().div_ceil(t.as_nanos());
+                    launched + t * ticks as u32
+                }
+            };
+            timer.sleep_until(due).await.expect("timerfd");
+            let (wire, idle, slots, tally, in_flight, peak) = (
+                wire.clone(),
+                idle.clone(),
                 slots.clone(),
                 tally.clone(),
                 in_flight.clone(),
@@ -443,10 +519,13 @@ fn open_loop(
                 let _slot = slots.acquire().await.expect("semaphore open");
                 let n = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
                 peak.fetch_max(n, Ordering::Relaxed);
-                let r = maker.make(i);
                 let lag = scheduled.elapsed();
-                let status = send(&client, url, r).await;
+                // A slot holds at most one connection, so there are never more than
+                // `--concurrency` of them.
+                let mut conn = idle.lock().expect("pool").pop();
+                let status = send(&wire, &mut conn, i).await;
                 let lat = scheduled.elapsed();
+                idle.lock().expect("pool").extend(conn);
                 in_flight.fetch_sub(1, Ordering::Relaxed);
                 if !counted {
                     return;

@@ -11,6 +11,9 @@
 #                                          wrk, context switches per event, events per commit
 #   BIN_B=path scripts/paced.sh RATE SECS  the same, alternating BIN and BIN_B, PAIRS times
 #
+# The load: examples/load.rs open loop at RATE, waking once a millisecond (GEN=load, the
+# default: ~23 µs of its CPU per request at 6,000 req/s), or wrk paced by bench-github.lua's
+# delay() (GEN=wrk: 35-50 µs; the tool of sessions 13-21's tables).
 # Env: BIN (default target/release/hookgate, built), BIN_B, PAIRS (3), DOWN=1 (no broker: pure
 # ingest), STORE_EXTRA (TOML lines added to [store], e.g. "commit_delay_us = 0"), STORE_EXTRA_B
 # (the same for BIN_B's runs; default STORE_EXTRA), THREADS=1 (CPU per thread name too),
@@ -37,7 +40,7 @@ if [ -z "${BIN:-}" ]; then
   cargo build -q --release --locked --bin hookgate --example load >&2
   BIN="$TARGET/hookgate"
 fi
-[ "${LATENCY:-0}" = 1 ] && [ ! -x "$TARGET/examples/load" ] && cargo build -q --release --locked --example load >&2
+{ [ "${LATENCY:-0}" = 1 ] || [ "${GEN:-load}" = load ]; } && [ ! -x "$TARGET/examples/load" ] && cargo build -q --release --locked --example load >&2
 
 work=$(mktemp -d); hp=""
 cleanup() { [ -n "$hp" ] && { kill "$hp" 2>/dev/null; wait "$hp" 2>/dev/null; }; rm -rf "$work"; }
@@ -90,9 +93,16 @@ run() { # label, binary, store extra
             -H 'X-GitHub-Event: unbound' -H "X-GitHub-Delivery: unroutable-$label-$$-$k" \
             -H "X-Hub-Signature-256: $sig" --data-binary @"$body"; done ) & up="$up $!"
     fi
-    out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$$-$RANDOM" \
-      BENCH_MAX_PER_THREAD=100000000 BENCH_RATE_PER_THREAD=$((RATE / 2)) wrk -t2 -c64 -d"${SECS}s" \
-      --timeout 10s -s scripts/bench-github.lua "http://127.0.0.1:$port/hooks/gh"; } 2>&1 )
+    if [ "${GEN:-load}" = load ]; then
+      out=$("$TARGET/examples/load" --url "http://127.0.0.1:$port/hooks/gh" --secret "$SECRET" --rate "$RATE" \
+        --count $((RATE * SECS)) --concurrency 512 --tick-us 1000 --body-bytes $BODY_BYTES \
+        --max-secs $((SECS + 30)) --id-prefix "$label-$$-$RANDOM")
+      out="$out"$'\n'"GEN $(sed -n 's/.*client_cpu_s=\([0-9.]*\).*/\1/p' <<<"$out") 0"
+    else
+      out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$$-$RANDOM" \
+        BENCH_MAX_PER_THREAD=100000000 BENCH_RATE_PER_THREAD=$((RATE / 2)) wrk -t2 -c64 -d"${SECS}s" \
+        --timeout 10s -s scripts/bench-github.lua "http://127.0.0.1:$port/hooks/gh"; } 2>&1 )
+    fi
     left=$(pending)
     # shellcheck disable=SC2086
     [ -n "$up" ] && wait $up
@@ -108,7 +118,7 @@ run() { # label, binary, store extra
     cs=$(join "$work/t0" "$work/t1" | awk '{s += $5 - $2 + $6 - $3} END {print s + 0}')
     awk -v L="$label" -v r="$RATE" -v a="$a" -v left="${left:-?}" -v t0="$t0" -v t1="$t1" -v s="$SECS" \
       -v h="$h" -v b="$b" -v g="$gen" -v tck="$tck" -v down="${DOWN:-0}" -v cs="$cs" -v commits="${commits:-0}" \
-      'BEGIN { printf "%s rate=%d accepted=%d pending_at_end=%s drain_s=%.2f confirmed_per_s=%.0f hookgate_us=%.1f rabbitmq_us=%.1f wrk_us=%.1f switches_per_event=%.2f events_per_commit=%.1f\n",
+      'BEGIN { printf "%s rate=%d accepted=%d pending_at_end=%s drain_s=%.2f confirmed_per_s=%.0f hookgate_us=%.1f rabbitmq_us=%.1f gen_us=%.1f switches_per_event=%.2f events_per_commit=%.1f\n",
         L, r, a, left, t1 - t0 - s, a / (t1 - t0), h / tck * 1e6 / a, (down == 1 ? 0 : b / tck * 1e6 / a), g * 1e6 / a, cs / a, (commits > 0 ? a / commits : 0) }'
     if [ "${THREADS:-0}" = 1 ]; then
       join "$work/t0" "$work/t1" | awk -v a="$a" -v tck="$tck" '$7 > $4 {
