@@ -219,21 +219,30 @@ impl Tally {
 /// Sends request `i` on `conn` (opened first when `None`): the answer's status, 0 on an error.
 /// `conn` is left `None` when it may not be used again.
 async fn send(wire: &Wire, conn: &mut Option<Conn>, i: usize) -> u16 {
-    if conn.is_none() {
-        *conn = Conn::open(wire).await.ok();
-    }
-    let Some(c) = conn.as_mut() else { return 0 };
-    match c.exchange(wire, i).await {
-        Ok((status, true)) => status,
-        Ok((status, false)) => {
-            *conn = None;
-            status
+    for _ in 0..2 {
+        let reused = conn.is_some();
+        if !reused {
+            *conn = Conn::open(wire).await.ok();
         }
-        Err(_) => {
-            *conn = None;
-            0
+        let Some(c) = conn.as_mut() else { return 0 };
+        match c.exchange(wire, i).await {
+            Ok((status, keep)) => {
+                if !keep {
+                    *conn = None;
+                }
+                return status;
+            }
+            // A kept connection the server closed while it sat idle (the baselines keep one
+            // alive for actix's default 5 s) fails before any answer: once more on a new
+            // connection, as an HTTP client's pool does.
+            Err(_) if reused && c.buf.is_empty() => *conn = None,
+            Err(_) => {
+                *conn = None;
+                return 0;
+            }
         }
     }
+    0
 }
 
 /// utime+stime of this process, in seconds.

@@ -128,19 +128,21 @@ where
     })
 }
 
-/// How long sled's metadata writes may fail before the process stops: sled answers every write
-/// with the same error after an I/O failure until a restart (a full disk that has space again
-/// included), so the relay could not record its progress or a dead letter again, and no
-/// restart of the relay task helps. Long enough for an operator reading `/readyz` to see why.
-const META_BROKEN_GRACE: Duration = Duration::from_secs(30);
+/// How long the store may fail in a way only a restart mends ([`Store::failing_until_restart`])
+/// before the process stops: sled answers every write with the same error after an I/O
+/// failure (a full disk that has space again included), so the relay could not record its
+/// progress or a dead letter again, and a failed write-back of the dedup table keeps new keys
+/// in memory until a restart re-indexes them. No restart of a task helps. Long enough for an
+/// operator reading `/readyz` to see why.
+const BROKEN_GRACE: Duration = Duration::from_secs(30);
 
 /// What no restart of a task mends, found by the store watcher every half second: the log's
 /// committer or the indexer gone (threads that cannot be restarted under waiting requests), or
-/// sled's writes failing for [`META_BROKEN_GRACE`]. The process then stops, non-zero, for the
-/// service manager to restart it (CONTRACT.md, "The relay never stops for one event").
+/// a failure only a restart mends, for [`BROKEN_GRACE`]. The process then stops, non-zero, for
+/// the service manager to restart it (CONTRACT.md, "The relay never stops for one event").
 #[derive(Default)]
 struct StoreWatch {
-    meta_broken_since: Option<Instant>,
+    broken_since: Option<Instant>,
 }
 
 impl StoreWatch {
@@ -153,17 +155,13 @@ impl StoreWatch {
             ]
             .contains(p)
         });
-        self.meta_broken_since = match store.meta_broken() {
-            true => Some(self.meta_broken_since.unwrap_or(now)),
-            false => None,
-        };
-        let meta_broken_for = self.meta_broken_since.map(|t| now.duration_since(t));
-        let (task, problem) = match stopped {
-            Some(p) => ("log", p),
-            None if meta_broken_for >= Some(META_BROKEN_GRACE) => {
-                ("store", crate::store::META_FAILING)
-            }
-            None => return false,
+        let broken = store.failing_until_restart();
+        self.broken_since = broken.map(|_| self.broken_since.unwrap_or(now));
+        let broken_for = self.broken_since.map(|t| now.duration_since(t));
+        let (task, problem) = match (stopped, broken) {
+            (Some(p), _) => ("log", p),
+            (None, Some(p)) if broken_for >= Some(BROKEN_GRACE) => ("store", p),
+            _ => return false,
         };
         tracing::error!(problem, "the store cannot go on; stopping the gateway");
         health.set(task, Some(problem.into()));
@@ -497,9 +495,11 @@ mod tests {
     }
 
     /// sled failing its writes for good (after a full disk, until a restart) is mended by no
-    /// restart of a task: past [`META_BROKEN_GRACE`] the gateway stops, non-zero, for its
-    /// service manager to restart it; a failure that clears in time stops nothing (a black-box
-    /// review found the relay retrying forever after the disk had space again).
+    /// restart of a task: past [`BROKEN_GRACE`] the gateway stops, non-zero, for its
+    /// service manager to restart it (a black-box review found the relay retrying forever
+    /// after the disk had space again). The grace counts from when the failure was first
+    /// seen; a write that succeeds in between (sled takes one that changes nothing even when
+    /// broken) starts it again.
     #[tokio::test]
     async fn sled_failing_past_the_grace_stops_the_gateway() {
         let dir = tempfile::tempdir().unwrap();
@@ -515,19 +515,19 @@ mod tests {
         // Fails, then a write succeeds within the grace: nothing stops.
         assert!(store.note_meta::<(), _>(Err(full())).is_err());
         assert!(!watch.check(&store, &health, t0));
-        assert!(!watch.check(&store, &health, t0 + META_BROKEN_GRACE / 2));
+        assert!(!watch.check(&store, &health, t0 + BROKEN_GRACE / 2));
         store.note_meta::<(), sled::Error>(Ok(())).unwrap();
-        assert!(!watch.check(&store, &health, t0 + META_BROKEN_GRACE));
+        assert!(!watch.check(&store, &health, t0 + BROKEN_GRACE));
         assert!(!health.fatal.is_cancelled());
 
         // Fails from t1 on: the grace is counted from t1, not from the first failure.
-        let t1 = t0 + META_BROKEN_GRACE * 2;
+        let t1 = t0 + BROKEN_GRACE * 2;
         assert!(store.note_meta::<(), _>(Err(full())).is_err());
         assert!(!watch.check(&store, &health, t1));
-        let almost = t1 + META_BROKEN_GRACE - Duration::from_millis(500);
+        let almost = t1 + BROKEN_GRACE - Duration::from_millis(500);
         assert!(!watch.check(&store, &health, almost));
         assert!(!health.fatal.is_cancelled());
-        assert!(watch.check(&store, &health, t1 + META_BROKEN_GRACE));
+        assert!(watch.check(&store, &health, t1 + BROKEN_GRACE));
         assert!(health.fatal.is_cancelled());
         let problems = health.problems();
         assert_eq!(problems, [format!("store: {}", crate::store::META_FAILING)]);

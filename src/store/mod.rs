@@ -258,9 +258,6 @@ pub struct Store {
     /// sled answers every later write with the same error after an I/O failure (a full disk,
     /// even once space is back) until a restart, so `/readyz` must say so.
     meta_failing: AtomicBool,
-    /// An fsync of sled's files failed: sticky until a restart, as the dedup table's (the
-    /// kernel reports a lost write-back once; the next fsync succeeds over the lost pages).
-    meta_sync_failed: AtomicBool,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -273,6 +270,10 @@ pub type SharedStore = Arc<Store>;
 
 /// [`Store::problem`] while sled's metadata writes fail (after a failed fsync, until a
 /// restart).
+/// [`Store::problem`] once a write-back of the dedup table failed (until a restart, which
+/// re-indexes from the log).
+pub const INDEX_FAILING: &str = "dedup index writes fail";
+
 pub const META_FAILING: &str =
     "store metadata (sled) writes fail: the relay cannot record its progress or a dead letter reliably (after a full disk or an I/O error, restart it)";
 
@@ -423,7 +424,6 @@ impl Store {
             published_ahead: Mutex::new(BTreeSet::new()),
             refusals: Mutex::new(BTreeMap::new()),
             meta_failing: AtomicBool::new(false),
-            meta_sync_failed: AtomicBool::new(false),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -800,16 +800,8 @@ impl Store {
         value.extend_from_slice(&frame[8..]);
         self.note_meta(self.dead.insert(seq.to_be_bytes(), value))?;
         // Retention may drop the record's segment once the cursor passes it.
-        self.note_sync(self.sled_files.sync(&self.db, true))?;
+        self.sled_files.sync(&self.db, true)?;
         Ok(())
-    }
-
-    /// Records a failed fsync of sled's files for good ([`Store::problem`]).
-    fn note_sync(&self, r: Result<(), StoreError>) -> Result<(), StoreError> {
-        if r.is_err() {
-            self.meta_sync_failed.store(true, Ordering::Relaxed);
-        }
-        r
     }
 
     /// Records whether a write to sled's metadata failed ([`Store::problem`]).
@@ -941,7 +933,7 @@ impl Store {
             }))?;
         }
         // Retention trusts this checkpoint to drop segments: it must not go back.
-        self.note_sync(self.sled_files.sync(&self.db, false))?;
+        self.sled_files.sync(&self.db, false)?;
         Ok(indexed)
     }
 
@@ -1116,18 +1108,23 @@ impl Store {
             Some(INDEXER_STOPPED)
         } else if self.log.failing() {
             Some("event log writes fail")
-        } else if self.index.failing.load(Ordering::Relaxed) || self.index.seen.failed() {
-            Some("dedup index writes fail")
-        } else if self.meta_broken() {
+        } else {
+            self.failing_until_restart()
+        }
+    }
+
+    /// A failure only a restart mends, whatever else fails too: the dedup table's write-back
+    /// or sled's writes (sled answers every write with its first I/O error until reopened; a
+    /// lost write-back is reported by the kernel once, so a later fsync that succeeds proves
+    /// nothing). The process stops for it after a grace (`app::StoreWatch`).
+    pub fn failing_until_restart(&self) -> Option<&'static str> {
+        if self.index.failing.load(Ordering::Relaxed) || self.index.seen.failed() {
+            Some(INDEX_FAILING)
+        } else if self.meta_failing.load(Ordering::Relaxed) || self.sled_files.lost() {
             Some(META_FAILING)
         } else {
             None
         }
-    }
-
-    /// Whether sled's metadata writes fail ([`META_FAILING`]), whatever else fails too.
-    pub fn meta_broken(&self) -> bool {
-        self.meta_failing.load(Ordering::Relaxed) || self.meta_sync_failed.load(Ordering::Relaxed)
     }
 
     /// Waits (briefly: the indexer gathers commits for [`INDEX_COALESCE`]) until every
@@ -1302,6 +1299,9 @@ impl CursorFile {
 struct SledFiles {
     file: std::fs::File,
     blobs: PathBuf,
+    /// A flush or an fsync failed: what sled wrote may not be on disk, until a restart.
+    /// Not a file that could not be opened or listed (too many open files, say).
+    lost: AtomicBool,
 }
 
 impl SledFiles {
@@ -1309,30 +1309,46 @@ impl SledFiles {
         Ok(SledFiles {
             file: std::fs::File::open(path.join("db")).map_err(sled::Error::Io)?,
             blobs: path.join("blobs"),
+            lost: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a flush or an fsync of sled's files failed since the start.
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    /// Records a failed flush or fsync for good ([`Store::failing_until_restart`]).
+    fn record_lost(&self, e: std::io::Error) -> sled::Error {
+        self.lost.store(true, Ordering::Relaxed);
+        sled::Error::Io(e)
     }
 
     /// Flushes `db` and syncs its file. `with_blobs`: a value over sled's blob threshold (a
     /// large dead letter) is a file of its own in `blobs/` that sled never syncs, so those
     /// files and their directory are synced too (dead letters are rare, and so are blobs).
     fn sync(&self, db: &sled::Db, with_blobs: bool) -> Result<(), StoreError> {
-        db.flush()?;
-        self.file.sync_all().map_err(sled::Error::Io)?;
+        db.flush()
+            .inspect_err(|_| self.lost.store(true, Ordering::Relaxed))?;
+        self.file.sync_all().map_err(|e| self.record_lost(e))?;
         if !with_blobs {
             return Ok(());
         }
-        let sync = |p: &Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+        let sync = |p: &Path| -> Result<(), sled::Error> {
+            match std::fs::File::open(p) {
+                Ok(f) => f.sync_all().map_err(|e| self.record_lost(e)),
+                // Removed by sled since the listing (another dead letter replayed): nothing
+                // of it to sync, and no failed write to report.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(sled::Error::Io(e)),
+            }
+        };
         match std::fs::read_dir(&self.blobs) {
             Ok(entries) => {
                 for e in entries {
-                    match sync(&e.map_err(sled::Error::Io)?.path()) {
-                        // Removed by sled since the listing (another dead letter replayed):
-                        // nothing of it to sync, and no failed write to report.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        r => r.map_err(sled::Error::Io)?,
-                    }
+                    sync(&e.map_err(sled::Error::Io)?.path())?;
                 }
-                sync(&self.blobs).map_err(sled::Error::Io)?;
+                sync(&self.blobs)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(sled::Error::Io(e).into()),

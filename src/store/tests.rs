@@ -30,6 +30,21 @@ fn open_store(cfg: &StoreConfig) -> Store {
     Store::open_waiting(cfg, Duration::from_secs(10)).unwrap()
 }
 
+/// sled's own handle on a store closed in this process: as [`open_store`], waits while the
+/// last handle's background threads still hold its lock (a flaky failure under load).
+fn sled_reopened(path: &Path) -> sled::Db {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(_) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("reopening sled at {}: {e}", path.display()),
+        }
+    }
+}
+
 /// A store at `cfg` that accepted `ids` at time 1000, then closed.
 async fn closed_with(cfg: &StoreConfig, ids: &[&str]) {
     let s = open_store(cfg);
@@ -352,7 +367,7 @@ async fn a_store_of_the_previous_version_is_moved_into_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), 100);
     {
-        let db = sled::open(&cfg.path).unwrap();
+        let db = sled_reopened(&cfg.path);
         let outbox = db.open_tree("outbox").unwrap();
         let seen = db.open_tree("seen").unwrap();
         for (i, id) in ["old1", "old2"].iter().enumerate() {
@@ -381,7 +396,7 @@ async fn a_store_of_the_previous_version_is_moved_into_the_log() {
     assert!(matches!(err, Some(StoreError::Older(_))), "{err:?}");
     assert!(!cfg.path.join("seen.idx").exists() && !cfg.path.join("log").exists());
     {
-        let db = sled::open(&cfg.path).unwrap();
+        let db = sled_reopened(&cfg.path);
         assert_eq!(db.open_tree("outbox").unwrap().len(), 2, "untouched");
     }
     let s = Store::open_waiting(&cfg, Duration::from_secs(5)).unwrap();
@@ -807,7 +822,7 @@ async fn the_sled_index_of_the_previous_version_moves_into_the_table() {
     let mut content = entry("x");
     content.content_key = Some("sha256:c".into());
     {
-        let db = sled::open(&cfg.path).unwrap();
+        let db = sled_reopened(&cfg.path);
         let (seen, expiry) = (
             db.open_tree("seen").unwrap(),
             db.open_tree("expiry").unwrap(),
@@ -1021,13 +1036,29 @@ async fn a_failing_metadata_write_is_a_store_problem_until_one_succeeds() {
     s.advance(s.durable_upto() + 1, 1, 0).unwrap();
     assert_eq!(s.problem(), None);
     // A failed fsync stays a problem: the kernel reports a lost write-back once.
-    let lost = std::io::Error::other("Input/output error");
-    assert!(s
-        .note_sync(Err(StoreError::from(sled::Error::Io(lost))))
-        .is_err());
+    let _ = s
+        .sled_files
+        .record_lost(std::io::Error::other("Input/output error"));
     s.advance(s.durable_upto() + 1, 0, 0).unwrap();
     s.checkpoint().unwrap();
     assert_eq!(s.problem(), Some(META_FAILING));
+    assert_eq!(s.failing_until_restart(), Some(META_FAILING));
+}
+
+/// A blob directory that cannot be listed (too many open files, say) fails that sync, but is
+/// no lost write: only a failed flush or fsync is a problem until a restart (after which the
+/// gateway stops; found by a review).
+#[tokio::test]
+async fn a_sync_that_cannot_list_the_blobs_is_no_lost_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&config(dir.path(), 10));
+    // A file where the directory would be: `read_dir` fails (ENOTDIR), nothing is synced.
+    let _ = std::fs::remove_dir_all(&s.sled_files.blobs);
+    std::fs::write(&s.sled_files.blobs, b"not a directory").unwrap();
+    assert!(s.sled_files.sync(&s.db, true).is_err());
+    assert_eq!(s.problem(), None);
+    assert_eq!(s.failing_until_restart(), None);
+    s.sled_files.sync(&s.db, false).unwrap();
 }
 
 /// A blob sled removes while its directory is synced (a dead letter replayed meanwhile) is not
@@ -1039,6 +1070,6 @@ async fn a_blob_gone_during_the_sync_is_no_failure() {
     std::fs::create_dir_all(&s.sled_files.blobs).unwrap();
     // What the listing then finds: a name whose file is gone.
     std::os::unix::fs::symlink(dir.path().join("gone"), s.sled_files.blobs.join("7")).unwrap();
-    s.note_sync(s.sled_files.sync(&s.db, true)).unwrap();
+    s.sled_files.sync(&s.db, true).unwrap();
     assert_eq!(s.problem(), None);
 }
