@@ -144,7 +144,7 @@ paced() { local label=$1 url=$2 admin=$3 rate lp p1 t1 p2 t2 line t_drained
     --concurrency 512 --tick-us 1000 --body-bytes $BODY_BYTES --max-secs $((DURATION + 30)) \
     --label "$label" --id-prefix "$label-$suffix" >"$work/$label.load" & lp=$!; pids+=("$lp")
   # Each sample's time: the middle of its /metrics request (slower under load).
-  sample() { local a b; a=$(date +%s.%N); p=$(published "$admin"); b=$(date +%s.%N); t=$(calc "($a + $b) / 2"); }
+  sample() { local a b; a=$(date +%s.%N); p=$(published "$admin"); b=$(date +%s.%N); t=$(calc "sprintf(\"%.6f\", ($a + $b) / 2)"); }
   local p t
   sleep 1; sample; p1=$p t1=$t
   wait "$lp"; sample; p2=$p t2=$t
