@@ -7,7 +7,8 @@
 #   restart  dedup across SIGTERM / kill -9 restarts and window expiry; the outbox resumes
 #   refuse   queue at max-length with reject-publish (nacks), slow consumer, deleted exchange
 #   disk     the store's file system fills up, then space returns (needs root: a tmpfs)
-#   disk-up  the same with the broker up: sled fails for good, and the gateway must exit
+#   disk-up  the same with the broker up: sled and the dedup table fail until a restart, so
+#            the gateway must exit 1 (and, restarted, lose nothing)
 #
 # Each prints a table: events sent, 2xx, delivered, duplicates, lost (must be 0). Exit status
 # is non-zero on any loss, reordering or failed check. Loopback only; the broker is cut with a

@@ -126,10 +126,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 }
 
 /// e2. The same with the broker up, so the relay records its progress in sled while the disk
-/// is full. sled answers every write with the same error after an I/O failure, until a restart:
-/// the gateway must then stop, non-zero, within its grace (30 s) for the service manager to
-/// restart it, rather than relay nothing forever; restarted as a service manager would, every
-/// acknowledged event arrives.
+/// is full. sled answers every write with the same error after an I/O failure, until a restart
+/// (and a failed write-back of the dedup table holds until one too): the gateway must then
+/// stop, exit 1, within its grace (30 s) for the service manager to restart it, rather than
+/// relay nothing forever; restarted as a service manager would, every acknowledged event
+/// arrives.
 pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let run = ctx.run_id("e2");
     let dir = ctx.work.join(&run);
@@ -187,9 +188,13 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ready_full = gw.readyz().await;
     std::fs::remove_file(&filler)?;
-    // Space is back. Either sled came through (the store is ready again and stays so) or
-    // it did not (it says so, and the gateway exits within its grace of 30 s).
-    let broken = |r: &serde_json::Value| r["store"].as_str().is_some_and(|s| s.contains("sled"));
+    // Space is back. What only a restart mends (sled's writes, the dedup table's write-back)
+    // is said on /readyz, and the gateway exits within its grace of 30 s.
+    let broken = |r: &serde_json::Value| {
+        r["store"]
+            .as_str()
+            .is_some_and(|s| s.contains("sled") || s.contains("dedup index"))
+    };
     let mut saw_broken = false;
     let mut exited = None;
     let watch_until = tokio::time::Instant::now() + Duration::from_secs(45);
@@ -230,19 +235,20 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ),
         ledger.refused("503") > refused_before,
     );
-    // sled writes the relay's progress all along, so the full disk breaks it: a run where it
-    // came through (or the gateway died otherwise) did not test what this row is for.
+    // sled writes the relay's progress and the indexer the dedup table all along, so the full
+    // disk breaks them: a run where both came through (or the gateway died otherwise) did not
+    // test what this row is for.
     row.check(
         match (saw_broken, exited) {
             (true, Some(status)) => {
-                format!("space back, sled broken: the gateway exited ({status}) and was restarted")
+                format!("space back, the store broken until a restart: the gateway exited ({status}) and was restarted")
             }
             (false, Some(status)) => {
-                format!("the gateway exited ({status}) without /readyz saying sled failed")
+                format!("the gateway exited ({status}) without /readyz saying why")
             }
-            (true, None) => "space back, sled broken: the gateway still runs after 45 s".into(),
+            (true, None) => "space back, the store broken: the gateway still runs after 45 s".into(),
             (false, None) => format!(
-                "sled came through the full disk (readyz store={}): nothing tested",
+                "the store came through the full disk (readyz store={}): nothing tested",
                 ready_after["store"]
             ),
         },
