@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::{cleanup, wait_broker, Ctx};
+use crate::gateway::Gateway;
 use crate::load::{finish_clients, start_clients, wait_delivered, Ledger, Load, Sink};
 use crate::proxy::Proxy;
 use crate::report::{analyse, Row};
@@ -15,61 +16,24 @@ use crate::report::{analyse, Row};
 /// e. The store's disk fills up (a small tmpfs), then space returns; the broker is cut all
 /// along and the gateway is killed at the end, so every acknowledged event must come from disk.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let run = ctx.run_id("e");
-    let dir = ctx.work.join(&run);
-    let mnt = dir.join("disk");
-    std::fs::create_dir_all(&mnt)?;
-    let Some(_mount) = Tmpfs::mount(&mnt, "64m") else {
-        let mut r = analyse("e. disk full (SKIPPED)", &Ledger::default(), &[]);
-        r.check("mounting a tmpfs needs root; not run", true);
-        return Ok(vec![r]);
-    };
-    let sources = ctx.sources("e", 4);
-    // Small segments: a full disk fails commits only once the active segment's preallocated
-    // room (and a spare's) is used, and with the default 64 MiB that could outlast the window.
-    *ctx.store_extra.lock().unwrap() = "segment_bytes = 262144".into();
     let proxy = Proxy::start(ctx.broker).await?;
     proxy.cut();
-    let mut gw = ctx.gateway_in(
-        &dir,
-        &mnt.join("store"),
-        &run,
-        &proxy.url(&ctx.amqp),
-        true,
-        &sources,
-        86_400,
-    )?;
-    ctx.store_extra.lock().unwrap().clear();
-    gw.start().await?;
-    let ledger = Arc::new(Ledger::default());
-    let load = Load {
-        run: run.clone(),
-        sources,
-        events: None,
-        pace: Some(Duration::from_millis(20)),
-        retry_after: Duration::from_millis(100),
+    let d = match FullDisk::start(ctx, "e", &proxy.url(&ctx.amqp)).await? {
+        Ok(d) => d,
+        Err(skipped) => return Ok(vec![skipped]),
     };
-    let (stop_new, give_up) = (CancellationToken::new(), CancellationToken::new());
-    let tasks = start_clients(
-        &format!("http://{}", gw.public),
-        &load,
-        &ledger,
-        &stop_new,
-        &give_up,
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    // Fill the disk.
-    let filler = mnt.join("filler");
-    let filled = fill(&filler);
-    let refused_before = ledger.refused("503");
+    let FullDisk {
+        run,
+        mnt,
+        _mount,
+        mut gw,
+        ledger,
+        tasks,
+        stop_new,
+        give_up,
+    } = d;
     let acks_at_full = ledger.acks.load(Ordering::Relaxed);
-    // Commits fail once the preallocated room is used: how soon depends on where the segment
-    // stood, so wait (bounded) for the first 503 and keep the disk full a while after it.
-    let full_until = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ledger.refused("503") == refused_before && tokio::time::Instant::now() < full_until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (filler, filled, refused_before) = fill_until_refused(&mnt, &ledger).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ready_full = gw.readyz().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -132,59 +96,23 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 /// relay nothing forever; restarted as a service manager would, every acknowledged event
 /// arrives.
 pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let run = ctx.run_id("e2");
-    let dir = ctx.work.join(&run);
-    let mnt = dir.join("disk");
-    std::fs::create_dir_all(&mnt)?;
-    let Some(_mount) = Tmpfs::mount(&mnt, "64m") else {
-        let mut r = analyse(
-            "e2. disk full, broker up (SKIPPED)",
-            &Ledger::default(),
-            &[],
-        );
-        r.check("mounting a tmpfs needs root; not run", true);
-        return Ok(vec![r]);
+    let d = match FullDisk::start(ctx, "e2", &ctx.amqp).await? {
+        Ok(d) => d,
+        Err(skipped) => return Ok(vec![skipped]),
     };
-    let sources = ctx.sources("e2", 4);
-    *ctx.store_extra.lock().unwrap() = "segment_bytes = 262144".into();
-    let mut gw = ctx.gateway_in(
-        &dir,
-        &mnt.join("store"),
-        &run,
-        &ctx.amqp,
-        true,
-        &sources,
-        86_400,
-    )?;
-    ctx.store_extra.lock().unwrap().clear();
-    gw.start().await?;
-    wait_broker(&gw, true).await?;
+    let FullDisk {
+        run,
+        mnt,
+        _mount,
+        mut gw,
+        ledger,
+        tasks,
+        stop_new,
+        give_up,
+    } = d;
+    // The gateway's first connection declared the sink's queue.
     let sink = Sink::start(&ctx.amqp, &format!("{run}-sink")).await?;
-    let ledger = Arc::new(Ledger::default());
-    let load = Load {
-        run: run.clone(),
-        sources,
-        events: None,
-        pace: Some(Duration::from_millis(20)),
-        retry_after: Duration::from_millis(100),
-    };
-    let (stop_new, give_up) = (CancellationToken::new(), CancellationToken::new());
-    let tasks = start_clients(
-        &format!("http://{}", gw.public),
-        &load,
-        &ledger,
-        &stop_new,
-        &give_up,
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let filler = mnt.join("filler");
-    let filled = fill(&filler);
-    let refused_before = ledger.refused("503");
-    let full_until = tokio::time::Instant::now() + Duration::from_secs(30);
-    while ledger.refused("503") == refused_before && tokio::time::Instant::now() < full_until {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (filler, filled, refused_before) = fill_until_refused(&mnt, &ledger).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ready_full = gw.readyz().await;
     std::fs::remove_file(&filler)?;
@@ -258,6 +186,93 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     drop(sink);
     cleanup(ctx, &run).await;
     Ok(vec![row])
+}
+
+/// What both rows start from: the store on a 64 MiB tmpfs with small segments (a full disk
+/// fails commits only once the active segment's preallocated room, and a spare's, is used; with
+/// the default 64 MiB that could outlast the window), the gateway on it (connected, when the
+/// broker is reachable), and four clients posting every 20 ms for 2 s already.
+struct FullDisk {
+    run: String,
+    mnt: PathBuf,
+    _mount: Tmpfs,
+    gw: Gateway,
+    ledger: Arc<Ledger>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop_new: CancellationToken,
+    give_up: CancellationToken,
+}
+
+impl FullDisk {
+    /// `Ok(Err(row))`: skipped, mounting a tmpfs needs root.
+    async fn start(ctx: &Ctx, tag: &str, amqp_url: &str) -> anyhow::Result<Result<Self, Row>> {
+        let run = ctx.run_id(tag);
+        let dir = ctx.work.join(&run);
+        let mnt = dir.join("disk");
+        std::fs::create_dir_all(&mnt)?;
+        let Some(mount) = Tmpfs::mount(&mnt, "64m") else {
+            let mut r = analyse(
+                &format!("{tag}. disk full (SKIPPED)"),
+                &Ledger::default(),
+                &[],
+            );
+            r.check("mounting a tmpfs needs root; not run", true);
+            return Ok(Err(r));
+        };
+        let sources = ctx.sources(tag, 4);
+        *ctx.store_extra.lock().unwrap() = "segment_bytes = 262144".into();
+        let gw = ctx.gateway_in(
+            &dir,
+            &mnt.join("store"),
+            &run,
+            amqp_url,
+            true,
+            &sources,
+            86_400,
+        );
+        ctx.store_extra.lock().unwrap().clear();
+        let mut gw = gw?;
+        gw.start().await?;
+        if amqp_url == ctx.amqp {
+            wait_broker(&gw, true).await?;
+        }
+        let ledger = Arc::new(Ledger::default());
+        let load = Load {
+            run: run.clone(),
+            sources,
+            events: None,
+            pace: Some(Duration::from_millis(20)),
+            retry_after: Duration::from_millis(100),
+        };
+        let (stop_new, give_up) = (CancellationToken::new(), CancellationToken::new());
+        let base = format!("http://{}", gw.public);
+        let tasks = start_clients(&base, &load, &ledger, &stop_new, &give_up);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(Ok(FullDisk {
+            run,
+            mnt,
+            _mount: mount,
+            gw,
+            ledger,
+            tasks,
+            stop_new,
+            give_up,
+        }))
+    }
+}
+
+/// Fills the disk, then waits (at most 30 s) for the first 503: commits fail once the
+/// preallocated room is used, and how soon depends on where the segment stood. The filler's
+/// path, its bytes and the 503s before.
+async fn fill_until_refused(mnt: &Path, ledger: &Ledger) -> (PathBuf, u64, u64) {
+    let filler = mnt.join("filler");
+    let filled = fill(&filler);
+    let refused_before = ledger.refused("503");
+    let full_until = tokio::time::Instant::now() + Duration::from_secs(30);
+    while ledger.refused("503") == refused_before && tokio::time::Instant::now() < full_until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (filler, filled, refused_before)
 }
 
 /// Writes zeros to `path` until the file system is full; returns the bytes written.
