@@ -19,6 +19,15 @@ github_fixture() { local pad
   printf '{"ref":"refs/heads/main","after":"%040d","repository":{"full_name":"octo-org/bench"},"pad":"%s"}' 0 "$pad" >"$body"
   sig="sha256=$(openssl dgst -sha256 -hmac "$SECRET" -r <"$body" | cut -d' ' -f1)"; }
 
+# paced_load URL RATE SECS ID_PREFIX [LABEL]: examples/load.rs (built, under $TARGET) offering
+# RATE req/s for SECS s, open loop, waking at most once a millisecond (per-request wake-ups
+# were most of its CPU; wrk paced by bench-github.lua's delay() costs 35-50 µs per request at
+# these rates, this ~23: docs/benchmarks.md, session 22). Prints its RESULT line.
+paced_load() {
+  "$TARGET/examples/load" --url "$1" --secret "$SECRET" --rate "$2" --count $(($2 * $3)) \
+    --concurrency 512 --tick-us 1000 --body-bytes "$BODY_BYTES" --max-secs $(($3 + 30)) \
+    --id-prefix "$4" --label "${5:-paced}"; }
+
 # hg_config FILE STORE AMQP_URL QUEUE PORT ADMIN_PORT [STORE_EXTRA]: one GitHub source `gh`,
 # the queue bound to everything; STORE_EXTRA are more lines for [store].
 hg_config() {

@@ -21,9 +21,9 @@
 #   6. the two ingest ratios and the end-to-end ratio again in PAIRS alternating rounds (bare,
 #      hookgate relay on until drained, the raw publisher with as many events, hookgate paced
 #      at PACE of that raw rate (the sustained row: the events confirmed per second while it
-#      is offered), hookgate broker down, back to back): on a shared machine the cores' speed drifts over the minutes
-#      between the main rows' baseline and hookgate runs; the median and range of the rounds
-#      say how far to trust those rows.
+#      is offered), hookgate broker down, back to back): on a shared machine the cores' speed
+#      drifts over the minutes between the main rows' baseline and hookgate runs; the median
+#      and range of the rounds say how far to trust those rows.
 #
 # Bounded: each flat-out run lasts DURATION s (and at most CAP requests), the open-loop runs
 # RATE_SECS s, the backlog BACKLOG requests; loopback only. Env knobs (defaults):
@@ -137,18 +137,14 @@ openloop() { local label=$1 url=$2 line
 }
 
 published() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^hookgate_published_total[{]/ { s += $NF } END { print s + 0 }'; }
-# Offers R[label.offered] req/s for DURATION s with examples/load.rs (open loop, waking once a
-# millisecond: wrk's delay() cost it 35-50 µs of CPU per request at these rates, this ~23,
-# docs/benchmarks.md, session 22), then waits for the relay. Sets R[label.held_eps]: events
+# Offers R[label.offered] req/s for DURATION s (bench-lib.sh's paced_load), then waits for the
+# relay. Sets R[label.held_eps]: events
 # confirmed per second from 1 s into the load to its end (the rate held while offered; a
 # falling-behind relay reads lower), R[label.left] (pending when the load ended), R[label.tail]
 # (the drain after it), R[label.gen_us] (the generator's CPU per request).
 paced() { local label=$1 url=$2 admin=$3 rate lp p1 t1 p2 t2 line t_drained
   rate=${R[$label.offered]}
-  R[$label.t0]=$(date +%s.%N)
-  "$TARGET/examples/load" --url "$url" --secret "$SECRET" --rate "$rate" --count $((rate * DURATION)) \
-    --concurrency 512 --tick-us 1000 --body-bytes $BODY_BYTES --max-secs $((DURATION + 30)) \
-    --label "$label" --id-prefix "$label-$suffix" >"$work/$label.load" & lp=$!; pids+=("$lp")
+  paced_load "$url" "$rate" "$DURATION" "$label-$suffix" "$label" >"$work/$label.load" & lp=$!; pids+=("$lp")
   # Each sample's time: the middle of its /metrics request (slower under load).
   sample() { local a b; a=$(date +%s.%N); p=$(published "$admin"); b=$(date +%s.%N); t=$(calc "sprintf(\"%.6f\", ($a + $b) / 2)"); }
   local p t

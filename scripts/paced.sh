@@ -4,16 +4,17 @@
 # commits and wake-ups are shared by few events; flat out they are not). Not a benchmark row:
 # scripts/bench.sh is; this is the tool behind docs/benchmarks.md's paced A/B tables.
 #
-#   scripts/paced.sh RATE SECS            wrk paced at RATE req/s for SECS s (relay on, shared
-#                                          broker), then until the outbox is empty; one line:
+#   scripts/paced.sh RATE SECS            RATE req/s for SECS s (relay on, shared broker),
+#                                          then until the outbox is empty; one line:
 #                                          accepted, pending when the load ended, drain time,
 #                                          confirmed/s, CPU µs per event of hookgate / RabbitMQ /
-#                                          wrk, context switches per event, events per commit
+#                                          the generator, context switches per event, events
+#                                          per commit
 #   BIN_B=path scripts/paced.sh RATE SECS  the same, alternating BIN and BIN_B, PAIRS times
 #
-# The load: examples/load.rs open loop at RATE, waking once a millisecond (GEN=load, the
-# default: ~23 µs of its CPU per request at 6,000 req/s), or wrk paced by bench-github.lua's
-# delay() (GEN=wrk: 35-50 µs; the tool of sessions 13-21's tables).
+# The load: bench-lib.sh's paced_load (GEN=load, the default: examples/load.rs, ~23 µs of its
+# CPU per request at 6,000 req/s), or wrk paced by bench-github.lua's delay() (GEN=wrk: 35-50
+# µs; the tool of sessions 13-21's tables).
 # Env: BIN (default target/release/hookgate, built), BIN_B, PAIRS (3), DOWN=1 (no broker: pure
 # ingest), STORE_EXTRA (TOML lines added to [store], e.g. "commit_delay_us = 0"), STORE_EXTRA_B
 # (the same for BIN_B's runs; default STORE_EXTRA), THREADS=1 (CPU per thread name too),
@@ -94,9 +95,7 @@ run() { # label, binary, store extra
             -H "X-Hub-Signature-256: $sig" --data-binary @"$body"; done ) & up="$up $!"
     fi
     if [ "${GEN:-load}" = load ]; then
-      out=$("$TARGET/examples/load" --url "http://127.0.0.1:$port/hooks/gh" --secret "$SECRET" --rate "$RATE" \
-        --count $((RATE * SECS)) --concurrency 512 --tick-us 1000 --body-bytes $BODY_BYTES \
-        --max-secs $((SECS + 30)) --id-prefix "$label-$$-$RANDOM")
+      out=$(paced_load "http://127.0.0.1:$port/hooks/gh" "$RATE" "$SECS" "$label-$$-$RANDOM" "$label")
       out="$out"$'\n'"GEN $(sed -n 's/.*client_cpu_s=\([0-9.]*\).*/\1/p' <<<"$out") 0"
     else
       out=$( { TIMEFORMAT='GEN %U %S'; time BENCH_BODY="$body" BENCH_SIG="$sig" BENCH_ID="$label-$$-$RANDOM" \

@@ -268,12 +268,12 @@ pub struct Store {
 /// Shared handle.
 pub type SharedStore = Arc<Store>;
 
-/// [`Store::problem`] while sled's metadata writes fail (after a failed fsync, until a
-/// restart).
 /// [`Store::problem`] once a write-back of the dedup table failed (until a restart, which
 /// re-indexes from the log).
 pub const INDEX_FAILING: &str = "dedup index writes fail";
 
+/// [`Store::problem`] while sled's metadata writes fail (after a failed fsync, until a
+/// restart).
 pub const META_FAILING: &str =
     "store metadata (sled) writes fail: the relay cannot record its progress or a dead letter reliably (after a full disk or an I/O error, restart it)";
 
@@ -1318,25 +1318,28 @@ impl SledFiles {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Records a failed flush or fsync for good ([`Store::failing_until_restart`]).
-    fn record_lost(&self, e: std::io::Error) -> sled::Error {
-        self.lost.store(true, Ordering::Relaxed);
-        sled::Error::Io(e)
+    /// `r`, a flush or an fsync: its failure is recorded for good
+    /// ([`Store::failing_until_restart`]).
+    fn lost_if<T, E>(&self, r: Result<T, E>) -> Result<T, E> {
+        if r.is_err() {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Flushes `db` and syncs its file. `with_blobs`: a value over sled's blob threshold (a
     /// large dead letter) is a file of its own in `blobs/` that sled never syncs, so those
     /// files and their directory are synced too (dead letters are rare, and so are blobs).
     fn sync(&self, db: &sled::Db, with_blobs: bool) -> Result<(), StoreError> {
-        db.flush()
-            .inspect_err(|_| self.lost.store(true, Ordering::Relaxed))?;
-        self.file.sync_all().map_err(|e| self.record_lost(e))?;
+        self.lost_if(db.flush())?;
+        self.lost_if(self.file.sync_all())
+            .map_err(sled::Error::Io)?;
         if !with_blobs {
             return Ok(());
         }
         let sync = |p: &Path| -> Result<(), sled::Error> {
             match std::fs::File::open(p) {
-                Ok(f) => f.sync_all().map_err(|e| self.record_lost(e)),
+                Ok(f) => self.lost_if(f.sync_all()).map_err(sled::Error::Io),
                 // Removed by sled since the listing (another dead letter replayed): nothing
                 // of it to sync, and no failed write to report.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

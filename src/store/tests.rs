@@ -1036,9 +1036,8 @@ async fn a_failing_metadata_write_is_a_store_problem_until_one_succeeds() {
     s.advance(s.durable_upto() + 1, 1, 0).unwrap();
     assert_eq!(s.problem(), None);
     // A failed fsync stays a problem: the kernel reports a lost write-back once.
-    let _ = s
-        .sled_files
-        .record_lost(std::io::Error::other("Input/output error"));
+    let lost = std::io::Error::other("Input/output error");
+    assert!(s.sled_files.lost_if::<(), _>(Err(lost)).is_err());
     s.advance(s.durable_upto() + 1, 0, 0).unwrap();
     s.checkpoint().unwrap();
     assert_eq!(s.problem(), Some(META_FAILING));

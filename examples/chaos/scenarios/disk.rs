@@ -53,29 +53,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     // The sink queue is declared by the relay's first connection, which is this one.
     wait_broker(&gw, true).await?;
     let sink = Sink::start(&ctx.amqp, &format!("{run}-sink")).await?;
-    wait_delivered(
-        &ledger,
-        &sink,
-        Duration::from_secs(60),
-        Duration::from_secs(1),
-    )
-    .await;
-    let mut row = analyse(
+    let mut row = delivered_row(
         "e. store disk full, then space back",
         &ledger,
-        &sink.seen.lock().unwrap(),
-    );
-    row.check(
-        format!("filled the disk with {} MiB", filled >> 20),
-        filled > 0,
-    );
-    row.check(
-        format!(
-            "while full: {refused_full} replies 503, {acks_full} 2xx; readyz store={}",
-            ready_full["store"]
-        ),
-        refused_full > 0,
-    );
+        &sink,
+        filled,
+        refused_full,
+        &format!(", {acks_full} 2xx"),
+        &ready_full,
+    )
+    .await;
     row.check(
         format!(
             "space back: {acks_after} 2xx in 8 s; readyz store={}",
@@ -139,30 +126,16 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         gw.start().await?;
     }
     finish_clients(tasks, &stop_new, &give_up, Duration::from_secs(20)).await;
-    wait_delivered(
-        &ledger,
-        &sink,
-        Duration::from_secs(60),
-        Duration::from_secs(1),
-    )
-    .await;
-    let mut row = analyse(
+    let mut row = delivered_row(
         "e2. store disk full with the broker up, then space back",
         &ledger,
-        &sink.seen.lock().unwrap(),
-    );
-    row.check(
-        format!("filled the disk with {} MiB", filled >> 20),
-        filled > 0,
-    );
-    row.check(
-        format!(
-            "while full: {} replies 503; readyz store={}",
-            ledger.refused("503") - refused_before,
-            ready_full["store"]
-        ),
-        ledger.refused("503") > refused_before,
-    );
+        &sink,
+        filled,
+        ledger.refused("503") - refused_before,
+        "",
+        &ready_full,
+    )
+    .await;
     // sled writes the relay's progress and the indexer the dedup table all along, so the full
     // disk breaks them: a run where both came through (or the gateway died otherwise) did not
     // test what this row is for.
@@ -273,6 +246,39 @@ async fn fill_until_refused(mnt: &Path, ledger: &Ledger) -> (PathBuf, u64, u64) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (filler, filled, refused_before)
+}
+
+/// Both rows' end: waits until every acknowledged event arrived (at most 60 s), and checks
+/// that the disk was filled and that it refused requests (503) while full.
+async fn delivered_row(
+    title: &str,
+    ledger: &Ledger,
+    sink: &Sink,
+    filled: u64,
+    refused_full: u64,
+    also: &str,
+    ready_full: &serde_json::Value,
+) -> Row {
+    wait_delivered(
+        ledger,
+        sink,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut row = analyse(title, ledger, &sink.seen.lock().unwrap());
+    row.check(
+        format!("filled the disk with {} MiB", filled >> 20),
+        filled > 0,
+    );
+    row.check(
+        format!(
+            "while full: {refused_full} replies 503{also}; readyz store={}",
+            ready_full["store"]
+        ),
+        refused_full > 0,
+    );
+    row
 }
 
 /// Writes zeros to `path` until the file system is full; returns the bytes written.
