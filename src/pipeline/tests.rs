@@ -127,11 +127,12 @@ async fn the_source_budget_is_spent_only_by_verified_requests() {
     for _ in 0..3 {
         assert_eq!(refusal(&c.send(&forged).await), Some(Refusal::Signature));
     }
-    assert!(matches!(
-        c.send(&c.sample("d-6")).await,
-        Outcome::Accepted { .. }
-    ));
-    match c.send(&c.sample("d-7")).await {
+    // Side by side: d-7's check comes right after d-6's token is spent, not after d-6's disk
+    // write (one token a second: a write and a stall past a second would refill the bucket).
+    let (d6, d7) = (c.sample("d-6"), c.sample("d-7"));
+    let (d6, d7) = tokio::join!(biased; c.send(&d6), c.send(&d7));
+    assert!(matches!(d6, Outcome::Accepted { .. }), "{d6:?}");
+    match d7 {
         Outcome::RateLimited { limiter, reply, .. } => {
             assert_eq!(limiter, Limiter::Source);
             assert_eq!(reply.status, 429);

@@ -45,6 +45,16 @@ fn sled_reopened(path: &Path) -> sled::Db {
     }
 }
 
+/// Waits (boundedly) until the indexer has every record on disk in the table: `accept`
+/// returns once its record is durable, before the indexer (another thread, after a 20 ms
+/// gather) has written its keys, and `checkpoint` or `sweep` wait for it 200 ms at most.
+fn indexed(s: &Store) {
+    assert!(
+        s.settle_index_within(Duration::from_secs(10)),
+        "not indexed"
+    );
+}
+
 /// A store at `cfg` that accepted `ids` at time 1000, then closed.
 async fn closed_with(cfg: &StoreConfig, ids: &[&str]) {
     let s = open_store(cfg);
@@ -115,6 +125,7 @@ async fn a_failed_write_back_keeps_the_checkpoint_where_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let s = open_store(&config(dir.path(), 10));
     accept(&s, &entry("a"), 1000).await;
+    indexed(&s);
     s.checkpoint().unwrap();
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
     s.index.seen.fail_write_back.store(true, Ordering::Relaxed);
@@ -139,6 +150,7 @@ async fn a_checkpoint_stays_put_while_index_writes_fail() {
     let dir = tempfile::tempdir().unwrap();
     let s = open_store(&config(dir.path(), 10));
     accept(&s, &entry("a"), 1000).await;
+    indexed(&s);
     s.checkpoint().unwrap();
     assert_eq!(saved_checkpoint(&s.meta).unwrap(), 1);
     s.index.failing.store(true, Ordering::Relaxed);
@@ -182,6 +194,8 @@ async fn dedup_within_window_then_forget() {
         "scoped by source"
     );
     assert_eq!(s.pending(), 2);
+    // Both in the table: an id still in the in-flight map is a duplicate whatever the time.
+    indexed(&s);
     // Sweeps drop nothing here (a handful of dead slots is not worth a rebuild; see
     // `table_sweep_rebuilds_without_dead_slots`), and they change no decision.
     assert_eq!(s.sweep(1099).unwrap(), 0);
@@ -316,6 +330,7 @@ async fn cursor_dead_letters_and_retention() {
     let at = s.published_at(5).expect("published by the cursor save");
     assert!(at.abs_diff(crate::now_secs()) < 5);
     assert_eq!(s.published_at(21), None, "still pending");
+    indexed(&s);
     s.checkpoint().unwrap();
     let before = s.log_segments();
     assert!(s.retain(SystemTime::now()).unwrap() > 0);
@@ -774,7 +789,7 @@ async fn a_crash_after_the_checkpoint_is_reindexed_from_the_log() {
         for id in ["b", "c"] {
             accept(&s, &entry(id), 1000).await;
         }
-        s.settle_index();
+        indexed(&s);
         assert_eq!(s.lookup(&entry("c"), 1001).unwrap(), Local::Seen);
         // Dropped without close (no final checkpoint).
     }

@@ -453,6 +453,12 @@ async fn rejections_say_why_without_a_body_or_a_signature() {
     gw.stop().await;
 }
 
+/// How long `tail` may take, with a gateway running, to read where the log ends (it follows
+/// what is accepted after that): it first waits half a second for the store's lock
+/// (`open_local`), then asks the admin listener. 800 ms left a loaded machine some 300 ms for
+/// its start and that request; an event sent before then is never shown (the test times out).
+const TAIL_STARTS: Duration = Duration::from_secs(3);
+
 /// `hookgate tail --json --count N -c FILE`, its output piped.
 fn spawn_tail_json(file: &std::path::Path, count: u32) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_hookgate"))
@@ -612,7 +618,7 @@ async fn the_cli_answers_the_same_from_a_running_or_a_stopped_gateway() {
 
     // `tail` follows what is accepted after it starts, envelopes with --json.
     let tail = spawn_tail_json(&file, 2);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(TAIL_STARTS).await;
     send(&gw, "push", "t0").await;
     send(&gw, "issues", "t1").await;
     let envelopes = tail_json(tail).await;
@@ -883,7 +889,7 @@ async fn tail_follows_published_events_when_nothing_is_retained() {
     )
     .unwrap();
     let tail = spawn_tail_json(&file, 3);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(TAIL_STARTS).await;
     for i in 0..3 {
         send(&gw, "push", &format!("r{i}")).await;
         // Published, and so out of the listings, before tail's next look.
@@ -919,7 +925,7 @@ async fn tail_pages_through_a_burst_of_large_events() {
     );
     std::fs::write(&file, text).unwrap();
     let tail = spawn_tail_json(&file, 6);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(TAIL_STARTS).await;
     // Six of ~1 MiB: more than one page's worth of envelopes.
     let big = format!(r#"{{"pad":"{}"}}"#, "p".repeat(1 << 20));
     let sends = (0..6).map(|i| {

@@ -458,7 +458,10 @@ async fn issue_15_sighup_swaps_secrets_refuses_a_broken_config_and_reports_resta
     let (first, rest) = inflight.body.split_at(inflight.body.len() / 2);
     conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(first).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing says when the gateway has read the head (and taken its config): time for it
+    // past a loaded machine's stall (half a second), and the rest of the body still well
+    // within request_timeout_secs (3 s from then).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     gw.signal(libc::SIGHUP);
     gw.wait_metric(ok, 1).await;
     conn.write_all(rest).unwrap();
