@@ -126,7 +126,7 @@ flat() { local label=$1 url=$2 pid=$3 t0 b0 m0 st0 k0 out
   for kv in $wl; do case $kv in *=*) R[$label.${kv%%=*}]=${kv#*=};; esac; done
   R[$label.gen_s]=$(awk '{print $2 + $3}' <<<"$gl")
   [ "${R[$label.capped]}" = 0 ] || say "$label: hit the CAP of $CAP requests before ${DURATION}s: raise CAP"
-  say "$label: ${R[$label.rps]} req/s, ok ${R[$label.ok]}/${R[$label.requests]}, server $(calc "${R[$label.srv_ticks]}/$tck") s CPU, wrk $(calc "${R[$label.gen_s]}") s CPU"
+  say "$label: ${R[$label.rps]} req/s, ok ${R[$label.ok]}/${R[$label.requests]}, server $(calc "${R[$label.srv_ticks]}/$tck") s CPU, wrk $(calc "${R[$label.gen_s]}") s CPU, $(calc "${R[$label.steal_ticks]}/$tck") s stolen"
 }
 # Open loop at RATE with examples/load.rs. Sets R[label.lat_*].
 openloop() { local label=$1 url=$2 line
