@@ -147,14 +147,16 @@ published() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^hookgate_published_
 # confirmed per second from 1 s into the load to its end (the rate held while offered; a
 # falling-behind relay reads lower), R[label.left] (pending when the load ended), R[label.tail]
 # (the drain after it), R[label.gen_us] (the generator's CPU per request).
-paced() { local label=$1 url=$2 admin=$3 rate lp p1 t1 p2 t2 line t_drained
+paced() { local label=$1 url=$2 admin=$3 rate lp p1 t1 p2 t2 line t_drained st1
   rate=${R[$label.offered]}
   paced_load "$url" "$rate" "$DURATION" "$label-$suffix" "$label" >"$work/$label.load" & lp=$!; pids+=("$lp")
   # Each sample's time: the middle of its /metrics request (slower under load).
   sample() { local a b; a=$(date +%s.%N); p=$(published "$admin"); b=$(date +%s.%N); t=$(calc "sprintf(\"%.6f\", ($a + $b) / 2)"); }
   local p t
-  sleep 1; sample; p1=$p t1=$t
+  sleep 1; sample; p1=$p t1=$t; st1=$(machine_steal)
   wait "$lp"; sample; p2=$p t2=$t
+  # Cores the hypervisor took over the same window (a round that falls behind: was it us).
+  R[$label.stolen]=$(calc "sprintf(\"%.2f\", ($(machine_steal) - $st1) / $tck / ($t2 - $t1))")
   R[$label.left]=$(pending "$admin")
   t_drained=$(wait_drained "$admin" 300) || true
   line=$(grep '^RESULT' "$work/$label.load")
@@ -162,7 +164,7 @@ paced() { local label=$1 url=$2 admin=$3 rate lp p1 t1 p2 t2 line t_drained
   R[$label.held_eps]=$(calc "($p2 - $p1) / ($t2 - $t1)")
   R[$label.tail]=$(calc "$t_drained - $t2")
   R[$label.gen_us]=$(calc "${R[$label.client_cpu_s]} * 1e6 / (${R[$label.sent]} > 0 ? ${R[$label.sent]} : 1)")
-  say "$label: offered $rate/s, ok ${R[$label.ok]}/${R[$label.sent]}, confirmed ${R[$label.held_eps]}/s while offered, ${R[$label.left]} pending at its end, drained $(calc "${R[$label.tail]}") s later; generator $(calc "${R[$label.gen_us]}") µs/request"
+  say "$label: offered $rate/s, ok ${R[$label.ok]}/${R[$label.sent]}, confirmed ${R[$label.held_eps]}/s while offered, ${R[$label.left]} pending at its end, drained $(calc "${R[$label.tail]}") s later; generator $(calc "${R[$label.gen_us]}") µs/request; ${R[$label.stolen]} of a core stolen"
 }
 
 hg_start() { # label, amqp url, queue -> sets hg_pid hg_port hg_admin
@@ -396,8 +398,8 @@ if [ "$PAIRS" -gt 0 ]; then
   paced=(); paced_txt=()
   for i in $(seq 1 "$PAIRS"); do
     paced+=("$(ratio "${R[pair$i-paced.held_eps]}" "${R[pair$i-raw.eps]}")")
-    paced_txt+=("${R[pair$i-paced.offered]}→$(f0 "${R[pair$i-paced.held_eps]}") ($(ratio "${R[pair$i-paced.held_eps]}" "${R[pair$i-paced.offered]}"); ${R[pair$i-paced.left]} / $(f1 "${R[pair$i-paced.tail]}") s; $(f1 "${R[pair$i-paced.gen_us]}") µs)"); done
-  echo "| sustained, paced: $PACE × the round's raw rate offered for ${DURATION} s, events confirmed per second while offered, from 1 s in to the end (offered→confirmed events/s (confirmed / offered: held when ≥ 0.98; pending at the end of the load / drained in; the generator's CPU per request): $(IFS=,; echo "${paced_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${paced[@]}") (median $(median "${paced[@]}")) | ≥ 0.9, held |"
+    paced_txt+=("${R[pair$i-paced.offered]}→$(f0 "${R[pair$i-paced.held_eps]}") ($(ratio "${R[pair$i-paced.held_eps]}" "${R[pair$i-paced.offered]}"); ${R[pair$i-paced.left]} / $(f1 "${R[pair$i-paced.tail]}") s; $(f1 "${R[pair$i-paced.gen_us]}") µs; ${R[pair$i-paced.stolen]} stolen)"); done
+  echo "| sustained, paced: $PACE × the round's raw rate offered for ${DURATION} s, events confirmed per second while offered, from 1 s in to the end (offered→confirmed events/s (confirmed / offered: held when ≥ 0.98; pending at the end of the load / drained in; the generator's CPU per request; cores stolen by the hypervisor meanwhile): $(IFS=,; echo "${paced_txt[*]}" | sed 's/,/, /g')) | — | — | $(slashed "${paced[@]}") (median $(median "${paced[@]}")) | ≥ 0.9, held |"
 fi
 echo "| RSS idle | $(mb "${R[mem.idle_kb]}") | — | — | < 64 MB |"
 echo "| RSS peak (VmHWM) flat out | $(mb "${R[mem.flat_hwm_kb]}") | — | — | < 256 MB |"
