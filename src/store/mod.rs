@@ -258,6 +258,9 @@ pub struct Store {
     /// sled answers every later write with the same error after an I/O failure (a full disk,
     /// even once space is back) until a restart, so `/readyz` must say so.
     meta_failing: AtomicBool,
+    /// Makes sled's writes of the relay's position fail ([`Store::advance`]).
+    #[cfg(test)]
+    pub(crate) fail_meta_writes: AtomicBool,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -424,6 +427,8 @@ impl Store {
             published_ahead: Mutex::new(BTreeSet::new()),
             refusals: Mutex::new(BTreeMap::new()),
             meta_failing: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_meta_writes: AtomicBool::new(false),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -715,26 +720,25 @@ impl Store {
     }
 
     /// The relay is done with everything below `cursor`; `finished` records left the backlog
-    /// since the last call. Saved in sled without a flush, and written in place to
-    /// `relay.cursor` without a sync: a killed process loses nothing of it (the page cache
-    /// keeps it), a power cut falls back to sled's last checkpoint (and republishes a little).
+    /// since the last call. Written in place to `relay.cursor` without a sync, and saved in
+    /// sled without a flush: a killed process loses nothing of it (the page cache keeps it),
+    /// a power cut falls back to sled's last checkpoint (and republishes a little).
+    ///
+    /// Only a failed write of `relay.cursor` is the relay's error. Once sled fails a write it
+    /// fails every later one until a restart (`failing_until_restart`: `/readyz` says so and
+    /// the gateway stops after a grace), and a start resumes from `relay.cursor` when it is
+    /// ahead of sled: so the relay goes on meanwhile. It used to reconnect on every save,
+    /// republishing its window each time, and the count of pending events kept what those
+    /// saves had finished (found after a full disk: the outbox count stayed up with nothing
+    /// pending).
     pub fn advance(&self, cursor: u64, finished: u64, oldest_at: u64) -> Result<(), StoreError> {
         let before = self.cursor.swap(cursor, Ordering::AcqRel);
-        if cursor > before {
-            self.note_meta(
-                self.db
-                    .open_tree(PUBLISHED)
-                    .and_then(|t| t.insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())),
-            )?;
-        }
         self.oldest_pending_at.store(oldest_at, Ordering::Relaxed);
         let _ = self
             .pending
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
                 Some(p.saturating_sub(finished))
             });
-        self.note_meta(self.meta.insert(CURSOR, &cursor.to_be_bytes()))?;
-        self.cursor_file.write(cursor)?;
         let mut ahead = self
             .published_ahead
             .lock()
@@ -746,6 +750,27 @@ impl Store {
         let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
         if !refusals.is_empty() {
             *refusals = refusals.split_off(&cursor);
+        }
+        drop(refusals);
+        self.cursor_file.write(cursor)?;
+        let published = match cursor > before {
+            true => self
+                .db
+                .open_tree(PUBLISHED)
+                .and_then(|t| t.insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())),
+            false => Ok(None),
+        };
+        let saved = published.and_then(|_| self.meta.insert(CURSOR, &cursor.to_be_bytes()));
+        #[cfg(test)]
+        let saved = match self.fail_meta_writes.load(Ordering::Relaxed) {
+            true => Err(sled::Error::Io(std::io::Error::other("injected by a test"))),
+            false => saved,
+        };
+        let was_failing = self.meta_failing.load(Ordering::Relaxed);
+        if let Err(e) = self.note_meta(saved) {
+            if !was_failing {
+                tracing::error!(error = %e, "store metadata (sled) writes fail: the relay goes on from relay.cursor until the gateway stops for a restart");
+            }
         }
         Ok(())
     }

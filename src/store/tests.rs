@@ -1059,6 +1059,38 @@ async fn a_failing_metadata_write_is_a_store_problem_until_one_succeeds() {
     assert_eq!(s.failing_until_restart(), Some(META_FAILING));
 }
 
+/// While sled's writes fail (until a restart, after a full disk), the relay's saves still move
+/// the cursor, the count of pending events and `relay.cursor`, and do not fail the relay: it
+/// used to reconnect on every save (republishing its window) and the count kept what those
+/// saves had finished. A start after it resumes from `relay.cursor`.
+#[tokio::test]
+async fn saves_go_on_from_the_cursor_file_while_sled_writes_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 100);
+    {
+        let s = open_store(&cfg);
+        for i in 0..6 {
+            accept(&s, &entry(&format!("m{i}")), 1000).await;
+        }
+        s.advance(2, 1, 1000).unwrap();
+        s.fail_meta_writes.store(true, Ordering::Relaxed);
+        s.advance(4, 2, 1000).unwrap();
+        assert_eq!((s.cursor(), s.pending()), (4, 3));
+        assert_eq!(s.problem(), Some(META_FAILING));
+        assert_eq!(s.failing_until_restart(), Some(META_FAILING));
+        s.advance(5, 1, 1000).unwrap();
+        assert_eq!(s.pending(), 2);
+        assert_eq!(CursorFile::open(&cfg.path).unwrap().read(), Some(5));
+        // Dropped as a kill leaves it: sled's own position is still 2.
+    }
+    let s = open_store(&cfg);
+    assert_eq!((s.cursor(), s.pending()), (5, 2));
+    assert_eq!(pending_ids(&s), ["m4", "m5"]);
+    assert_eq!(s.problem(), None);
+    s.advance(7, 2, 1000).unwrap();
+    assert_eq!(s.pending(), 0);
+}
+
 /// A blob directory that cannot be listed (too many open files, say) fails that sync, but is
 /// no lost write: only a failed flush or fsync is a problem until a restart (after which the
 /// gateway stops; found by a review).
