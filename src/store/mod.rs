@@ -261,6 +261,8 @@ pub struct Store {
     /// Makes sled's writes of the relay's position fail ([`Store::advance`]).
     #[cfg(test)]
     pub(crate) fail_meta_writes: AtomicBool,
+    /// The last save of the relay's position wrote only one of its two copies (logged once).
+    saves_failing: AtomicBool,
     /// Woken whenever a record is committed.
     pub committed: Arc<Notify>,
     /// The thread that writes committed records' keys into the dedup table; ends after the
@@ -429,6 +431,7 @@ impl Store {
             meta_failing: AtomicBool::new(false),
             #[cfg(test)]
             fail_meta_writes: AtomicBool::new(false),
+            saves_failing: AtomicBool::new(false),
             committed,
             indexer: Mutex::new(Some(indexer)),
         };
@@ -724,10 +727,10 @@ impl Store {
     /// sled without a flush: a killed process loses nothing of it (the page cache keeps it),
     /// a power cut falls back to sled's last checkpoint (and republishes a little).
     ///
-    /// Only a failed write of `relay.cursor` is the relay's error. Once sled fails a write it
-    /// fails every later one until a restart (`failing_until_restart`: `/readyz` says so and
-    /// the gateway stops after a grace), and a start resumes from `relay.cursor` when it is
-    /// ahead of sled: so the relay goes on meanwhile. It used to reconnect on every save,
+    /// Either copy is enough (a start takes the later of the two), so a save fails the relay
+    /// only when both fail. Once sled fails a write it fails every later one until a restart
+    /// (`failing_until_restart`: `/readyz` says so and the gateway stops after a grace), and
+    /// the relay goes on meanwhile from `relay.cursor`. It used to reconnect on every save,
     /// republishing its window each time, and the count of pending events kept what those
     /// saves had finished (found after a full disk: the outbox count stayed up with nothing
     /// pending).
@@ -752,25 +755,32 @@ impl Store {
             *refusals = refusals.split_off(&cursor);
         }
         drop(refusals);
-        self.cursor_file.write(cursor)?;
-        let published = match cursor > before {
-            true => self
-                .db
-                .open_tree(PUBLISHED)
-                .and_then(|t| t.insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())),
-            false => Ok(None),
-        };
-        let saved = published.and_then(|_| self.meta.insert(CURSOR, &cursor.to_be_bytes()));
         #[cfg(test)]
-        let saved = match self.fail_meta_writes.load(Ordering::Relaxed) {
+        let injected = self.fail_meta_writes.load(Ordering::Relaxed);
+        #[cfg(not(test))]
+        let injected = false;
+        let saved = match injected {
             true => Err(sled::Error::Io(std::io::Error::other("injected by a test"))),
-            false => saved,
-        };
-        let was_failing = self.meta_failing.load(Ordering::Relaxed);
-        if let Err(e) = self.note_meta(saved) {
-            if !was_failing {
-                tracing::error!(error = %e, "store metadata (sled) writes fail: the relay goes on from relay.cursor until the gateway stops for a restart");
+            false => match cursor > before {
+                true => self
+                    .db
+                    .open_tree(PUBLISHED)
+                    .and_then(|t| t.insert(cursor.to_be_bytes(), &crate::now_secs().to_be_bytes())),
+                false => Ok(None),
             }
+            .and_then(|_| self.meta.insert(CURSOR, &cursor.to_be_bytes())),
+        };
+        let saved = self.note_meta(saved);
+        let filed = self.cursor_file.write(cursor);
+        let failed = match (saved, filed) {
+            (Err(_), Err(e)) => return Err(e.into()),
+            (Err(e), Ok(())) => Some(format!("sled: {e}")),
+            (Ok(_), Err(e)) => Some(format!("relay.cursor: {e}")),
+            (Ok(_), Ok(())) => None,
+        };
+        let was_failing = self.saves_failing.swap(failed.is_some(), Ordering::Relaxed);
+        if let (Some(why), false) = (failed, was_failing) {
+            tracing::error!(error = %why, "a copy of the relay's position cannot be written; the relay goes on with the other");
         }
         Ok(())
     }
