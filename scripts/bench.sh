@@ -143,10 +143,10 @@ openloop() { local label=$1 url=$2 line
 
 published() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^hookgate_published_total[{]/ { s += $NF } END { print s + 0 }'; }
 # Offers R[label.offered] req/s for DURATION s (bench-lib.sh's paced_load), then waits for the
-# relay. Sets R[label.held_eps]: events
-# confirmed per second from 1 s into the load to its end (the rate held while offered; a
-# falling-behind relay reads lower), R[label.left] (pending when the load ended), R[label.tail]
-# (the drain after it), R[label.gen_us] (the generator's CPU per request).
+# relay. Sets R[label.held_eps]: events confirmed per second from 1 s into the load to its end
+# (the rate held while offered; a falling-behind relay reads lower), R[label.left] (pending
+# when the load ended), R[label.tail] (the drain after it), R[label.gen_us] (the generator's
+# CPU per request), R[label.stolen] (cores the hypervisor took meanwhile).
 paced() { local label=$1 url=$2 admin=$3 rate lp p1 t1 p2 t2 line t_drained st1
   rate=${R[$label.offered]}
   paced_load "$url" "$rate" "$DURATION" "$label-$suffix" "$label" >"$work/$label.load" & lp=$!; pids+=("$lp")

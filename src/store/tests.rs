@@ -108,7 +108,7 @@ async fn an_id_whose_index_write_failed_stays_a_duplicate() {
         s.accept(&entry("b"), 1000, Duration::from_secs(5)).await,
         Ok(Accepted::New)
     ));
-    assert!(s.settle_index_within(Duration::from_secs(10)));
+    indexed(&s);
     assert!(
         s.index.failing.load(Ordering::Relaxed),
         "the failed index write shows"
@@ -132,9 +132,9 @@ async fn a_failed_write_back_keeps_the_checkpoint_where_it_was() {
     // At most one write-back per interval, counted from the open.
     tokio::time::sleep(Duration::from_millis(250)).await;
     accept(&s, &entry("b"), 1000).await;
-    assert!(s.settle_index_within(Duration::from_secs(10)));
+    indexed(&s);
     assert!(s.index.failing.load(Ordering::Relaxed));
-    assert_eq!(s.problem(), Some("dedup index writes fail"));
+    assert_eq!(s.problem(), Some(INDEX_FAILING));
     // Refused, and again later: the error was the write-back's to see, not the next sync's.
     s.index.seen.fail_write_back.store(false, Ordering::Relaxed);
     assert!(s.checkpoint().is_err());

@@ -18,44 +18,34 @@ use crate::report::{analyse, Row};
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let proxy = Proxy::start(ctx.broker).await?;
     proxy.cut();
-    let d = match FullDisk::start(ctx, "e", &proxy.url(&ctx.amqp)).await? {
+    let mut d = match FullDisk::start(ctx, "e", &proxy.url(&ctx.amqp)).await? {
         Ok(d) => d,
         Err(skipped) => return Ok(vec![skipped]),
     };
-    let FullDisk {
-        run,
-        mnt,
-        _mount,
-        mut gw,
-        ledger,
-        tasks,
-        stop_new,
-        give_up,
-    } = d;
-    let acks_at_full = ledger.acks.load(Ordering::Relaxed);
-    let (filler, filled, refused_before) = fill_until_refused(&mnt, &ledger).await;
+    let acks_at_full = d.ledger.acks.load(Ordering::Relaxed);
+    let (filler, filled, refused_before) = fill_until_refused(&d.mnt, &d.ledger).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let ready_full = gw.readyz().await;
+    let ready_full = d.gw.readyz().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let refused_full = ledger.refused("503") - refused_before;
-    let acks_full = ledger.acks.load(Ordering::Relaxed) - acks_at_full;
+    let refused_full = d.ledger.refused("503") - refused_before;
+    let acks_full = d.ledger.acks.load(Ordering::Relaxed) - acks_at_full;
     std::fs::remove_file(&filler)?;
-    let acks_at_space = ledger.acks.load(Ordering::Relaxed);
+    let acks_at_space = d.ledger.acks.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let acks_after = ledger.acks.load(Ordering::Relaxed) - acks_at_space;
-    let ready_after = gw.readyz().await;
-    finish_clients(tasks, &stop_new, &give_up, Duration::from_secs(20)).await;
+    let acks_after = d.ledger.acks.load(Ordering::Relaxed) - acks_at_space;
+    let ready_after = d.gw.readyz().await;
+    finish_clients(d.tasks, &d.stop_new, &d.give_up, Duration::from_secs(20)).await;
 
     // Only what is on disk survives this.
-    gw.kill9();
+    d.gw.kill9();
     proxy.restore();
-    gw.start().await?;
+    d.gw.start().await?;
     // The sink queue is declared by the relay's first connection, which is this one.
-    wait_broker(&gw, true).await?;
-    let sink = Sink::start(&ctx.amqp, &format!("{run}-sink")).await?;
+    wait_broker(&d.gw, true).await?;
+    let sink = Sink::start(&ctx.amqp, &format!("{}-sink", d.run)).await?;
     let mut row = delivered_row(
         "e. store disk full, then space back",
-        &ledger,
+        &d.ledger,
         &sink,
         filled,
         refused_full,
@@ -70,9 +60,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ),
         acks_after > 0,
     );
-    gw.term().await;
+    d.gw.term().await;
     drop(sink);
-    cleanup(ctx, &run).await;
+    cleanup(ctx, &d.run).await;
     Ok(vec![row])
 }
 
@@ -83,25 +73,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 /// relay nothing forever; restarted as a service manager would, every acknowledged event
 /// arrives.
 pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
-    let d = match FullDisk::start(ctx, "e2", &ctx.amqp).await? {
+    let mut d = match FullDisk::start(ctx, "e2", &ctx.amqp).await? {
         Ok(d) => d,
         Err(skipped) => return Ok(vec![skipped]),
     };
-    let FullDisk {
-        run,
-        mnt,
-        _mount,
-        mut gw,
-        ledger,
-        tasks,
-        stop_new,
-        give_up,
-    } = d;
     // The gateway's first connection declared the sink's queue.
-    let sink = Sink::start(&ctx.amqp, &format!("{run}-sink")).await?;
-    let (filler, filled, refused_before) = fill_until_refused(&mnt, &ledger).await;
+    let sink = Sink::start(&ctx.amqp, &format!("{}-sink", d.run)).await?;
+    let (filler, filled, refused_before) = fill_until_refused(&d.mnt, &d.ledger).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let ready_full = gw.readyz().await;
+    let ready_full = d.gw.readyz().await;
     std::fs::remove_file(&filler)?;
     // Space is back. What only a restart mends (sled's writes, the dedup table's write-back)
     // is said on /readyz, and the gateway exits within its grace of 30 s.
@@ -114,24 +94,24 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut exited = None;
     let watch_until = tokio::time::Instant::now() + Duration::from_secs(45);
     while tokio::time::Instant::now() < watch_until {
-        saw_broken |= broken(&gw.readyz().await);
-        exited = gw.exited(Duration::from_millis(500)).await;
+        saw_broken |= broken(&d.gw.readyz().await);
+        exited = d.gw.exited(Duration::from_millis(500)).await;
         if exited.is_some() {
             break;
         }
     }
-    let ready_after = gw.readyz().await;
+    let ready_after = d.gw.readyz().await;
     if exited.is_some() {
         // What systemd's Restart=on-failure does.
-        gw.start().await?;
+        d.gw.start().await?;
     }
-    finish_clients(tasks, &stop_new, &give_up, Duration::from_secs(20)).await;
+    finish_clients(d.tasks, &d.stop_new, &d.give_up, Duration::from_secs(20)).await;
     let mut row = delivered_row(
         "e2. store disk full with the broker up, then space back",
-        &ledger,
+        &d.ledger,
         &sink,
         filled,
-        ledger.refused("503") - refused_before,
+        d.ledger.refused("503") - refused_before,
         "",
         &ready_full,
     )
@@ -155,9 +135,9 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         },
         saw_broken && exited.and_then(|s| s.code()) == Some(1),
     );
-    gw.term().await;
+    d.gw.term().await;
     drop(sink);
-    cleanup(ctx, &run).await;
+    cleanup(ctx, &d.run).await;
     Ok(vec![row])
 }
 
@@ -168,12 +148,13 @@ pub async fn run_broker_up(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
 struct FullDisk {
     run: String,
     mnt: PathBuf,
-    _mount: Tmpfs,
     gw: Gateway,
     ledger: Arc<Ledger>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop_new: CancellationToken,
     give_up: CancellationToken,
+    /// Last: fields drop in order, and the store's disk goes after the gateway.
+    _mount: Tmpfs,
 }
 
 impl FullDisk {
@@ -224,12 +205,12 @@ impl FullDisk {
         Ok(Ok(FullDisk {
             run,
             mnt,
-            _mount: mount,
             gw,
             ledger,
             tasks,
             stop_new,
             give_up,
+            _mount: mount,
         }))
     }
 }
